@@ -1,0 +1,64 @@
+"""What every renderer receives, and the registry of output formats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import IO, Callable, Dict, List, Optional
+
+from trainlint.findings import Finding
+
+
+@dataclass(frozen=True)
+class RuleInfo:
+    """Rule metadata a renderer may need (SARIF's rule table, help links)."""
+
+    code: str
+    name: str
+    severity: str  # "error" | "warning" | "info" (after config overrides)
+    summary: str  # one line
+    doc: str  # the full markdown doc
+    url: str
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be linted at all (unreadable, undecodable...)."""
+
+    path: str
+    message: str
+
+
+@dataclass
+class Report:
+    findings: List[Finding]  # sorted by path, line, column, code
+    files_checked: int
+    rules: Dict[str, RuleInfo]  # every rule that was enabled for this run, by code
+    errors: List[FileError] = field(default_factory=list)
+    fixed: int = 0  # findings fixed by --fix
+    statistics: bool = False  # --statistics was asked for (the `full` format prints the table)
+    show_source: bool = True
+    root: Optional[str] = None  # directory paths are relative to (for SARIF's originalUriBaseIds)
+    sources: Dict[str, str] = field(default_factory=dict)  # path -> text, for files with findings
+    version: str = ""  # trainlint's version, for tool metadata
+
+
+Renderer = Callable[[Report, IO[str], bool], None]  # (report, stream, color)
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    name: str
+    render: Renderer
+    for_humans: bool
+    description: str
+
+
+FORMATS: Dict[str, OutputFormat] = {}
+
+
+def register(name: str, *, for_humans: bool, description: str) -> Callable[[Renderer], Renderer]:
+    def deco(fn: Renderer) -> Renderer:
+        FORMATS[name] = OutputFormat(name, fn, for_humans, description)
+        return fn
+
+    return deco
