@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO, Callable, Dict, List, Optional
+from typing import IO, Callable, Dict, List, Optional, Tuple
 
 from trainlint.findings import Finding
 
@@ -62,3 +62,30 @@ def register(name: str, *, for_humans: bool, description: str) -> Callable[[Rend
         return fn
 
     return deco
+
+
+def source_line(report: Report, path: str, line: int) -> Optional[str]:
+    """The text of 1-based ``line`` of ``path`` from ``report.sources`` (no line ending), or None.
+
+    Lines end at ``\\n``, ``\\r\\n`` or ``\\r`` like Python's tokenizer (not ``str.splitlines``,
+    which also splits on form feeds and Unicode separators and would shift line numbers).
+    """
+    text = report.sources.get(path)
+    if text is None or line < 1:
+        return None
+    lines = _split_lines(text)
+    return lines[line - 1] if line <= len(lines) else None
+
+
+_SPLIT_CACHE: Dict[int, Tuple[str, List[str]]] = {}
+
+
+def _split_lines(text: str) -> List[str]:
+    cached = _SPLIT_CACHE.get(id(text))
+    if cached is not None and cached[0] is text:
+        return cached[1]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(_SPLIT_CACHE) > 64:
+        _SPLIT_CACHE.clear()
+    _SPLIT_CACHE[id(text)] = (text, lines)
+    return lines

@@ -1,0 +1,253 @@
+"""One pass over a file: its imports, classes, functions, and the statements of each scope in order.
+
+The walk visits statements only (cheap); expressions stay libcst nodes that rules inspect where they
+care. Every statement gets its order in the file, the compound statements around it (to tell an
+unconditional assignment from one in a branch) and its loop depth, so that the value a name holds at a
+statement can be followed back through its assignments (``reaching``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import libcst as cst
+
+from trainlint.analysis.names import AliasTable, dotted
+
+
+@dataclass(eq=False)
+class Stmt:
+    index: int  # order in the file
+    node: cst.CSTNode  # a small statement (Assign, Expr, Return, ...)
+    block: Tuple[int, ...]  # ids of the compound statements around it, inside its scope
+    loops: Tuple[cst.CSTNode, ...]  # enclosing for/while statements, innermost last
+
+
+@dataclass(eq=False)
+class Assignment:
+    target: str  # dotted: "loss", "self.criterion"
+    value: Optional[cst.BaseExpression]  # None for loop targets and unpacking we do not follow
+    stmt: Stmt
+    kind: str = "assign"  # "assign" | "aug" (value is the right side of x op= value) | "inplace" | "for" | "with"
+    node: Optional[cst.CSTNode] = None  # the whole target-bearing node
+    scope: Optional["Scope"] = None  # the scope the assignment is in
+
+
+@dataclass(eq=False)
+class Scope:
+    kind: str  # "module" | "function"
+    name: str
+    node: cst.CSTNode
+    class_name: Optional[str] = None  # for methods
+    parent: Optional["Scope"] = None
+    stmts: List[Stmt] = field(default_factory=list)
+    assigns: Dict[str, List[Assignment]] = field(default_factory=dict)
+    returns: List[Tuple[Optional[cst.BaseExpression], Stmt]] = field(default_factory=list)
+
+    @property
+    def qualname(self) -> str:
+        return f"{self.class_name}.{self.name}" if self.class_name else self.name
+
+    def reaching(self, name: str, before: Stmt) -> List[Assignment]:
+        """Assignments to ``name`` that may hold at statement ``before`` (textual order; an
+        assignment in the same or an enclosing block shadows the earlier ones)."""
+        out: List[Assignment] = []
+        for a in reversed(self.assigns.get(name, ())):
+            if a.stmt.index >= before.index:
+                continue
+            out.append(a)
+            if before.block[: len(a.stmt.block)] == a.stmt.block:
+                break
+        return out
+
+    def params(self) -> List[str]:
+        if isinstance(self.node, cst.FunctionDef):
+            p = self.node.params
+            return [x.name.value for x in (*p.posonly_params, *p.params, *p.kwonly_params)]
+        return []
+
+
+@dataclass(eq=False)
+class ClassInfo:
+    name: str
+    node: cst.ClassDef
+    bases: List[str]  # qualified through imports when possible, else the local dotted name
+    methods: Dict[str, Scope] = field(default_factory=dict)
+
+
+@dataclass(eq=False)
+class FileFacts:
+    aliases: AliasTable
+    module: Scope
+    functions: List[Scope] = field(default_factory=list)  # every function and method scope
+    classes: Dict[str, ClassInfo] = field(default_factory=dict)
+    #: ``self.x = ...`` in any method, keyed by class name then "self.x".
+    attributes: Dict[str, Dict[str, List[Assignment]]] = field(default_factory=dict)
+
+    def scopes(self) -> Iterator[Scope]:
+        yield self.module
+        yield from self.functions
+
+    def function(self, name: str) -> Optional[Scope]:
+        """A module-level function of this file by name."""
+        for s in self.functions:
+            if s.name == name and s.class_name is None and s.parent is self.module:
+                return s
+        return None
+
+    def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
+        return self.aliases.qualify(expr)
+
+
+def _targets(expr: cst.BaseExpression) -> List[Tuple[str, Optional[cst.BaseExpression], bool]]:
+    """(dotted name, sub-node, is_whole) for each name bound by an assignment target."""
+    name = dotted(expr)
+    if name is not None:
+        return [(name, expr, True)]
+    if isinstance(expr, (cst.Tuple, cst.List)):
+        out = []
+        for el in expr.elements:
+            inner = el.value
+            out.extend((n, node, False) for n, node, _ in _targets(inner))
+        return out
+    return []
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.aliases = AliasTable()
+        self.counter = 0
+        self.facts: Optional[FileFacts] = None
+
+    def build(self, module: cst.Module) -> FileFacts:
+        scope = Scope("module", "<module>", module)
+        self.facts = FileFacts(self.aliases, scope)
+        self._body(module.body, scope, (), ())
+        return self.facts
+
+    # -- statements -------------------------------------------------------------------------
+    def _body(self, body, scope: Scope, block: Tuple[int, ...], loops: Tuple[cst.CSTNode, ...], cls: Optional[ClassInfo] = None) -> None:
+        for stmt in body:
+            if isinstance(stmt, cst.SimpleStatementLine):
+                for small in stmt.body:
+                    self._small(small, scope, block, loops)
+            else:
+                self._compound(stmt, scope, block, loops, cls)
+
+    def _suite(self, suite, scope, block, loops, cls=None) -> None:
+        if isinstance(suite, cst.IndentedBlock):
+            self._body(suite.body, scope, block, loops, cls)
+        elif isinstance(suite, cst.SimpleStatementSuite):
+            for small in suite.body:
+                self._small(small, scope, block, loops)
+
+    def _stmt(self, node, scope, block, loops) -> Stmt:
+        self.counter += 1
+        s = Stmt(self.counter, node, block, loops)
+        scope.stmts.append(s)
+        return s
+
+    def _assign(self, scope: Scope, name: str, value, stmt: Stmt, kind: str, node=None) -> None:
+        a = Assignment(name, value, stmt, kind, node, scope)
+        scope.assigns.setdefault(name, []).append(a)
+        if name.startswith("self.") and scope.class_name is not None:
+            self.facts.attributes.setdefault(scope.class_name, {}).setdefault(name, []).append(a)
+
+    def _small(self, node, scope: Scope, block, loops) -> None:
+        s = self._stmt(node, scope, block, loops)
+        if isinstance(node, cst.Assign):
+            for t in node.targets:
+                for name, _, whole in _targets(t.target):
+                    self._assign(scope, name, node.value if whole else None, s, "assign", node)
+        elif isinstance(node, cst.AnnAssign):
+            for name, _, whole in _targets(node.target):
+                self._assign(scope, name, node.value if whole else None, s, "assign", node)
+        elif isinstance(node, cst.AugAssign):
+            for name, _, _ in _targets(node.target):
+                self._assign(scope, name, node.value, s, "aug", node)
+        elif isinstance(node, cst.Expr):
+            call = node.value
+            # `x.clamp_(...)` and friends rebind x in place.
+            if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute):
+                meth = call.func.attr.value
+                if meth.endswith("_") and not meth.endswith("__"):
+                    recv = dotted(call.func.value)
+                    if recv is not None:
+                        self._assign(scope, recv, call, s, "inplace", node)
+        elif isinstance(node, cst.Return):
+            scope.returns.append((node.value, s))
+        elif isinstance(node, cst.Import):
+            self.aliases.add_import(node)
+        elif isinstance(node, cst.ImportFrom):
+            self.aliases.add_import_from(node)
+
+    def _compound(self, node, scope: Scope, block, loops, cls: Optional[ClassInfo]) -> None:
+        inner = block + (id(node),)
+        if isinstance(node, cst.FunctionDef):
+            fscope = Scope("function", node.name.value, node, cls.name if cls else None, scope)
+            self.facts.functions.append(fscope)
+            if cls is not None:
+                cls.methods.setdefault(node.name.value, fscope)
+            self._suite(node.body, fscope, (), ())
+            self._assign(scope, node.name.value, None, self._stmt(node, scope, block, loops), "def", node)
+        elif isinstance(node, cst.ClassDef):
+            bases = []
+            for arg in node.bases:
+                q = self.aliases.qualify(arg.value) or dotted(arg.value)
+                if q:
+                    bases.append(q)
+            info = ClassInfo(node.name.value, node, bases)
+            self.facts.classes.setdefault(node.name.value, info)
+            self._suite(node.body, scope, inner, loops, info)
+        elif isinstance(node, (cst.For, cst.While)):
+            s = self._stmt(node, scope, block, loops)
+            if isinstance(node, cst.For):
+                for name, _, _ in _targets(node.target):
+                    self._assign(scope, name, None, s, "for", node)
+            self._suite(node.body, scope, inner, loops + (node,))
+            if node.orelse is not None:
+                self._suite(node.orelse.body, scope, inner + (1,), loops)
+        elif isinstance(node, cst.If):
+            self._stmt(node, scope, block, loops)
+            self._suite(node.body, scope, inner, loops)
+            orelse = node.orelse
+            k = 1
+            while orelse is not None:
+                if isinstance(orelse, cst.If):
+                    self._stmt(orelse, scope, block, loops)
+                    self._suite(orelse.body, scope, block + (id(orelse),), loops)
+                    orelse = orelse.orelse
+                else:
+                    self._suite(orelse.body, scope, inner + (k,), loops)
+                    orelse = None
+                k += 1
+        elif isinstance(node, cst.With):
+            s = self._stmt(node, scope, block, loops)
+            for item in node.items:
+                if item.asname is not None:
+                    for name, _, _ in _targets(item.asname.name):
+                        self._assign(scope, name, item.item, s, "with", node)
+            # A with-block runs unconditionally: its statements share the enclosing block.
+            self._suite(node.body, scope, block, loops)
+        elif isinstance(node, cst.Try) or isinstance(node, getattr(cst, "TryStar", ())):
+            self._stmt(node, scope, block, loops)
+            self._suite(node.body, scope, inner, loops)
+            for i, h in enumerate(node.handlers):
+                self._suite(h.body, scope, inner + (i + 10,), loops)
+            if node.orelse is not None:
+                self._suite(node.orelse.body, scope, inner + (2,), loops)
+            if node.finalbody is not None:
+                self._suite(node.finalbody.body, scope, block, loops)
+        elif isinstance(node, getattr(cst, "Match", ())):
+            self._stmt(node, scope, block, loops)
+            for i, case in enumerate(node.cases):
+                self._suite(case.body, scope, inner + (i,), loops)
+        else:  # pragma: no cover - future syntax
+            for child in node.children:
+                if isinstance(child, (cst.IndentedBlock, cst.SimpleStatementSuite)):
+                    self._suite(child, scope, inner, loops)
+
+
+def extract(module: cst.Module) -> FileFacts:
+    return _Builder().build(module)

@@ -1,0 +1,94 @@
+"""Resolving names through the file's own imports (no libcst metadata providers: they cost ~10x the parse).
+
+``import torch.nn as nn``, ``from torch import nn``, ``from torch.nn import ReLU``,
+``import torch.nn.functional as F`` and ``import torch as th`` all resolve ``nn.ReLU`` / ``ReLU`` /
+``th.nn.ReLU`` to the one qualified name ``torch.nn.ReLU``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import libcst as cst
+
+
+def dotted(expr: cst.BaseExpression) -> Optional[str]:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts: List[str] = []
+    while isinstance(expr, cst.Attribute):
+        parts.append(expr.attr.value)
+        expr = expr.value
+    if isinstance(expr, cst.Name):
+        parts.append(expr.value)
+        return ".".join(reversed(parts))
+    return None
+
+
+def module_dotted(node: Union[cst.Attribute, cst.Name]) -> str:
+    return dotted(node) or ""
+
+
+class AliasTable:
+    """Local name -> qualified name, from every import statement of a file."""
+
+    def __init__(self) -> None:
+        self.aliases: Dict[str, str] = {}
+
+    def add_import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = module_dotted(alias.name)
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.aliases[alias.asname.name.value] = full
+            else:
+                # `import torch.nn` binds `torch`; `torch.nn.X` then resolves through it.
+                head = full.split(".")[0]
+                self.aliases.setdefault(head, head)
+
+    def add_import_from(self, node: cst.ImportFrom, package: Optional[str] = None) -> None:
+        if isinstance(node.names, cst.ImportStar):
+            return
+        base = module_dotted(node.module) if node.module is not None else ""
+        if node.relative:
+            dots = len(node.relative)
+            base = "." * dots + base
+        for alias in node.names:
+            name = alias.name.value if isinstance(alias.name, cst.Name) else module_dotted(alias.name)
+            local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else name
+            self.aliases[local] = f"{base}.{name}" if base and not base.endswith(".") else f"{base}{name}"
+
+    def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
+        """The qualified name of a Name/Attribute chain whose head is imported; None otherwise."""
+        name = dotted(expr)
+        if name is None:
+            return None
+        return self.qualify_dotted(name)
+
+    def qualify_dotted(self, name: str) -> Optional[str]:
+        head, _, rest = name.partition(".")
+        target = self.aliases.get(head)
+        if target is None:
+            return None
+        return f"{target}.{rest}" if rest else target
+
+
+def canonical(qualname: str) -> str:
+    """Fold public aliases of the same torch object into one spelling."""
+    for old, new in _CANONICAL_PREFIXES:
+        if qualname == old or qualname.startswith(old + "."):
+            return new + qualname[len(old):]
+    return qualname
+
+
+_CANONICAL_PREFIXES = (
+    ("torch.nn.modules.loss", "torch.nn"),
+    ("torch.nn.modules.activation", "torch.nn"),
+    ("torch.nn.modules.dropout", "torch.nn"),
+    ("torch.nn.modules.batchnorm", "torch.nn"),
+    ("torch.nn.modules.linear", "torch.nn"),
+    ("torch.nn.modules.container", "torch.nn"),
+    ("torch.nn.modules.module", "torch.nn"),
+    ("torch.nn.modules", "torch.nn"),
+    ("torch.optim.lr_scheduler", "torch.optim.lr_scheduler"),
+    ("pytorch_lightning", "lightning.pytorch"),
+    ("lightning.pytorch", "lightning.pytorch"),
+)

@@ -1,0 +1,337 @@
+"""Training-loop knowledge shared by rules: what is a loss, where is it backpropagated, and how a value
+flows back from ``backward()`` through assignments, arithmetic and small helper functions."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Set, Tuple
+
+import libcst as cst
+
+from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.names import canonical, dotted
+
+#: torch.nn.functional losses.
+FUNCTIONAL_LOSSES = {
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cosine_embedding_loss", "cross_entropy",
+    "ctc_loss", "gaussian_nll_loss", "hinge_embedding_loss", "huber_loss", "kl_div", "l1_loss", "margin_ranking_loss",
+    "mse_loss", "multi_margin_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss", "nll_loss",
+    "poisson_nll_loss", "smooth_l1_loss", "soft_margin_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss",
+}
+
+#: Methods and torch functions that keep "this is the loss" (reductions, casts, scaling).
+PASS_THROUGH_METHODS = {
+    "mean", "sum", "float", "double", "half", "to", "squeeze", "unsqueeze", "view", "reshape", "contiguous",
+    "cuda", "cpu", "type", "nanmean", "nansum", "flatten", "div", "mul", "add", "sub", "div_", "mul_", "add_",
+    "sub_", "__truediv__", "__mul__",
+}
+PASS_THROUGH_FUNCS = {"torch.mean", "torch.sum", "torch.nanmean", "torch.nansum", "torch.stack", "torch.cat"}
+
+#: Callers whose first argument is what gets backpropagated.
+_BACKWARD_ARG_RECEIVERS = re.compile(r"(accelerator|fabric|engine|deepspeed|model_engine|trainer)$", re.I)
+_LOSSY_NAME = re.compile(r"(^|_)(loss|losses|criterion|objective|nll|cost)(_|$|\d)|loss", re.I)
+_NOT_LOSS_NAME = re.compile(r"(weight|scale|coef|lambda|factor|ratio|log|hist|meter|avg|ema|running|best|prev)", re.I)
+
+
+def is_loss_callee(func: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0) -> bool:
+    """Does calling ``func`` compute a loss? (torch losses, criterion objects, loss helpers)."""
+    q = facts.qualify(func)
+    if q is not None:
+        q = canonical(q)
+        if q.startswith("torch.nn.functional."):
+            return q.rsplit(".", 1)[1] in FUNCTIONAL_LOSSES
+        if q.startswith("torch.nn.") and q.endswith("Loss"):
+            return True  # nn.MSELoss()(pred, y)
+    name = dotted(func)
+    if name is None:
+        if isinstance(func, cst.Call):  # nn.MSELoss()(out, y)
+            return is_loss_class(func.func, facts)
+        return False
+    # A criterion object: criterion = nn.MSELoss(); self.loss_fn = nn.L1Loss()
+    for a in _defs(name, facts, scope, stmt):
+        if isinstance(a.value, cst.Call) and is_loss_class(a.value.func, facts):
+            return True
+    last = name.rsplit(".", 1)[-1]
+    return bool(re.search(r"(loss|criterion)", last, re.I))
+
+
+def is_loss_class(func: cst.BaseExpression, facts: FileFacts) -> bool:
+    q = facts.qualify(func)
+    if q is None:
+        return False
+    q = canonical(q)
+    return q.startswith("torch.nn.") and q.endswith("Loss")
+
+
+def _defs(name: str, facts: FileFacts, scope: Scope, stmt: Stmt):
+    """Assignments of ``name`` visible at ``stmt``: this scope, then self attributes, then the module."""
+    found = scope.reaching(name, stmt)
+    if found:
+        return found
+    if name.startswith("self.") and scope.class_name:
+        return facts.attributes.get(scope.class_name, {}).get(name, [])
+    if scope is not facts.module:
+        return facts.module.assigns.get(name, [])
+    return []
+
+
+@dataclass
+class BackwardRoot:
+    expr: cst.BaseExpression  # what is backpropagated
+    call: cst.CSTNode  # the node to point at (the backward() call, or the return)
+    scope: Scope
+    stmt: Stmt
+    how: str  # "backward()" | "accelerator.backward()" | "return from training_step" ...
+
+
+def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
+    """Calls inside an expression (not into lambdas / nested defs)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, cst.Call):
+            yield n
+        if isinstance(n, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+            continue
+        stack.extend(reversed(n.children))
+
+
+def backward_roots(facts: FileFacts) -> Iterator[BackwardRoot]:
+    for scope in facts.scopes():
+        for stmt in scope.stmts:
+            node = stmt.node
+            if not isinstance(node, (cst.Expr, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Return)):
+                continue
+            value = node.value
+            if value is None:
+                continue
+            for call in _calls(value):
+                root = _root_of_call(call, facts)
+                if root is not None:
+                    yield BackwardRoot(root[0], call, scope, stmt, root[1])
+        if scope.kind == "function" and scope.class_name and scope.name in ("training_step", "compute_loss"):
+            # Lightning backpropagates what training_step returns (a loss, or a dict with "loss");
+            # HF Trainer backpropagates what compute_loss returns.
+            for value, stmt in scope.returns:
+                expr = _loss_of_return(value)
+                if expr is not None:
+                    yield BackwardRoot(expr, stmt.node, scope, stmt, f"return from {scope.name}()")
+
+
+def _loss_of_return(value: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
+    if value is None:
+        return None
+    if isinstance(value, cst.Dict):
+        for el in value.elements:
+            if isinstance(el, cst.DictElement) and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == "loss":
+                return el.value
+        return None
+    if isinstance(value, cst.Tuple) and value.elements:  # compute_loss(return_outputs=True) -> (loss, outputs)
+        return value.elements[0].value
+    return value
+
+
+def _root_of_call(call: cst.Call, facts: FileFacts) -> Optional[Tuple[cst.BaseExpression, str]]:
+    func = call.func
+    q = facts.qualify(func)
+    if q in ("torch.autograd.backward", "torch.autograd.grad"):
+        arg = _first_arg(call)
+        return (arg, q) if arg is not None else None
+    if not isinstance(func, cst.Attribute):
+        return None
+    meth = func.attr.value
+    if meth == "manual_backward":
+        arg = _first_arg(call)
+        return (arg, "manual_backward()") if arg is not None else None
+    if meth != "backward":
+        return None
+    recv = func.value
+    recv_name = dotted(recv) or ""
+    arg = _first_arg(call)
+    if arg is not None and _BACKWARD_ARG_RECEIVERS.search(recv_name.rsplit(".", 1)[-1]):
+        return arg, f"{recv_name}.backward()"
+    if isinstance(recv, cst.Call) and isinstance(recv.func, cst.Attribute) and recv.func.attr.value == "scale":
+        inner = _first_arg(recv)  # scaler.scale(loss).backward()
+        if inner is not None:
+            return inner, "scaler.scale(...).backward()"
+    return recv, "backward()"
+
+
+def _first_arg(call: cst.Call) -> Optional[cst.BaseExpression]:
+    for a in call.args:
+        if a.keyword is None and a.star == "":
+            return a.value
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value in ("loss", "tensors", "outputs"):
+            return a.value
+    return None
+
+
+def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0, seen: Optional[Set[int]] = None) -> bool:
+    """Is ``expr`` (at ``stmt``) a loss value: a loss call, a variable holding one, ``outputs.loss``...?"""
+    if depth > 12:
+        return False
+    seen = seen if seen is not None else set()
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        if is_loss_callee(func, facts, scope, stmt):
+            return True
+        if isinstance(func, cst.Attribute):
+            if func.attr.value == "item":
+                return False
+            if func.attr.value in PASS_THROUGH_METHODS:
+                return is_lossy(func.value, facts, scope, stmt, depth + 1, seen)
+        q = facts.qualify(func)
+        if q in PASS_THROUGH_FUNCS and expr.args:
+            return is_lossy(expr.args[0].value, facts, scope, stmt, depth + 1, seen)
+        return False
+    if isinstance(expr, cst.BinaryOperation):
+        return is_lossy(expr.left, facts, scope, stmt, depth + 1, seen) or is_lossy(expr.right, facts, scope, stmt, depth + 1, seen)
+    if isinstance(expr, cst.UnaryOperation):
+        return is_lossy(expr.expression, facts, scope, stmt, depth + 1, seen)
+    if isinstance(expr, cst.Subscript):
+        for el in expr.slice:
+            idx = el.slice
+            if isinstance(idx, cst.Index) and isinstance(idx.value, cst.SimpleString):
+                key = idx.value.evaluated_value
+                if isinstance(key, str) and "loss" in key.lower():
+                    return True
+        return is_lossy(expr.value, facts, scope, stmt, depth + 1, seen)
+    name = dotted(expr)
+    if name is None:
+        return False
+    last = name.rsplit(".", 1)[-1]
+    if last in ("data", "grad"):
+        return False
+    if last == "loss" and "." in name:
+        return True  # outputs.loss (Hugging Face), self.loss
+    if _LOSSY_NAME.search(last) and not _NOT_LOSS_NAME.search(last):
+        return True
+    for a in _defs(name, facts, scope, stmt):
+        if id(a) in seen or a.value is None:
+            continue
+        seen.add(id(a))
+        if is_lossy(a.value, facts, a.scope or scope, a.stmt, depth + 1, seen):
+            return True
+    return False
+
+
+def flow_back(
+    expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0, seen: Optional[Set[int]] = None
+) -> Iterator[Tuple[cst.BaseExpression, Scope, Stmt]]:
+    """Every expression whose value flows into ``expr`` without passing through a loss call's
+    arguments (predictions and targets are not the loss) or an opaque call: the loss domain."""
+    if depth > 25:
+        return
+    seen = seen if seen is not None else set()
+    yield expr, scope, stmt
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        name = dotted(func)
+        if name is not None and "." not in name:
+            helper = facts.function(name)
+            if helper is not None:  # a helper of this file: what it returns flows here
+                if id(helper) not in seen:
+                    seen.add(id(helper))
+                    for value, rstmt in helper.returns:
+                        if value is not None:
+                            yield from flow_back(value, facts, helper, rstmt, depth + 1, seen)
+                return
+        if is_loss_callee(func, facts, scope, stmt):
+            return
+        if isinstance(func, cst.Attribute):
+            # x.clamp(...), x.mean(), scaler.scale(x)...
+            if func.attr.value == "scale" and expr.args:
+                yield from flow_back(expr.args[0].value, facts, scope, stmt, depth + 1, seen)
+                return
+            yield from flow_back(func.value, facts, scope, stmt, depth + 1, seen)
+            if func.attr.value in CAP_FUNCS_METHODS:
+                for a in expr.args:
+                    yield from flow_back(a.value, facts, scope, stmt, depth + 1, seen)
+            return
+        q = facts.qualify(func)
+        if q is not None:
+            if q.startswith("torch.") or q in ("min", "max"):
+                for a in expr.args:
+                    if a.keyword is None:
+                        yield from flow_back(a.value, facts, scope, stmt, depth + 1, seen)
+            return
+        if name in ("min", "max", "sum"):
+            for a in expr.args:
+                yield from flow_back(a.value, facts, scope, stmt, depth + 1, seen)
+        return
+    if isinstance(expr, cst.BinaryOperation):
+        yield from flow_back(expr.left, facts, scope, stmt, depth + 1, seen)
+        yield from flow_back(expr.right, facts, scope, stmt, depth + 1, seen)
+        return
+    if isinstance(expr, cst.UnaryOperation):
+        yield from flow_back(expr.expression, facts, scope, stmt, depth + 1, seen)
+        return
+    if isinstance(expr, cst.IfExp):
+        yield from flow_back(expr.body, facts, scope, stmt, depth + 1, seen)
+        yield from flow_back(expr.orelse, facts, scope, stmt, depth + 1, seen)
+        return
+    name = dotted(expr)
+    if name is None:
+        return
+    for a in scope.reaching(name, stmt):
+        if id(a) in seen or a.value is None:
+            continue
+        seen.add(id(a))
+        yield from flow_back(a.value, facts, scope, a.stmt, depth + 1, seen)
+        if a.kind == "aug":  # x += v: the old x flows too
+            yield from flow_back(expr, facts, scope, a.stmt, depth + 1, seen)
+
+
+CAP_FUNCS_METHODS = {"clamp", "clip", "clamp_", "clip_", "clamp_max", "clamp_max_", "minimum", "fmin"}
+
+
+@dataclass
+class Cap:
+    call: cst.Call
+    operand: cst.BaseExpression
+    bound: Optional[cst.BaseExpression]  # the cap, when it is one expression
+    spelling: str  # "torch.clamp", ".clamp_()", "min()"
+
+
+def _kw(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == name:
+            return a.value
+    return None
+
+
+def _is_none(expr: Optional[cst.BaseExpression]) -> bool:
+    return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
+
+
+def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
+    """If ``call`` caps a value from above (clamp/clip with a max, min(x, c)...), what and how."""
+    func = call.func
+    pos = [a.value for a in call.args if a.keyword is None and a.star == ""]
+    q = facts.qualify(func)
+    if q in ("torch.clamp", "torch.clip", "torch.clamp_max"):
+        if not pos:
+            return None
+        if q == "torch.clamp_max":
+            bound = pos[1] if len(pos) > 1 else _kw(call, "max")
+        else:
+            bound = pos[2] if len(pos) > 2 else _kw(call, "max")
+        return None if _is_none(bound) else Cap(call, pos[0], bound, q)
+    if q in ("torch.min", "torch.minimum", "torch.fmin") or (q is None and dotted(func) == "min"):
+        if len(pos) == 2:
+            return Cap(call, pos[0], pos[1], q or "min")
+        return None
+    if isinstance(func, cst.Attribute) and q is None:
+        meth = func.attr.value
+        if meth in ("clamp", "clip", "clamp_", "clip_"):
+            bound = pos[1] if len(pos) > 1 else _kw(call, "max")
+            return None if _is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
+        if meth in ("clamp_max", "clamp_max_"):
+            bound = pos[0] if pos else _kw(call, "max")
+            return None if _is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
+        if meth in ("minimum", "fmin") and pos:
+            return Cap(call, func.value, pos[0], f".{meth}()")
+    return None

@@ -1,0 +1,220 @@
+"""Command line: ``trainlint [check] PATHS``, ``trainlint rule``. Exit codes: 0 clean, 1 findings,
+2 usage error, unreadable input or internal error (ruff's convention)."""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+import click
+
+from trainlint import __version__
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class DefaultGroup(click.Group):
+    """A group whose first argument may be a path: ``trainlint src/`` means ``trainlint check src/``."""
+
+    default_command = "check"
+
+    def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trainlint")
+def main() -> None:
+    """trainlint: find the pitfalls of neural-network training code before a GPU-hour is spent.
+
+    `trainlint PATH...` is short for `trainlint check PATH...`.
+    """
+
+
+def _split(values: Tuple[str, ...]) -> Optional[List[str]]:
+    if not values:
+        return None
+    out: List[str] = []
+    for v in values:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def _fail(message: str) -> "NoReturn":  # noqa: F821
+    click.echo(f"trainlint: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _format_choices() -> List[str]:
+    from trainlint.report import FORMATS
+
+    return list(FORMATS)
+
+
+@main.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--select", multiple=True, metavar="CODES", help="Enable only these codes or prefixes (TL2 = TL2xx); replaces the config's select.")
+@click.option("--extend-select", multiple=True, metavar="CODES", help="Enable these codes or prefixes on top of the selection.")
+@click.option("--ignore", multiple=True, metavar="CODES", help="Disable these codes or prefixes.")
+@click.option("--severity", "min_severity", type=click.Choice(["info", "warning", "error"], case_sensitive=False), help="Report only findings at or above this severity.")
+@click.option("--output-format", envvar="TRAINLINT_OUTPUT_FORMAT", show_envvar=True, metavar="FORMAT",
+              help="full (default), concise, json, json-lines, sarif, github, gitlab, junit.")
+@click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report to this file instead of stdout.")
+@click.option("--statistics", is_flag=True, help="Print a count per rule instead of each finding.")
+@click.option("-q", "--quiet", is_flag=True, help="Print findings only: no summary, no warnings.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Use this pyproject.toml / trainlint.toml instead of searching for one.")
+@click.option("--isolated", is_flag=True, help="Ignore every configuration file.")
+@click.option("--stdin-filename", metavar="NAME", help="The name of the file read from stdin ('-'), for messages and per-file ignores.")
+@click.option("--report-unused-suppressions", is_flag=True, default=None, help="Report suppression comments that silence nothing (TL002).")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported.")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help="Color the human-readable output.")
+@click.option("--no-cache", is_flag=True, hidden=True, help="Accepted for ruff compatibility; trainlint keeps no cache.")
+def check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
+          config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache) -> None:
+    """Lint training programs: files and folders (default: the current folder); '-' reads stdin."""
+    from trainlint.config import ConfigError, Selection, resolve_config, validate_selectors
+    from trainlint.engine import Options, lint_paths, lint_text
+    from trainlint.findings import Severity
+    from trainlint.report import FORMATS, render
+    from trainlint.rules import registry
+
+    paths = list(paths) or (["-"] if stdin_filename else ["."])
+    all_codes = list(registry())
+    try:
+        config = resolve_config(config_file, [stdin_filename] if paths == ["-"] and stdin_filename else paths, all_codes, isolated)
+        cli_layer = Selection()
+        if select:
+            cli_layer.select = validate_selectors(_split(select), "--select", all_codes)
+        if extend_select:
+            cli_layer.extend_select = validate_selectors(_split(extend_select), "--extend-select", all_codes)
+        if ignore:
+            cli_layer.ignore = validate_selectors(_split(ignore), "--ignore", all_codes)
+    except ConfigError as exc:
+        _fail(str(exc))
+    config.layers.append(cli_layer)
+    fmt = output_format or config.output_format or "full"
+    if fmt not in FORMATS:
+        close = difflib.get_close_matches(fmt, list(FORMATS), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        _fail(f"unknown output format '{fmt}'{hint}; choose from {', '.join(FORMATS)}")
+    report_unused = config.report_unused_suppressions if report_unused_suppressions is None else report_unused_suppressions
+    enabled = config.enabled_codes(all_codes)
+    if report_unused and "TL002" not in enabled:
+        enabled = sorted(set(enabled) | {"TL002"})
+    options = Options(
+        config=config,
+        enabled=enabled,
+        report_unused_suppressions=report_unused or "TL002" in enabled,
+        min_severity=Severity.parse(min_severity) if min_severity else config.min_severity,
+    )
+    if "-" in paths:
+        if len(paths) > 1:
+            _fail("'-' (stdin) cannot be combined with other paths")
+        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        from trainlint.source import SourceError, decode
+
+        display = stdin_filename or "-"
+        try:
+            text = decode(data, display)
+        except SourceError as exc:
+            _fail(f"{display}: {exc}")
+        report, warnings = lint_text(text, display, options)
+    else:
+        report, warnings = lint_paths(paths, options)
+    report.statistics = statistics
+
+    human = FORMATS[fmt].for_humans
+    if not quiet:
+        for w in warnings:
+            click.echo(f"trainlint: warning: {w}", err=True)
+    if not human or quiet:
+        for e in report.errors:
+            click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
+    if quiet and human:
+        fmt = "concise"
+    use_color = _use_color(color, output_file)
+    buf = io.StringIO()
+    render(report, fmt, buf, color=use_color and FORMATS[fmt].for_humans)
+    text = buf.getvalue()
+    if output_file:
+        try:
+            with open(output_file, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            _fail(f"cannot write {output_file}: {exc.strerror}")
+    else:
+        _write_stdout(text)
+    if report.errors:
+        sys.exit(EXIT_ERROR)
+    if report.findings and not exit_zero:
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_CLEAN)
+
+
+def _write_stdout(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `trainlint . | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except UnicodeEncodeError:
+        sys.stdout.buffer.write(text.encode("utf-8", errors="replace"))
+        sys.stdout.flush()
+
+
+def _use_color(choice: str, output_file: Optional[str]) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or output_file or os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return sys.stdout.isatty()
+
+
+@main.command("rule")
+@click.argument("code", required=False)
+@click.option("--all", "show_all", is_flag=True, help="List every rule.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def rule_cmd(code: Optional[str], show_all: bool, fmt: str) -> None:
+    """Explain a rule (`trainlint rule TL202`) or list them all (`--all`)."""
+    from trainlint.docs import index_page, rule_page, rule_record
+    from trainlint.rules import registry
+
+    reg = registry()
+    if show_all == bool(code):
+        _fail("give a rule code (trainlint rule TL202) or --all")
+    if show_all:
+        if fmt == "json":
+            click.echo(json.dumps([rule_record(c) for c in reg], indent=2))
+        elif fmt == "markdown":
+            click.echo(index_page(), nl=False)
+        else:
+            width = max(len(cls.name) for cls in reg.values())
+            for c, cls in reg.items():
+                click.echo(f"{c}  {cls.name:<{width}}  {cls.severity.label:<7}  {cls.summary}")
+        return
+    key = code.strip().upper()
+    if key not in reg:
+        by_name = {cls.name: c for c, cls in reg.items()}
+        if code in by_name:
+            key = by_name[code]
+        else:
+            close = difflib.get_close_matches(key, list(reg), n=1) or difflib.get_close_matches(code, list(by_name), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            _fail(f"unknown rule '{code}'{hint}; see `trainlint rule --all`")
+    if fmt == "json":
+        click.echo(json.dumps(rule_record(key), indent=2))
+    else:
+        click.echo(rule_page(key), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

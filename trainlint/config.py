@@ -1,0 +1,268 @@
+"""Configuration: ``[tool.trainlint]`` in pyproject.toml (or a ``trainlint.toml``) plus CLI overrides.
+
+Rule selection follows ruff: a selector is a code (``TL202``), a prefix (``TL2``) or ``ALL``; within
+one layer (the file, then the command line) the most specific selector wins and ``ignore`` wins a tie;
+a layer that has ``select`` starts over from it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from trainlint.findings import Severity
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the file and the key."""
+
+
+CONFIG_FILES = (".trainlint.toml", "trainlint.toml", "pyproject.toml")
+
+KNOWN_KEYS = {
+    "select": "list of codes or prefixes to enable (default: all rules)",
+    "extend-select": "codes or prefixes to enable on top of select",
+    "ignore": "codes or prefixes to disable",
+    "per-file-ignores": "table of glob -> codes disabled in matching files",
+    "exclude": "gitignore-style patterns of files and folders never linted (replaces the defaults)",
+    "extend-exclude": "patterns excluded on top of the defaults",
+    "severity": "table of code or prefix -> error | warning | info",
+    "min-severity": "report only findings at or above this severity",
+    "output-format": "default output format",
+    "respect-gitignore": "skip files ignored by .gitignore (default true)",
+    "report-unused-suppressions": "report suppressions that silence nothing (TL002)",
+}
+
+DEFAULT_EXCLUDE = (
+    ".bzr", ".direnv", ".eggs", ".git", ".git-rewrite", ".hg", ".ipynb_checkpoints", ".mypy_cache",
+    ".nox", ".pants.d", ".pytest_cache", ".pytype", ".ruff_cache", ".svn", ".tox", ".venv", ".vscode",
+    "__pypackages__", "_build", "buck-out", "build", "dist", "node_modules", "site-packages", "venv",
+    "__pycache__",
+)
+
+
+@dataclass
+class Selection:
+    select: Optional[List[str]] = None
+    extend_select: List[str] = field(default_factory=list)
+    ignore: List[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    path: Optional[Path] = None  # the file it came from
+    root: Path = field(default_factory=Path.cwd)  # folder that globs are relative to
+    layers: List[Selection] = field(default_factory=list)
+    per_file_ignores: List[Tuple[str, List[str]]] = field(default_factory=list)
+    exclude: List[str] = field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    extend_exclude: List[str] = field(default_factory=list)
+    severity: Dict[str, Severity] = field(default_factory=dict)
+    min_severity: Severity = Severity.INFO
+    output_format: Optional[str] = None
+    respect_gitignore: bool = True
+    report_unused_suppressions: bool = False
+
+    # -- selection -------------------------------------------------------------------------
+    def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
+        enabled = {c for c in all_codes if c not in ENGINE_ONLY}
+        for layer in self.layers:
+            if layer.select is not None:
+                on = list(layer.select) + list(layer.extend_select)
+                enabled = {c for c in all_codes if _best(c, on, layer.ignore) == "on"}
+                continue
+            for c in all_codes:
+                verdict = _best(c, layer.extend_select, layer.ignore)
+                if verdict == "on":
+                    enabled.add(c)
+                elif verdict == "off":
+                    enabled.discard(c)
+        return sorted(enabled)
+
+    def severity_of(self, code: str, default: Severity) -> Severity:
+        best_len, best = -1, default
+        for sel, sev in self.severity.items():
+            if _matches(code, sel) and _specificity(sel) > best_len:
+                best_len, best = _specificity(sel), sev
+        return best
+
+    def ignored_for_file(self, rel_path: str) -> List[str]:
+        """Selectors disabled for one file by per-file-ignores (``rel_path`` uses '/')."""
+        if not self.per_file_ignores:
+            return []
+        from trainlint.files import glob_matches
+
+        out: List[str] = []
+        for pattern, codes in self.per_file_ignores:
+            if glob_matches(pattern, rel_path):
+                out.extend(codes)
+        return out
+
+
+#: Codes that are off unless asked for (engine diagnostics with their own flag).
+ENGINE_ONLY = {"TL002"}
+
+
+def _specificity(selector: str) -> int:
+    return 0 if selector == "ALL" else len(selector)
+
+
+def _matches(code: str, selector: str) -> bool:
+    return selector == "ALL" or code.startswith(selector)
+
+
+def _best(code: str, on: Sequence[str], off: Sequence[str]) -> Optional[str]:
+    best_on = max((_specificity(s) for s in on if _matches(code, s)), default=-1)
+    best_off = max((_specificity(s) for s in off if _matches(code, s)), default=-1)
+    if best_on < 0 and best_off < 0:
+        return None
+    return "on" if best_on > best_off else "off"
+
+
+def validate_selectors(values: Any, where: str, all_codes: Sequence[str]) -> List[str]:
+    if isinstance(values, str):
+        values = [v for v in values.replace(" ", ",").split(",") if v]
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where}: expected a list of rule codes, got {values!r}")
+    out = []
+    for raw in values:
+        v = raw.strip().upper()
+        if v == "ALL":
+            out.append(v)
+            continue
+        if not any(c.startswith(v) for c in all_codes) or not v.startswith("TL"):
+            raise ConfigError(f"{where}: unknown rule code or prefix {raw!r} (see `trainlint rule --all`)")
+        out.append(v)
+    return out
+
+
+def find_config(start: Path) -> Optional[Path]:
+    """The nearest config file at or above ``start``: trainlint.toml, or a pyproject.toml with
+    a [tool.trainlint] table."""
+    start = start.resolve()
+    if start.is_file() or not start.exists():
+        start = start.parent
+    for folder in (start, *start.parents):
+        for name in CONFIG_FILES:
+            candidate = folder / name
+            if not candidate.is_file():
+                continue
+            if name != "pyproject.toml":
+                return candidate
+            try:
+                with open(candidate, "rb") as fh:
+                    data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError):
+                # A broken pyproject.toml that may not even be ours: only an error if it mentions us.
+                try:
+                    if "[tool.trainlint" in candidate.read_text(encoding="utf-8", errors="replace"):
+                        return candidate
+                except OSError:
+                    pass
+                continue
+            if isinstance(data.get("tool"), dict) and "trainlint" in data["tool"]:
+                return candidate
+    return None
+
+
+def load_config(path: Path, all_codes: Sequence[str]) -> Config:
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    if path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("trainlint", {})
+        prefix = f"{path} [tool.trainlint]"
+    else:
+        table = data.get("tool", {}).get("trainlint", data) if "tool" in data else data
+        prefix = f"{path}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{prefix}: expected a table")
+    return config_from_table(table, prefix, path, all_codes)
+
+
+def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path], all_codes: Sequence[str]) -> Config:
+    cfg = Config(path=path, root=path.parent.resolve() if path else Path.cwd())
+    for key in table:
+        if key not in KNOWN_KEYS:
+            close = [k for k in KNOWN_KEYS if k.replace("-", "_") == key or k.replace("-", "") == key.replace("_", "")]
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known keys: {', '.join(sorted(KNOWN_KEYS))})"
+            raise ConfigError(f"{prefix}: unknown key '{key}'{hint}")
+    layer = Selection()
+    if "select" in table:
+        layer.select = validate_selectors(table["select"], f"{prefix} select", all_codes)
+    if "extend-select" in table:
+        layer.extend_select = validate_selectors(table["extend-select"], f"{prefix} extend-select", all_codes)
+    if "ignore" in table:
+        layer.ignore = validate_selectors(table["ignore"], f"{prefix} ignore", all_codes)
+    cfg.layers.append(layer)
+    pfi = table.get("per-file-ignores", {})
+    if not isinstance(pfi, dict):
+        raise ConfigError(f"{prefix} per-file-ignores: expected a table of glob = [codes]")
+    for pattern, codes in pfi.items():
+        cfg.per_file_ignores.append(
+            (pattern, validate_selectors(codes, f"{prefix} per-file-ignores.{pattern!r}", all_codes))
+        )
+    for key, attr in (("exclude", "exclude"), ("extend-exclude", "extend_exclude")):
+        if key in table:
+            val = table[key]
+            if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
+                raise ConfigError(f"{prefix} {key}: expected a list of glob patterns, got {val!r}")
+            setattr(cfg, attr, list(val))
+    sev = table.get("severity", {})
+    if not isinstance(sev, dict):
+        raise ConfigError(f"{prefix} severity: expected a table of code = \"error\" | \"warning\" | \"info\"")
+    for sel, level in sev.items():
+        (code,) = validate_selectors([sel], f"{prefix} severity", all_codes)
+        try:
+            cfg.severity[code] = Severity.parse(str(level))
+        except ValueError as exc:
+            raise ConfigError(f"{prefix} severity.{sel}: {exc}") from None
+    if "min-severity" in table:
+        try:
+            cfg.min_severity = Severity.parse(str(table["min-severity"]))
+        except ValueError as exc:
+            raise ConfigError(f"{prefix} min-severity: {exc}") from None
+    if "output-format" in table:
+        from trainlint.report import FORMATS
+
+        fmt = table["output-format"]
+        if fmt not in FORMATS:
+            raise ConfigError(f"{prefix} output-format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        cfg.output_format = fmt
+    for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions")):
+        if key in table:
+            if not isinstance(table[key], bool):
+                raise ConfigError(f"{prefix} {key}: expected true or false, got {table[key]!r}")
+            setattr(cfg, attr, table[key])
+    return cfg
+
+
+def resolve_config(
+    explicit: Optional[str], paths: Sequence[str], all_codes: Sequence[str], isolated: bool = False
+) -> Config:
+    if isolated:
+        return Config(layers=[Selection()])
+    if explicit:
+        return load_config(Path(explicit), all_codes)
+    starts = [Path(p) for p in paths if p != "-"] or [Path.cwd()]
+    try:
+        common = Path(os.path.commonpath([str(p.resolve()) for p in starts]))
+    except ValueError:  # different drives
+        common = Path.cwd()
+    found = find_config(common)
+    if found is None:
+        return Config(layers=[Selection()])
+    return load_config(found, all_codes)

@@ -1,0 +1,42 @@
+"""What a rule sees of one file: its text, its libcst tree, its facts, and positions on demand."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import libcst as cst
+from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
+
+from trainlint.analysis.facts import FileFacts, extract
+from trainlint.findings import Span
+from trainlint.source import SourceFile
+
+
+class FileContext:
+    def __init__(self, source: SourceFile, module: cst.Module) -> None:
+        self.source = source
+        self.module = module
+        self._facts: Optional[FileFacts] = None
+        self._positions: Optional[Dict[cst.CSTNode, CodeRange]] = None
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+    @property
+    def facts(self) -> FileFacts:
+        if self._facts is None:
+            self._facts = extract(self.module)
+        return self._facts
+
+    def span(self, node: cst.CSTNode) -> Span:
+        """1-based span of a node. Positions are computed once per file, and only for files where a
+        rule reports something (most files never pay for them)."""
+        if self._positions is None:
+            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
+            self._positions = dict(wrapper.resolve(PositionProvider))
+        rng = self._positions[node]
+        return Span(rng.start.line, rng.start.column + 1, rng.end.line, rng.end.column + 1)
+
+    def code(self, node: cst.CSTNode) -> str:
+        return self.module.code_for_node(node)

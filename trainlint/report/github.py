@@ -1,0 +1,49 @@
+"""``github``: GitHub Actions workflow commands, shown as annotations on the pull request.
+
+``::error file=PATH,line=L,col=C,endLine=EL,endColumn=EC,title=CODE (name)::message``
+(``::warning`` / ``::notice`` for warnings and infos), escaped like the Actions toolkit does.
+"""
+
+from __future__ import annotations
+
+from typing import IO, List, Tuple
+
+from trainlint.report.base import Report, register
+
+COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def escape_data(text: str) -> str:
+    """Escape a command's message (``escapeData`` in @actions/core)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """Escape a command property value (``escapeProperty`` in @actions/core)."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, properties: List[Tuple[str, object]], message: str) -> str:
+    props = ",".join(f"{k}={escape_property(str(v))}" for k, v in properties)
+    return f"::{name} {props}::{escape_data(message)}" if props else f"::{name}::{escape_data(message)}"
+
+
+@register("github", for_humans=False, description="GitHub Actions annotations (::error file=...::message).")
+def render_github(report: Report, stream: IO[str], color: bool) -> None:
+    out: List[str] = []
+    for f in report.findings:
+        s = f.span
+        props: List[Tuple[str, object]] = [
+            ("file", f.path),
+            ("line", s.line),
+            ("col", s.column),
+            ("endLine", s.end_line),
+            ("endColumn", s.end_column),
+            ("title", f"{f.code} ({f.name})"),
+        ]
+        message = f.message if not f.hint else f"{f.message}\nhelp: {f.hint}"
+        out.append(command(COMMANDS[f.severity.label], props, message))
+    for e in report.errors:
+        out.append(command("error", [("file", e.path)], e.message))
+    if out:
+        stream.write("\n".join(out) + "\n")

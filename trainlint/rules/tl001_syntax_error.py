@@ -1,0 +1,37 @@
+from trainlint.findings import Severity
+from trainlint.rules import EngineRule
+
+
+class SyntaxError_(EngineRule):
+    """
+    ## What it does
+    Reports a file that cannot be parsed as Python, at the position of the parse error. The other files of
+    the run are still checked.
+
+    ## Why is this bad?
+    trainlint cannot see anything in a file it cannot parse, so none of its rules ran there: a clean
+    report would be a false reassurance. The interpreter would refuse to run the file too.
+
+    ## Example
+    ```python
+    for x, y in loader
+        loss = criterion(model(x), y)
+    ```
+
+    ## Use instead
+    ```python
+    for x, y in loader:
+        loss = criterion(model(x), y)
+    ```
+
+    ## Fix safety
+    No fix is offered.
+
+    ## References
+    - [Python grammar](https://docs.python.org/3/reference/grammar.html)
+    """
+
+    code = "TL001"
+    name = "syntax-error"
+    severity = Severity.ERROR
+    summary = "The file cannot be parsed, so no rule could check it"

@@ -1,0 +1,285 @@
+from __future__ import annotations
+
+from typing import Iterable, Set
+
+import libcst as cst
+
+from trainlint.analysis.training import as_cap, backward_roots, flow_back, is_lossy
+from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
+from trainlint.rules import Rule
+
+
+class LossClippedNotGradients(Rule):
+    """
+    ## What it does
+    Flags a loss that is capped from above — `torch.clamp(loss, max=c)`, `loss.clamp(max=c)`,
+    `loss.clamp_(0, c)`, `torch.min(loss, c)`, `min(loss, c)` — when that capped value is what gets
+    backpropagated (`loss.backward()`, `scaler.scale(loss).backward()`, `accelerator.backward(loss)`,
+    or the loss a Lightning `training_step` returns).
+
+    ## Why is this bad?
+    Where the loss is over the cap, the clamp's derivative is zero: those samples — usually the ones the
+    model gets most wrong — contribute no gradient at all, and the model silently stops learning from them.
+    The training still runs and the loss curve looks calm, so nothing tells you. Karpathy lists exactly this
+    among the silent failures of neural-net training: "you tried to clip your gradients but instead clipped
+    the loss, causing the outlier examples to be ignored during training" (seeds/000_30a3596ff3d6045a.txt,
+    seeds/003_51f0b8e958bf560f.txt). Holden adds that clipping, rounding and min/max give zero gradients
+    wherever they saturate (seeds/004_8738a23e34394b4c.txt, "bad gradients").
+
+    ## Example
+    ```python
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(10, 1)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss = torch.clamp(loss, max=10.0)
+        loss.backward()
+        optimizer.step()
+    ```
+
+    ## Use instead
+    Clip the gradients, after `backward()` and before `step()`:
+    ```python
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(10, 1)
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        optimizer.step()
+    ```
+    To damp outliers on purpose, use a robust loss (`nn.SmoothL1Loss`, `nn.HuberLoss`) that keeps a
+    non-zero gradient everywhere.
+
+    Clamping predictions, targets or logits (`model(x).clamp(0, 1)`), a lower bound only
+    (`torch.clamp(margin + d_pos - d_neg, min=0)`, a hinge), and clamping a copy that is only logged
+    (`loss.item()`, `loss.detach()`) are not flagged.
+
+    ## Fix safety
+    An unsafe fix is offered: it removes the cap (`torch.clamp(loss, max=10.0)` becomes `loss`). It changes
+    what the model optimizes, so it is never applied without `--unsafe-fixes`; add gradient clipping where
+    the loss was clipped if you need the stability.
+
+    ## References
+    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
+    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
+    - [torch.nn.utils.clip_grad_norm_](https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html)
+    """
+
+    code = "TL202"
+    name = "loss-clipped-not-gradients"
+    severity = Severity.ERROR
+    summary = "The loss is clamped before backward(): samples over the cap get zero gradient"
+    probe = "loss-clamp-zero-grad"
+
+    bad = (
+        # in-place clamp between the loss and backward
+        """
+import torch.nn.functional as F
+for x, y in loader:
+    loss = F.mse_loss(model(x), y)
+    loss.clamp_(max=5)  # expect: TL202
+    loss.backward()
+""",
+        # method form, chained straight into backward
+        """
+import torch
+criterion = torch.nn.L1Loss(reduction="none")
+for x, y in loader:
+    criterion(model(x), y).clamp(0, 4).mean().backward()  # expect: TL202
+""",
+        # builtin min() as a cap, with AMP
+        """
+import torch
+from torch import nn
+scaler = torch.cuda.amp.GradScaler()
+loss_fn = nn.SmoothL1Loss()
+for x, y in loader:
+    with torch.autocast("cuda"):
+        loss = loss_fn(model(x), y)
+    capped = min(loss, torch.tensor(3.0))  # expect: TL202
+    scaler.scale(capped).backward()
+""",
+        # capped in a helper that returns the loss
+        """
+import torch
+def compute_loss(out, y):
+    loss = ((out - y) ** 2).mean()
+    return torch.clamp(loss, max=1e3)  # expect: TL202
+for x, y in loader:
+    loss = compute_loss(model(x), y)
+    loss.backward()
+""",
+        # Lightning: the returned loss is backpropagated by the trainer
+        """
+import torch
+import lightning as L
+class Regressor(L.LightningModule):
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        return {"loss": loss.clamp(max=10.0)}  # expect: TL202
+""",
+        # accelerate
+        """
+import torch
+for batch in loader:
+    outputs = model(**batch)
+    loss = torch.clamp(outputs.loss, 0.0, 20.0)  # expect: TL202
+    accelerator.backward(loss)
+""",
+        # part of a sum, per-sample losses capped to ignore outliers
+        """
+import torch
+import torch.nn as nn
+crit = nn.MSELoss(reduction="none")
+for x, y in loader:
+    per_sample = crit(model(x), y)
+    per_sample = per_sample.clamp(max=per_sample.mean() * 3)  # expect: TL202
+    total = per_sample.mean() + 0.1 * reg
+    total.backward()
+""",
+    )
+    good = (
+        # clamping predictions, targets and logits is fine
+        """
+import torch
+import torch.nn.functional as F
+for x, y in loader:
+    pred = model(x).clamp(0, 1)
+    y = torch.clamp(y, -3, 3)
+    loss = F.mse_loss(pred, y)
+    loss.backward()
+""",
+        """
+import torch.nn as nn
+crit = nn.CrossEntropyLoss()
+for x, y in loader:
+    logits = model(x).clamp(-50, 50)
+    loss = crit(logits, y)
+    loss.backward()
+""",
+        # gradient clipping is the right thing
+        """
+import torch
+for x, y in loader:
+    loss = criterion(model(x), y)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_value_(model.parameters(), 0.5)
+    optimizer.step()
+""",
+        # a hinge: lower bound only
+        """
+import torch
+for a, p, n in loader:
+    d_pos = (model(a) - model(p)).pow(2).sum(1)
+    d_neg = (model(a) - model(n)).pow(2).sum(1)
+    loss = torch.clamp(d_pos - d_neg + 0.2, min=0.0).mean()
+    loss.backward()
+""",
+        # clamping a logged copy
+        """
+import torch
+for x, y in loader:
+    loss = criterion(model(x), y)
+    shown = min(loss.item(), 10.0)
+    logged = loss.detach().clamp(max=10.0)
+    writer.add_scalar("loss", shown)
+    loss.backward()
+""",
+        # clamped after backward: for display only
+        """
+import torch
+for x, y in loader:
+    loss = criterion(model(x), y)
+    loss.backward()
+    optimizer.step()
+    loss = loss.clamp(max=10)
+    print(loss)
+""",
+        # a clamped loss that is never backpropagated (evaluation)
+        """
+import torch
+with torch.no_grad():
+    for x, y in val_loader:
+        val_loss = torch.clamp(criterion(model(x), y), max=100.0)
+""",
+        # .data is outside autograd: the gradient is unchanged
+        """
+for x, y in loader:
+    loss = criterion(model(x), y)
+    loss.data.clamp_(max=10)
+    loss.backward()
+""",
+        # a clamped loss weight is not the loss
+        """
+import torch
+for x, y in loader:
+    loss_weight = torch.clamp(step / 1000, max=1.0)
+    loss = loss_weight * criterion(model(x), y)
+    loss.backward()
+""",
+    )
+
+    def check(self, ctx) -> Iterable[Finding]:
+        if "backward" not in ctx.source.text and "training_step" not in ctx.source.text and "compute_loss" not in ctx.source.text:
+            return
+        facts = ctx.facts
+        reported: Set[int] = set()
+        for root in backward_roots(facts):
+            for expr, scope, stmt in flow_back(root.expr, facts, root.scope, root.stmt):
+                if not isinstance(expr, cst.Call) or id(expr) in reported:
+                    continue
+                cap = as_cap(expr, facts)
+                if cap is None:
+                    continue
+                operand, bound = cap.operand, cap.bound
+                if not is_lossy(operand, facts, scope, stmt):
+                    if bound is not None and is_lossy(bound, facts, scope, stmt) and cap.spelling in ("min", "torch.min", "torch.minimum", "torch.fmin"):
+                        operand, bound = bound, operand  # min(10.0, loss)
+                    else:
+                        continue
+                reported.add(id(expr))
+                yield self._finding(ctx, expr, operand, bound, root)
+
+    def _finding(self, ctx, call: cst.Call, operand, bound, root) -> Finding:
+        cap_text = ctx.code(bound).strip() if bound is not None else "a bound"
+        operand_text = ctx.code(operand).strip()
+        span = ctx.span(call)
+        back = ctx.span(root.call)
+        message = (
+            f"The loss `{_short(operand_text)}` is capped at {_short(cap_text)} before it is backpropagated: "
+            "every sample over the cap gets zero gradient"
+        )
+        fix = Fix(
+            message=f"Remove the cap: use `{_short(operand_text)}`",
+            edits=(Edit(span, operand_text),),
+            applicability=Applicability.UNSAFE,
+        )
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value.endswith("_"):
+            fix = None  # an in-place clamp statement: removing it needs a statement deletion, left to the user
+        return self.finding(
+            ctx,
+            span,
+            message,
+            hint="Clip the gradients instead: torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm) "
+            "after backward() and before optimizer.step(); for outliers use nn.HuberLoss / SmoothL1Loss",
+            fix=fix,
+            related=[Related(ctx.path, back, f"the capped loss is backpropagated here ({root.how})")],
+        )
+
+
+def _short(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

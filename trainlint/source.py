@@ -1,0 +1,70 @@
+"""One source file: how its bytes become text, and where its lines are."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import tokenize
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+
+class SourceError(Exception):
+    """A file that cannot be read or decoded; the message is for the user."""
+
+
+@dataclass
+class SourceFile:
+    path: str  # as displayed (relative to the cwd when possible)
+    text: str
+    _lines: Optional[List[str]] = field(default=None, repr=False)
+
+    @property
+    def lines(self) -> List[str]:
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        return self._lines
+
+    def line(self, number: int) -> str:
+        """The text of 1-based line ``number`` ('' past the end)."""
+        lines = self.lines
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+def decode(data: bytes, path: str) -> str:
+    """Decode Python source as the interpreter would (BOM, PEP 263 cookie, else UTF-8)."""
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:  # unknown codec in the coding cookie
+        raise SourceError(f"cannot read the encoding declaration: {exc}") from None
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1]
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(
+            f"cannot decode as {encoding}: byte {bad!r} at line {line} (offset {exc.start}); "
+            "save the file as UTF-8 or declare its encoding (PEP 263)"
+        ) from None
+    except LookupError:
+        raise SourceError(f"unknown encoding {encoding!r}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if encoding.lower().replace("_", "-") in ("utf-8-sig",) and text.startswith(codecs.BOM_UTF8.decode()):
+        text = text[1:]
+    return text
+
+
+def read_source(path: str, display: str) -> SourceFile:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise SourceError("is a directory") from None
+    except FileNotFoundError:
+        raise SourceError("no such file") from None
+    except PermissionError:
+        raise SourceError("permission denied") from None
+    except OSError as exc:
+        raise SourceError(exc.strerror or str(exc)) from None
+    return SourceFile(display, decode(data, display))
