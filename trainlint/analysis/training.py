@@ -294,6 +294,7 @@ class Cap:
     operand: cst.BaseExpression
     bound: Optional[cst.BaseExpression]  # the cap, when it is one expression
     spelling: str  # "torch.clamp", ".clamp_()", "min()"
+    is_min: bool = False  # min(a, b) / torch.minimum(a, b): either side may be the capped one
 
 
 def _kw(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
@@ -322,7 +323,7 @@ def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
         return None if _is_none(bound) else Cap(call, pos[0], bound, q)
     if q in ("torch.min", "torch.minimum", "torch.fmin") or (q is None and dotted(func) == "min"):
         if len(pos) == 2:
-            return Cap(call, pos[0], pos[1], q or "min")
+            return Cap(call, pos[0], pos[1], q or "min", is_min=True)
         return None
     if isinstance(func, cst.Attribute) and q is None:
         meth = func.attr.value
@@ -333,5 +334,5 @@ def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
             bound = pos[0] if pos else _kw(call, "max")
             return None if _is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
         if meth in ("minimum", "fmin") and pos:
-            return Cap(call, func.value, pos[0], f".{meth}()")
+            return Cap(call, func.value, pos[0], f".{meth}()", is_min=True)
     return None

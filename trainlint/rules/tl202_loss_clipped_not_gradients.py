@@ -222,6 +222,16 @@ for x, y in loader:
     loss.data.clamp_(max=10)
     loss.backward()
 """,
+        # PPO: the min of two objectives is the loss; clamping the ratio is not clamping the loss
+        """
+import torch
+for batch in loader:
+    ratio = torch.exp(logp - old_logp)
+    surr_loss1 = -adv * ratio
+    surr_loss2 = -adv * torch.clamp(ratio, 0.8, 1.2)
+    loss = torch.max(surr_loss1, surr_loss2).mean() + torch.min(pg_loss_a, pg_loss_b).mean()
+    loss.backward()
+""",
         # a clamped loss weight is not the loss
         """
 import torch
@@ -245,11 +255,17 @@ for x, y in loader:
                 if cap is None:
                     continue
                 operand, bound = cap.operand, cap.bound
-                if not is_lossy(operand, facts, scope, stmt):
-                    if bound is not None and is_lossy(bound, facts, scope, stmt) and cap.spelling in ("min", "torch.min", "torch.minimum", "torch.fmin"):
-                        operand, bound = bound, operand  # min(10.0, loss)
-                    else:
+                operand_lossy = is_lossy(operand, facts, scope, stmt)
+                if cap.is_min:
+                    # min(a, b): a cap only when exactly one side is the loss; the min of two
+                    # objectives (PPO's clipped surrogate) is a loss of its own.
+                    bound_lossy = bound is not None and is_lossy(bound, facts, scope, stmt)
+                    if operand_lossy == bound_lossy:
                         continue
+                    if bound_lossy:
+                        operand, bound = bound, operand  # min(10.0, loss)
+                elif not operand_lossy:
+                    continue
                 reported.add(id(expr))
                 yield self._finding(ctx, expr, operand, bound, root)
 
