@@ -54,12 +54,19 @@ def _instances(codes: Sequence[str]) -> List[Rule]:
     return [reg[c]() for c in codes]
 
 
-def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError) -> Finding:
+def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError, py_error: Optional[SyntaxError] = None) -> Finding:
+    """TL001 at the parse error. Python's own SyntaxError, when there is one, has the better position
+    (libcst reports tokenizer errors at 1:1 and parser errors at the next token) and message."""
     line = max(1, exc.raw_line)
     col = max(1, exc.raw_column + 1)
-    text = source.line(line)
-    end = max(col + 1, len(text) + 1) if col > len(text) else col + 1
     message = exc.message.strip().splitlines()[0] if exc.message else "invalid syntax"
+    if py_error is not None and py_error.lineno:
+        line = max(1, min(py_error.lineno, max(1, len(source.lines))))
+        col = max(1, py_error.offset or 1) if py_error.lineno == line else 1
+        message = py_error.msg or message
+    text = source.line(line)
+    col = min(col, len(text) + 1)
+    end = col + 1
     rule = registry()[SYNTAX_ERROR]
     return Finding(
         code=SYNTAX_ERROR,
@@ -73,51 +80,48 @@ def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError) -> Finding:
 
 
 def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]] = None) -> FileResult:
-    """Lint one file's text (already read and decoded)."""
-    result = FileResult(source=source)
-    known = list(registry())
-    sup = supp.parse(source.text, known)
-    if sup.skip_file:
-        return result
-    rel = _relative_to(source.path, options.config.root)
-    file_ignores = options.config.ignored_for_file(rel)
-    enabled = [c for c in options.enabled if not any(c.startswith(s) or s == "ALL" for s in file_ignores)]
-    raw: List[Finding] = []
-    try:
-        module = cst.parse_module(source.text)
-    except cst.ParserSyntaxError as exc:
-        if _python_accepts(source.text):
-            result.warning = f"{source.path}: skipped: the parser does not support this file's syntax ({exc.message.strip().splitlines()[0] if exc.message else 'unknown'})"
-            return result
-        if SYNTAX_ERROR in enabled:
-            raw.append(_syntax_finding(source, exc))
-        module = None
-    except RecursionError:
-        result.error = FileError(source.path, "too deeply nested to parse")
-        return result
-    if module is not None:
-        ctx = FileContext(source, module)
-        for rule in rules if rules is not None else _instances(enabled):
-            if rule.code not in enabled:
-                continue
+    """Lint one file's text (already read and decoded) on its own: the file is its own program."""
+    rules = rules if rules is not None else _instances(options.enabled)
+    state = _prepare(source, options, rules)
+    _run_program_rules({os.path.abspath(source.path): state}, options, rules)
+    return _finish(state, options)
+
+
+def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
+    program_rules = [r for r in rules if r.is_program_rule()]
+    if not program_rules:
+        return
+    from trainlint.analysis.program import build_programs
+
+    run_files = {real: st.ctx for real, st in states.items() if st.ctx is not None}
+    by_display = {st.source.path: st for st in states.values()}
+
+    def load(real: str):
+        try:
+            source = read_source(real, _display(real))
+            return FileContext(source, cst.parse_module(source.text))
+        except (SourceError, cst.ParserSyntaxError, RecursionError):
+            return None
+
+    for program in build_programs(run_files, load):
+        for rule in program_rules:
             try:
-                raw.extend(rule.check(ctx))
-            except Exception as exc:  # a rule bug must not take the run down
-                result.error = FileError(
-                    source.path, f"internal error in rule {rule.code} ({type(exc).__name__}: {exc}); please report it"
-                )
-    kept: List[Finding] = []
-    for f in raw:
-        if f.code != SYNTAX_ERROR and sup.suppresses(f.code, f.span.line, f.span.end_line):
-            continue
-        f.severity = options.config.severity_of(f.code, f.severity)
-        if f.severity < options.min_severity:
-            continue
-        kept.append(f)
-    if options.report_unused_suppressions and SUPPRESSION not in file_ignores:
-        kept.extend(_suppression_findings(source, sup, enabled))
-    result.findings = kept
-    return result
+                found = list(rule.check_program(program))
+            except Exception as exc:
+                st = by_display.get(program.entry.display)
+                if st is not None:
+                    st.result.error = _internal_error(program.entry.display, rule.code, exc)
+                continue
+            for f in found:
+                st = by_display.get(f.path)
+                if st is not None:  # findings in files outside the run are not reported
+                    st.raw.append(f)
+
+
+def _display(real: str) -> str:
+    from trainlint.files import display_path
+
+    return display_path(Path(real))
 
 
 def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: Sequence[str]) -> List[Finding]:
@@ -134,11 +138,16 @@ def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: S
 
 
 def _python_accepts(text: str) -> bool:
+    return _python_error(text) is None
+
+
+def _python_error(text: str) -> Optional[Exception]:
+    """The error the interpreter raises compiling ``text`` (None when it accepts it)."""
     try:
         compile(text, "<trainlint>", "exec", dont_inherit=True, flags=0x400)  # PyCF_ONLY_AST
-        return True
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return False
+        return None
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return exc
 
 
 def _relative_to(path: str, root: Path) -> str:
@@ -156,13 +165,19 @@ def lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[str
     warnings = list(found.warnings)
     report.errors.extend(FileError(p, m) for p, m in found.errors)
     rules = _instances(options.enabled)
+    states: Dict[str, _FileState] = {}
     for real, display in found.files:
         try:
             source = read_source(real, display)
         except SourceError as exc:
             report.errors.append(FileError(display, str(exc)))
             continue
-        _collect(report, lint_source(source, options, rules), warnings)
+        state = _prepare(source, options, rules)
+        if state is not None:
+            states[os.path.realpath(real)] = state
+    _run_program_rules(states, options, rules)
+    for state in states.values():
+        _collect(report, _finish(state, options), warnings)
     report.findings.sort(key=Finding.sort_key)
     return report, warnings
 

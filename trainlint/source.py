@@ -35,8 +35,12 @@ def decode(data: bytes, path: str) -> str:
     """Decode Python source as the interpreter would (BOM, PEP 263 cookie, else UTF-8)."""
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as exc:  # unknown codec in the coding cookie
-        raise SourceError(f"cannot read the encoding declaration: {exc}") from None
+    except SyntaxError as exc:
+        if "unknown encoding" in str(exc) or "encoding problem" in str(exc):  # a bad coding cookie
+            raise SourceError(f"cannot read the encoding declaration: {exc}") from None
+        # detect_encoding reports bytes that are not UTF-8 in the first two lines (where a cookie
+        # could be) as "invalid or missing encoding declaration": say what is actually wrong.
+        encoding = "utf-8"
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:

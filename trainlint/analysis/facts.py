@@ -84,6 +84,11 @@ class FileFacts:
     classes: Dict[str, ClassInfo] = field(default_factory=dict)
     #: ``self.x = ...`` in any method, keyed by class name then "self.x".
     attributes: Dict[str, Dict[str, List[Assignment]]] = field(default_factory=dict)
+    #: Modules this file imports (``pkg.mod``; relative ones keep their dots: ``..utils``); for
+    #: ``from pkg import name`` both ``pkg`` and ``pkg.name`` (name may be a submodule).
+    imports: List[str] = field(default_factory=list)
+    #: Does the module body run a loop or a training call when executed (a notebook-style script)?
+    runs_at_module_level: bool = False
 
     def scopes(self) -> Iterator[Scope]:
         yield self.module
@@ -179,8 +184,23 @@ class _Builder:
             scope.returns.append((node.value, s))
         elif isinstance(node, cst.Import):
             self.aliases.add_import(node)
+            for alias in node.names:
+                self.facts.imports.append(dotted(alias.name) or "")
         elif isinstance(node, cst.ImportFrom):
             self.aliases.add_import_from(node)
+            module_name = dotted(node.module) if node.module is not None else None
+            base = ("." * len(node.relative)) + (module_name or "")
+            self.facts.imports.append(base)
+            if not isinstance(node.names, cst.ImportStar):
+                sep = "" if base.endswith(".") or not base else "."
+                for alias in node.names:
+                    if isinstance(alias.name, cst.Name):
+                        self.facts.imports.append(f"{base}{sep}{alias.name.value}")
+        if scope.kind == "module" and isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+            name = dotted(node.value.func) or ""
+            last = name.rsplit(".", 1)[-1]
+            if last in ("fit", "backward", "main", "run", "train") or last.startswith("train"):
+                self.facts.runs_at_module_level = True
 
     def _compound(self, node, scope: Scope, block, loops, cls: Optional[ClassInfo]) -> None:
         inner = block + (id(node),)
@@ -201,6 +221,8 @@ class _Builder:
             self.facts.classes.setdefault(node.name.value, info)
             self._suite(node.body, scope, inner, loops, info)
         elif isinstance(node, (cst.For, cst.While)):
+            if scope.kind == "module":
+                self.facts.runs_at_module_level = True
             s = self._stmt(node, scope, block, loops)
             if isinstance(node, cst.For):
                 for name, _, _ in _targets(node.target):

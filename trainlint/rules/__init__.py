@@ -17,6 +17,7 @@ from trainlint import docs_url
 from trainlint.findings import Finding, Fix, Related, Severity, Span
 
 if TYPE_CHECKING:  # pragma: no cover
+    from trainlint.analysis.program import Program
     from trainlint.context import FileContext
 
 CODE_RE = re.compile(r"^TL\d{3}$")
@@ -38,8 +39,19 @@ class Rule:
     #: Near-misses that must not raise this rule.
     good: ClassVar[Sequence[str]] = ()
 
-    def check(self, ctx: "FileContext") -> Iterable[Finding]:  # pragma: no cover - interface
-        raise NotImplementedError
+    def check(self, ctx: "FileContext") -> Iterable[Finding]:
+        """Findings of one file. File-level rules override this."""
+        return ()
+
+    def check_program(self, program: "Program") -> Iterable[Finding]:
+        """Findings of a whole training program (entry script + the project files it imports).
+        Program-level rules (TL301 missing-seed...) override this; findings in files that are not
+        part of the run are dropped by the engine."""
+        return ()
+
+    @classmethod
+    def is_program_rule(cls) -> bool:
+        return cls.check_program is not Rule.check_program
 
     # -- helpers for rules -------------------------------------------------------------
     def finding(
@@ -75,9 +87,6 @@ class Rule:
 
 class EngineRule(Rule):
     """Diagnostics the engine itself emits (TL0xx); they have docs but no ``check``."""
-
-    def check(self, ctx: "FileContext") -> Iterable[Finding]:
-        return ()
 
 
 _REGISTRY: Optional[Dict[str, type]] = None
