@@ -43,6 +43,15 @@ MIN_FILES = 3
 SCRIPT_LINES = 200
 
 
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # not installed as a distribution
+        return "?"
+
+
 def best_of(n: int, fn: Callable[[], object]) -> float:
     best = float("inf")
     for _ in range(n):
@@ -88,18 +97,37 @@ def trainlint_command() -> List[str]:
     return [found] if found else [sys.executable, "-m", "trainlint"]
 
 
+# Measures one command from a small, fresh interpreter. Linux carries a parent's RSS high-water mark
+# into a forked child (ru_maxrss survives fork and exec), so a child forked straight from this process
+# would report at least this process's own RSS (libcst and all). The helper forks the command from a
+# ~10 MiB interpreter instead, times fork-to-exit and reports the command's own rusage.
+_MEASURE = """\
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+print(wall, os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+"""
+
+
 def run_child(cmd: Sequence[str], cwd: Path) -> Tuple[float, int, int, str]:
-    """Run one child: (wall seconds, exit code, peak RSS in KiB of that child, stderr)."""
+    """Run one command: (wall seconds, exit code, its peak RSS in KiB, its stderr)."""
     env = dict(os.environ, NO_COLOR="1")
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
-    return wall, proc.returncode, _kib(usage.ru_maxrss), stderr
+    proc = subprocess.run([sys.executable, "-I", "-S", "-c", _MEASURE, *cmd], cwd=cwd, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wall, code, rss = proc.stdout.split()
+    except ValueError:
+        raise SystemExit(f"could not measure `{' '.join(cmd)}`:\n{proc.stdout}{proc.stderr}") from None
+    return float(wall), int(code), _kib(int(rss)), proc.stderr
 
 
 def _kib(maxrss: int) -> int:
@@ -230,7 +258,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nlines = sum(len(t.splitlines()) for t in texts)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     print(f"path: {_rel(path)}  files: {nfiles}  lines: {nlines}  size: {nbytes / 1024:.0f} KiB  best of {n}")
-    print(f"python {sys.version.split()[0]}, libcst {getattr(libcst, '__version__', '?')}")
+    print(f"python {sys.version.split()[0]}, libcst {_version('libcst')}, trainlint {_version('trainlint')}")
 
     # (a) bare parse
     syntax_errors = 0
@@ -267,6 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"(a) libcst.parse_module only     {rate(t_parse)}" + (f"  [{syntax_errors} syntax error(s)]" if syntax_errors else ""))
     print(f"(b) in-process lint_paths        {rate(t_lint)}  [{len(enabled)} rules: {', '.join(enabled)}; "
           f"{report.files_checked} files checked, {len(report.findings)} findings, {len(report.errors)} errors]")
+    if "TL002" in enabled:
+        print("    (TL002, unused suppressions, is on here; the CLI leaves it off by default, so (c) may find fewer)")
     print(f"    ratio (b)/(a): {t_lint / t_parse:.2f}x   (the rest of (b) over a bare parse: "
           f"{(t_lint - t_parse) * 1000:.1f} ms, {(t_lint - t_parse) / nfiles * 1000:.2f} ms/file)")
     print(f"    torch in sys.modules after the in-process lint: {torch_after}"
@@ -285,8 +315,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"(d) `python -c 'import trainlint.cli'`: {t_import * 1000:8.1f} ms wall, peak RSS {rss_import / 1024:.1f} MiB "
           f"(`python -c pass`: {t_pass * 1000:.1f} ms)")
     print(f"    so of (c): interpreter {t_pass * 1000:.0f} ms + importing the CLI {max(0.0, t_import - t_pass) * 1000:.0f} ms "
-          f"+ linting {max(0.0, t_sub - t_import) * 1000:.0f} ms; in-process (b) took {t_lint * 1000:.0f} ms")
-    print(f"    getrusage(RUSAGE_CHILDREN).ru_maxrss (largest child so far): {children_peak / 1024:.1f} MiB")
+          f"+ the rest {max(0.0, t_sub - t_import) * 1000:.0f} ms (importing libcst, the engine and the rules: see "
+          f"'fixed cost' below; then the lint, which in-process (b) did warm in {t_lint * 1000:.0f} ms)")
+    print(f"    (peak RSS: each command's own ru_maxrss, from os.wait4 in a small launcher; this process's "
+          f"getrusage(RUSAGE_CHILDREN).ru_maxrss reads {children_peak / 1024:.1f} MiB because a child forked from it "
+          f"inherits its {_kib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024:.1f} MiB high-water mark)")
 
     # one ~200-line script
     sizes = sorted(((len(t.splitlines()), real) for t, (real, _) in zip(texts, files)), reverse=True)
@@ -301,9 +334,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             origin = f"synthesized (largest file here: {biggest})"
         t_one, code_one, rss_one = best_child(n, [*cmd, str(script)], Path(tmp), ok=(0, 1))
         shown = _rel(script) if tmp not in str(script) else script.name
+        tiny = Path(tmp) / "tiny.py"
+        tiny.write_text("x = 1\n", encoding="utf-8")
+        t_tiny, _, rss_tiny = best_child(n, [*cmd, str(tiny)], Path(tmp))
+        t_engine, _, _ = best_child(n, [sys.executable, "-c", "import trainlint.engine, trainlint.rules; trainlint.rules.registry()"], ROOT)
         print()
         print(f"one ~{SCRIPT_LINES}-line script: `trainlint {shown}` ({script_lines} lines, {origin}): "
               f"{t_one * 1000:.1f} ms wall (exit {code_one}), peak RSS {rss_one / 1024:.1f} MiB")
+        print(f"fixed cost: `trainlint tiny.py` (1 line): {t_tiny * 1000:.1f} ms wall, peak RSS {rss_tiny / 1024:.1f} MiB; "
+              f"of it `python -c 'import trainlint.engine, trainlint.rules; registry()'` (libcst and the rules): "
+              f"{t_engine * 1000:.1f} ms")
     return 0
 
 

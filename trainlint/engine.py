@@ -79,6 +79,89 @@ def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError, py_error: Op
     )
 
 
+@dataclass
+class _FileState:
+    """One file between the two phases: parsed and its file rules run; program rules still to come."""
+
+    source: SourceFile
+    result: FileResult
+    sup: supp.Suppressions
+    enabled: List[str]  # the run's codes minus this file's per-file-ignores
+    file_ignores: List[str]
+    ctx: Optional[FileContext] = None  # None: not parsed (syntax error, skip-file...)
+    raw: List[Finding] = field(default_factory=list)
+    done: bool = False  # nothing more to report for this file (skip-file, unsupported syntax...)
+
+
+def _internal_error(path: str, code: str, exc: BaseException) -> FileError:
+    return FileError(path, f"internal error in rule {code} ({type(exc).__name__}: {exc}); please report it")
+
+
+def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _FileState:
+    """Phase one for one file: suppressions, per-file ignores, parse, file-level rules."""
+    result = FileResult(source=source)
+    sup = supp.parse(source.text, list(registry()))
+    file_ignores = options.config.ignored_for_file(_relative_to(source.path, options.config.root))
+    enabled = [c for c in options.enabled if not any(c.startswith(s) or s == "ALL" for s in file_ignores)]
+    state = _FileState(source, result, sup, enabled, file_ignores)
+    if sup.skip_file:
+        state.done = True
+        return state
+    try:
+        module = cst.parse_module(source.text)
+    except cst.ParserSyntaxError as exc:
+        py_error = _python_error(source.text)
+        if py_error is None:
+            first = exc.message.strip().splitlines()[0] if exc.message else "unknown"
+            result.warning = f"{source.path}: skipped: the parser does not support this file's syntax ({first})"
+            state.done = True
+            return state
+        if SYNTAX_ERROR in enabled:
+            state.raw.append(_syntax_finding(source, exc, py_error if isinstance(py_error, SyntaxError) else None))
+        return state
+    except RecursionError:
+        result.error = FileError(source.path, "too deeply nested to parse")
+        state.done = True
+        return state
+    state.ctx = FileContext(source, module)
+    for rule in rules:
+        if rule.code not in enabled:
+            continue
+        try:
+            state.raw.extend(rule.check(state.ctx))
+        except Exception as exc:  # a rule bug must not take the run down
+            result.error = _internal_error(source.path, rule.code, exc)
+    return state
+
+
+def _finish(state: _FileState, options: Options) -> FileResult:
+    """Phase two for one file: suppressions, severity overrides and the threshold, TL002."""
+    result = state.result
+    if state.done:
+        return result
+    config = options.config
+    kept: List[Finding] = []
+    for f in state.raw:
+        if f.code not in state.enabled:  # a program rule's finding in a file that ignores it
+            continue
+        if f.code != SYNTAX_ERROR and state.sup.suppresses(f.code, f.span.line, f.span.end_line):
+            continue
+        f.severity = config.severity_of(f.code, f.severity)
+        if f.severity < options.min_severity:
+            continue
+        kept.append(f)
+    ignores_tl002 = any(SUPPRESSION.startswith(s) or s == "ALL" for s in state.file_ignores)
+    if options.report_unused_suppressions and not ignores_tl002:
+        # Without a parse no rule ran, so every suppression would look unused: report only malformed ones.
+        unused_enabled = state.enabled if state.ctx is not None else None
+        for f in _suppression_findings(state.source, state.sup, unused_enabled):
+            f.severity = config.severity_of(f.code, f.severity)
+            if f.severity >= options.min_severity:
+                kept.append(f)
+    result.findings = kept
+    return result
+
+
 def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]] = None) -> FileResult:
     """Lint one file's text (already read and decoded) on its own: the file is its own program."""
     rules = rules if rules is not None else _instances(options.enabled)
@@ -124,13 +207,14 @@ def _display(real: str) -> str:
     return display_path(Path(real))
 
 
-def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: Sequence[str]) -> List[Finding]:
+def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: Optional[Sequence[str]]) -> List[Finding]:
+    """TL002 findings: malformed directives, then (unless ``enabled`` is None) unused suppressions."""
     rule = registry()[SUPPRESSION]
     out = []
     for problem in sup.problems:
         out.append(Finding(SUPPRESSION, rule.name, rule.severity, problem.message[0].upper() + problem.message[1:],
                            source.path, problem.span, hint="Fix the directive, or remove it"))
-    for directive, what in sup.unused(enabled):
+    for directive, what in (sup.unused(enabled) if enabled is not None else ()):
         label = "noqa" if directive.kind == "noqa" else f"trainlint: {directive.kind}"
         out.append(Finding(SUPPRESSION, rule.name, rule.severity, f"Unused suppression `# {label}`: {what}",
                            source.path, directive.span, hint="Remove the suppression (or the unused codes)"))

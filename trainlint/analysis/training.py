@@ -11,6 +11,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.walk import calls
 
 #: torch.nn.functional losses.
 FUNCTIONAL_LOSSES = {
@@ -87,15 +88,7 @@ class BackwardRoot:
 
 
 def _calls(node: cst.CSTNode) -> Iterator[cst.Call]:
-    """Calls inside an expression (not into lambdas / nested defs)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, cst.Call):
-            yield n
-        if isinstance(n, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
-            continue
-        stack.extend(reversed(n.children))
+    return calls(node)
 
 
 def backward_roots(facts: FileFacts) -> Iterator[BackwardRoot]:
