@@ -3,6 +3,7 @@ then applies suppressions, per-file ignores, severity overrides and the severity
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +244,17 @@ def _relative_to(path: str, root: Path) -> str:
 
 def lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[str]]:
     """Lint files and folders. Returns the report and warnings for the user."""
+    # Syntax trees are many small objects that live until the run ends: with the default thresholds
+    # the cyclic GC rescans them over and over (measured: 40% of a run on 753 real files).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(100_000, 50, 1000)
+    try:
+        return _lint_paths(paths, options)
+    finally:
+        gc.set_threshold(*thresholds)
+
+
+def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[str]]:
     found = discover(paths, options.config)
     report = Report(findings=[], files_checked=0, rules=rule_infos(options), version=__version__,
                     root=str(options.config.root))

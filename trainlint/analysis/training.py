@@ -104,6 +104,14 @@ def backward_roots(facts: FileFacts) -> Iterator[BackwardRoot]:
                 root = _root_of_call(call, facts)
                 if root is not None:
                     yield BackwardRoot(root[0], call, scope, stmt, root[1])
+        if scope.kind == "function" and _is_loss_function(scope, facts):
+            # A loss function or a loss module's forward: what it returns is what gets
+            # backpropagated wherever it is used.
+            for value, stmt in scope.returns:
+                expr = _loss_of_return(value)
+                if expr is not None and is_lossy(expr, facts, scope, stmt):
+                    yield BackwardRoot(expr, stmt.node, scope, stmt, f"returned by the loss function {scope.qualname}()")
+            continue
         if scope.kind == "function" and scope.class_name and scope.name in ("training_step", "compute_loss"):
             # Lightning backpropagates what training_step returns (a loss, or a dict with "loss");
             # HF Trainer backpropagates what compute_loss returns.
@@ -111,6 +119,26 @@ def backward_roots(facts: FileFacts) -> Iterator[BackwardRoot]:
                 expr = _loss_of_return(value)
                 if expr is not None:
                     yield BackwardRoot(expr, stmt.node, scope, stmt, f"return from {scope.name}()")
+
+
+_LOSS_FUNC_NAME = re.compile(r"(^|_)(loss|criterion|nll)(_|$)|loss$|^loss", re.I)
+
+
+def _is_loss_function(scope: Scope, facts: FileFacts) -> bool:
+    """A function named like a loss (``fourier_loss``, ``compute_loss``), or the ``forward`` of a loss
+    module (``class PhysicsLoss(nn.Module)``, a subclass of a torch loss)."""
+    if scope.class_name is None:
+        return bool(_LOSS_FUNC_NAME.search(scope.name)) and not scope.name.startswith(("log_", "print_", "plot_"))
+    if scope.name in ("compute_loss", "training_step"):
+        return False  # handled as framework hooks
+    if scope.name == "forward" or scope.name == "__call__":
+        cls = facts.classes.get(scope.class_name)
+        if cls is None:
+            return False
+        if re.search(r"(Loss|Criterion)$", cls.name):
+            return True
+        return any(canonical(b).startswith("torch.nn.") and b.endswith("Loss") for b in cls.bases)
+    return bool(re.search(r"(^|_)loss(_|$)|^loss", scope.name, re.I)) and not scope.name.startswith(("log_", "print_", "plot_"))
 
 
 def _loss_of_return(value: Optional[cst.BaseExpression]) -> Optional[cst.BaseExpression]:
@@ -239,14 +267,18 @@ def flow_back(
             if func.attr.value == "scale" and expr.args:
                 yield from flow_back(expr.args[0].value, facts, scope, stmt, depth + 1, seen)
                 return
-            yield from flow_back(func.value, facts, scope, stmt, depth + 1, seen)
-            if func.attr.value in CAP_FUNCS_METHODS:
+            meth = func.attr.value
+            # Only through what keeps the value a loss (reductions, casts, scaling, caps): after
+            # log/exp/pow the clamped value is an intermediate (a probability), not the loss.
+            if meth in PASS_THROUGH_METHODS or meth in CAP_FUNCS_METHODS:
+                yield from flow_back(func.value, facts, scope, stmt, depth + 1, seen)
+            if meth in CAP_FUNCS_METHODS:
                 for a in expr.args:
                     yield from flow_back(a.value, facts, scope, stmt, depth + 1, seen)
             return
         q = facts.qualify(func)
         if q is not None:
-            if q.startswith("torch.") or q in ("min", "max"):
+            if q in PASS_THROUGH_FUNCS or q in CAP_FUNCS:
                 for a in expr.args:
                     if a.keyword is None:
                         yield from flow_back(a.value, facts, scope, stmt, depth + 1, seen)
@@ -279,6 +311,8 @@ def flow_back(
 
 
 CAP_FUNCS_METHODS = {"clamp", "clip", "clamp_", "clip_", "clamp_max", "clamp_max_", "minimum", "fmin"}
+CAP_FUNCS = {"torch.clamp", "torch.clip", "torch.clamp_max", "torch.min", "torch.minimum", "torch.fmin",
+             "torch.max", "torch.maximum"}
 
 
 @dataclass

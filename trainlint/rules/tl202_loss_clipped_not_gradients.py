@@ -149,8 +149,47 @@ for x, y in loader:
     total = per_sample.mean() + 0.1 * reg
     total.backward()
 """,
+        # a custom loss module whose forward caps what it returns
+        """
+import torch
+from torch import nn
+class PhysicsLoss(nn.Module):
+    def __init__(self, max_loss_value=50.0):
+        super().__init__()
+        self.max_loss_value = max_loss_value
+    def forward(self, pred, true):
+        loss = ((pred - true) ** 2).mean()
+        loss = torch.clamp(loss, max=self.max_loss_value)  # expect: TL202
+        return loss
+""",
+        # a loss function of a library file, used elsewhere
+        """
+import torch
+def fourier_latent_loss(pred, target):
+    loss = torch.mean((torch.fft.fft2(target).abs() - torch.fft.fft2(pred).abs()) ** 2)
+    loss = torch.clamp(loss, max=10.0)  # expect: TL202
+    return loss
+""",
     )
     good = (
+        # the clamped value is a probability before the log, not the loss
+        """
+import torch
+def marginal_nll(score, target):
+    predict = torch.softmax(score, dim=-1)
+    loss = (predict * target).sum(dim=-1)
+    loss = torch.clamp(loss, min=1e-9, max=1)
+    loss = -torch.log(loss)
+    return loss.mean()
+""",
+        # a loss function that clamps its inputs
+        """
+import torch
+import torch.nn.functional as F
+def bce_loss(p, y, eps=1e-7):
+    p = p.clamp(eps, 1 - eps)
+    return F.binary_cross_entropy(p, y)
+""",
         # clamping predictions, targets and logits is fine
         """
 import torch
@@ -243,8 +282,9 @@ for x, y in loader:
     )
 
     def check(self, ctx) -> Iterable[Finding]:
-        if "backward" not in ctx.source.text and "training_step" not in ctx.source.text and "compute_loss" not in ctx.source.text:
-            return
+        text = ctx.source.text
+        if not any(word in text for word in ("clamp", "clip", "min(", "minimum", "fmin")):
+            return  # no cap anywhere: nothing to find, and the facts pass is skipped
         facts = ctx.facts
         reported: Set[int] = set()
         for root in backward_roots(facts):
