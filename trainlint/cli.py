@@ -75,9 +75,18 @@ def _format_choices() -> List[str]:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help="Color the human-readable output.")
 @click.option("--no-cache", is_flag=True, hidden=True, help="Accepted for ruff compatibility; trainlint keeps no cache.")
-def check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
-          config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache) -> None:
+def check(**kwargs) -> None:
     """Lint training programs: files and folders (default: the current folder); '-' reads stdin."""
+    try:
+        _check(**kwargs)
+    except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+        raise
+    except Exception as exc:  # exit code 2 and one line, never a traceback (ruff's convention)
+        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it")
+
+
+def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
+           config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache) -> None:
     from trainlint.config import ConfigError, Selection, resolve_config, validate_selectors
     from trainlint.engine import Options, lint_paths, lint_text
     from trainlint.findings import Severity
@@ -133,14 +142,22 @@ def check(paths, select, extend_select, ignore, min_severity, output_format, out
     if not quiet:
         for w in warnings:
             click.echo(f"trainlint: warning: {w}", err=True)
-    if not human or quiet:
+    if not human:  # (the human formats print file errors themselves)
         for e in report.errors:
             click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
-    if quiet and human:
-        fmt = "concise"
     use_color = _use_color(color, output_file)
     buf = io.StringIO()
-    render(report, fmt, buf, color=use_color and FORMATS[fmt].for_humans)
+    if quiet and human and statistics:  # the table only: no summary
+        from trainlint.report.full import statistics_lines
+
+        rows = statistics_lines(report, use_color)
+        buf.write("".join(row + "\n" for row in rows))
+        for e in report.errors:
+            click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
+    else:
+        if quiet and human:
+            fmt = "concise"
+        render(report, fmt, buf, color=use_color and FORMATS[fmt].for_humans)
     text = buf.getvalue()
     if output_file:
         try:

@@ -182,11 +182,15 @@ def load_config(path: Path, all_codes: Sequence[str]) -> Config:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    tool = data.get("tool", {})
     if path.name == "pyproject.toml":
-        table = data.get("tool", {}).get("trainlint", {})
+        table = tool.get("trainlint", {}) if isinstance(tool, dict) else {}
+        prefix = f"{path} [tool.trainlint]"
+    elif isinstance(tool, dict) and "trainlint" in tool:
+        table = tool["trainlint"]
         prefix = f"{path} [tool.trainlint]"
     else:
-        table = data.get("tool", {}).get("trainlint", data) if "tool" in data else data
+        table = data
         prefix = f"{path}"
     if not isinstance(table, dict):
         raise ConfigError(f"{prefix}: expected a table")
@@ -212,6 +216,7 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
     if not isinstance(pfi, dict):
         raise ConfigError(f"{prefix} per-file-ignores: expected a table of glob = [codes]")
     for pattern, codes in pfi.items():
+        _check_patterns([pattern], f"{prefix} per-file-ignores")
         cfg.per_file_ignores.append(
             (pattern, validate_selectors(codes, f"{prefix} per-file-ignores.{pattern!r}", all_codes))
         )
@@ -220,6 +225,7 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
             val = table[key]
             if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
                 raise ConfigError(f"{prefix} {key}: expected a list of glob patterns, got {val!r}")
+            _check_patterns(val, f"{prefix} {key}")
             setattr(cfg, attr, list(val))
     sev = table.get("severity", {})
     if not isinstance(sev, dict):
@@ -239,7 +245,7 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
         from trainlint.report import FORMATS
 
         fmt = table["output-format"]
-        if fmt not in FORMATS:
+        if not isinstance(fmt, str) or fmt not in FORMATS:
             raise ConfigError(f"{prefix} output-format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
         cfg.output_format = fmt
     for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions")):
@@ -248,6 +254,17 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
                 raise ConfigError(f"{prefix} {key}: expected true or false, got {table[key]!r}")
             setattr(cfg, attr, table[key])
     return cfg
+
+
+def _check_patterns(patterns: Sequence[str], where: str) -> None:
+    """Reject gitignore-style patterns pathspec cannot compile (``!`` alone...) with a clear message."""
+    import pathspec
+
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except Exception as exc:  # pathspec raises ValueError subclasses (GitIgnorePatternError...)
+            raise ConfigError(f"{where}: invalid pattern {pattern!r}: {exc}") from None
 
 
 def resolve_config(

@@ -74,7 +74,9 @@ class _Ignores:
         return self._cache[folder]
 
     def ignored(self, path: Path, is_dir: bool, chain: Sequence[Path]) -> bool:
-        for folder in chain:
+        # As git: the deepest .gitignore with a verdict wins, so a nested `!keep.py` re-includes a file
+        # a parent .gitignore ignores.
+        for folder in reversed(chain):
             spec = self.spec_for(folder)
             if spec is None:
                 continue
@@ -82,7 +84,12 @@ class _Ignores:
                 rel = path.relative_to(folder).as_posix()
             except ValueError:
                 continue
-            if spec.match_file(rel + ("/" if is_dir else "")):
+            rel += "/" if is_dir else ""
+            if hasattr(spec, "check_file"):  # pathspec >= 0.12
+                verdict = spec.check_file(rel).include
+                if verdict is not None:
+                    return bool(verdict)
+            elif spec.match_file(rel):
                 return True
         return False
 
@@ -97,12 +104,27 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
     ignores = _Ignores()
     seen_files: set = set()
 
+    anchor: List[Path] = [config.root]  # what patterns are relative to for paths outside the root
+
     def excluded(path: Path, is_dir: bool) -> bool:
-        abs_path = path.resolve() if not path.is_absolute() else path
-        try:
-            rel = abs_path.relative_to(config.root).as_posix()
-        except ValueError:
-            rel = abs_path.as_posix().lstrip("/")
+        # normpath, not resolve(): `../src/x.py` is under the root, a symlink into it counts as inside.
+        abs_path = Path(os.path.normpath(os.path.abspath(path)))
+        rel = None
+        for candidate in (abs_path, Path(os.path.realpath(abs_path))):
+            try:
+                rel = candidate.relative_to(config.root).as_posix()
+                break
+            except ValueError:
+                continue
+        if rel is None:
+            # Outside the project: match below the linted argument, never on the folders above it
+            # (a checkout under /tmp/build/ must not be excluded by the default "build" pattern).
+            try:
+                rel = abs_path.relative_to(anchor[0]).as_posix()
+            except ValueError:
+                rel = abs_path.name
+        if rel in ("", "."):
+            return False
         return exclude.match_file(rel + ("/" if is_dir else ""))
 
     def add_file(path: Path) -> None:
@@ -121,6 +143,7 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
             result.errors.append((raw, "broken symbolic link"))
             continue
         if path.is_file():
+            anchor[0] = Path(os.path.normpath(os.path.abspath(path))).parent
             if not excluded(path.absolute(), False):
                 add_file(path)
             continue
@@ -128,7 +151,8 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
             result.errors.append((raw, "not a regular file or directory"))
             continue
         before = len(result.files)
-        root = path.absolute()
+        root = Path(os.path.normpath(os.path.abspath(path)))
+        anchor[0] = root
         git_root = _git_root(root.resolve()) if config.respect_gitignore else None
         # .gitignore files above the starting folder (up to the repository root) apply too.
         chain: List[Path] = []
@@ -137,7 +161,12 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
             chain = [p for p in reversed(resolved.parents) if p == git_root or git_root in p.parents]
             chain.append(resolved)
         elif config.respect_gitignore:
-            chain = [root.resolve()]
+            # Not in a git repository: the .gitignore files from the project root (the folder of the
+            # config file) down apply, so `trainlint src` skips what `trainlint .` skips.
+            resolved = root.resolve()
+            top = config.root if config.path is not None else resolved
+            chain = [p for p in reversed(resolved.parents) if p == top or top in p.parents]
+            chain.append(resolved)
         _walk(root, root.resolve(), chain, config, ignores, excluded, add_file, result, {str(root.resolve())})
         if len(result.files) == before:
             result.warnings.append(f"no Python files found under {raw}")

@@ -110,15 +110,19 @@ class Suppressions:
 
 def _comments(text: str) -> Iterable[Tuple[int, int, str, bool]]:
     """(line, 0-based col, comment text, own_line) for every comment token."""
+    yielded: Set[int] = set()
+    last_line = 1
     try:
         toks = tokenize.generate_tokens(io.StringIO(text).readline)
         prev_line = 0
         code_on_line = False
         for tok in toks:
+            last_line = tok.end[0]
             if tok.start[0] != prev_line:
                 prev_line = tok.start[0]
                 code_on_line = False
             if tok.type == tokenize.COMMENT:
+                yielded.add(tok.start[0])
                 yield tok.start[0], tok.start[1], tok.string, not code_on_line
             elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
                 code_on_line = True
@@ -126,8 +130,11 @@ def _comments(text: str) -> Iterable[Tuple[int, int, str, bool]]:
                     prev_line = tok.end[0]
                     code_on_line = True
     except (tokenize.TokenError, SyntaxError, IndentationError):
-        # Fall back to a line scan for files the tokenizer rejects.
-        for i, line in enumerate(text.splitlines(), 1):
+        # The tokenizer gave up (it fails lazily, after yielding the comments before the error):
+        # scan the rest of the file line by line, without repeating what it already found.
+        for i, line in enumerate(re.split(r"\r\n|\r|\n", text), 1):
+            if i < last_line or i in yielded:
+                continue
             pos = line.find("#")
             if pos >= 0:
                 yield i, pos, line[pos:], not line[:pos].strip()
@@ -183,6 +190,8 @@ def _parse_directive(
     result: Suppressions, body: str, line: int, col: int, end_col: int, own_line: bool, known: Set[str]
 ) -> None:
     span = Span(line, col, line, end_col)
+    # A second comment after the directive (`# trainlint: ignore[TL202]  # why`) is not part of it.
+    body = body.split("#", 1)[0].strip()
     if body.lower() in ("skip-file", "skip_file"):
         result.skip_file = True
         return
