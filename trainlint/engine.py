@@ -18,7 +18,7 @@ from trainlint.files import discover
 from trainlint.findings import Finding, Severity, Span
 from trainlint.report.base import FileError, Report, RuleInfo
 from trainlint.rules import Rule, registry
-from trainlint.source import SourceError, SourceFile, read_source
+from trainlint.source import SourceError, SourceFile, SourceSkipped, read_source
 from trainlint import suppressions as supp
 
 SYNTAX_ERROR = "TL001"
@@ -265,6 +265,9 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
     for real, display in found.files:
         try:
             source = read_source(real, display)
+        except SourceSkipped as exc:
+            warnings.append(f"{display}: {exc}")
+            continue
         except SourceError as exc:
             report.errors.append(FileError(display, str(exc)))
             continue
@@ -295,4 +298,6 @@ def _collect(report: Report, result: FileResult, warnings: List[str]) -> None:
         warnings.append(result.warning)
     if result.findings and result.source is not None:
         report.sources[result.source.path] = result.source.text
+        if result.source.cells is not None:
+            report.notebooks[result.source.path] = result.source.cells
     report.findings.extend(result.findings)

@@ -19,7 +19,7 @@ import pathspec
 
 from trainlint.config import Config
 
-SUFFIXES = (".py", ".pyi")
+SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
 @dataclass

@@ -6,17 +6,25 @@ import codecs
 import io
 import tokenize
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:  # pragma: no cover
+    from trainlint.notebook import CellMap
 
 
 class SourceError(Exception):
     """A file that cannot be read or decoded; the message is for the user."""
 
 
+class SourceSkipped(SourceError):
+    """A file that is not for trainlint after all (a notebook in another language): a warning."""
+
+
 @dataclass
 class SourceFile:
     path: str  # as displayed (relative to the cwd when possible)
-    text: str
+    text: str  # Python text (for a notebook: its code cells joined, see trainlint.notebook)
+    cells: Optional["CellMap"] = None  # set for notebooks
     _lines: Optional[List[str]] = field(default=None, repr=False)
 
     @property
@@ -71,4 +79,23 @@ def read_source(path: str, display: str) -> SourceFile:
         raise SourceError("permission denied") from None
     except OSError as exc:
         raise SourceError(exc.strerror or str(exc)) from None
+    if path.endswith(".ipynb"):
+        return notebook_source(data, display)
     return SourceFile(display, decode(data, display))
+
+
+def notebook_source(data: bytes, display: str) -> SourceFile:
+    """A notebook's code cells as one Python text (see trainlint.notebook)."""
+    from trainlint.notebook import NotebookError, NotPythonNotebook, to_script
+
+    try:
+        raw = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"cannot decode the notebook as UTF-8: byte {data[exc.start:exc.start + 1]!r} at offset {exc.start}") from None
+    try:
+        text, cells = to_script(raw)
+    except NotPythonNotebook as exc:
+        raise SourceSkipped(str(exc)) from None
+    except NotebookError as exc:
+        raise SourceError(str(exc)) from None
+    return SourceFile(display, text, cells)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import IO, Callable, Dict, List, Optional, Tuple
+from typing import Any, IO, Callable, Dict, List, Optional, Tuple
 
 from trainlint.findings import Finding
 
@@ -40,6 +40,61 @@ class Report:
     root: Optional[str] = None  # directory paths are relative to (for SARIF's originalUriBaseIds)
     sources: Dict[str, str] = field(default_factory=dict)  # path -> text, for files with findings
     version: str = ""  # trainlint's version, for tool metadata
+    notebooks: Dict[str, Any] = field(default_factory=dict)  # path -> trainlint.notebook.CellMap
+
+
+def position(report: "Report", path: str, line: int) -> Tuple[Optional[int], int]:
+    """(cell, line) to show for a line of ``path``: cell is None except in notebooks, where the line
+    is counted within the cell."""
+    cells = report.notebooks.get(path)
+    if cells is None:
+        return None, line
+    return cells.position(line)
+
+
+def location(report: "Report", path: str, line: int, column: int) -> str:
+    """``path:line:col``, or ``path:cell N:line:col`` in a notebook (ruff's spelling)."""
+    cell, line = position(report, path, line)
+    if cell is None:
+        return f"{path}:{line}:{column}"
+    return f"{path}:cell {cell}:{line}:{column}"
+
+
+def finding_dict(report: "Report", f: Finding) -> Dict[str, Any]:
+    """``f.to_dict()`` with notebook positions counted within the cell, and a ``cell`` key."""
+    data = f.to_dict()
+    cells = report.notebooks.get(f.path)
+    data["cell"] = None
+    if cells is not None:
+        data["cell"], data["line"] = cells.position(f.span.line)
+        _, data["end_line"] = cells.position(f.span.end_line)
+        for r, rd in zip(f.related, data.get("related", [])):
+            if r.path in report.notebooks:
+                rd["cell"], rd["line"] = report.notebooks[r.path].position(r.span.line)
+                _, rd["end_line"] = report.notebooks[r.path].position(r.span.end_line)
+    return data
+
+
+def cell_view(report: "Report") -> List[Finding]:
+    """The findings as tools that know no cells should see them: in notebooks, lines counted within
+    the cell and the message prefixed with ``cell N:``."""
+    if not report.notebooks:
+        return report.findings
+    import dataclasses
+
+    out = []
+    for f in report.findings:
+        cells = report.notebooks.get(f.path)
+        if cells is None:
+            out.append(f)
+            continue
+        cell, line = cells.position(f.span.line)
+        end_cell, end_line = cells.position(f.span.end_line)
+        if end_cell != cell:
+            end_line = line
+        span = dataclasses.replace(f.span, line=line, end_line=end_line)
+        out.append(dataclasses.replace(f, span=span, message=f"cell {cell}: {f.message}"))
+    return out
 
 
 Renderer = Callable[[Report, IO[str], bool], None]  # (report, stream, color)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import IO, List
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, location, register
 
 
 def one_line(text: str) -> str:
@@ -22,9 +22,9 @@ def render_concise(report: Report, stream: IO[str], color: bool) -> None:
 
     out: List[str] = []
     for f in report.findings:
-        path = paint(f.path, BOLD, color=color)
+        where = paint(location(report, f.path, f.span.line, f.span.column), BOLD, color=color)
         code = paint(f.code, BOLD, SEVERITY_COLOR[f.severity], color=color)
-        out.append(f"{path}:{f.span.line}:{f.span.column}: {code} {one_line(f.message)}")
+        out.append(f"{where}: {code} {one_line(f.message)}")
     for e in report.errors:
         out.append(f"{paint(e.path, BOLD, color=color)}: {paint('error', BOLD, RED, color=color)}: {one_line(e.message)}")
     if out:

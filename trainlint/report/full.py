@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import IO, Dict, List, Optional, Tuple
 
 from trainlint.findings import Finding, Severity
-from trainlint.report.base import Report, register, source_line
+from trainlint.report.base import Report, location, position, register, source_line
 
 TAB_WIDTH = 4
 
@@ -102,14 +102,14 @@ def _excerpt(report: Report, f: Finding, color: bool) -> List[str]:
     if after is not None and not (after == "" and source_line(report, f.path, line_no + 2) is None):
         rows.append((line_no + 1, after))  # (the empty string after a final newline is no line)
 
-    width = len(str(rows[-1][0]))
+    width = len(str(position(report, f.path, rows[-1][0])[1]))
     sev = SEVERITY_COLOR[f.severity]
     bar = paint("|", BOLD, BLUE, color=color)
     blank = paint(" " * width + " |", BOLD, BLUE, color=color)
     out = [blank]
     for n, text in rows:
         shown = _clean(text)
-        gutter = paint(f"{n:>{width}} |", BOLD, BLUE, color=color)
+        gutter = paint(f"{position(report, f.path, n)[1]:>{width}} |", BOLD, BLUE, color=color)
         out.append(f"{gutter} {shown}".rstrip())
         if n == line_no:
             end = f.span.end_column if f.span.end_line == f.span.line else None
@@ -123,7 +123,7 @@ def _excerpt(report: Report, f: Finding, color: bool) -> List[str]:
 def _block(report: Report, f: Finding, color: bool) -> List[str]:
     sev = SEVERITY_COLOR[f.severity]
     header = (
-        f"{paint(f.path, BOLD, color=color)}:{f.span.line}:{f.span.column}: "
+        f"{paint(location(report, f.path, f.span.line, f.span.column), BOLD, color=color)}: "
         f"{paint(f.code, BOLD, sev, color=color)} "
         f"{paint('[' + f.severity.label + ']', sev, color=color)} {f.message}"
     )
@@ -136,7 +136,7 @@ def _block(report: Report, f: Finding, color: bool) -> List[str]:
     for r in f.related:
         lines.append(
             f"{pad}= {paint('note', BOLD, color=color)}: "
-            f"{paint(r.path, BOLD, color=color)}:{r.span.line}:{r.span.column}: {r.message}"
+            f"{paint(location(report, r.path, r.span.line, r.span.column), BOLD, color=color)}: {r.message}"
         )
     if f.fix:
         lines.append(f"{pad}= {paint('fix available', BOLD, GREEN, color=color)}: {f.fix.message}")

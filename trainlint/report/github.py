@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import IO, List, Tuple
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, register, cell_view
 
 COMMANDS = {"error": "error", "warning": "warning", "info": "notice"}
 
@@ -31,7 +31,7 @@ def command(name: str, properties: List[Tuple[str, object]], message: str) -> st
 @register("github", for_humans=False, description="GitHub Actions annotations (::error file=...::message).")
 def render_github(report: Report, stream: IO[str], color: bool) -> None:
     out: List[str] = []
-    for f in report.findings:
+    for f in cell_view(report):
         s = f.span
         props: List[Tuple[str, object]] = [
             ("file", f.path),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import IO, Any, Dict, List
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, register, cell_view
 
 # GitLab accepts info, minor, major, critical and blocker.
 SEVERITIES = {"error": "critical", "warning": "major", "info": "info"}
@@ -25,7 +25,7 @@ def build_gitlab(report: Report) -> List[Dict[str, Any]]:
 
     issues: List[Dict[str, Any]] = []
     paths: Dict[str, str] = {}
-    for f, fingerprint in zip(report.findings, fingerprints(report)):
+    for f, fingerprint in zip(cell_view(report), fingerprints(report)):
         s = f.span
         issue: Dict[str, Any] = {
             "type": "issue",

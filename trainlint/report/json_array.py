@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import IO
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, finding_dict, register
 
 
 @register("json", for_humans=False, description="A JSON array of findings (code, name, severity, location, fix...).")
 def render_json(report: Report, stream: IO[str], color: bool) -> None:
     import json
 
-    data = [f.to_dict() for f in report.findings]
+    data = [finding_dict(report, f) for f in report.findings]
     stream.write(json.dumps(data, indent=2, default=str) + "\n")

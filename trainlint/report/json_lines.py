@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, finding_dict, register
 
 
 @register("json-lines", for_humans=False, description="One compact JSON object per finding, one per line.")
@@ -12,4 +12,4 @@ def render_json_lines(report: Report, stream: IO[str], color: bool) -> None:
     import json
 
     for f in report.findings:
-        stream.write(json.dumps(f.to_dict(), separators=(",", ":"), default=str) + "\n")
+        stream.write(json.dumps(finding_dict(report, f), separators=(",", ":"), default=str) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import IO, TYPE_CHECKING, Dict, List
 
-from trainlint.report.base import Report, register
+from trainlint.report.base import Report, register, cell_view
 
 if TYPE_CHECKING:
     from xml.etree.ElementTree import Element
@@ -38,7 +38,7 @@ def build_junit(report: Report) -> "Element":
             counts[path] = [0, 0, 0]
         return suites[path]
 
-    for f in report.findings:
+    for f in cell_view(report):
         suite = suite_for(f.path)
         case = ET.SubElement(
             suite,

@@ -11,7 +11,7 @@ import os
 from typing import IO, Any, Dict, List, Optional, Tuple
 
 from trainlint.findings import Finding, Span
-from trainlint.report.base import Report, RuleInfo, register, source_line
+from trainlint.report.base import Report, RuleInfo, register, source_line, cell_view
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION = "2.1.0"
@@ -61,7 +61,7 @@ def fingerprints(report: Report) -> List[str]:
 
     seen: Dict[Tuple[str, str, str], int] = {}
     out: List[str] = []
-    for f in report.findings:
+    for f in cell_view(report):
         text = source_line(report, f.path, f.span.line)
         text = " ".join(text.split()) if text is not None else "\x00" + f.message
         key = (f.code, posix_path(f.path), text)
@@ -112,7 +112,7 @@ def _rules(report: Report) -> Tuple[List[Dict[str, Any]], Dict[str, int]]:
     from trainlint import docs_url
 
     infos: Dict[str, RuleInfo] = dict(report.rules)
-    for f in report.findings:
+    for f in cell_view(report):
         if f.code not in infos:
             infos[f.code] = RuleInfo(f.code, f.name, f.severity.label, f.name, "", docs_url(f.code))
     codes = sorted(infos)
@@ -168,7 +168,7 @@ def build_sarif(report: Report) -> Dict[str, Any]:
 
     rules, index = _rules(report)
     prints = fingerprints(report)
-    results = [_result(f, index[f.code], fp) for f, fp in zip(report.findings, prints)]
+    results = [_result(f, index[f.code], fp) for f, fp in zip(cell_view(report), prints)]
     version = report.version or trainlint.__version__
     driver: Dict[str, Any] = {
         "name": "trainlint",
