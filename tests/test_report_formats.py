@@ -247,7 +247,7 @@ def test_full_statistics_table():
 
 def test_full_color():
     out = run(make_report(), "full", color=True)
-    assert "\x1b[1m" + TRAIN + "\x1b[0m" in out  # bold path
+    assert re.search(r"\x1b\[1m" + re.escape(TRAIN) + r":\d+:\d+\x1b\[0m", out)  # bold location
     assert "\x1b[31m[error]\x1b[0m" in out
     assert "\x1b[33m[warning]\x1b[0m" in out
     assert "\x1b[34m[info]\x1b[0m" in out
