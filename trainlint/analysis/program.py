@@ -11,9 +11,10 @@ of the run.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Set
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import libcst as cst
 
@@ -56,7 +57,17 @@ def imported_modules(facts: FileFacts) -> List[str]:
 
 def resolve_module(name: str, importer: str, roots: List[Path]) -> Optional[Path]:
     """The project file for module ``name`` imported by file ``importer``, or None (a library)."""
-    importer_dir = Path(importer).parent
+    return _resolve(name, str(Path(importer).parent), tuple(roots))
+
+
+@lru_cache(maxsize=8192)
+def _is_file(path: Path) -> bool:
+    return path.is_file()
+
+
+@lru_cache(maxsize=4096)
+def _resolve(name: str, importer_dir_text: str, roots: Tuple[Path, ...]) -> Optional[Path]:
+    importer_dir = Path(importer_dir_text)
     if name.startswith("."):
         level = len(name) - len(name.lstrip("."))
         base = importer_dir
@@ -78,14 +89,14 @@ def resolve_module(name: str, importer: str, roots: List[Path]) -> Optional[Path
         for k in range(len(parts), 0, -1):  # `from pkg.mod import name` may name a module or an attribute
             target = base.joinpath(*parts[:k])
             py = target.with_suffix(".py")
-            if py.is_file():
+            if _is_file(py):
                 return py
             init = target / "__init__.py"
-            if init.is_file():
+            if _is_file(init):
                 return init
         if not parts:
             init = base / "__init__.py"
-            if init.is_file():
+            if _is_file(init):
                 return init
     return None
 
