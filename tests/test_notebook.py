@@ -123,3 +123,15 @@ def test_syntax_error_in_a_cell_is_located_in_that_cell(tmp_path):
     out = _run("--output-format", "concise", "bad.ipynb", cwd=tmp_path)
     assert out.returncode == 1
     assert out.stdout.startswith("bad.ipynb:cell 2:2:") and "TL001" in out.stdout
+
+
+def test_assignment_magics_keep_the_name_bound():
+    text, _ = to_script(_nb(("code", "import os\nif True:\n    VERSION = !curl -s https://x | grep -Po 'v\\K.*?'\n    files, n = %sx ls\nprint(VERSION)\n")))
+    compile(text, "nb", "exec")
+    assert "VERSION = None" in text
+
+
+def test_empty_notebook_file_is_clean(tmp_path):
+    (tmp_path / "empty.ipynb").write_text("", encoding="utf-8")
+    out = _run("empty.ipynb", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr

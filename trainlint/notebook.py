@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug", "python", "python3", "markdown_if", "skip"}
 _MAGIC_LINE = re.compile(r"^(\s*)(%|!|\?)")
 _HELP_LINE = re.compile(r"^\s*[\w.]+\?{1,2}\s*$")
+_ASSIGN_MAGIC = re.compile(r"^(\s*)([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*[!%]")
 
 
 class NotebookError(Exception):
@@ -62,6 +63,10 @@ def _pythonize(src: str) -> List[str]:
         lines[0] = "pass  # cell magic"
     out = []
     for line in lines:
+        a = _ASSIGN_MAGIC.match(line)
+        if a:  # files = !ls, t = %timeit -o f(): the name is still bound
+            out.append(f"{a.group(1)}{a.group(2)} = None  # IPython")
+            continue
         m = _MAGIC_LINE.match(line)
         if m or _HELP_LINE.match(line):
             indent = m.group(1) if m else line[: len(line) - len(line.lstrip())]
@@ -81,6 +86,8 @@ def is_python_notebook(nb: dict) -> bool:
 
 def to_script(data: str) -> Tuple[str, CellMap]:
     """The joined Python text of a notebook's code cells, and the map back to cells."""
+    if not data.strip():
+        return "", CellMap(())  # an empty file: nothing to lint, like an empty .py
     try:
         nb = json.loads(data)
     except json.JSONDecodeError as exc:
