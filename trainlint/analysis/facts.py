@@ -196,9 +196,11 @@ class _Builder:
                 for alias in node.names:
                     if isinstance(alias.name, cst.Name):
                         self.facts.imports.append(f"{base}{sep}{alias.name.value}")
-        if scope.kind == "module" and isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
-            name = dotted(node.value.func) or ""
-            last = name.rsplit(".", 1)[-1]
+        if scope.kind == "module" and isinstance(node, (cst.Expr, cst.Assign)) and isinstance(node.value, cst.Call):
+            # `train(...)` and `model = train_model(...)` both run training at import
+            func = node.value.func
+            # `L.Trainer(...).fit(model)` is a chained call: its name is the attribute's.
+            last = func.attr.value if isinstance(func, cst.Attribute) else (dotted(func) or "")
             if last in ("fit", "backward", "main", "run", "train") or last.startswith("train"):
                 self.facts.runs_at_module_level = True
 
