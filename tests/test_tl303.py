@@ -1,0 +1,287 @@
+"""TL303 augmentation-in-eval: behaviour the single-file snippets cannot show (pipelines defined in one
+file and used in another, roles read from helper functions and Lightning hooks, TTA passes, messages)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Dict, List
+
+from trainlint.config import Config, Selection
+from trainlint.engine import Options, lint_paths
+
+
+def _run(root: Path, files: Dict[str, str], codes=("TL303",)):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    options = Options(config=Config(layers=[Selection()]), enabled=list(codes))
+    report, _ = lint_paths([str(root)], options)
+    assert not report.errors, report.errors
+    return [f for f in report.findings if f.code in codes]
+
+
+def _where(findings) -> List[str]:
+    return sorted(f"{Path(f.path).name}:{f.line}" for f in findings)
+
+
+TRANSFORMS = """
+import torchvision.transforms as T
+
+train_tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
+eval_tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+"""
+
+
+def test_pipeline_imported_from_a_subpackage_and_used_for_the_test_set(tmp_path):
+    found = _run(tmp_path, {
+        "proj/__init__.py": "",
+        "proj/data/__init__.py": "",
+        "proj/data/transforms.py": TRANSFORMS,
+        "train.py": """
+            import torch
+            from torchvision.datasets import CIFAR10
+            from proj.data.transforms import train_tf, eval_tf
+
+            train_set = CIFAR10("data", train=True, transform=train_tf)
+            test_set = CIFAR10("data", train=False, transform=train_tf)
+
+            if __name__ == "__main__":
+                main()
+        """,
+    })
+    assert _where(found) == ["train.py:6"]
+    f = found[0]
+    assert "train=False" in f.message and "RandomResizedCrop, RandomHorizontalFlip" in f.message
+    # the random ops are shown where they are, in the other file
+    assert {Path(r.path).name for r in f.related} == {"transforms.py"}
+
+
+def test_module_alias_import_style(tmp_path):
+    found = _run(tmp_path, {
+        "tfs.py": TRANSFORMS,
+        "train.py": """
+            import tfs as presets
+            from torchvision import datasets
+
+            val_set = datasets.ImageFolder("data/val", transform=presets.train_tf)
+            train()
+        """,
+    })
+    assert _where(found) == ["train.py:4"]
+
+
+def test_role_from_an_evaluate_helper_in_another_file(tmp_path):
+    found = _run(tmp_path, {
+        "engine.py": """
+            import torch
+
+            @torch.no_grad()
+            def evaluate(model, loader):
+                model.eval()
+                return sum((model(x).argmax(1) == y).sum().item() for x, y in loader)
+        """,
+        "train.py": """
+            import torch
+            import torchvision.transforms as T
+            from engine import evaluate
+            from mydata import Leaves
+
+            tf = T.Compose([T.RandomRotation(15), T.ToTensor()])
+            holdout = torch.utils.data.DataLoader(Leaves(files_b, transform=tf), batch_size=32)
+
+            def main():
+                evaluate(model, holdout)
+
+            if __name__ == "__main__":
+                main()
+        """,
+    })
+    assert _where(found) == ["train.py:6"]
+    assert "evaluate()" in found[0].message
+
+
+def test_names_alone_are_not_enough(tmp_path):
+    # nothing structural says this dataset is used for evaluation
+    found = _run(tmp_path, {
+        "train.py": """
+            import torchvision.transforms as T
+            from mydata import Leaves
+
+            tf = T.Compose([T.RandomRotation(15), T.ToTensor()])
+            val_ds = Leaves(files_b, transform=tf)
+            main()
+        """,
+    })
+    assert found == []
+
+
+def test_tta_passes_over_a_loader_are_not_flagged(tmp_path):
+    found = _run(tmp_path, {
+        "predict.py": """
+            import torch
+            import torchvision.transforms as T
+            from torchvision.datasets import ImageFolder
+
+            aug = T.Compose([T.RandomResizedCrop(224, scale=(0.8, 1.0)), T.RandomHorizontalFlip(), T.ToTensor()])
+            loader = torch.utils.data.DataLoader(ImageFolder("data/test", transform=aug), batch_size=64)
+
+            @torch.no_grad()
+            def predict(loader):
+                return torch.cat([model(x).softmax(1) for x, _ in loader])
+
+            probs = torch.stack([predict(loader) for _ in range(8)]).mean(0)
+            main()
+        """,
+    })
+    assert found == []
+
+
+def test_eval_loop_nested_in_the_epoch_loop_is_not_tta(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import torch
+            import torchvision.transforms as T
+            from mydata import Leaves
+
+            tf = T.Compose([T.RandomRotation(15), T.ToTensor()])
+            val_loader = torch.utils.data.DataLoader(Leaves(files_b, transform=tf), batch_size=32)
+            for epoch in range(10):
+                train_one_epoch(model, optimizer)
+                model.eval()
+                with torch.no_grad():
+                    for x, y in val_loader:
+                        acc = (model(x).argmax(1) == y).float().mean()
+        """,
+    })
+    assert _where(found) == ["train.py:5"]
+
+
+def test_helper_with_split_argument_and_role_branches(tmp_path):
+    found = _run(tmp_path, {
+        "data.py": """
+            import albumentations as A
+            from albumentations.pytorch import ToTensorV2
+
+            def get_aug(split):
+                if split == "train":
+                    return A.Compose([A.HorizontalFlip(p=0.5), A.Normalize(), ToTensorV2()])
+                return A.Compose([A.Resize(256, 256), A.RandomBrightnessContrast(p=0.2), A.Normalize(), ToTensorV2()])
+        """,
+        "train.py": """
+            from data import get_aug
+            from mydata import Polyps
+
+            train_ds = Polyps(root, split="train", transform=get_aug("train"))
+            val_ds = Polyps(root, split="val", transform=get_aug("val"))
+            main()
+        """,
+    })
+    # the eval branch of the helper is reported, at its random op
+    assert _where(found) == ["data.py:7"]
+    assert "RandomBrightnessContrast" in found[0].message
+
+
+def test_reported_once_when_two_entry_scripts_share_the_file(tmp_path):
+    files = {
+        "data.py": """
+            import torchvision.transforms as T
+            from torchvision.datasets import CIFAR10
+
+            tf = T.Compose([T.RandomCrop(32, padding=4), T.ToTensor()])
+            test_set = CIFAR10("data", train=False, transform=tf)
+        """,
+        "train_a.py": "from data import test_set\nif __name__ == '__main__':\n    main()\n",
+        "train_b.py": "from data import test_set\nif __name__ == '__main__':\n    main()\n",
+    }
+    found = _run(tmp_path, files)
+    assert _where(found) == ["data.py:4"]
+
+
+def test_dataset_module_linted_alone(tmp_path):
+    # a file that runs nothing is checked on its own too
+    found = _run(tmp_path, {
+        "datasets.py": """
+            import torchvision.transforms as T
+            from torchvision.datasets import CIFAR10
+
+            train_tf = T.Compose([T.RandomCrop(32, padding=4), T.ToTensor()])
+
+            def get_test_set(root):
+                return CIFAR10(root, train=False, transform=train_tf)
+        """,
+    })
+    assert _where(found) == ["datasets.py:7"]
+
+
+def test_early_return_for_the_eval_instance_skips_the_random_branch(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import random
+            import torch
+            from torch.utils.data import Dataset, DataLoader
+
+            class Tiles(Dataset):
+                def __init__(self, files, train):
+                    self.files = files
+                    self.train = train
+
+                def __getitem__(self, i):
+                    x = torch.load(self.files[i])
+                    if not self.train:
+                        return x
+                    if random.random() < 0.5:
+                        x = torch.flip(x, dims=[-1])
+                    return x
+
+            val_loader = DataLoader(Tiles(files, train=False), batch_size=8)
+            with torch.no_grad():
+                for x in val_loader:
+                    model(x)
+        """,
+    })
+    assert found == []
+
+
+def test_random_split_validation_subset_is_reported_at_the_dataset(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import torch
+            import torchvision.transforms as T
+            from torch.utils.data import DataLoader, random_split
+            from torchvision.datasets import ImageFolder
+
+            tf = T.Compose([T.RandomResizedCrop(224), T.ToTensor()])
+            full = ImageFolder("photos", transform=tf)
+            train_ds, val_ds = random_split(full, [0.9, 0.1])
+            val_loader = DataLoader(val_ds, batch_size=64)
+            with torch.no_grad():
+                for x, y in val_loader:
+                    model(x)
+        """,
+    })
+    assert _where(found) == ["train.py:7"]
+    assert "random_split() subset `val_ds`" in found[0].message
+    assert "Subset" in found[0].hint
+
+
+def test_subset_transform_reassigned_is_left_alone(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import torch
+            import torchvision.transforms as T
+            from torch.utils.data import DataLoader, random_split
+            from torchvision.datasets import ImageFolder
+
+            tf = T.Compose([T.RandomResizedCrop(224), T.ToTensor()])
+            full = ImageFolder("photos", transform=tf)
+            train_ds, val_ds = random_split(full, [0.9, 0.1])
+            val_ds.dataset.transform = T.Compose([T.Resize(224), T.ToTensor()])
+            val_loader = DataLoader(val_ds, batch_size=64)
+            with torch.no_grad():
+                for x, y in val_loader:
+                    model(x)
+        """,
+    })
+    assert found == []
