@@ -87,6 +87,11 @@ def check(**kwargs) -> None:
 
 def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
            config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache) -> None:
+    import gc
+
+    # A short-lived process: syntax trees live until exit, and collecting them after the lint (the
+    # engine restores the thresholds) costs seconds on big trees. Let the process end instead.
+    gc.disable()
     from trainlint.config import ConfigError, Selection, resolve_config, validate_selectors
     from trainlint.engine import Options, lint_paths, lint_text
     from trainlint.findings import Severity

@@ -60,44 +60,59 @@ def resolve_module(name: str, importer: str, roots: List[Path]) -> Optional[Path
     return _resolve(name, str(Path(importer).parent), tuple(roots))
 
 
+@lru_cache(maxsize=16384)
+def _entries(folder: str) -> frozenset:
+    """Names in a folder (cached: imports of every file probe the same folders)."""
+    try:
+        return frozenset(os.listdir(folder))
+    except OSError:
+        return frozenset()
+
+
+def _find(base: str, parts: List[str]) -> Optional[str]:
+    """``base/p1/.../pk.py`` or ``base/p1/.../pk/__init__.py`` for the longest k (``from pkg.mod
+    import name`` may name a module or an attribute)."""
+    folder = base
+    found = None
+    for i, part in enumerate(parts):
+        names = _entries(folder)
+        if part + ".py" in names:
+            found = os.path.join(folder, part + ".py")
+        if part in names and "__init__.py" in _entries(os.path.join(folder, part)):
+            found = os.path.join(folder, part, "__init__.py")
+        if part not in names:
+            break
+        folder = os.path.join(folder, part)
+    return found
+
+
 @lru_cache(maxsize=8192)
-def _is_file(path: Path) -> bool:
-    return path.is_file()
-
-
-@lru_cache(maxsize=4096)
-def _resolve(name: str, importer_dir_text: str, roots: Tuple[Path, ...]) -> Optional[Path]:
-    importer_dir = Path(importer_dir_text)
+def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[Path]:
     if name.startswith("."):
         level = len(name) - len(name.lstrip("."))
         base = importer_dir
         for _ in range(level - 1):
-            base = base.parent
+            base = os.path.dirname(base)
         rest = name.lstrip(".")
-        candidates = [base]
         parts = rest.split(".") if rest else []
-    else:
-        parts = name.split(".")
-        candidates = []
-        for root in [importer_dir, *importer_dir.parents]:
-            candidates.append(root)
-            if roots and any(root == r for r in roots):
-                break
-            if len(candidates) > 8:
-                break
-    for base in candidates:
-        for k in range(len(parts), 0, -1):  # `from pkg.mod import name` may name a module or an attribute
-            target = base.joinpath(*parts[:k])
-            py = target.with_suffix(".py")
-            if _is_file(py):
-                return py
-            init = target / "__init__.py"
-            if _is_file(init):
-                return init
         if not parts:
-            init = base / "__init__.py"
-            if _is_file(init):
-                return init
+            init = os.path.join(base, "__init__.py")
+            return Path(init) if "__init__.py" in _entries(base) else None
+        found = _find(base, parts)
+        return Path(found) if found else None
+    parts = name.split(".")
+    root_texts = {str(r) for r in roots}
+    base = importer_dir
+    for _ in range(9):
+        found = _find(base, parts)
+        if found:
+            return Path(found)
+        if base in root_texts:
+            break
+        parent = os.path.dirname(base)
+        if parent == base:
+            break
+        base = parent
     return None
 
 
