@@ -36,7 +36,6 @@ BAD_TRAIN = textwrap.dedent(
     import torch
     import torch.nn as nn
 
-    torch.manual_seed(0)
     model = nn.Linear(10, 1)
     criterion = nn.MSELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -55,6 +54,7 @@ CLEAN_TRAIN = textwrap.dedent(
     import torch
     import torch.nn as nn
 
+    torch.manual_seed(0)
     model = nn.Linear(10, 1)
     criterion = nn.MSELoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)

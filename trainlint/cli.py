@@ -238,5 +238,41 @@ def rule_cmd(code: Optional[str], show_all: bool, fmt: str) -> None:
         click.echo(rule_page(key), nl=False)
 
 
+@main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--steps", type=click.IntRange(1, 1000), default=3, show_default=True, help="Training steps to watch before the probes run.")
+@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds for the script's steps and the probes; then it counts as a hang (exit 2).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
+              help="Device of the probes: auto = the device the script's model is on; cpu also hides GPUs from the script.")
+@click.option("--probe", "probes", multiple=True, metavar="NAME", help="Run only these probes (repeatable; default: all).")
+@click.option("--budget", type=float, default=20.0, show_default=True, help="Seconds each probe may take.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Also write the run's JSON report into this folder.")
+@click.option("--output-format", type=click.Choice(["full", "json", "sarif"]), default="full", show_default=True)
+@click.option("--show-output", is_flag=True, help="Show the script's own stdout/stderr.")
+@click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run_cmd(steps, timeout, device, probes, budget, report_dir, output_format, show_output, color, command) -> None:
+    """Run a training script under the runtime shim and confirm the static findings:
+    `trainlint run -- python train.py ARGS` (or `-- python -m pkg.train ARGS`). Needs torch
+    (`pip install 'trainlint[runtime]'`). Exit 0: no problem (every static finding refuted by its probe);
+    1: a probe found a problem, or a static finding was confirmed or could not be probed; 2: crash, hang or
+    usage error.
+    """
+    from trainlint.runtime.runner import RunError, RunOptions, run
+
+    opts = RunOptions(command=list(command), steps=steps, timeout=timeout, device=device,
+                      probes=_split(probes) or [], budget=budget, show_output=show_output)
+    try:
+        code, text = run(opts, output_format, report_dir, color=_use_color(color, None) and output_format == "full")
+    except RunError as exc:
+        if exc.output and not show_output:
+            click.echo("--- the script's output (last 40 lines) ---", err=True)
+            click.echo("\n".join(exc.output.rstrip().splitlines()[-40:]), err=True)
+        if exc.traceback:
+            click.echo(exc.traceback.rstrip(), err=True)
+        _fail(exc.message)
+    _write_stdout(text)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

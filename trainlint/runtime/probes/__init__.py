@@ -1,0 +1,157 @@
+"""Runtime probes: one module per probe, each a :class:`Probe` with a catalogue ``name``.
+
+``probe.run(capture, budget_s, ctx)`` returns a :class:`ProbeResult`. A probe works on copies
+(:func:`model_copy`) on the device the script used, and checks ``Budget`` in its loops.
+``confirms`` maps the rule codes this probe speaks for to True (the problem is there) or False (it is
+not); a probe that cannot tell leaves a code out.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Type
+
+VERDICTS = ("ok", "problem", "skipped")
+
+
+@dataclass
+class ProbeResult:
+    name: str
+    verdict: str  # "ok" | "problem" | "skipped"
+    reason: str
+    metrics: Dict[str, Any] = field(default_factory=dict)
+    series: Dict[str, List[float]] = field(default_factory=dict)
+    confirms: Dict[str, bool] = field(default_factory=dict)
+    evidence: str = ""  # one line for humans, e.g. "38% of targets < 0, model output min 0.0"
+    seconds: float = 0.0
+    location: Optional[Dict[str, Any]] = None  # {"path", "line"}: where a runtime-only finding points
+    #: Codes a "problem" verdict is a finding of (default: the confirmed codes); a runtime-only finding is
+    #: reported for each of them that the static pass missed.
+    found: Optional[List[str]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "name": self.name,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "metrics": self.metrics,
+            "series": self.series,
+            "confirms": self.confirms,
+            "seconds": round(self.seconds, 3),
+            "location": self.location,
+            "found": (self.found if self.found is not None else [c for c, v in self.confirms.items() if v])
+            if self.verdict == "problem" else [],
+        }
+
+
+@dataclass
+class ProbeContext:
+    """What the shim knows besides the capture: its own command line (for fresh runs) and options."""
+
+    argv: List[str]  # the shim's target: ["train.py", ARGS...] or ["-m", "pkg.train", ARGS...]
+    cwd: str
+    device: str = "auto"
+    env: Optional[Dict[str, str]] = None
+    run_seconds: float = 0.0  # how long the watched run took to reach its N steps (imports included)
+    world_size: int = 1  # > 1 under torchrun
+
+
+class Budget:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.start = time.perf_counter()
+
+    @property
+    def left(self) -> float:
+        return self.seconds - (time.perf_counter() - self.start)
+
+    @property
+    def expired(self) -> bool:
+        return self.left <= 0
+
+
+class Probe:
+    name: str = ""
+    #: Rule codes a problem of this probe confirms.
+    codes: tuple = ()
+
+    def run(self, capture: Any, budget_s: float, ctx: ProbeContext) -> ProbeResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def result(self, verdict: str, reason: str, **kw: Any) -> ProbeResult:
+        return ProbeResult(self.name, verdict, reason, **kw)
+
+    def skipped(self, reason: str, **kw: Any) -> ProbeResult:
+        return ProbeResult(self.name, "skipped", reason, **kw)
+
+
+def model_device(model: Any, requested: str = "auto") -> Any:
+    import torch
+
+    if requested and requested != "auto":
+        return torch.device(requested)
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def unwrap(model: Any) -> Any:
+    """The module inside DataParallel / DistributedDataParallel / torch.compile wrappers."""
+    for _ in range(4):
+        name = type(model).__name__
+        if name in ("DataParallel", "DistributedDataParallel") and hasattr(model, "module"):
+            model = model.module
+        elif name == "OptimizedModule" and hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            break
+    return model
+
+
+def model_copy(model: Any, device: Any) -> Any:
+    """A deep copy of the model on ``device``; the user's model is left as it was."""
+    m = copy.deepcopy(unwrap(model))
+    return m.to(device)
+
+
+def to_device(obj: Any, device: Any) -> Any:
+    from trainlint.runtime.capture import _tree_map
+
+    return _tree_map(obj, lambda t: t.to(device))
+
+
+def call_model(model: Any, call: Any, device: Any) -> Any:
+    args = to_device(call.args, device)
+    kwargs = to_device(call.kwargs or {}, device)
+    if not isinstance(args, tuple):
+        args = (args,)
+    return model(*args, **kwargs)
+
+
+def registry() -> Dict[str, Type[Probe]]:
+    from trainlint.runtime.probes.augmentation_active import AugmentationActive
+    from trainlint.runtime.probes.determinism import Determinism
+    from trainlint.runtime.probes.dropout_bn_variance_shift import DropoutBnVarianceShift
+    from trainlint.runtime.probes.loss_clamp_zero_grad import LossClampZeroGrad
+    from trainlint.runtime.probes.lr_trajectory import LrTrajectory
+    from trainlint.runtime.probes.output_range import OutputRange
+
+    classes = [OutputRange, LossClampZeroGrad, LrTrajectory, Determinism, DropoutBnVarianceShift, AugmentationActive]
+    return {c.name: c for c in classes}
+
+
+def pct(x: float) -> str:
+    return f"{100.0 * x:.0f}%"
+
+
+def num(x: Optional[float]) -> str:
+    if x is None:
+        return "n/a"
+    if x == 0 or 1e-3 <= abs(x) < 1e4:
+        return f"{x:.4g}"
+    return f"{x:.3g}"
