@@ -1,0 +1,116 @@
+"""TL402 eval-without-no-grad: no_grad at the call sites of a helper (also in other files), helpers nobody
+calls, decorators, and the message naming the loop and the model."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Dict, List
+
+from trainlint.config import Config, Selection
+from trainlint.engine import Options, lint_paths
+
+HELPERS = """
+def evaluate(model, loader):
+    model.eval()
+    hits = 0
+    for x, y in loader:
+        hits += (model(x).argmax(1) == y).sum().item()
+    return hits
+"""
+
+
+def _write(root: Path, files: Dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+
+
+def _run(root: Path, files: Dict[str, str]):
+    _write(root, files)
+    options = Options(config=Config(layers=[Selection()]), enabled=["TL402"])
+    report, _ = lint_paths([str(root)], options)
+    assert not report.errors, report.errors
+    return [f for f in report.findings if f.code == "TL402"]
+
+
+def _where(findings) -> List[str]:
+    return sorted(f"{Path(f.path).name}:{f.line}" for f in findings)
+
+
+def test_helper_in_another_file_called_with_autograd_on(tmp_path):
+    found = _run(tmp_path, {
+        "lib/__init__.py": "",
+        "lib/metrics.py": HELPERS,
+        "train.py": """
+            import torch
+            from lib.metrics import evaluate
+            model = torch.nn.Linear(4, 2)
+            if __name__ == "__main__":
+                print(evaluate(model, val_loader))
+        """,
+    })
+    assert _where(found) == ["metrics.py:4"]
+    assert "evaluate()" in found[0].message and "`model`" in found[0].message
+
+
+def test_caller_in_another_file_under_no_grad(tmp_path):
+    found = _run(tmp_path, {
+        "lib/__init__.py": "",
+        "lib/metrics.py": HELPERS,
+        "train.py": """
+            import torch
+            from lib.metrics import evaluate
+            model = torch.nn.Linear(4, 2)
+            if __name__ == "__main__":
+                with torch.no_grad():
+                    print(evaluate(model, val_loader))
+        """,
+    })
+    assert found == []
+
+
+def test_caller_of_the_caller_under_inference_mode(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import torch
+            """ + HELPERS + """
+            @torch.inference_mode()
+            def report(model):
+                return evaluate(model, val_loader)
+
+            if __name__ == "__main__":
+                report(torch.nn.Linear(4, 2))
+        """,
+    })
+    assert found == []
+
+
+def test_uncalled_helper_is_left_alone(tmp_path):
+    found = _run(tmp_path, {
+        "train.py": """
+            import torch
+            """ + HELPERS + """
+            if __name__ == "__main__":
+                pass
+        """,
+    })
+    assert found == []
+
+
+def test_two_forwards_counted_and_loop_header_is_the_location(tmp_path):
+    found = _run(tmp_path, {
+        "gan_eval.py": """
+            import torch
+            generator = torch.nn.Linear(4, 4)
+            discriminator = torch.nn.Linear(4, 1)
+            generator.eval()
+            scores = []
+            for z, real in test_loader:
+                fake = generator(z)
+                scores.append(discriminator(fake).mean().item())
+        """,
+    })
+    assert _where(found) == ["gan_eval.py:6"]
+    assert "2 times" in found[0].message

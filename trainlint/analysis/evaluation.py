@@ -1,0 +1,868 @@
+"""Evaluation facts: where a model is evaluated, in which mode, and with or without autograd.
+
+An **evaluation loop** is a ``for`` loop over an evaluation loader (``val_loader``, ``test_dl``,
+``loaders["valid"]``, or any loader iterated inside ``evaluate()`` / ``validate()`` / ``test()``) that
+calls a model (``model(x)``, ``self.net(x)``, ``model(**batch)``) and never backpropagates or steps an
+optimizer, neither itself nor through the helpers it calls.
+
+For each loop we know:
+
+- the **mode** the model is in when the loop starts: the last ``.eval()`` / ``.train(False)`` /
+  ``.train()`` before it in its function (also inside helpers called before it), else — for a helper
+  like ``evaluate(model, loader)`` — the mode at every call site of the helper in the program;
+- whether the forward passes run **without autograd**: under ``with torch.no_grad()`` /
+  ``torch.inference_mode()`` / ``torch.set_grad_enabled(False)``, a ``@torch.no_grad()`` decorator, or
+  every call site of the helper under one of those;
+- which **mode-dependent layers** the evaluated model has (dropout, batch norm, layers with a dropout
+  argument, torchvision classifiers that hold BatchNorm), from :mod:`trainlint.analysis.models`.
+
+And for each training loop of :mod:`trainlint.analysis.loops`, the mode switches it reaches
+(:func:`loop_mode_calls`): a loop that reaches ``model.eval()`` but no ``model.train()`` trains every
+epoch after the first evaluation in eval mode.
+
+Everything is computed from the facts pass; nothing imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+
+import libcst as cst
+
+from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.loops import _Finder, classify_call, is_epoch_loop
+from trainlint.analysis.models import (
+    BN_MODULES,
+    DROPOUT_MODULES,
+    ClassRef,
+    FileRef,
+    ModelWorld,
+    _num,
+    assigned_value,
+)
+from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.walk import calls, walk
+
+NO_GRAD_CONTEXTS = {
+    "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
+    "torch.autograd.grad_mode.inference_mode", "torch.autograd.inference_mode",
+}
+SET_GRAD = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"}
+
+_EVAL_TOKEN = re.compile(
+    r"(?:^|_)(?:val|valid|validation|validate|test|testing|tst|eval|evaluation|evaluate|dev|holdout)(?:_|$|loader|set|data|dl|ds|iter|batch)"
+    r"|^(?:val|valid|test|eval|dev)(?:loader|set|data|dl|ds|iter)",
+    re.I,
+)
+_EVAL_FUNC = re.compile(
+    r"^_?(?:eval|evaluate|evaluation|validate|validation|valid|val|test|testing|run_eval|run_validation|run_test|"
+    r"do_eval|do_validation|predict|inference|infer|compute_metrics?|accuracy|score)(?:_|$)|(?:^|_)(?:eval|evaluate|validate|validation)(?:_|$)",
+    re.I,
+)
+_TRAIN_TOKEN = re.compile(r"(?:^|_)train", re.I)
+#: Deliberate train-mode evaluation: Monte-Carlo dropout, BN recalibration.
+_ON_PURPOSE = re.compile(r"mc_?dropout|enable_dropout|monte_?carlo|mc_samples|update_bn|bn_update|precise_bn|recalibrat", re.I)
+_FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier|backbone|student)s?$", re.I)
+
+#: torchvision classification constructors (every one holds BatchNorm or dropout).
+_TV_MODEL = re.compile(
+    r"^(resnet|resnext|wide_resnet|vgg|alexnet|densenet|mobilenet|efficientnet|inception|googlenet|shufflenet|"
+    r"squeezenet|mnasnet|regnet|convnext)"
+)
+#: torch.nn layers whose behaviour depends on the mode through a ``dropout`` argument (default > 0 or given).
+_DROPOUT_ARG_LAYERS = {
+    "torch.nn.TransformerEncoderLayer": 0.1, "torch.nn.TransformerDecoderLayer": 0.1, "torch.nn.Transformer": 0.1,
+    "torch.nn.MultiheadAttention": 0.0, "torch.nn.LSTM": 0.0, "torch.nn.GRU": 0.0, "torch.nn.RNN": 0.0,
+}
+
+
+# -- mode switches --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class ModeCall:
+    call: cst.Call
+    mode: str  # "eval" | "train" | "unknown"
+    receiver: str
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+
+
+_NOT_A_MODULE = re.compile(r"trainer|learner|engine|runner|tuner|fabric|accelerator|agent|(^|_)env$|pipeline|tokenizer|xgb|lgb|lightgbm|xgboost|catboost|^sp$|spm", re.I)
+
+
+def mode_of_call(call: cst.Call) -> Optional[str]:
+    """``x.eval()`` -> "eval"; ``x.train()`` / ``x.train(True)`` -> "train"; ``x.train(False)`` ->
+    "eval"; ``x.train(flag)`` -> "unknown"; anything else None."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None
+    meth = func.attr.value
+    if meth not in ("eval", "train"):
+        return None
+    recv = (dotted(func.value) or "").rsplit(".", 1)[-1] if not isinstance(func.value, cst.Call) else ""
+    if _NOT_A_MODULE.search(recv) or isinstance(func.value, cst.Call) and _NOT_A_MODULE.search(dotted(func.value.func) or ""):
+        return None  # trainer.train(), Trainer(...).train(), xgb/lgb/tokenizer .train(): not nn.Module modes
+    if meth == "eval" and not call.args:
+        return "eval"
+    if meth != "train":
+        return None
+    args = [a for a in call.args if a.keyword is None or a.keyword.value == "mode"]
+    if len(call.args) > 1 or (call.args and not args):
+        return None
+    if not args:
+        return "train"
+    v = args[0].value
+    if isinstance(v, cst.Name) and v.value == "True":
+        return "train"
+    if isinstance(v, cst.Name) and v.value == "False":
+        return "eval"
+    return "unknown"
+
+
+def _small(scope: Scope):
+    for s in scope.stmts:
+        if not isinstance(s.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
+            yield s
+
+
+def _stmt_calls(stmt: Stmt) -> List[cst.Call]:
+    node = stmt.node
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
+        return []
+    return list(calls(node))
+
+
+class _Reach:
+    """Mode switches reached from statements, following helpers (local functions, ``self.method()``,
+    functions imported from other files of the program) a few calls deep."""
+
+    def __init__(self, program: Any) -> None:
+        self.program = program
+        self._cache: Dict[int, List[ModeCall]] = {}
+
+    def helper(self, call: cst.Call, facts: FileFacts, scope: Scope) -> Optional[Tuple[FileFacts, Scope]]:
+        try:
+            return _Finder(facts, self.program)._helper(call, facts, scope)
+        except Exception:  # pragma: no cover - defensive: a resolution failure is "unknown"
+            return None
+
+    def of_stmt(self, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0) -> List[ModeCall]:
+        out: List[ModeCall] = []
+        for call in _stmt_calls(stmt):
+            m = mode_of_call(call)
+            if m is not None and dotted(call.func.value) == "self" and not _module_class(facts, scope):  # type: ignore[attr-defined]
+                m = None  # `self.train()` of a Trainer class is its training method, not a mode switch
+            if m is not None:
+                out.append(ModeCall(call, m, dotted(call.func.value) or "", facts, scope, stmt))  # type: ignore[attr-defined]
+                continue
+            if depth >= 3:
+                continue
+            h = self.helper(call, facts, scope)
+            if h is not None and h[1] is not scope:
+                out.extend(self.of_scope(h[0], h[1], depth + 1))
+        return out
+
+    def of_scope(self, facts: FileFacts, scope: Scope, depth: int = 0) -> List[ModeCall]:
+        key = id(scope)
+        if key in self._cache:
+            return self._cache[key]
+        self._cache[key] = []  # recursion guard
+        out: List[ModeCall] = []
+        for s in _small(scope):
+            out.extend(self.of_stmt(facts, scope, s, depth))
+        self._cache[key] = out
+        return out
+
+
+def _module_class(facts: FileFacts, scope: Scope) -> bool:
+    s = scope
+    while s is not None and s.class_name is None:
+        s = s.parent
+    info = facts.classes.get(s.class_name) if s is not None else None
+    return info is not None and any(b.endswith(("Module", "Model", "Net")) for b in info.bases)
+
+
+def reach(program: Any) -> _Reach:
+    r = getattr(program, "_tl_mode_reach", None) if program is not None else None
+    if r is None:
+        r = _Reach(program)
+        if program is not None:
+            program._tl_mode_reach = r
+    return r
+
+
+# -- no_grad ----------------------------------------------------------------------------------------
+
+
+def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional[Scope] = None, depth: int = 0) -> bool:
+    if isinstance(expr, cst.IfExp):  # `with torch.no_grad() if not train else nullcontext():`
+        return _is_no_grad_item(expr.body, facts, scope, depth) or _is_no_grad_item(expr.orelse, facts, scope, depth)
+    if isinstance(expr, cst.Name) and scope is not None and depth < 3:  # ctx = torch.no_grad(); with ctx:
+        return any(a.value is not None and _is_no_grad_item(a.value, facts, scope, depth + 1) for a in scope.assigns.get(expr.value, []))
+    if not isinstance(expr, cst.Call):
+        return False
+    q = canonical(facts.qualify(expr.func) or "")
+    if q in NO_GRAD_CONTEXTS:
+        return True
+    if q in SET_GRAD or (dotted(expr.func) or "").endswith("set_grad_enabled"):
+        a = expr.args[0].value if expr.args else None
+        return not (isinstance(a, cst.Name) and a.value == "True")  # False, or a phase flag: not a plain eval
+    return False
+
+
+def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
+    fn = scope.node
+    if not isinstance(fn, cst.FunctionDef):
+        return False
+    for d in fn.decorators:
+        dec = d.decorator
+        if isinstance(dec, cst.Call):
+            if _is_no_grad_item(dec, facts):
+                return True
+            dec = dec.func
+        if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
+            return True
+    return False
+
+
+def no_grad_nodes(scope: Scope, facts: FileFacts) -> Set[Any]:
+    """ids of the statements (small and loops) of ``scope`` that run without autograd; "*" when the
+    whole function does (decorator). Memoized on the scope."""
+    cache = getattr(scope, "_tl_eval_no_grad", None)
+    if cache is not None:
+        return cache
+    cache = set()
+    if _decorated_no_grad(scope, facts):
+        cache.add("*")
+    switched_off_at: Optional[int] = None
+    for s in scope.stmts:
+        node = s.node
+        if isinstance(node, cst.With) and any(_is_no_grad_item(it.item, facts, scope) for it in node.items):
+            cache.add(id(node))
+            for n in walk(node.body):
+                if isinstance(n, (cst.For, cst.While, cst.BaseSmallStatement, cst.With, cst.If)):
+                    cache.add(id(n))
+        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) and _is_no_grad_item(node.value, facts) and not s.loops:
+            # torch.set_grad_enabled(False) as a statement: everything after it in the function
+            switched_off_at = s.index if switched_off_at is None else switched_off_at
+    if switched_off_at is not None:
+        for s in scope.stmts:
+            if s.index > switched_off_at:
+                cache.add(id(s.node))
+    scope._tl_eval_no_grad = cache  # type: ignore[attr-defined]
+    return cache
+
+
+def under_no_grad(stmt: Stmt, scope: Scope, facts: FileFacts) -> bool:
+    ids = no_grad_nodes(scope, facts)
+    return "*" in ids or id(stmt.node) in ids
+
+
+# -- evaluation loops -------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class EvalLoop:
+    pf: Any  # ProgramFile
+    scope: Scope
+    stmt: Stmt  # the For statement
+    node: cst.For
+    forwards: List[Tuple[cst.Call, Stmt]]
+    evidence: str  # why it is an evaluation ("iterates `val_loader`", "in validate()")
+    no_grad: bool  # the loop (or every forward in it) runs without autograd
+    on_purpose: bool = False  # MC dropout / BN recalibration named in the function
+
+    @property
+    def facts(self) -> FileFacts:
+        return self.pf.facts
+
+
+def _names(expr: cst.CSTNode) -> List[str]:
+    out = []
+    for n in walk(expr):
+        if isinstance(n, cst.Name):
+            out.append(n.value)
+        elif isinstance(n, cst.Attribute):
+            out.append(n.attr.value)
+        elif isinstance(n, cst.SimpleString):
+            out.append(n.value.strip("'\"rbuf"))
+    return out
+
+
+def _is_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> bool:
+    func = call.func
+    name = dotted(func)
+    if name is None:
+        return False
+    if name.endswith(".forward"):
+        name = name[: -len(".forward")]
+    last = name.rsplit(".", 1)[-1]
+    if last == "self" or not _FORWARD_NAME.search(last):
+        return False
+    if isinstance(func, cst.Name):
+        # a function of the program (`query_model(prompt)`) or an imported callable is not a model
+        if facts.function(name) is not None or facts.aliases.qualify(func) is not None:
+            return False
+        if any(a.kind == "def" for sc in (scope, facts.module) for a in sc.assigns.get(name, [])):
+            return False
+    q = facts.qualify(func) or ""
+    return not q.startswith(("torch.", "numpy", "sklearn"))
+
+
+def _trains_in(stmts: Sequence[Stmt], facts: FileFacts, scope: Scope, r: _Reach, depth: int = 0) -> bool:
+    for s in stmts:
+        for call in _stmt_calls(s):
+            kind = classify_call(call, facts, scope, s)
+            if kind in ("backward", "optimizer_step", "zero_grad"):
+                return True
+            if isinstance(call.func, cst.Attribute):
+                if call.func.attr.value in ("backward", "manual_backward", "step", "grad"):
+                    return True
+            q = facts.qualify(call.func) or ""
+            if q in ("torch.autograd.grad", "torch.autograd.backward", "torch.enable_grad"):
+                return True
+            if depth < 2:
+                h = r.helper(call, facts, scope)
+                if h is not None and h[1] is not scope and _trains_in(list(_small(h[1])), h[0], h[1], r, depth + 1):
+                    return True
+        if isinstance(s.node, cst.With) and any(
+            isinstance(it.item, cst.Call) and (facts.qualify(it.item.func) or "") == "torch.enable_grad" for it in s.node.items
+        ):
+            return True
+    return False
+
+
+def _iterated_names(node: cst.For) -> List[str]:
+    return _names(node.iter)
+
+
+def eval_loops(program: Any) -> List[EvalLoop]:
+    """Every evaluation loop of the program (memoized on the program)."""
+    cached = getattr(program, "_tl_eval_loops", None)
+    if cached is not None:
+        return cached
+    out: List[EvalLoop] = []
+    r = reach(program)
+    for pf in program.files:
+        text = pf.ctx.source.text
+        if "for " not in text:
+            continue
+        base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
+        if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
+            continue
+        out.extend(_file_eval_loops(pf, r))
+    program._tl_eval_loops = out
+    return out
+
+
+def _framework_scope(scope: Scope, facts: FileFacts) -> bool:
+    if scope.class_name is None:
+        return False
+    info = facts.classes.get(scope.class_name)
+    if info is None:
+        return False
+    return any(b.endswith(("LightningModule", "Trainer", "Callback")) for b in info.bases)
+
+
+def _file_eval_loops(pf: Any, r: _Reach) -> List[EvalLoop]:
+    facts = pf.facts
+    out: List[EvalLoop] = []
+    for scope in facts.scopes():
+        if scope.name in ("forward", "__call__", "__init__") or _framework_scope(scope, facts):
+            continue
+        if _TRAIN_TOKEN.search(scope.name) and not _EVAL_FUNC.search(scope.name):
+            continue  # train_one_epoch / train(): its loops are not evaluations
+        fn_eval = bool(_EVAL_FUNC.search(scope.name)) if scope.kind == "function" else False
+        taken: Set[int] = set()
+        for s in scope.stmts:
+            node = s.node
+            if not isinstance(node, cst.For) or any(id(l) in taken for l in s.loops):
+                continue
+            if is_epoch_loop(node):
+                continue
+            inner = [x for x in scope.stmts if node in x.loops]
+            forwards = [(c, x) for x in inner for c in _stmt_calls(x) if _is_forward(c, facts, scope, x)]
+            if not forwards:
+                continue
+            if _trains_in(inner, facts, scope, r):
+                continue
+            names = _iterated_names(node)
+            it_eval = [n for n in names if _EVAL_TOKEN.search(n)]
+            it_train = [n for n in names if _TRAIN_TOKEN.search(n)]
+            if it_eval and not it_train:
+                evidence = f"it iterates `{it_eval[0]}`"
+            elif fn_eval and not it_train:
+                evidence = f"it is in {scope.name}()"
+            else:
+                continue
+            taken.add(id(node))
+            ng = under_no_grad(s, scope, facts) or all(under_no_grad(x, scope, facts) for _, x in forwards)
+            fn_text = pf.ctx.code(scope.node) if scope.kind == "function" else ""
+            purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
+            out.append(EvalLoop(pf, scope, s, node, forwards, evidence, ng, purpose))
+    return out
+
+
+# -- call sites of a helper --------------------------------------------------------------------------
+
+
+def call_sites(program: Any, pf: Any, scope: Scope, limit: int = 12) -> List[Tuple[Any, Scope, Stmt, cst.Call]]:
+    """Calls of function/method ``scope`` in the program: ``evaluate(...)``, ``self.validate(...)``,
+    ``engine.evaluate(...)`` (by name; methods only through ``self.``/an instance)."""
+    if scope.kind != "function":
+        return []
+    name = scope.name
+    out = []
+    for f in program.files:
+        if name not in f.ctx.source.text:
+            continue
+        for s2 in f.facts.scopes():
+            if s2 is scope:
+                continue
+            for st in _small(s2):
+                for call in _stmt_calls(st):
+                    d = dotted(call.func)
+                    if d is None and isinstance(call.func, cst.Attribute):
+                        d = "<expr>." + call.func.attr.value  # Trainer(...).validate()
+                    if d is None or d.rsplit(".", 1)[-1] != name:
+                        continue
+                    if scope.class_name is None and "." in d and f is pf:
+                        continue
+                    out.append((f, s2, st, call))
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
+def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0) -> str:
+    """The mode at ``stmt``: "eval", "train", "unknown", or "initial" (no switch anywhere before it:
+    a module-level statement, or a helper whose callers switch nothing either)."""
+    r = reach(program)
+    last: Optional[str] = None
+    for s in _small(scope):
+        if s.index >= stmt.index:
+            break
+        for m in r.of_stmt(pf.facts, scope, s):
+            last = m.mode
+    if last is not None:
+        return last
+    if scope.kind == "module":
+        return "initial"
+    if depth >= 2:
+        return "unknown"
+    sites = call_sites(program, pf, scope)
+    if not sites:
+        return "unknown"
+    modes = {mode_before(program, f, s2, st, depth + 1) for f, s2, st, _ in sites}
+    if modes <= {"train", "initial"}:
+        return "train" if "train" in modes else "initial"
+    if modes == {"eval"}:
+        return "eval"
+    return "unknown"
+
+
+def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:
+    """True when some call site of helper ``scope`` runs under no_grad; False when none does; None when
+    no call site is known."""
+    if scope.kind != "function":
+        return None
+    sites = call_sites(program, pf, scope)
+    if not sites:
+        return None
+    for f, s2, st, _ in sites:
+        if under_no_grad(st, s2, f.facts):
+            return True
+        if depth < 2 and s2.kind == "function" and grad_free_callers(program, f, s2, depth + 1):
+            return True
+    return False
+
+
+# -- mode-dependent layers -----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Layer:
+    label: str  # "nn.Dropout(p=0.5)", "nn.BatchNorm2d", "torchvision resnet18 (BatchNorm)"
+    kind: str  # "dropout" | "bn"
+    node: cst.CSTNode
+    file: FileRef
+
+
+@dataclass(eq=False)
+class ModelLayers:
+    name: str  # "Net", "model"
+    layers: List[Layer] = field(default_factory=list)
+    #: loaded in eval mode (Hugging Face ``from_pretrained`` calls ``model.eval()``)
+    starts_in_eval: bool = False
+
+    def effect(self) -> str:
+        """What training mode does to these layers, in words."""
+        kinds = {l.kind for l in self.layers}
+        if any(l.label.startswith("torchvision ") for l in self.layers):
+            kinds = {"bn"}
+        parts = []
+        if "dropout" in kinds:
+            parts.append("dropout stays active")
+        if "bn" in kinds:
+            parts.append("batch norm normalizes with batch statistics and overwrites its running averages")
+        return " and ".join(parts)
+
+    def off_effect(self) -> str:
+        """What eval mode does to these layers during training, in words."""
+        kinds = {l.kind for l in self.layers}
+        if any(l.label.startswith("torchvision ") for l in self.layers):
+            kinds = {"bn"}
+        parts = []
+        if "dropout" in kinds:
+            parts.append("dropout off")
+        if "bn" in kinds:
+            parts.append("batch-norm statistics frozen")
+        return " and ".join(parts)
+
+    def counts(self) -> str:
+        if self.starts_in_eval and self.layers:
+            return self.layers[0].label.split("(", 1)[-1].rstrip(")")
+        if any(l.label.startswith("torchvision ") for l in self.layers):
+            return "BatchNorm layers"
+        d = sum(1 for l in self.layers if l.kind == "dropout")
+        b = sum(1 for l in self.layers if l.kind == "bn")
+        parts = []
+        if d:
+            parts.append(f"{d} dropout layer{'s' if d > 1 else ''}")
+        if b:
+            parts.append(f"{b} batch-norm layer{'s' if b > 1 else ''}")
+        return " and ".join(parts)
+
+
+def _short(q: str) -> str:
+    return "nn." + q[len("torch.nn."):] if q.startswith("torch.nn.") else q
+
+
+def _kw(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == name:
+            return a.value
+    return None
+
+
+def _layer_of_call(call: cst.Call, file: FileRef) -> Optional[Layer]:
+    q = canonical(file.facts.qualify(call.func) or "")
+    if not q:
+        return None
+    if q in DROPOUT_MODULES:
+        pos = [a.value for a in call.args if a.keyword is None]
+        p = pos[0] if pos else _kw(call, "p")
+        if p is not None and _num(p) == 0.0:
+            return None
+        ptxt = file.ctx.code(p).strip() if p is not None else "0.5"
+        return Layer(f"{_short(q)}(p={ptxt})", "dropout", call, file)
+    if q in BN_MODULES:
+        t = _kw(call, "track_running_stats")
+        if isinstance(t, cst.Name) and t.value == "False":
+            return None
+        return Layer(_short(q), "bn", call, file)
+    if q in _DROPOUT_ARG_LAYERS:
+        d = _kw(call, "dropout")
+        default = _DROPOUT_ARG_LAYERS[q]
+        if d is None and default == 0.0:
+            return None
+        if d is not None and _num(d) == 0.0:
+            return None
+        txt = file.ctx.code(d).strip() if d is not None else f"{default:g}"
+        return Layer(f"{_short(q)}(dropout={txt})", "dropout", call, file)
+    if q in ("torch.nn.functional.dropout", "torch.nn.functional.dropout2d", "torch.nn.functional.dropout1d",
+             "torch.nn.functional.alpha_dropout"):
+        t = _kw(call, "training")
+        if t is not None and "training" in file.ctx.code(t):
+            return Layer("F.dropout(training=self.training)", "dropout", call, file)
+        return None
+    if q.startswith("torchvision.models."):
+        last = q.rsplit(".", 1)[-1]
+        if _TV_MODEL.match(last):
+            return Layer(f"torchvision {last}", "bn", call, file)
+    return None
+
+
+def class_layers(world: ModelWorld, ref: ClassRef, depth: int = 0, seen: Optional[Set[int]] = None) -> List[Layer]:
+    """Mode-dependent layers a Module class builds (its body, its bases, the project classes it builds)."""
+    seen = seen if seen is not None else set()
+    if id(ref.info) in seen or depth > 6:
+        return []
+    seen.add(id(ref.info))
+    out: List[Layer] = []
+    file = ref.file
+    for n in walk(ref.info.node, into_functions=True):
+        if not isinstance(n, cst.Call):
+            continue
+        layer = _layer_of_call(n, file)
+        if layer is not None:
+            out.append(layer)
+            continue
+        name = dotted(n.func)
+        if name is None or not name[:1].isupper() and "." not in name:
+            continue
+        g = world.resolve_global(name, file)
+        if g is not None and g[0] == "class":
+            sub = ClassRef(g[1], g[2])
+            if world.is_module_class(sub):
+                out.extend(class_layers(world, sub, depth + 1, seen))
+    for base in world.class_bases(file, ref.info):
+        out.extend(class_layers(world, base, depth + 1, seen))
+    return out
+
+
+def _value_layers(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, depth: int) -> Optional[ModelLayers]:
+    """Layers of the model an expression builds: ``Net()``, ``nn.Sequential(...)``,
+    ``models.resnet18()``, ``Net().to(device)``, ``DataParallel(net)``, a factory's return."""
+    if depth > 16:
+        return None
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        return callee_layers(world, expr, file, scope, stmt, depth + 1)
+    if not isinstance(expr, cst.Call):
+        return None
+    func = expr.func
+    q = canonical(file.facts.qualify(func) or "")
+    if isinstance(func, cst.Attribute) and func.attr.value in ("to", "cuda", "cpu", "float", "double", "half", "train", "eval", "bfloat16") and not q:
+        return _value_layers(world, func.value, file, scope, stmt, depth + 1)
+    if q.endswith("DataParallel") or q in ("torch.compile", "torch.jit.script"):
+        pos = [a.value for a in expr.args if a.keyword is None]
+        return _value_layers(world, pos[0], file, scope, stmt, depth + 1) if pos else None
+    if q == "torch.nn.Sequential":
+        layers = []
+        for n in walk(expr):
+            if isinstance(n, cst.Call):
+                l = _layer_of_call(n, file)
+                if l is not None:
+                    layers.append(l)
+                    continue
+                sub_name = dotted(n.func)
+                g = world.resolve_global(sub_name, file) if sub_name else None
+                if g is not None and g[0] == "class" and world.is_module_class(ClassRef(g[1], g[2])):
+                    layers.extend(class_layers(world, ClassRef(g[1], g[2])))
+        for m in world.models_of_value(expr, file, scope, stmt):
+            for chain in world.model_chains(m):
+                for op in chain:
+                    if op.kind in ("dropout", "bn") and not any(l.node is op.node for l in layers):
+                        layers.append(Layer(op.label, op.kind, op.node, op.file))
+        return ModelLayers("nn.Sequential", layers)
+    single = _layer_of_call(expr, file)
+    if single is not None:
+        return ModelLayers(single.label, [single])
+    hf = _hf_pretrained(expr, file, scope)
+    if hf is not None:
+        return hf
+    name = dotted(func)
+    if name is None:
+        return None
+    if accelerate_prepare(expr, file):
+        pos = [a.value for a in expr.args if a.keyword is None]
+        return _value_layers(world, pos[0], file, scope, stmt, depth + 1) if pos else None
+    g = world.resolve_global(name, file)
+    if g is None:
+        return None
+    if g[0] == "class":
+        ref = ClassRef(g[1], g[2])
+        if world.is_module_class(ref):
+            return ModelLayers(ref.info.name, class_layers(world, ref))
+        return None
+    if g[0] == "function":
+        fn: Scope = g[2]
+        found = None
+        for value, rstmt in fn.returns[:6]:
+            if value is not None:
+                ml = _value_layers(world, value, g[1], fn, rstmt, depth + 1)
+                if ml is not None and ml.layers:
+                    return ml
+                found = found or ml
+        return found
+    return None
+
+
+#: Hugging Face families whose default config has dropout > 0 (hidden_dropout_prob / dropout = 0.1).
+_HF_DROPOUT_FAMILY = re.compile(
+    r"(?<![a-z])(bert|roberta|distilbert|gpt2|t5|bart|electra|deberta|camembert|mpnet|xlnet|flaubert|longformer|mbart|marian|pegasus)",
+    re.I,
+)
+
+
+def _hf_pretrained(call: cst.Call, file: FileRef, scope: Scope) -> Optional[ModelLayers]:
+    """``BertForSequenceClassification.from_pretrained(...)`` / ``AutoModel...from_pretrained("roberta-base")``
+    of a family with dropout: a model that starts in eval mode and has dropout."""
+    func = call.func
+    if not isinstance(func, cst.Attribute) or func.attr.value != "from_pretrained":
+        return None
+    q = canonical(file.facts.qualify(func.value) or "")
+    if not q.startswith("transformers."):
+        return None
+    cls = q.rsplit(".", 1)[-1]
+    family = None
+    if cls.startswith(("Auto", "TF", "Flax")):
+        pos = [a.value for a in call.args if a.keyword is None]
+        arg = pos[0] if pos else _kw(call, "pretrained_model_name_or_path")
+        text = None
+        if isinstance(arg, cst.SimpleString):
+            text = arg.evaluated_value
+        elif isinstance(arg, cst.Name):
+            for a in file.facts.module.assigns.get(arg.value, []):
+                if isinstance(a.value, cst.SimpleString):
+                    text = a.value.evaluated_value
+        if text is not None and not isinstance(text, bytes):
+            m = _HF_DROPOUT_FAMILY.search(text.rsplit("/", 1)[-1])
+            family = m.group(1) if m else None
+            if m and text.lower().rsplit("/", 1)[-1].startswith("albert"):
+                family = None
+    else:
+        m = _HF_DROPOUT_FAMILY.match(cls)
+        family = m.group(1) if m and not cls.lower().startswith("albert") else None
+    if family is None:
+        return None
+    layer = Layer(f"{cls} ({family}: dropout 0.1 by default)", "dropout", call, file)
+    return ModelLayers(cls, [layer], starts_in_eval=True)
+
+
+def accelerate_prepare(call: cst.Call, file: FileRef) -> bool:
+    return isinstance(call.func, cst.Attribute) and call.func.attr.value == "prepare" and "accelerat" in (dotted(call.func.value) or "").lower()
+
+
+def callee_layers(world: ModelWorld, func: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, depth: int = 0) -> Optional[ModelLayers]:
+    """Layers of the model a call ``func(x)`` runs; None when the model is unknown."""
+    if depth > 16:
+        return None
+    name = dotted(func)
+    if name is None:
+        return None
+    if name.endswith(".forward") or name.endswith(".module") or name.endswith("._orig_mod"):
+        return callee_layers(world, func.value, file, scope, stmt, depth + 1)  # type: ignore[attr-defined]
+    defs = world.defs(name, file, scope, stmt)
+    if defs:
+        best = None
+        for f, s, a in defs[:6]:
+            if a.kind == "for":
+                continue
+            value = assigned_value(a, name)
+            if value is None:
+                # model, optimizer = accelerator.prepare(model, optimizer)
+                v = a.value if a.value is not None else getattr(a.node, "value", None)
+                if isinstance(v, cst.Call) and accelerate_prepare(v, f) and isinstance(getattr(a.node, "targets", None), (list, tuple)):
+                    pos = _unpack_position(a, name)
+                    args = [x.value for x in v.args if x.keyword is None]
+                    if pos is not None and pos < len(args):
+                        value = args[pos]
+                elif isinstance(v, cst.Call) and isinstance(getattr(a.node, "targets", None), (list, tuple)):
+                    # model, optimizer = build(cfg): the element of what the factory returns
+                    ml = _unpacked_return_layers(world, v, _unpack_position(a, name), f, s, a.stmt, depth)
+                    if ml is not None and ml.layers:
+                        return ml
+                    best = best or ml
+                if value is None:
+                    continue
+            ml = _value_layers(world, value, f, s, a.stmt, depth + 1)
+            if ml is not None and ml.layers:
+                return ml
+            best = best or ml
+        return best
+    if "." not in name and name in scope.params():
+        if scope.class_name and scope.name == "__init__":
+            return _constructor_arg_layers(world, name, file, scope, depth)
+        for f, s, st, arg in world.call_sites_binding(file, scope, name):
+            ml = _value_layers(world, arg, f, s, st, depth + 1)
+            if ml is not None:
+                return ml
+        return None
+    if "." not in name:
+        g = world.resolve_global(name, file)
+        if g is not None and g[0] == "assign":
+            for a in g[2][:6]:
+                ml = _value_layers(world, a.value, g[1], g[1].facts.module, a.stmt, depth + 1)
+                if ml is not None:
+                    return ml
+    return None
+
+
+def _unpacked_return_layers(world: ModelWorld, call: cst.Call, pos: Optional[int], file: FileRef, scope: Scope, stmt: Stmt, depth: int) -> Optional[ModelLayers]:
+    name = dotted(call.func)
+    if pos is None or name is None or depth > 16:
+        return None
+    g = world.resolve_global(name, file)
+    if g is None or g[0] != "function":
+        return None
+    fn: Scope = g[2]
+    found = None
+    for value, rstmt in fn.returns[:6]:
+        if isinstance(value, cst.Tuple) and pos < len(value.elements):
+            el = value.elements[pos].value
+            ml = _value_layers(world, el, g[1], fn, rstmt, depth + 1)
+            if ml is not None and ml.layers:
+                return ml
+            found = found or ml
+    return found
+
+
+def _unpack_position(a, name: str) -> Optional[int]:
+    for t in a.node.targets:
+        if isinstance(t.target, (cst.Tuple, cst.List)):
+            for i, el in enumerate(t.target.elements):
+                if dotted(el.value) == name:
+                    return i
+    return None
+
+
+def _constructor_arg_layers(world: ModelWorld, param: str, file: FileRef, init: Scope, depth: int) -> Optional[ModelLayers]:
+    """An ``__init__`` parameter (``self.model = model``): the arguments of the ``Trainer(model, ...)`` calls."""
+    from trainlint.analysis.models import _bound_arg, file_calls
+
+    cls_name = init.class_name or ""
+    params = init.params()[1:]
+    if param not in params:
+        return None
+    index = params.index(param)
+    for f in world.files:
+        if cls_name not in f.ctx.source.text:
+            continue
+        for call, s, st in file_calls(f):
+            d = dotted(call.func)
+            if d is None or d.rsplit(".", 1)[-1] != cls_name:
+                continue
+            arg = _bound_arg(call, index, param)
+            if arg is not None:
+                ml = _value_layers(world, arg, f, s, st, depth + 1)
+                if ml is not None:
+                    return ml
+    return None
+
+
+def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[ModelLayers]:
+    world = ModelWorld.of_program(program)
+    file = world.file_of_ctx(pf.ctx)
+    func = call.func
+    ml = callee_layers(world, func, file, scope, stmt)
+    if ml is not None and not ml.layers:
+        return ml
+    if ml is not None:
+        # deduplicate (a class walked twice through two paths)
+        seen: Set[int] = set()
+        uniq = []
+        for l in ml.layers:
+            if id(l.node) not in seen:
+                seen.add(id(l.node))
+                uniq.append(l)
+        ml.layers = uniq
+    return ml
+
+
+# -- mode switches of a training loop ------------------------------------------------------------------
+
+
+def loop_mode_calls(program: Any, loop: Any) -> List[ModeCall]:
+    """Mode switches a training loop (:class:`trainlint.analysis.loops.TrainLoop`) reaches on every
+    pass: directly in its body or inside the helpers its body calls."""
+    r = reach(program)
+    out: List[ModeCall] = []
+    for s in _small(loop.scope):
+        if loop.node in s.loops:
+            out.extend(r.of_stmt(loop.facts, loop.scope, s))
+    return out

@@ -1,0 +1,280 @@
+from __future__ import annotations
+
+from typing import Iterable
+
+from trainlint.analysis.evaluation import eval_loops, grad_free_callers
+from trainlint.analysis.names import dotted
+from trainlint.findings import Finding, Related, Severity, Span
+from trainlint.rules import Rule
+
+
+class EvalWithoutNoGrad(Rule):
+    """
+    ## What it does
+    Flags an evaluation loop — a loop over `val_loader` / `test_loader`, or inside `evaluate()` /
+    `validate()` / `test()`, that calls the model and never backpropagates — that runs with autograd on:
+    not under `with torch.no_grad()`, `with torch.inference_mode()`, `with torch.set_grad_enabled(False)`,
+    not in a function decorated with `@torch.no_grad()` / `@torch.inference_mode()`, and not called from
+    one of those.
+
+    ## Why is this bad?
+    With autograd on, every forward pass records the graph and keeps every intermediate activation alive
+    until the outputs are freed: evaluation takes more memory (often an out-of-memory error at a batch size
+    that trains fine) and more time, and any metric accumulated as a tensor (`total_loss += loss`) keeps
+    the graphs of all batches alive. Karpathy's recipe wants evaluation over the whole test set, every
+    time (seeds/003_51f0b8e958bf560f.txt, "在评估中添加有效数字": "对整个(大)测试集进行评估";
+    seeds/001_03b09401d31f6534.txt, "绘制测试集损失") — which is affordable only without the graph.
+
+    ## Example
+    ```python
+    import torch
+    import torch.nn.functional as F
+
+    def evaluate(model, loader):
+        model.eval()
+        total = 0.0
+        for x, y in loader:
+            total += F.cross_entropy(model(x), y).item()
+        return total / len(loader)
+
+    if __name__ == "__main__":
+        print(evaluate(torch.nn.Linear(10, 2), val_loader))
+    ```
+
+    ## Use instead
+    ```python
+    import torch
+    import torch.nn.functional as F
+
+    @torch.no_grad()
+    def evaluate(model, loader):
+        model.eval()
+        total = 0.0
+        for x, y in loader:
+            total += F.cross_entropy(model(x), y).item()
+        return total / len(loader)
+
+    if __name__ == "__main__":
+        print(evaluate(torch.nn.Linear(10, 2), val_loader))
+    ```
+    Not flagged: `torch.no_grad()`, `torch.inference_mode()`, `torch.set_grad_enabled(False)` (also a
+    phase flag like `set_grad_enabled(phase == "train")`) around the loop or around the forward call, the
+    decorators, a helper called under one of them, loops that need gradients (saliency, adversarial
+    evaluation with `torch.autograd.grad` or `backward()`), frozen models (`requires_grad_(False)`), and
+    Lightning's `validation_step` / Hugging Face's `Trainer.evaluate` (the frameworks disable autograd).
+
+    ## Fix safety
+    No automatic fix: wrap the loop in `with torch.no_grad():` or decorate the function.
+
+    ## References
+    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt, seeds/001_03b09401d31f6534.txt)
+    - [torch.no_grad](https://pytorch.org/docs/stable/generated/torch.no_grad.html),
+      [torch.inference_mode](https://pytorch.org/docs/stable/generated/torch.inference_mode.html)
+    """
+
+    code = "TL402"
+    name = "eval-without-no-grad"
+    severity = Severity.INFO
+    summary = "An evaluation loop runs the model with autograd on (no torch.no_grad() / inference_mode())"
+    probe = None
+
+    bad = (
+        # validation inline in the epoch loop
+        """
+import torch
+import torch.nn as nn
+model = nn.Linear(10, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(10):
+    model.train()
+    for x, y in train_loader:
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    for x, y in val_loader:  # expect: TL402
+        val_loss = nn.functional.cross_entropy(model(x), y).item()
+""",
+        # a test() helper of a script, HF-style batches
+        """
+import torch
+
+def test(model, dataloader, device):
+    model.eval()
+    correct = 0
+    for batch in dataloader:  # expect: TL402
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**batch).logits
+        correct += (logits.argmax(-1) == batch["labels"]).sum().item()
+    return correct
+
+model = torch.nn.Linear(4, 2)
+if __name__ == "__main__":
+    test(model, test_loader, "cuda")
+""",
+        # a trainer class's validate method
+        """
+import torch
+
+class Trainer:
+    def __init__(self, model, val_loader):
+        self.model = model
+        self.val_loader = val_loader
+    def validate(self):
+        self.model.eval()
+        losses = []
+        for x, y in self.val_loader:  # expect: TL402
+            losses.append(torch.nn.functional.mse_loss(self.model(x), y).item())
+        return sum(losses) / len(losses)
+
+if __name__ == "__main__":
+    Trainer(torch.nn.Linear(3, 1), val_loader).validate()
+""",
+    )
+    good = (
+        # the decorator
+        """
+import torch
+@torch.inference_mode()
+def evaluate(model, loader):
+    model.eval()
+    return [model(x) for x, _ in loader] and sum(model(x).sum() for x, _ in loader)
+
+def validate(model, loader):
+    model.eval()
+    out = []
+    for x, y in loader:
+        out.append(model(x).argmax(1))
+    return out
+
+model = torch.nn.Linear(2, 2)
+evaluate(model, val_loader)
+with torch.no_grad():
+    validate(model, val_loader)
+""",
+        # set_grad_enabled(False), and no_grad around the forward only
+        """
+import torch
+model = torch.nn.Linear(2, 2)
+model.eval()
+with torch.set_grad_enabled(False):
+    for x, y in val_loader:
+        preds = model(x)
+for x, y in test_loader:
+    with torch.no_grad():
+        out = model(x)
+    print(out.argmax(1))
+""",
+        # gradients needed on purpose: saliency maps on the test set
+        """
+import torch
+model = torch.nn.Linear(2, 2)
+model.eval()
+for x, y in test_loader:
+    x.requires_grad_(True)
+    score = model(x)[0, y]
+    grad, = torch.autograd.grad(score, x)
+""",
+        # the training loop is not an evaluation
+        """
+import torch
+model = torch.nn.Linear(2, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in train_loader:
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+""",
+        # Lightning: validation_step runs without autograd
+        """
+import torch
+import pytorch_lightning as pl
+class Lit(pl.LightningModule):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", torch.nn.functional.mse_loss(self.model(x), y))
+    def on_validation_epoch_end(self):
+        for name, loader in self.trainer.val_dataloaders.items():
+            pass
+pl.Trainer().fit(Lit())
+""",
+        # bare decorator, a context held in a variable, a conditional context
+        """
+import contextlib
+import torch
+from torch import no_grad
+
+@no_grad
+def validate(model, val_loader):
+    model.eval()
+    for x, y in val_loader:
+        model(x)
+
+def run_epoch(model, loader, train):
+    ctx = torch.no_grad() if not train else contextlib.nullcontext()
+    with ctx:
+        for x, y in loader:
+            out = model(x)
+
+def test(model, test_loader):
+    with (torch.inference_mode() if True else contextlib.nullcontext()):
+        for x, y in test_loader:
+            out = model(x)
+
+model = torch.nn.Linear(2, 2)
+if __name__ == "__main__":
+    validate(model, val_loader)
+    run_epoch(model, val_loader, False)
+    test(model, test_loader)
+""",
+        # Hugging Face Trainer evaluates without autograd
+        """
+from transformers import Trainer
+trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds)
+trainer.train()
+metrics = trainer.evaluate()
+""",
+        # the classic phase loop: set_grad_enabled(phase == "train")
+        """
+import torch
+model = torch.nn.Linear(2, 2)
+for phase in ["train", "val"]:
+    model.train() if phase == "train" else model.eval()
+    for x, y in loaders[phase]:
+        with torch.set_grad_enabled(phase == "train"):
+            out = model(x)
+""",
+    )
+
+    def check_program(self, program) -> Iterable[Finding]:
+        if not any("torch" in f.ctx.source.text for f in program.files):
+            return
+        for loop in eval_loops(program):
+            if loop.no_grad:
+                continue
+            if loop.scope.kind == "function":
+                callers = grad_free_callers(program, loop.pf, loop.scope)
+                if callers is None or callers:
+                    continue
+            ctx = loop.pf.ctx
+            body = ctx.code(loop.scope.node) if loop.scope.kind == "function" else ctx.source.text
+            if "requires_grad" in body:
+                continue
+            call, _ = loop.forwards[0]
+            who = dotted(call.func) or "the model"
+            n = len(loop.forwards)
+            where = f"in {loop.scope.name}() " if loop.scope.kind == "function" and loop.scope.name not in loop.evidence else ""
+            message = (
+                f"Evaluation loop ({loop.evidence}) calls `{who}` {'once' if n == 1 else f'{n} times'} per batch "
+                f"{where}with autograd on: every batch records a graph and keeps its activations (memory and time for nothing)"
+            )
+            span = ctx.span(loop.node)
+            iter_span = ctx.span(loop.node.iter)
+            yield self.finding(
+                ctx,
+                Span(span.line, span.column, iter_span.end_line, iter_span.end_column),
+                message,
+                hint="Wrap the loop in `with torch.no_grad():` (or torch.inference_mode()), or decorate the function with @torch.no_grad()",
+                related=[Related(ctx.path, ctx.span(call), "forward pass recorded by autograd")],
+            )
