@@ -1,0 +1,135 @@
+"""TL304 unshuffled-train-loader: roles read across files and helpers, values folded, messages."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Dict
+
+from trainlint.config import Config, Selection
+from trainlint.engine import Options, lint_paths
+
+
+def _run(root: Path, files: Dict[str, str], codes=("TL304",)):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    options = Options(config=Config(layers=[Selection()]), enabled=list(codes))
+    report, _ = lint_paths([str(root)], options)
+    assert not report.errors, report.errors
+    return [f for f in report.findings if f.code in codes]
+
+
+LOOP = """
+import torch
+from proj.data import make_loaders
+
+def main():
+    train_loader, val_loader = make_loaders("data")
+    for epoch in range(10):
+        for x, y in train_loader:
+            opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+        with torch.no_grad():
+            for x, y in val_loader:
+                model(x)
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_loader_built_in_a_subpackage_helper_is_judged_by_the_caller(tmp_path):
+    found = _run(tmp_path, {
+        "proj/__init__.py": "",
+        "proj/data.py": """
+            from torch.utils.data import DataLoader
+            def make_loaders(root):
+                train = DataLoader(Folder(root + "/tr"), batch_size=32)
+                val = DataLoader(Folder(root + "/va"), batch_size=32)
+                return train, val
+        """,
+        "train.py": LOOP,
+    })
+    assert [(Path(f.path).name, f.line) for f in found] == [("data.py", 3)]
+    assert "train = make_loaders(...)" in found[0].message or "train_loader = make_loaders" in found[0].message
+    assert found[0].fix is not None and found[0].fix.edits[0].content == ", shuffle=True"
+
+
+def test_shuffle_from_a_module_constant_is_read(tmp_path):
+    found = _run(tmp_path, {"train.py": """
+        from torch.utils.data import DataLoader
+        SHUFFLE = False
+        loader = DataLoader(train_ds, batch_size=8, shuffle=SHUFFLE)
+        for epoch in range(3):
+            for x, y in loader:
+                loss_fn(model(x), y).backward(); opt.step()
+    """})
+    assert [f.line for f in found] == [3]
+    assert "shuffle=False" in found[0].message
+
+
+def test_shuffle_from_argparse_or_a_parameter_is_left_to_the_user(tmp_path):
+    found = _run(tmp_path, {"train.py": """
+        import argparse
+        from torch.utils.data import DataLoader
+        p = argparse.ArgumentParser()
+        p.add_argument("--no-shuffle", action="store_true")
+        args = p.parse_args()
+        loader = DataLoader(train_ds, batch_size=8, shuffle=not args.no_shuffle)
+        def make(ds, train):
+            return DataLoader(ds, batch_size=8, shuffle=train)
+        loader2 = make(train_ds, True)
+        for epoch in range(3):
+            for x, y in loader:
+                loss_fn(model(x), y).backward(); opt.step()
+            for x, y in loader2:
+                loss_fn(model(x), y).backward(); opt.step()
+    """})
+    assert found == []
+
+
+def test_only_named_train_needs_a_train_named_dataset(tmp_path):
+    found = _run(tmp_path, {"train.py": """
+        from torch.utils.data import DataLoader
+        def build():
+            train_loader = DataLoader(train_set, batch_size=8)
+            probe_loader = DataLoader(everything, batch_size=8)
+            return train_loader, probe_loader
+    """})
+    # neither is used where a role can be seen: the first is named for training twice (loader and
+    # dataset), the second is not
+    assert [f.line for f in found] == [3]
+
+
+def test_lightning_datamodule_in_its_own_file(tmp_path):
+    found = _run(tmp_path, {
+        "dm.py": """
+            import lightning as L
+            from torch.utils.data import DataLoader
+            class DM(L.LightningDataModule):
+                def train_dataloader(self):
+                    return DataLoader(self.train_set, batch_size=64)
+                def val_dataloader(self):
+                    return DataLoader(self.val_set, batch_size=64)
+        """,
+        "fit.py": """
+            import lightning as L
+            from dm import DM
+            if __name__ == "__main__":
+                L.Trainer(max_epochs=5).fit(model, datamodule=DM())
+        """,
+    })
+    assert [(Path(f.path).name, f.line) for f in found] == [("dm.py", 5)]
+
+
+def test_test_modules_are_quiet(tmp_path):
+    found = _run(tmp_path, {"tests/test_training.py": """
+        from torch.utils.data import DataLoader
+        def test_fit():
+            loader = DataLoader(ds, batch_size=2)
+            for epoch in range(2):
+                for x, y in loader:
+                    loss_fn(model(x), y).backward(); opt.step()
+    """})
+    assert found == []

@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+from typing import Iterable, List, Optional, Tuple
+
+import libcst as cst
+
+from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.values import Folded, fold, format_value
+from trainlint.analysis.walk import calls, walk
+from trainlint.findings import Finding, Related, Severity
+from trainlint.rules import Rule
+
+#: Optimizer -> (family label, the lr from which it is flagged, its usual default).
+_LIMITS = {
+    "torch.optim.Adam": ("Adam", 1e-2, "3e-4 to 1e-3"),
+    "torch.optim.AdamW": ("AdamW", 1e-2, "3e-4 to 1e-3"),
+    "torch.optim.NAdam": ("NAdam", 1e-2, "2e-3"),
+    "torch.optim.RAdam": ("RAdam", 1e-2, "1e-3"),
+    "torch.optim.SparseAdam": ("SparseAdam", 1e-2, "1e-3"),
+    # Adamax normalizes by an infinity norm and is run a little hotter (default 2e-3)
+    "torch.optim.Adamax": ("Adamax", 2e-2, "2e-3"),
+    "transformers.AdamW": ("AdamW", 1e-2, "5e-5 to 1e-3"),
+    "transformers.optimization.AdamW": ("AdamW", 1e-2, "5e-5 to 1e-3"),
+    "bitsandbytes.optim.Adam8bit": ("Adam", 1e-2, "3e-4 to 1e-3"),
+    "bitsandbytes.optim.AdamW8bit": ("AdamW", 1e-2, "3e-4 to 1e-3"),
+    "bitsandbytes.optim.AdamW": ("AdamW", 1e-2, "3e-4 to 1e-3"),
+    "bitsandbytes.optim.Adam": ("Adam", 1e-2, "3e-4 to 1e-3"),
+    "torch.optim.SGD": ("SGD", 1.0, "0.01 to 0.1"),
+}
+_ALIASES = {
+    "torch.optim.adam.Adam": "torch.optim.Adam",
+    "torch.optim.adamw.AdamW": "torch.optim.AdamW",
+    "torch.optim.nadam.NAdam": "torch.optim.NAdam",
+    "torch.optim.radam.RAdam": "torch.optim.RAdam",
+    "torch.optim.adamax.Adamax": "torch.optim.Adamax",
+    "torch.optim.sparse_adam.SparseAdam": "torch.optim.SparseAdam",
+    "torch.optim.sgd.SGD": "torch.optim.SGD",
+    "bnb.optim.Adam8bit": "bitsandbytes.optim.Adam8bit",
+    "bnb.optim.AdamW8bit": "bitsandbytes.optim.AdamW8bit",
+}
+#: Hugging Face TrainingArguments: the learning rate of its default AdamW.
+_HF_ARGS = {"transformers.TrainingArguments", "transformers.Seq2SeqTrainingArguments", "trl.SFTConfig"}
+
+#: Code where the constructor's lr is not the lr that runs: a schedule that sets it (Noam-style
+#: LambdaLR with lr=1, OneCycleLR's max_lr), param groups rewritten by hand, an LR range test.
+_LR_OVERRIDDEN = (
+    "LambdaLR", "MultiplicativeLR", "OneCycleLR", "CyclicLR", "param_groups", "lr_finder", "LRFinder",
+    "lr_find", "NoamOpt", "ScheduledOptim",
+    # ignite's parameter schedulers write the optimizer's lr
+    "PiecewiseLinear", "LinearCyclicalScheduler", "CosineAnnealingScheduler", "create_lr_scheduler_with_warmup",
+)
+#: Domains whose standard recipes run Adam hotter on small networks: policy gradients on gym tasks
+#: (REINFORCE / actor-critic at 1e-2..3e-2) and graph networks (GCN/GAT at 1e-2..5e-3).
+_HOT_DOMAINS = ("gym", "gymnasium", "torch_geometric", "dgl")
+_HOT_ADAM_LIMIT = 5e-2
+
+
+class UnsafeLearningRate(Rule):
+    """
+    ## What it does
+    Flags an optimizer built with a learning rate written in the code (a literal, or a constant of the
+    program) that is far outside what the optimizer tolerates: `Adam`, `AdamW`, `NAdam`, `RAdam`
+    (and Hugging Face `TrainingArguments(learning_rate=...)`, whose optimizer is AdamW) with
+    `lr >= 1e-2`, `Adamax` with `lr >= 2e-2`, `SGD` with `lr >= 1`. Spellings followed: keyword or
+    positional `lr`, `LR = 0.1` constants, a local `lr = 0.1`, a value passed by the only call of a
+    helper, per-parameter-group `{"params": ..., "lr": 0.1}` dicts, Lightning's `configure_optimizers`.
+
+    ## Why is this bad?
+    Adaptive optimizers normalize the step, so the learning rate is close to the size of every weight
+    update: with Adam at 0.1 each step moves each weight by about 0.1, which wrecks a network in a few
+    iterations (loss spikes, NaNs, dead ReLUs) or leaves it bouncing without ever converging. Karpathy's
+    recipe: "Adam is safe" at 3e-4 in the early stage — it forgives a bad learning rate, within reason
+    (seeds/000_30a3596ff3d6045a.txt, seeds/001_03b09401d31f6534.txt, seeds/003_51f0b8e958bf560f.txt).
+    Holden lists the wrong learning rate among the top reasons a network does not train, and notes that
+    beginners set it far too high and then hide the damage with gradient clipping
+    (seeds/004_8738a23e34394b4c.txt, "使用了不适当的学习率"). Plain SGD has no normalization: at lr ≥ 1
+    the steps are as large as the gradients themselves.
+
+    ## Example
+    ```python
+    import torch
+
+    model = torch.nn.Linear(20, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    ```
+
+    ## Use instead
+    ```python
+    import torch
+
+    model = torch.nn.Linear(20, 2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    ```
+    Not flagged: a learning rate from argparse, a config file or dict, an environment variable or a
+    function parameter's default (the user sets those); values computed from other names
+    (`lr=0.1 * batch_size / 256`, the linear scaling rule); SGD at 0.1 (the ImageNet recipe); programs
+    where a schedule sets the real learning rate (`LambdaLR` Noam schedules with `lr=1`, `OneCycleLR`,
+    `CyclicLR`, writes to `param_groups`, ignite parameter schedulers, LR range tests); an optimizer
+    class chosen at run time; test modules (`tests/`, `test_*.py`). Programs that import `gym` /
+    `gymnasium` (policy-gradient recipes) or `torch_geometric` / `dgl` (GCN-style recipes) run Adam
+    hotter by convention: there the Adam family is flagged from 5e-2.
+
+    ## Fix safety
+    No automatic fix: the right learning rate depends on the model, the data and the batch size. Start
+    from 3e-4 for Adam/AdamW (0.01–0.1 for SGD with momentum) and tune with an LR range test.
+
+    ## References
+    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
+    - Tricks for training neural networks (seeds/001_03b09401d31f6534.txt)
+    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
+    - [torch.optim.Adam](https://pytorch.org/docs/stable/generated/torch.optim.Adam.html)
+    """
+
+    code = "TL206"
+    name = "unsafe-learning-rate"
+    severity = Severity.INFO
+    summary = "A literal learning rate far outside what the optimizer tolerates (Adam >= 1e-2, SGD >= 1)"
+    probe = "overfit-one-batch"
+
+    bad = (
+        # notebook style
+        """
+import torch
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(10, 64), nn.ReLU(), nn.Linear(64, 1))
+optimizer = torch.optim.Adam(model.parameters(), lr=0.1)  # expect: TL206
+""",
+        # module constant, from-import spelling
+        """
+from torch.optim import AdamW
+LEARNING_RATE = 5e-2
+def main():
+    opt = AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=0.01)  # expect: TL206
+""",
+        # positional lr, SGD
+        """
+import torch.optim as optim
+optimizer = optim.SGD(net.parameters(), 1.5, momentum=0.9)  # expect: TL206
+""",
+        # Lightning configure_optimizers
+        """
+import torch
+import pytorch_lightning as pl
+class LitModel(pl.LightningModule):
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-1)  # expect: TL206
+""",
+        # a local variable in the training function
+        """
+import torch
+def train(model, loader):
+    lr = 0.05
+    opt = torch.optim.Adam(model.parameters(), lr=lr)  # expect: TL206
+    for x, y in loader:
+        opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+""",
+        # per-parameter group
+        """
+import torch
+optimizer = torch.optim.Adam([
+    {"params": model.backbone.parameters()},
+    {"params": model.head.parameters(), "lr": 0.1},  # expect: TL206
+], lr=1e-4)
+""",
+        # Hugging Face TrainingArguments: AdamW underneath
+        """
+from transformers import TrainingArguments
+args = TrainingArguments(output_dir="out", learning_rate=0.02, num_train_epochs=3)  # expect: TL206
+""",
+    )
+
+    good = (
+        # safe values
+        """
+import torch
+opt1 = torch.optim.Adam(model.parameters(), lr=3e-4)
+opt2 = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+opt3 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+opt4 = torch.optim.Adamax(model.parameters(), lr=1e-2)
+opt5 = torch.optim.Adagrad(model.parameters(), lr=0.1)
+""",
+        # argparse default: the user sets it
+        """
+import argparse
+import torch
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+args = parser.parse_args()
+optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+""",
+        # config dict / yaml
+        """
+import torch
+import yaml
+config = {"lr": 0.1, "epochs": 10}
+cfg = yaml.safe_load(open("cfg.yaml"))
+opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
+opt2 = torch.optim.Adam(model.parameters(), lr=cfg["optim"]["lr"])
+""",
+        # linear scaling rule: computed from the batch size
+        """
+import torch
+batch_size = 1024
+lr = 0.1 * batch_size / 256
+optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+opt2 = torch.optim.Adam(model.parameters(), lr=1e-3 * batch_size / 32)
+""",
+        # a parameter default of a helper
+        """
+import torch
+def build_optimizer(model, lr=0.1):
+    return torch.optim.Adam(model.parameters(), lr=lr)
+""",
+        # Noam schedule: lr=1 is a multiplier of the LambdaLR rate
+        """
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
+scheduler = LambdaLR(optimizer, lr_lambda=lambda step: rate(step, d_model=512, factor=1, warmup=4000))
+""",
+        # OneCycleLR sets the learning rate itself
+        """
+import torch
+optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=10000)
+""",
+        # policy gradient on a gym task: the REINFORCE recipe runs Adam at 1e-2
+        """
+import gym
+import torch
+env = gym.make("CartPole-v1")
+optimizer = torch.optim.Adam(policy.parameters(), lr=1e-2)
+""",
+        # optimizer class chosen at run time
+        """
+import torch
+opt_cls = torch.optim.Adam if use_adam else torch.optim.SGD
+optimizer = opt_cls(model.parameters(), lr=0.1)
+""",
+    )
+
+    def check(self, ctx) -> Iterable[Finding]:
+        text = ctx.source.text
+        if "Adam" not in text and "SGD" not in text and "TrainingArguments" not in text and "SFTConfig" not in text:
+            return
+        if any(k in text for k in _LR_OVERRIDDEN):
+            return
+        from trainlint.analysis.loaders import is_test_file
+
+        if is_test_file(ctx.path):
+            return
+        facts = ctx.facts
+        hot = any(m.split(".")[0] in _HOT_DOMAINS for m in facts.imports)
+        for scope in facts.scopes():
+            for stmt in scope.stmts:
+                node = stmt.node
+                if not isinstance(node, (cst.Assign, cst.AnnAssign, cst.Expr, cst.Return)) or node.value is None:
+                    continue
+                for call in calls(node.value):
+                    q = canonical(facts.qualify(call.func) or "")
+                    q = _ALIASES.get(q, q)
+                    if q in _LIMITS:
+                        yield from self._optimizer(ctx, call, q, scope, stmt, hot)
+                    elif q in _HF_ARGS:
+                        yield from self._hf_args(ctx, call, q, scope, stmt)
+
+    # -------------------------------------------------------------------------------------------
+    def _optimizer(self, ctx, call: cst.Call, q: str, scope, stmt, hot: bool) -> Iterable[Finding]:
+        label, limit, usual = _LIMITS[q]
+        if limit < 1 and hot:
+            limit = max(limit, _HOT_ADAM_LIMIT)
+        lr_expr = _lr_arg(call)
+        for expr in _group_lrs(call):
+            yield from self._judge(ctx, call, expr, label, limit, usual, scope, stmt, "a parameter group's lr")
+        if lr_expr is not None:
+            yield from self._judge(ctx, call, lr_expr, label, limit, usual, scope, stmt, "lr")
+
+    def _hf_args(self, ctx, call: cst.Call, q: str, scope, stmt) -> Iterable[Finding]:
+        expr = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "learning_rate"), None)
+        if expr is None:
+            return
+        optim = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "optim"), None)
+        if optim is not None:
+            f = fold(optim, ctx.facts, scope, stmt)
+            if f is None or not isinstance(f.value, str) or "adam" not in f.value.lower():
+                return
+        yield from self._judge(ctx, call, expr, "AdamW (the Trainer's optimizer)", 1e-2, "5e-5 to 1e-3", scope, stmt, "learning_rate")
+
+    def _judge(self, ctx, call, expr, label: str, limit: float, usual: str, scope, stmt, what: str) -> Iterable[Finding]:
+        value = _written_value(expr, ctx.facts, scope, stmt)
+        if value is None:
+            return
+        v = value.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < limit:
+            return
+        related: List[Related] = []
+        if value.facts is ctx.facts and value.node is not expr:
+            span = ctx.span(value.node)
+            if span.line != ctx.span(expr).line:
+                related.append(Related(ctx.path, span, f"the learning rate {format_value(v)} is set here"))
+        times = v / (3e-4 if limit < 1 else 0.1)
+        shown = f"{value.label} ({format_value(v)})" if value.label and value.how == "constant" else format_value(v)
+        message = (
+            f"{label} with {what}={shown}: far above what it tolerates (flagged from "
+            f"{format_value(limit)}; usual {usual}), {_times(times, limit)} — training is likely to diverge or stall"
+        )
+        yield self.finding(
+            ctx,
+            ctx.span(expr),
+            message,
+            hint=(
+                "Start from lr=3e-4 for Adam/AdamW (0.01-0.1 for SGD with momentum) and tune it with an LR range test"
+                if limit < 1 else "Use lr=0.1 or less for SGD (0.1 is the ImageNet recipe at batch 256) and tune from there"
+            ),
+            related=related,
+        )
+
+
+def _times(t: float, limit: float) -> str:
+    ref = "Karpathy's safe 3e-4" if limit < 1 else "the ImageNet recipe's 0.1"
+    return f"{t:.0f}x {ref}"
+
+
+def _lr_arg(call: cst.Call) -> Optional[cst.BaseExpression]:
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == "lr":
+            return a.value
+    pos = [a.value for a in call.args if a.keyword is None and not a.star]
+    if any(a.star for a in call.args):
+        return None
+    return pos[1] if len(pos) > 1 else None
+
+
+def _group_lrs(call: cst.Call) -> List[cst.BaseExpression]:
+    """``"lr"`` values of literal parameter-group dicts (``Adam([{"params": ..., "lr": 0.1}])``)."""
+    first = None
+    for a in call.args:
+        if (a.keyword is None and not a.star) or (a.keyword is not None and a.keyword.value == "params"):
+            first = a.value
+            break
+    if not isinstance(first, (cst.List, cst.Tuple)):
+        return []
+    out = []
+    for el in first.elements:
+        if isinstance(el.value, cst.Dict):
+            for d in el.value.elements:
+                if isinstance(d, cst.DictElement) and isinstance(d.key, cst.SimpleString) and d.key.evaluated_value == "lr":
+                    out.append(d.value)
+    return out
+
+
+def _written_value(expr, facts, scope, stmt) -> Optional[Folded]:
+    """The lr when it is written in the code: a literal, a constant, a local variable, the argument of the
+    only call of a helper. None for argparse, configs, parameter defaults, and values computed from names."""
+    f = fold(expr, facts, scope, stmt)
+    if f is None or f.how not in ("literal", "constant"):
+        return None
+    # computed from other names (lr = 0.1 * batch_size / 256): the user scales it on purpose
+    for n in walk(f.node):
+        if isinstance(n, (cst.Name, cst.Attribute)) and dotted(n) not in ("True", "False", "None"):
+            return None
+        if isinstance(n, cst.Call):
+            return None
+    return f

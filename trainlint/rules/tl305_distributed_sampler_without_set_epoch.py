@@ -1,0 +1,344 @@
+from __future__ import annotations
+
+import os
+from typing import Iterable, List, Optional
+
+import libcst as cst
+
+from trainlint.analysis.data import _word_role_of_name
+from trainlint.analysis.loaders import SamplerFact, loader_facts, program_mentions
+from trainlint.analysis.loops import TrainLoop, program_loops
+from trainlint.analysis.names import dotted
+from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
+from trainlint.rules import Rule
+
+
+class DistributedSamplerWithoutSetEpoch(Rule):
+    """
+    ## What it does
+    Flags a `torch.utils.data.distributed.DistributedSampler` that shuffles (the default) and feeds the
+    training DataLoader of a program that reads its data more than once (an epoch loop, or a
+    `while True:` / iteration loop around the batch loop), when nothing in the program ever calls
+    `set_epoch(...)` — neither `sampler.set_epoch(epoch)`, nor `train_loader.sampler.set_epoch(epoch)`,
+    nor inside a helper called once per epoch.
+
+    ## Why is this bad?
+    A `DistributedSampler` draws its permutation from `seed + epoch`, and the epoch only changes when
+    you call `set_epoch`. Without it, every epoch uses the permutation of epoch 0: each process sees
+    exactly the same sequence of batches every epoch, as if the data were never reshuffled. The
+    training still runs, just worse — the silent kind of failure Karpathy warns about
+    (seeds/003_51f0b8e958bf560f.txt), and precisely what the source texts say to avoid: "每轮数据迭代保持
+    不同的顺序，避免模型每轮都对相同的数据进行计算" (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序").
+    The PyTorch docs say it plainly: "calling the set_epoch() method at the beginning of each epoch
+    before creating the DataLoader iterator is necessary to make shuffling work properly across
+    multiple epochs. Otherwise, the same ordering will be always used."
+
+    ## Example
+    ```python
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(train_ds)
+    train_loader = DataLoader(train_ds, batch_size=64, sampler=sampler)
+    for epoch in range(90):
+        for images, target in train_loader:
+            loss = criterion(model(images), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    ```
+
+    ## Use instead
+    ```python
+    import torch
+    from torch.utils.data import DataLoader
+    from torch.utils.data.distributed import DistributedSampler
+
+    sampler = DistributedSampler(train_ds)
+    train_loader = DataLoader(train_ds, batch_size=64, sampler=sampler)
+    for epoch in range(90):
+        sampler.set_epoch(epoch)
+        for images, target in train_loader:
+            loss = criterion(model(images), target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    ```
+    Not flagged: `set_epoch` called anywhere in the program (on the sampler, through
+    `loader.sampler.set_epoch(epoch)` or `loader.batch_sampler.sampler`, in a helper), evaluation samplers
+    (`shuffle=False`, or feeding a validation loader), a `shuffle=` from a variable or the command line,
+    a sampler built only under a condition that is false in the program (`if distributed:` with
+    `distributed=False` never overridden), programs that read the data once, and Lightning, Accelerate
+    and Hugging Face `Trainer`, which call `set_epoch` for you.
+
+    ## Fix safety
+    An unsafe fix is offered when the sampler and the epoch loop are in the same function: it inserts
+    `sampler.set_epoch(epoch)` as the first statement of the epoch loop. It changes the data order of
+    every epoch but the first, so results change; it is never applied without `--unsafe-fixes`.
+
+    ## References
+    - Tricks for training neural networks (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序")
+    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt)
+    - [torch.utils.data.distributed.DistributedSampler](https://pytorch.org/docs/stable/data.html#torch.utils.data.distributed.DistributedSampler)
+    """
+
+    code = "TL305"
+    name = "distributed-sampler-without-set-epoch"
+    severity = Severity.WARNING
+    summary = "DistributedSampler shuffles by epoch but set_epoch() is never called: every epoch repeats the same order"
+    probe = None
+
+    bad = (
+        # DDP ImageNet style
+        """
+import torch
+import torch.distributed as dist
+from torch.utils.data.distributed import DistributedSampler
+train_sampler = DistributedSampler(train_dataset)  # expect: TL305
+val_sampler = DistributedSampler(val_dataset, shuffle=False)
+train_loader = torch.utils.data.DataLoader(train_dataset, batch_size=256, sampler=train_sampler)
+val_loader = torch.utils.data.DataLoader(val_dataset, batch_size=256, sampler=val_sampler)
+for epoch in range(90):
+    model.train()
+    for images, target in train_loader:
+        loss = criterion(model(images), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+""",
+        # inline sampler, chosen per run
+        """
+import torch.utils.data as tud
+train_loader = tud.DataLoader(ds, batch_size=32, sampler=tud.distributed.DistributedSampler(ds) if ddp else None)  # expect: TL305
+def train(loader):
+    for x, y in loader:
+        loss_fn(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+for epoch in range(args.epochs):
+    train(train_loader)
+""",
+        # sampler built in a helper method of a trainer class
+        """
+from torch.utils.data import DataLoader, DistributedSampler
+class Trainer:
+    def __init__(self, model, ds, opt):
+        self.model, self.opt = model, opt
+        self.sampler = DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True)  # expect: TL305
+        self.train_loader = DataLoader(ds, batch_size=16, sampler=self.sampler)
+    def run(self, epochs):
+        for epoch in range(epochs):
+            for batch in self.train_loader:
+                self.opt.zero_grad()
+                self.model(batch).loss.backward()
+                self.opt.step()
+""",
+    )
+
+    good = (
+        # set_epoch on the sampler
+        """
+from torch.utils.data import DataLoader, DistributedSampler
+sampler = DistributedSampler(ds)
+loader = DataLoader(ds, batch_size=32, sampler=sampler)
+for epoch in range(10):
+    sampler.set_epoch(epoch)
+    for x, y in loader:
+        loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+""",
+        # set_epoch through the loader
+        """
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+train_loader = DataLoader(ds, batch_size=32, sampler=DistributedSampler(ds))
+for epoch in range(10):
+    if isinstance(train_loader.sampler, DistributedSampler):
+        train_loader.sampler.set_epoch(epoch)
+    for x, y in train_loader:
+        loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+""",
+        # set_epoch in a helper called per epoch
+        """
+from torch.utils.data import DataLoader, DistributedSampler
+train_loader = DataLoader(ds, batch_size=32, sampler=DistributedSampler(ds))
+def train_one_epoch(loader, epoch):
+    loader.batch_sampler.sampler.set_epoch(epoch)
+    for x, y in loader:
+        loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+for epoch in range(10):
+    train_one_epoch(train_loader, epoch)
+""",
+        # evaluation sampler: no shuffling, nothing to reseed
+        """
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+val_loader = DataLoader(val_ds, batch_size=64, sampler=DistributedSampler(val_ds, shuffle=False))
+for epoch in range(10):
+    train(model)
+    model.eval()
+    with torch.no_grad():
+        for x, y in val_loader:
+            metric.update(model(x), y)
+""",
+        # Accelerate calls set_epoch on the prepared loader
+        """
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, DistributedSampler
+accelerator = Accelerator()
+train_loader = DataLoader(ds, batch_size=32, sampler=DistributedSampler(ds))
+model, opt, train_loader = accelerator.prepare(model, opt, train_loader)
+for epoch in range(3):
+    for batch in train_loader:
+        accelerator.backward(model(**batch).loss); opt.step(); opt.zero_grad()
+""",
+        # Lightning calls set_epoch on the sampler of the train loader
+        """
+import lightning as L
+from torch.utils.data import DataLoader, DistributedSampler
+class DM(L.LightningDataModule):
+    def train_dataloader(self):
+        return DataLoader(self.ds, batch_size=32, sampler=DistributedSampler(self.ds))
+trainer = L.Trainer(max_epochs=10, strategy="ddp")
+trainer.fit(model, datamodule=DM())
+""",
+        # a single pass (no epoch loop): the order is never repeated
+        """
+from torch.utils.data import DataLoader, DistributedSampler
+loader = DataLoader(ds, batch_size=8, sampler=DistributedSampler(ds))
+for step, batch in enumerate(loader):
+    model(**batch).loss.backward(); opt.step(); opt.zero_grad()
+""",
+    )
+
+    def check(self, ctx) -> Iterable[Finding]:
+        from trainlint.analysis.program import Program, ProgramFile, is_entry
+
+        text = ctx.source.text
+        if "DistributedSampler" not in text or is_entry(ctx.facts, text):
+            return
+        pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
+        found = list(self._check(Program(pf, [pf])))
+        ctx._tl_reported_305 = {(f.line, f.column) for f in found}
+        yield from found
+
+    def check_program(self, program) -> Iterable[Finding]:
+        for f in self._check(program):
+            # reported already when the file was checked on its own (it is imported by this entry)
+            ctx = next((pf.ctx for pf in program.files if pf.ctx.path == f.path), None)
+            if ctx is not None and (f.line, f.column) in getattr(ctx, "_tl_reported_305", ()):
+                continue
+            yield f
+
+    def _check(self, program) -> Iterable[Finding]:
+        if not program_mentions(program, "DistributedSampler"):
+            return
+        if _framework_sets_epoch(program):
+            return
+        facts = loader_facts(program)
+        if facts.set_epoch_calls or not facts.samplers:
+            return
+        epoch_loops = [l for l in program_loops(program) if l.unit == "epoch"]
+        repeated = None if epoch_loops else _repeated_training_loop(program)
+        if not epoch_loops and repeated is None:
+            return
+        for sm in facts.samplers:
+            if sm.shuffle is not True or sm.dead or not _for_training(sm):
+                continue
+            yield self._finding(sm, epoch_loops, repeated, program)
+
+    def _finding(self, sm: SamplerFact, epoch_loops: List[TrainLoop], repeated, program) -> Finding:
+        ctx = sm.pf.ctx
+        loop = _loop_for(sm, epoch_loops) if epoch_loops else None
+        name = f"`{sm.target}`" if sm.target else "This DistributedSampler"
+        run = f"each of the {loop.describe_count()}" if loop is not None and loop.count is not None else "every epoch"
+        message = (
+            f"{name} shuffles with seed + epoch, but set_epoch() is never called: "
+            f"{run} reads the same order as epoch 0"
+        )
+        related = []
+        fix = None
+        if loop is not None:
+            lpf = program.file_of(loop.facts)
+            lctx = lpf.ctx if lpf is not None else None
+            if lctx is not None:
+                related.append(Related(lctx.path, lctx.span(loop.node), "the epoch loop that should call set_epoch(epoch)"))
+            fix = _fix(sm, loop)
+        elif repeated is not None:
+            rpf, rnode = repeated
+            related.append(Related(rpf.ctx.path, rpf.ctx.span(rnode), "the loop that passes over the training data again and again"))
+        target = sm.target or "train_loader.sampler"
+        return self.finding(
+            ctx,
+            ctx.span(sm.call),
+            message,
+            hint=f"Call {target}.set_epoch(epoch) at the start of every epoch, before iterating the loader",
+            fix=fix,
+            related=related,
+        )
+
+
+def _framework_sets_epoch(program) -> bool:
+    for f in program.files:
+        text = f.ctx.source.text
+        if "accelerate" in text and ".prepare(" in text:
+            return True
+        if "lightning" in text and ("LightningModule" in text or "LightningDataModule" in text or "Trainer(" in text):
+            return True
+        if "transformers" in text and "Trainer(" in text:
+            return True
+    return False
+
+
+def _repeated_training_loop(program):
+    """A loop around the batch loop that trains (``while True:`` / ``for it in ...`` around ``for batch
+    in loader: ... backward()``): the data is read again and again even without an epoch counter."""
+    from trainlint.analysis.data import _trains
+
+    for pf in program.files:
+        for scope in pf.facts.scopes():
+            for s in scope.stmts:
+                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
+                    return pf, s.loops[0]
+    return None
+
+
+def _for_training(sm: SamplerFact) -> bool:
+    roles = {ld.role for ld in sm.loaders if ld.role is not None and (ld.structural or ld.role == "eval")}
+    if "eval" in roles:
+        return False
+    if "train" in roles:
+        return True
+    weak = {ld.role for ld in sm.loaders if ld.role is not None}
+    if weak == {"train"}:
+        return True
+    if not sm.loaders and sm.target is not None:
+        return _word_role_of_name(sm.target) == "train"
+    return False
+
+
+def _loop_for(sm: SamplerFact, loops: List[TrainLoop]) -> Optional[TrainLoop]:
+    same = [l for l in loops if l.facts is sm.pf.facts and l.scope is sm.scope]
+    if same:
+        return same[0]
+    in_file = [l for l in loops if l.facts is sm.pf.facts]
+    if in_file:
+        return in_file[0]
+    return loops[0] if len(loops) == 1 else None
+
+
+def _fix(sm: SamplerFact, loop: TrainLoop) -> Optional[Fix]:
+    node = loop.node
+    if sm.target is None or "." in sm.target or loop.scope is not sm.scope or loop.facts is not sm.pf.facts:
+        return None
+    if not isinstance(node, cst.For) or not isinstance(node.target, cst.Name) or not isinstance(node.body, cst.IndentedBlock):
+        return None
+    if loop.stmt.index < sm.stmt.index:
+        return None
+    ctx = sm.pf.ctx
+    first = node.body.body[0]
+    span = ctx.span(first)
+    indent = " " * (span.column - 1)
+    edit = Edit(Span(span.line, 1, span.line, 1), f"{indent}{sm.target}.set_epoch({node.target.value})\n")
+    return Fix(message=f"Call {sm.target}.set_epoch({node.target.value}) at the start of each epoch", edits=(edit,),
+               applicability=Applicability.UNSAFE)
