@@ -25,6 +25,7 @@ activation.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -818,7 +819,7 @@ class ModelWorld:
             if isinstance(func, cst.Attribute) and q is None:
                 meth = func.attr.value
                 recv = func.value
-                if meth in ACT_METHODS:
+                if meth in ACT_METHODS and dotted(recv) != "self":  # self.softmax(x) calls a module
                     op = Op("act", f".{meth}()", expr, file, act=ACT_METHODS[meth])
                     return [c + (op,) for c in self.value_chains(recv, file, scope, stmt, owner, depth + 1)] or [(op,)]
                 if meth in SHAPE_METHODS and not (dotted(recv) or "").startswith("self."):
@@ -1014,15 +1015,25 @@ def _calls_in(node: cst.CSTNode):
         if n is not node and isinstance(n, _STOP):
             continue
         kids = []
-        for name in n.__dataclass_fields__:
-            if name in _SKIP_FIELDS or name.startswith("whitespace"):
-                continue
+        for name in _code_fields(type(n)):
             v = getattr(n, name)
             if isinstance(v, cst.CSTNode):
                 kids.append(v)
             elif isinstance(v, (list, tuple)):
                 kids.extend(x for x in v if isinstance(x, cst.CSTNode))
         stack.extend(reversed(kids))
+
+
+_CODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _code_fields(cls: type) -> Tuple[str, ...]:
+    """The fields of a node class that may hold code (computed once per class)."""
+    names = _CODE_FIELDS.get(cls)
+    if names is None:
+        names = tuple(n for n in cls.__dataclass_fields__ if n not in _SKIP_FIELDS and not n.startswith("whitespace"))  # type: ignore[attr-defined]
+        _CODE_FIELDS[cls] = names
+    return names
 
 
 def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:
@@ -1117,11 +1128,14 @@ def _loss_q(q: Optional[str]) -> Optional[str]:
     return None
 
 
-def loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None):
+def loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None, min_args: int = 0):
     """Every call of a torch loss in ``file``: functional (``F.mse_loss(...)``), inline
     (``nn.MSELoss()(...)``) or through a criterion object (``criterion = nn.MSELoss()`` local, module-level,
-    ``self.criterion``, a parameter bound at the call sites, or imported from another file)."""
+    ``self.criterion``, a parameter bound at the call sites, or imported from another file).
+    ``min_args`` skips calls with fewer arguments cheaply (a loss call has an input and a target)."""
     for call, scope, st in file_calls(file):
+        if min_args and len(call.args) < min_args:
+            continue
         found = _loss_of_callee(world, call.func, file, scope, st)
         if found is None:
             continue
@@ -1245,3 +1259,333 @@ def prediction_sources(world: ModelWorld, expr: cst.BaseExpression, file: FileRe
         if a.kind in ("assign", "inplace") and a.value is not None:
             out.extend(prediction_sources(world, a.value, file, a.scope or scope, a.stmt, depth + 1, after))
     return out
+
+
+# -- what produced a value: the activation a loss argument comes out of (TL103) ------------------------
+
+@dataclass(eq=False)
+class Origin:
+    """One way the value of an expression may have been produced, seen through local variables, shape
+    ops (``.view``, ``.squeeze``, ``[:, -1]``), model calls (down to the model's last op) and helper
+    functions.
+
+    ``kind`` is ``"act"`` (an activation produced it: ``op``), ``"other"`` (a layer, arithmetic, a torch
+    function such as ``torch.log``) or ``"unknown"`` (a loop variable, an attribute of an unknown object,
+    a library model). ``model`` names the model whose last op ``op`` is ("" when the activation is
+    applied in the calling code: ``F.softmax(model(x), 1)``)."""
+
+    kind: str
+    op: Optional[Op] = None
+    model: str = ""
+    model_call: Optional[cst.Call] = None  # the model call the value comes out of, if any
+    #: the model's chain up to ``op`` (kind "act" through a model), or the whole chain (kind "other")
+    chain: Tuple[Op, ...] = ()
+
+
+def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, depth: int = 0) -> List[Origin]:
+    """The alternatives of what produced ``expr`` at ``stmt`` (never empty: unknown is an Origin).
+
+    Unlike :func:`prediction_sources`, an activation is found even when the model is not known
+    (``logits = timm.create_model(...)(x); probs = logits.softmax(-1)``), and a model's own last op is
+    reported when the value comes straight out of a model call. Parameters are followed to the call
+    sites of their function (``def compute_loss(out, y): return F.cross_entropy(out, y)``), calls of
+    module-level helpers to what they return."""
+    if depth > 14:
+        return [Origin("unknown")]
+    facts = file.facts
+    if isinstance(expr, cst.Subscript):
+        return value_origins(world, expr.value, file, scope, stmt, depth + 1)
+    if isinstance(expr, cst.Call):
+        func = expr.func
+        q = facts.qualify(func)
+        qc = canonical(q) if q else None
+        pos = _pos(expr)
+        if qc in ACT_FUNCS and (pos or _kwarg(expr, "input") is not None):
+            return [Origin("act", Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc]))]
+        if qc in SHAPE_FUNCS and pos:
+            return value_origins(world, pos[0], file, scope, stmt, depth + 1)
+        if isinstance(func, cst.Attribute) and q is None:
+            meth = func.attr.value
+            if meth in ACT_METHODS and dotted(func.value) != "self":  # self.softmax(x): a module
+                return [Origin("act", Op("act", f".{meth}()", expr, file, act=ACT_METHODS[meth]))]
+            if meth in SHAPE_METHODS:
+                return value_origins(world, func.value, file, scope, stmt, depth + 1)
+        if q is not None and q.startswith("torch"):
+            return [Origin("other")]
+        models = world.models_of_callee(func, file, scope, stmt)
+        if models:
+            out: List[Origin] = []
+            if _some_def_unresolved(world, func, file, scope, stmt):
+                out.append(Origin("unknown"))  # `net = A() if x else B()` where B cannot be followed
+            for model in models[:_MAX_ALTS]:
+                chains = world.model_chains(model)
+                if not chains:
+                    out.append(Origin("unknown", model=model.name, model_call=expr))
+                    continue
+                name = model.name if model.kind == "class" else (dotted(func) or model.name)
+                for chain in chains:
+                    last = last_meaningful(chain)
+                    if last is not None and last.kind == "layer" and model.cls is not None:
+                        # self.backbone = models.resnet18(); self.backbone.fc = nn.Sequential(..., nn.Softmax(1))
+                        head = _library_head_chains(world, model.cls, last)
+                        if head:
+                            out.extend(_chain_origin(c, name, expr) for c in head)
+                            continue
+                    if last is None or last.kind != "act":
+                        out.append(Origin("other", model=name, model_call=expr, chain=tuple(chain)))
+                        continue
+                    if model.kind == "layer" and len([o for o in chain if o.kind not in ("dropout", "shape")]) == 1:
+                        # a lone activation module applied here (self.softmax(logits)): report the call
+                        out.append(Origin("act", replace(last, node=expr, label=f"{dotted(func) or last.label} ({last.label})")))
+                        continue
+                    out.append(Origin("act", last, model=name, model_call=expr, chain=tuple(chain[: chain.index(last)])))
+            return out
+        fname = dotted(func)
+        head = _replaced_head_origins(world, func, file, scope, stmt, expr)
+        if head:
+            return head
+        if fname is not None and "." not in fname and not scope.reaching(fname, stmt):
+            g = world.resolve_global(fname, file)
+            if g is not None and g[0] == "function":
+                fn: Scope = g[2]
+                rets = [(v, s) for v, s in fn.returns if v is not None]
+                if rets and len(rets) == len(fn.returns):
+                    out = []
+                    for value, rstmt in rets[:_MAX_ALTS]:
+                        out.extend(value_origins(world, value, g[1], fn, rstmt, depth + 1))
+                    return out
+        return [Origin("unknown")]
+    if isinstance(expr, (cst.Name, cst.Attribute)):
+        name = dotted(expr)
+        if name is None:
+            return [Origin("unknown")]
+        defs = scope.reaching(name, stmt)
+        if defs:
+            out = []
+            for a in defs[:_MAX_ALTS]:
+                if a.kind in ("assign", "inplace") and a.value is not None:
+                    out.extend(value_origins(world, a.value, file, a.scope or scope, a.stmt, depth + 1))
+                else:
+                    out.append(Origin("unknown"))
+            return out
+        if "." not in name and name in scope.params():
+            sites = world.call_sites_binding(file, scope, name, limit=6)
+            if not sites:
+                return [Origin("unknown")]
+            out = []
+            for f, s, st, arg in sites:
+                out.extend(value_origins(world, arg, f, s, st, depth + 1))
+            return out
+        return [Origin("unknown")]
+    if isinstance(expr, cst.IfExp):
+        return value_origins(world, expr.body, file, scope, stmt, depth + 1) + value_origins(world, expr.orelse, file, scope, stmt, depth + 1)
+    return [Origin("other")]
+
+
+# -- evaluation-only code -------------------------------------------------------------------------------
+
+_EVAL_FUNC = re.compile(
+    r"^(validation_step|test_step|predict_step|on_validation\w*|on_test\w*|_?eval\w*|_?valid\w*|_?val(_\w+)?|_?test\w*|"
+    r"_?predict\w*|_?infer\w*|_?inference\w*|_?score\w*)$",
+    re.I,
+)
+_NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
+
+
+def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """Why the statement runs only for evaluation, or None: inside ``with torch.no_grad()`` /
+    ``torch.inference_mode()`` / ``torch.set_grad_enabled(False)``, or in a function named like an
+    evaluation (``evaluate``, ``validate``, ``test``, ``predict``, Lightning's ``validation_step``...)."""
+    s: Optional[Scope] = scope
+    while s is not None and s.kind == "function":
+        if _EVAL_FUNC.match(s.name) and "train" not in s.name.lower():
+            return f"in {s.qualname}()"
+        if isinstance(s.node, cst.FunctionDef):
+            for dec in s.node.decorators:
+                d = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
+                q = file.facts.qualify(d)
+                if q is not None and canonical(q) in _NO_GRAD:
+                    return f"in {s.qualname}(), decorated with @{canonical(q)}"
+        s = s.parent
+    facts = file.facts
+    for st in scope.stmts:
+        if st.index >= stmt.index:
+            break
+        node = st.node
+        if not isinstance(node, cst.With) or not _disables_grad(node, facts):
+            continue
+        if _contains_stmt(node.body, stmt.node):
+            return "under torch.no_grad()"
+    return None
+
+
+def _disables_grad(node: cst.With, facts: FileFacts) -> bool:
+    for item in node.items:
+        call = item.item
+        if not isinstance(call, cst.Call):
+            continue
+        q = facts.qualify(call.func)
+        qc = canonical(q) if q else ""
+        if qc in _NO_GRAD:
+            return True
+        if qc in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled"):
+            pos = _pos(call)
+            if pos and _is_false(pos[0]):
+                return True
+    return False
+
+
+def _contains_stmt(body: cst.CSTNode, target: cst.CSTNode) -> bool:
+    from trainlint.analysis.walk import walk
+
+    for n in walk(body):
+        if n is target:
+            return True
+    return False
+
+
+def branch_loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None):
+    """Calls of a criterion that is a different torch loss on different branches
+    (``criterion = nn.CrossEntropyLoss() if n_classes > 1 else nn.BCEWithLogitsLoss()``, or the same in an
+    ``if``/``else``), which :func:`loss_calls` leaves out: one :class:`LossCall` per alternative (in
+    ``wanted``). Only local, module-level and ``self.`` criteria built in place are followed."""
+    text = file.ctx.source.text
+    if "Loss" not in text:
+        return
+    for call, scope, st in file_calls(file):
+        name = dotted(call.func)
+        if name is None or isinstance(call.func, cst.Call):
+            continue
+        q = file.facts.qualify(call.func)
+        if q is not None and q.startswith("torch"):
+            continue
+        defs = world.defs(name, file, scope, st)
+        if not defs or len(defs) > 4:
+            continue
+        alts: List[Tuple[str, cst.Call, FileRef]] = []
+        ok = True
+        for f, _s, a in defs:
+            values = [a.value.body, a.value.orelse] if isinstance(a.value, cst.IfExp) else [a.value]
+            for v in values:
+                lq = _loss_q(f.facts.qualify(v.func)) if isinstance(v, cst.Call) else None
+                if lq is None or lq.startswith("torch.nn.functional."):
+                    ok = False
+                    break
+                alts.append((lq, v, f))
+            if not ok:
+                break
+        if not ok or len({q for q, _, _ in alts}) < 2:
+            continue
+        done = set()
+        for lq, ctor, _f in alts:
+            if lq in done or (wanted is not None and lq not in wanted):
+                continue
+            done.add(lq)
+            yield LossCall(call, lq, file, scope, st, ctor, ctor)
+
+
+def _some_def_unresolved(world: ModelWorld, func: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt) -> bool:
+    """Does the callee name have an assignment (of several) that :meth:`ModelWorld.models_of_value`
+    cannot follow? ``models_of_callee`` merges the ones it can, which is right for "is any of them X"
+    but not for "are all of them X"."""
+    name = dotted(func)
+    if name is None or name == "self" or name.endswith((".forward", ".module", "._orig_mod")):
+        return False
+    defs = world.defs(name, file, scope, stmt)
+    if len(defs) < 2:
+        return False
+    for f, s, a in defs[:_MAX_ALTS]:
+        value = assigned_value(a, name)
+        if a.kind == "for" or value is None or not world.models_of_value(value, f, s, a.stmt):
+            return True
+    return False
+
+
+#: Library model constructors whose last module is a replaceable classification head.
+_HEAD_ATTRS = ("fc", "classifier", "head", "heads")
+
+
+def _is_library_model(value: cst.BaseExpression, file: FileRef) -> bool:
+    for _ in range(4):  # models.resnet18(weights=...).to(device)
+        if isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute) and value.func.attr.value in WRAPPER_METHODS and file.facts.qualify(value.func) is None:
+            value = value.func.value
+        else:
+            break
+    if not isinstance(value, cst.Call):
+        return False
+    q = file.facts.qualify(value.func)
+    if q is None:
+        return False
+    return q.startswith("torchvision.models.") or q in ("timm.create_model", "timm.models.create_model")
+
+
+def _replaced_head_origins(world: ModelWorld, func: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, call: cst.Call, depth: int = 0) -> List[Origin]:
+    """A torchvision/timm model whose classification head was replaced (``model = models.resnet18();
+    model.fc = nn.Sequential(nn.Linear(512, 10), nn.Softmax(dim=1))``): the head's last op is the
+    model's (these models end with their ``fc`` / ``classifier`` / ``head``). Followed through
+    parameters to the call sites. [] when not that case."""
+    name = dotted(func)
+    if name is None or "." in name or depth > 3:
+        return []
+    defs = [a for a in scope.reaching(name, stmt) if a.kind == "assign"]
+    if not defs and name in scope.params():
+        out: List[Origin] = []
+        for f, s, st, arg in world.call_sites_binding(file, scope, name, limit=4):
+            sub = _replaced_head_origins(world, arg, f, s, st, call, depth + 1) if isinstance(arg, cst.Name) else []
+            if not sub:
+                return []
+            out.extend(sub)
+        return out
+    base = [a for a in defs if a.value is not None and _is_library_model(a.value, file)]
+    if not base or len(base) != len(defs):
+        return []
+    heads = []
+    for attr in _HEAD_ATTRS:
+        got = [a for a in scope.assigns.get(f"{name}.{attr}", []) if a.stmt.index < stmt.index]
+        if got:
+            heads.append((attr, got))
+    if len(heads) != 1 or len(heads[0][1]) != 1 or heads[0][1][0].value is None:
+        return []
+    attr, (a,) = heads[0]
+    chains = world.layer_chains(a.value, file, scope, a.stmt)
+    if not chains:
+        return []
+    out = []
+    for chain in chains:
+        last = last_meaningful(chain)
+        if last is None or last.kind != "act":
+            out.append(Origin("other", model=f"{name}.{attr}", model_call=call, chain=tuple(chain)))
+        else:
+            out.append(Origin("act", last, model=f"{name}.{attr}", model_call=call, chain=tuple(chain[: chain.index(last)])))
+    return out
+
+
+def _chain_origin(chain: Chain, model: str, call: cst.Call) -> Origin:
+    last = last_meaningful(chain)
+    if last is None or last.kind != "act":
+        return Origin("other", model=model, model_call=call, chain=tuple(chain))
+    return Origin("act", last, model=model, model_call=call, chain=tuple(chain[: chain.index(last)]))
+
+
+def _library_head_chains(world: ModelWorld, cls: ClassRef, last: Op) -> List[Chain]:
+    """The chains of the replaced head when a class's output comes from a library model attribute
+    whose head was replaced in ``__init__`` (``self.model = resnet18(); self.model.fc = ...``)."""
+    node = last.node
+    if not isinstance(node, cst.Call):
+        return []
+    attr = dotted(node.func)
+    if attr is None or not attr.startswith("self.") or attr.count(".") != 1:
+        return []
+    defs = world.attribute(cls, attr)
+    if len(defs) != 1 or defs[0][1].value is None or not _is_library_model(defs[0][1].value, defs[0][0].file):
+        return []
+    owner = defs[0][0]
+    heads = []
+    for h in _HEAD_ATTRS:
+        got = [a for a in owner.file.facts.attributes.get(owner.info.name, {}).get(f"{attr}.{h}", []) if a.value is not None]
+        if got:
+            heads.append(got)
+    if len(heads) != 1 or len(heads[0]) != 1:
+        return []
+    a = heads[0][0]
+    return world.layer_chains(a.value, owner.file, a.scope or owner.file.facts.module, a.stmt)

@@ -1,0 +1,578 @@
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Dict, Iterable, List, Optional, Set
+
+import libcst as cst
+
+from trainlint.analysis.models import (
+    FileRef,
+    LossCall,
+    ModelWorld,
+    Origin,
+    branch_loss_calls,
+    in_eval_only_code,
+    loss_calls,
+    value_origins,
+)
+from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.values import fold
+from trainlint.findings import Finding, Related, Severity
+from trainlint.notebook import cell_of
+from trainlint.rules import Rule
+
+#: Losses that apply log_softmax to their input themselves, or expect log-probabilities, and the
+#: activation that must not come before them.
+WRONG_BEFORE: Dict[str, str] = {
+    "torch.nn.CrossEntropyLoss": "softmax",
+    "torch.nn.functional.cross_entropy": "softmax",
+    "torch.nn.NLLLoss": "softmax",
+    "torch.nn.functional.nll_loss": "softmax",
+    "torch.nn.BCEWithLogitsLoss": "sigmoid",
+    "torch.nn.functional.binary_cross_entropy_with_logits": "sigmoid",
+}
+_CE = {"torch.nn.CrossEntropyLoss", "torch.nn.functional.cross_entropy"}
+_NLL = {"torch.nn.NLLLoss", "torch.nn.functional.nll_loss"}
+_LOSS_GATE = ("cross_entropy", "CrossEntropyLoss", "nll_loss", "NLLLoss", "BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
+_ACT_GATE = ("softmax", "Softmax", "sigmoid", "Sigmoid", "expit")
+
+
+class SoftmaxBeforeCrossEntropy(Rule):
+    """
+    ## What it does
+    Flags a softmax whose output is the input (the first argument, never the target) of
+    `nn.CrossEntropyLoss` / `F.cross_entropy` or `nn.NLLLoss` / `F.nll_loss`, and a sigmoid whose output
+    is the input of `nn.BCEWithLogitsLoss` / `F.binary_cross_entropy_with_logits`, in training code.
+
+    The softmax may be a module (`nn.Softmax(dim=1)` ending an `nn.Sequential`, or `self.softmax(x)`),
+    functional (`F.softmax`, `torch.softmax`) or a tensor method (`x.softmax(-1)`); it may be the last op
+    of a model's `forward` (also in another file of the program, through base classes, factories,
+    `DDP(model)`, `torch.compile`, Lightning's `self(x)`), or applied in the training code to a model's
+    output through local variables, shape ops (`.view`, `.squeeze`, `[:, -1]`), helper functions and
+    the parameters of a loss helper. When the model is chosen on a branch (`if args.arch == ...:
+    model = A() else: model = B()`), a model every output of which is the wrong activation is reported
+    (training it is wrong whichever branch picks it); a criterion chosen on a branch
+    (`nn.CrossEntropyLoss() if n_classes > 1 else nn.BCEWithLogitsLoss()`) is checked for each
+    alternative. The finding points at the activation; the loss is a related location. Loss calls in
+    evaluation-only code are left out (see below).
+
+    ## Why is this bad?
+    `CrossEntropyLoss` applies `log_softmax` to its input: it wants raw logits. Given probabilities it
+    computes a second softmax over values in [0, 1], which is nearly uniform: the loss cannot go below
+    ln(e + C - 1) - 1 for C classes (1.46 for 10 classes) however right the model is, and its gradients
+    shrink as the probabilities saturate, so training crawls and stalls. `NLLLoss` expects
+    log-probabilities: given probabilities it computes -p(y) (between -1 and 0) instead of -log p(y),
+    so confident mistakes are barely penalized. `BCEWithLogitsLoss` applies the sigmoid itself: after
+    a sigmoid its input stays in (0, 1), so sigmoid(input) stays in (0.5, 0.73) and the loss cannot go
+    below 0.31 for positives and 0.69 for negatives.
+
+    The bug is silent: the loss still decreases at first, and — as the source texts advise checking —
+    the loss at init is no help (2.29 against the -log(1/n_classes) = 2.30 Karpathy tells you to verify
+    for 10 classes, seeds/003_51f0b8e958bf560f.txt, step 4 "verify loss @ init"); what reveals it is
+    overfitting one batch (step 8 of the same text), where the loss floors far above zero. Holden's
+    "wrong activation on the last layer" (seeds/004_8738a23e34394b4c.txt, section 7) is the same
+    mistake for classification: the last layer's activation must fit what the loss expects. PyTorch
+    users have asked the framework to warn about it (pytorch/pytorch#55902).
+
+    ## Example
+    ```python
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.fc1(x))
+            return F.softmax(self.fc2(x), dim=1)
+
+    model = Net()
+    criterion = nn.CrossEntropyLoss()
+    for x, y in loader:
+        loss = criterion(model(x), y)
+        loss.backward()
+    ```
+
+    ## Use instead
+    Return the logits and apply softmax only where probabilities are needed (predictions, metrics):
+    ```python
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            x = F.relu(self.fc1(x))
+            return self.fc2(x)
+
+    model = Net()
+    criterion = nn.CrossEntropyLoss()
+    for x, y in loader:
+        logits = model(x)
+        loss = criterion(logits, y)
+        loss.backward()
+        accuracy = (logits.softmax(dim=1).argmax(dim=1) == y).float().mean()
+    ```
+    Not flagged: `log_softmax` + `NLLLoss`; `log_softmax` into `CrossEntropyLoss` (harmless: log_softmax
+    is idempotent, so the loss is exactly right — not reported at all, since a rule has one severity);
+    `NLLLoss` on `torch.log(probs)` of a model ending in Softmax (log + softmax, numerically worse than
+    log_softmax but correct); softmax used only for predictions or metrics (`out.softmax(1).argmax(1)`);
+    a loss computed only in evaluation code (under `torch.no_grad()`, in `evaluate()` / `test()` /
+    `predict()` / Lightning's `validation_step`); a model whose `forward` applies softmax only in eval
+    mode (`if not self.training`) or behind a flag; a softmax on the TARGET (soft-label cross entropy
+    `F.cross_entropy(logits, F.softmax(teacher_logits, -1))`, valid since torch 1.10); distillation with
+    `F.kl_div(F.log_softmax(s / T), F.softmax(t / T))`; a sigmoid before `BCELoss`; Hugging Face models
+    (`outputs.logits` are logits) and models trainlint cannot see into; a model chosen on a branch
+    one alternative of which cannot be followed; model alternatives that disagree when the criterion
+    is chosen on a branch too (both may follow the same switch: a Sigmoid model with `BCELoss`, a
+    logits model with `BCEWithLogitsLoss`); a `forward` returning a tuple or a dict.
+
+    ## Fix safety
+    No automatic fix: removing the activation from `forward` changes what the model returns to every
+    caller (inference code that expects probabilities must then apply softmax itself).
+
+    ## References
+    - Karpathy, "A Recipe for Training Neural Networks": verify the loss at init (-log(1/n_classes)) and
+      overfit one batch (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
+    - Holden, "My neural network isn't working! What should I do?", wrong activation on the last layer
+      (seeds/004_8738a23e34394b4c.txt)
+    - [pytorch/pytorch#55902](https://github.com/pytorch/pytorch/issues/55902): warn about softmax before CrossEntropyLoss
+    - [torch.nn.CrossEntropyLoss](https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html)
+    """
+
+    code = "TL103"
+    name = "softmax-before-cross-entropy"
+    severity = Severity.ERROR
+    summary = "Softmax output fed to CrossEntropyLoss/NLLLoss, or sigmoid output to BCEWithLogitsLoss: the loss squashes twice"
+    probe = "overfit-one-batch"
+
+    bad = (
+        # Sequential ending with nn.Softmax, criterion object
+        """
+import torch
+import torch.nn as nn
+model = nn.Sequential(
+    nn.Linear(20, 64), nn.ReLU(),
+    nn.Linear(64, 5),
+    nn.Softmax(dim=1),  # expect: TL103
+)
+criterion = nn.CrossEntropyLoss()
+opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+for x, y in loader:
+    opt.zero_grad()
+    loss = criterion(model(x), y)
+    loss.backward()
+    opt.step()
+""",
+        # local variable: probabilities computed in the loop, functional loss
+        """
+import torch
+import torch.nn.functional as F
+for images, labels in train_loader:
+    logits = model(images)
+    probs = F.softmax(logits, dim=1)  # expect: TL103
+    loss = F.cross_entropy(probs, labels)
+    loss.backward()
+""",
+        # the .softmax() method inline, criterion passed into a train function
+        """
+import torch
+from torch import nn
+def train(model, loader, criterion, optimizer):
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x).softmax(-1), y)  # expect: TL103
+        loss.backward()
+        optimizer.step()
+net = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+train(net, loader, nn.CrossEntropyLoss(), torch.optim.SGD(net.parameters(), lr=0.1))
+""",
+        # Lightning: forward ends with torch.sigmoid, BCEWithLogitsLoss in training_step
+        """
+import torch
+import torch.nn as nn
+import lightning as L
+class Classifier(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(30, 16), nn.ReLU(), nn.Linear(16, 1))
+        self.loss_fn = nn.BCEWithLogitsLoss()
+    def forward(self, x):
+        return torch.sigmoid(self.body(x)).squeeze(-1)  # expect: TL103
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return self.loss_fn(self(x), y.float())
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+L.Trainer(max_epochs=5).fit(Classifier(), loader)
+""",
+        # softmax module attribute applied before NLLLoss
+        """
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.fc = nn.Linear(8 * 26 * 26, 10)
+        self.softmax = nn.Softmax(dim=1)
+    def forward(self, x):
+        x = self.conv(x).relu().flatten(1)
+        return self.softmax(self.fc(x))  # expect: TL103
+model = Net()
+loss_fn = nn.NLLLoss()
+for x, y in loader:
+    loss_fn(model(x), y).backward()
+""",
+        # a loss helper whose parameter receives the probabilities
+        """
+import torch
+import torch.nn.functional as F
+def compute_loss(outputs, targets):
+    return F.cross_entropy(outputs, targets, label_smoothing=0.1)
+for x, y in loader:
+    out = torch.softmax(model(x), dim=-1)  # expect: TL103
+    loss = compute_loss(out, y)
+    loss.backward()
+""",
+    )
+    good = (
+        # log_softmax + NLLLoss
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+    def forward(self, x):
+        return F.log_softmax(self.fc(x), dim=1)
+model = Net()
+for x, y in loader:
+    F.nll_loss(model(x), y).backward()
+""",
+        # nn.LogSoftmax last with NLLLoss
+        """
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(10, 3), nn.LogSoftmax(dim=1))
+criterion = nn.NLLLoss()
+for x, y in loader:
+    criterion(model(x), y).backward()
+""",
+        # log_softmax into CrossEntropyLoss: harmless (log_softmax is idempotent)
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+criterion = nn.CrossEntropyLoss()
+for x, y in loader:
+    criterion(F.log_softmax(model(x), dim=-1), y).backward()
+""",
+        # softmax only for predictions / metrics
+        """
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(20, 4))
+criterion = nn.CrossEntropyLoss()
+for x, y in loader:
+    out = model(x)
+    loss = criterion(out, y)
+    loss.backward()
+    preds = out.softmax(1).argmax(1)
+    probs = torch.softmax(out, dim=1)
+    acc = (preds == y).float().mean()
+""",
+        # softmax in predict() and an evaluation loop under no_grad
+        """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+model = nn.Sequential(nn.Linear(20, 4))
+criterion = nn.CrossEntropyLoss()
+def predict(x):
+    probs = F.softmax(model(x), dim=1)
+    return probs, criterion(probs, torch.zeros(len(x), dtype=torch.long))
+def evaluate(loader):
+    total = 0.0
+    for x, y in loader:
+        total += criterion(F.softmax(model(x), dim=1), y).item()
+    return total
+for x, y in train_loader:
+    criterion(model(x), y).backward()
+with torch.no_grad():
+    for x, y in val_loader:
+        val_loss = criterion(model(x).softmax(-1), y)
+""",
+        # a model ending in Softmax trained with NLLLoss on torch.log(probs): log + softmax, correct
+        """
+import torch
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(16, 3), nn.Softmax(dim=1))
+nll = nn.NLLLoss()
+for x, y in loader:
+    probs = model(x)
+    loss = nll(torch.log(probs + 1e-8), y)
+    loss.backward()
+""",
+        # distillation: softmax is the target of kl_div
+        """
+import torch.nn.functional as F
+T = 4.0
+for x, y in loader:
+    s, t = student(x), teacher(x).detach()
+    kd = F.kl_div(F.log_softmax(s / T, dim=1), F.softmax(t / T, dim=1), reduction="batchmean") * T * T
+    loss = kd + F.cross_entropy(s, y)
+    loss.backward()
+""",
+        # soft-label cross entropy: the softmax is applied to the TARGET
+        """
+import torch.nn.functional as F
+for x, _ in loader:
+    logits = student(x)
+    soft = F.softmax(teacher(x) / 2.0, dim=-1)
+    loss = F.cross_entropy(logits, F.softmax(teacher(x), -1)) + F.cross_entropy(input=logits, target=soft)
+    loss.backward()
+""",
+        # softmax applied in forward only in eval mode
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(32, 10)
+    def forward(self, x):
+        x = self.fc(x)
+        if not self.training:
+            x = F.softmax(x, dim=1)
+        return x
+net = Net()
+for x, y in loader:
+    nn.CrossEntropyLoss()(net(x), y).backward()
+""",
+        # a sigmoid before BCELoss; BCEWithLogitsLoss on raw logits
+        """
+import torch
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(8, 1), nn.Sigmoid())
+head = nn.Linear(8, 1)
+for x, y in loader:
+    loss = nn.BCELoss()(model(x).squeeze(1), y) + nn.BCEWithLogitsLoss()(head(x).squeeze(1), y)
+    loss.backward()
+    pred = torch.sigmoid(head(x)) > 0.5
+""",
+        # Hugging Face: outputs.logits are logits
+        """
+import torch.nn.functional as F
+from transformers import AutoModelForSequenceClassification
+model = AutoModelForSequenceClassification.from_pretrained("bert-base-uncased", num_labels=3)
+for batch in loader:
+    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    loss = F.cross_entropy(outputs.logits, batch["labels"])
+    loss.backward()
+    probs = outputs.logits.softmax(-1)
+""",
+        # Lightning: softmax only in validation_step / predict_step
+        """
+import torch
+import torch.nn.functional as F
+import lightning as L
+class Lit(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(10, 4)
+    def forward(self, x):
+        return self.net(x)
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self(x), y)
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        probs = self(x).softmax(-1)
+        self.log("val_nll", F.nll_loss(probs.log(), y))
+        self.log("val_ce_of_probs", F.cross_entropy(probs, y))
+    def predict_step(self, batch, batch_idx):
+        return F.softmax(self(batch[0]), dim=-1)
+""",
+    )
+
+    def check_program(self, program) -> Iterable[Finding]:
+        texts = [f.ctx.source.text for f in program.files]
+        if not any(any(t in text for t in _LOSS_GATE) for text in texts):
+            return
+        if not any(any(t in text for t in _ACT_GATE) for text in texts):
+            return
+        world = ModelWorld.of_program(program)
+        reported: Set[int] = set()
+        for file in world.files:
+            # no per-file gate: the criterion may be imported from another file of the program
+            wanted = set(WRONG_BEFORE)
+            branch = list(branch_loss_calls(world, file, wanted))
+            for lc in itertools.chain(loss_calls(world, file, wanted, min_args=2), branch):
+                pred = lc.argument(0, "input")
+                if pred is None:
+                    continue
+                if in_eval_only_code(lc.file, lc.scope, lc.stmt) is not None:
+                    continue
+                wrong = WRONG_BEFORE[lc.loss]
+                origins = value_origins(world, pred, lc.file, lc.scope, lc.stmt)
+                for origin in _wrong_origins(origins, wrong, ambiguous_loss=lc in branch):
+                    op = origin.op
+                    if op is None or id(op.node) in reported:
+                        continue
+                    reported.add(id(op.node))
+                    finding = self._finding(world, origin, lc, program)
+                    # a model file shared by several programs is reported once per run
+                    seen = op.file.ctx.__dict__.setdefault("_tl103_reported", set())
+                    if finding.span not in seen:
+                        seen.add(finding.span)
+                        yield finding
+
+    def _finding(self, world: ModelWorld, origin: Origin, lc: LossCall, program) -> Finding:
+        op = origin.op
+        assert op is not None
+        ctx = op.file.ctx
+        loss_span = lc.file.ctx.span(lc.call)
+        where = _where(lc.file.ctx, loss_span.line, same_file=lc.file.ctx is ctx)
+        if origin.model:
+            subject = f"`{origin.model}` ends with {op.label}, and its output"
+        else:
+            subject = f"The output of `{_snip(ctx.code(op.node))}`"
+        loss = lc.label
+        if lc.loss in _CE:
+            classes = _num_classes(origin.chain, program)
+            if classes is None and not origin.model and isinstance(op.node, cst.Call):
+                # F.softmax(logits, 1) with logits = model(x): the model's last Linear
+                first = [a.value for a in op.node.args if a.keyword is None and a.star == ""]
+                if op.label.startswith(".") and isinstance(op.node.func, cst.Attribute):  # logits.softmax(-1)
+                    inner = op.node.func.value
+                else:
+                    inner = first[0] if first else None
+                if inner is not None:
+                    widths = {_num_classes(o.chain, program) for o in value_origins(world, inner, lc.file, lc.scope, lc.stmt) if o.chain}
+                    if len(widths) == 1:
+                        classes = widths.pop()
+            floor = (
+                f"with {classes} classes it cannot go below {math.log(math.e + classes - 1) - 1:.2f}"
+                if classes is not None and classes >= 2
+                else "with C classes it cannot go below ln(e + C - 1) - 1 (1.46 for 10 classes)"
+            )
+            message = (
+                f"{subject} is the input of {loss} ({where}), which applies log_softmax itself: the loss sees a "
+                f"softmax of probabilities in [0, 1], so {floor} and its gradients shrink as the model grows confident"
+            )
+            hint = (
+                f"Pass the raw logits to {loss} (drop the {op.label}); apply softmax only where probabilities are "
+                "needed (predictions, metrics)"
+            )
+        elif lc.loss in _NLL:
+            message = (
+                f"{subject} is the input of {loss} ({where}), which expects log-probabilities: given probabilities "
+                "it computes -p(y), between -1 and 0, instead of -log p(y), so confident mistakes are barely penalized"
+            )
+            hint = f"Use log_softmax instead of softmax before {loss} (or pass the raw logits to CrossEntropyLoss)"
+        else:
+            message = (
+                f"{subject} is the input of {loss} ({where}), which applies the sigmoid itself: sigmoid(sigmoid(x)) "
+                "stays in (0.5, 0.73), so the loss cannot go below 0.31 for positives and 0.69 for negatives"
+            )
+            hint = f"Pass the raw logits to {loss} (drop the {op.label}); keep the sigmoid for predictions only"
+        related = [Related(lc.file.ctx.path, loss_span, f"the loss ({loss}) that receives this output")]
+        return Finding(
+            code=self.code, name=self.name, severity=self.severity, message=message, path=ctx.path,
+            span=ctx.span(op.node), hint=hint, related=related,
+        )
+
+
+def _wrong_origins(origins: List[Origin], wrong: str, ambiguous_loss: bool) -> List[Origin]:
+    """The origins to report: all of them when every alternative is the wrong activation; else, with
+    one known loss, the alternatives that come out of a model every one of whose outputs is the wrong
+    activation (``model = A() if args.a else B()`` with A ending in softmax: training A is wrong). The
+    alternatives of one model (``if not self.training: x = softmax(x)``) are judged together, and so
+    are those of local variables (``if args.probs: out = out.softmax(1)``)."""
+    def bad(o: Origin) -> bool:
+        return o.kind == "act" and o.op is not None and o.op.act == wrong
+
+    if not origins:
+        return []
+    if all(bad(o) for o in origins):
+        return origins
+    if ambiguous_loss:
+        return []  # `criterion = A() if ... else B()` may follow the same switch as the model
+    groups: Dict[str, List[Origin]] = {}
+    for o in origins:
+        if o.model and o.model_call is not None:
+            groups.setdefault(o.model, []).append(o)
+    models = {o.model for o in origins if o.model}
+    if len(models) < 2:
+        return []  # one model (or none): its alternatives disagree
+    out: List[Origin] = []
+    for members in groups.values():
+        if all(bad(o) for o in members):
+            out.extend(members)
+    return out
+
+
+def _num_classes(chain, program) -> Optional[int]:
+    """The width of the layer that feeds the softmax (``nn.Linear(128, 10)`` -> 10), when it can be
+    read: a Sequential element, or ``self.fc(x)`` in forward with ``self.fc = nn.Linear(...)``."""
+    for op in reversed(chain):
+        if op.kind in ("dropout", "shape"):
+            continue
+        if op.kind != "layer" or "Linear" not in op.label:
+            return None
+        node = op.node
+        file: FileRef = op.file
+        facts = file.facts
+        ctor: Optional[cst.Call] = None
+        where = (facts.module, None)
+        if isinstance(node, cst.Call) and facts.qualify(node.func) is not None and canonical(facts.qualify(node.func) or "") == "torch.nn.Linear":
+            ctor = node
+        elif isinstance(node, cst.Call) and (dotted(node.func) or "").startswith("self."):
+            name = dotted(node.func)
+            found = []
+            for attrs in facts.attributes.values():
+                for a in attrs.get(name or "", []):
+                    if isinstance(a.value, cst.Call) and canonical(facts.qualify(a.value.func) or "") == "torch.nn.Linear":
+                        found.append(a)
+            if len(found) == 1:
+                ctor = found[0].value
+                where = (found[0].scope or facts.module, found[0].stmt)
+        if ctor is None:
+            return None
+        arg = None
+        for i, a in enumerate(x for x in ctor.args if x.keyword is None):
+            if i == 1:
+                arg = a.value
+        for a in ctor.args:
+            if a.keyword is not None and a.keyword.value == "out_features":
+                arg = a.value
+        if isinstance(arg, cst.Integer):
+            return int(arg.evaluated_value)
+        if arg is not None:
+            try:
+                got = fold(arg, facts, where[0], where[1], program)
+            except Exception:  # pragma: no cover - folding is best effort
+                got = None
+            if got is not None and isinstance(got.value, int) and not isinstance(got.value, bool):
+                return got.value
+        return None
+    return None
+
+
+def _where(ctx, line: int, same_file: bool) -> str:
+    """"line 12" / "train.py:12" / "cell 4, line 3" (notebooks count lines per cell)."""
+    cell, cline = cell_of(getattr(ctx.source, "cells", None), line)
+    if cell is not None:
+        return f"cell {cell}, line {cline}" if same_file else f"{ctx.path}, cell {cell}, line {cline}"
+    return f"line {line}" if same_file else f"{ctx.path}:{line}"
+
+
+def _snip(text: str, limit: int = 50) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
