@@ -467,3 +467,9 @@ def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:
     if len({repr(v.value) for v in found}) == 1:
         return found[0], found[0].facts
     return None
+
+
+def helper_of(call: cst.Call, facts: FileFacts, scope: Scope, program: Any = None) -> Optional[Tuple[FileFacts, Scope]]:
+    """The project function a call runs (a function of this file, a ``self.method()`` of the class, or a
+    function imported from another file of the program), as (facts, scope); None for library calls."""
+    return _Finder(facts, program)._helper(call, facts, scope)

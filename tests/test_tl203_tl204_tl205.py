@@ -1,0 +1,276 @@
+"""TL203 grad-clip-misplaced, TL204 missing-zero-grad and TL205 scheduler-before-optimizer beyond the rules'
+snippets: event order across files and helpers, branches, accumulation, constants folded for GradScaler(enabled=...),
+one report per line when a file belongs to two programs, and messages that name the lines."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import libcst as cst
+
+from trainlint.analysis.facts import extract
+from trainlint.analysis.order import exclusive, same_iteration_before, timelines
+from trainlint.config import Config, Selection
+from trainlint.engine import Options, lint_paths
+
+
+def _lint_tree(tmp_path: Path, files: dict, code: str) -> list:
+    for name, text in files.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text), encoding="utf-8")
+    options = Options(config=Config(layers=[Selection()]), enabled=[code])
+    report, _ = lint_paths([str(tmp_path)], options)
+    assert not report.errors, report.errors
+    return sorted((Path(f.path).name, f.line, f.message) for f in report.findings if f.code == code)
+
+
+def _events(src: str):
+    facts = extract(cst.parse_module(textwrap.dedent(src)))
+    (tl,) = timelines(facts)
+    return tl
+
+
+# ---- the timeline ------------------------------------------------------------------------------
+
+
+def test_timeline_orders_events_and_knows_branches():
+    tl = _events("""
+    for i, (x, y) in enumerate(loader):
+        loss = criterion(model(x), y)
+        scaler.scale(loss).backward()
+        if (i + 1) % 4 == 0:
+            scaler.unscale_(optimizer)
+            scaler.step(optimizer)
+        elif warm:
+            for p in model.parameters():
+                p.grad = None
+        else:
+            optimizer.step()
+    """)
+    kinds = [e.kind for e in tl.events if e.kind not in ("forward", "loss")]
+    assert kinds == ["backward", "unscale", "optimizer_step", "zero_grad", "optimizer_step"]
+    back, unscale, scaler_step, clear, plain_step = [e for e in tl.events if e.kind not in ("forward", "loss")]
+    assert unscale.guards[0].is_accumulation and scaler_step.optimizer() == "optimizer"
+    assert exclusive(scaler_step, plain_step) and exclusive(clear, plain_step) and exclusive(scaler_step, clear)
+    assert same_iteration_before(back, plain_step) and not exclusive(back, clear)
+    assert len(clear.loops) == 2  # inside the parameter loop
+
+
+def test_timeline_follows_helpers_into_other_files(tmp_path):
+    found = _lint_tree(tmp_path, {
+        "train.py": """
+            import torch
+            from engine.steps import train_epoch
+            sched = torch.optim.lr_scheduler.StepLR(optimizer, 10)
+            for epoch in range(30):
+                sched.step()
+                train_epoch(model, loader, optimizer)
+        """,
+        "engine/__init__.py": "",
+        "engine/steps.py": """
+            def train_epoch(model, loader, optimizer):
+                for x, y in loader:
+                    optimizer.zero_grad()
+                    model(x).mean().backward()
+                    optimizer.step()
+        """,
+    }, "TL205")
+    assert len(found) == 1
+    name, line, message = found[0]
+    assert (name, line) == ("train.py", 6)
+    assert "engine/steps.py:6" in message and "start of each epoch" in message
+
+
+# ---- TL203 -------------------------------------------------------------------------------------
+
+
+def test_tl203_scaler_disabled_by_a_constant_is_clean_but_a_flag_is_not(tmp_path):
+    loop = """
+        import torch
+        scaler = torch.cuda.amp.GradScaler(enabled={enabled})
+        for x, y in loader:
+            optimizer.zero_grad()
+            scaler.scale(criterion(model(x), y)).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+    """
+    assert _lint_tree(tmp_path / "a", {"t.py": "USE_AMP = False\n" + loop.replace("{enabled}", "USE_AMP")}, "TL203") == []
+    found = _lint_tree(tmp_path / "b", {"t.py": loop.replace("{enabled}", "args.amp")}, "TL203")
+    assert [(n, l) for n, l, _ in found] == [("t.py", 7)]
+    assert "scaler.unscale_(optimizer)" in found[0][2]
+
+
+def test_tl203_clip_after_step_in_a_helper_of_another_file(tmp_path):
+    found = _lint_tree(tmp_path, {
+        "main.py": """
+            from utils.train import step
+            for epoch in range(5):
+                for batch in loader:
+                    step(model, optimizer, batch)
+        """,
+        "utils/__init__.py": "",
+        "utils/train.py": """
+            import torch
+            def step(model, optimizer, batch):
+                optimizer.zero_grad()
+                model(batch).mean().backward()
+                optimizer.step()
+                torch.nn.utils.clip_grad_value_(model.parameters(), 1.0)
+        """,
+    }, "TL203")
+    assert [(n, l) for n, l, _ in found] == [("train.py", 7)]
+    assert "(line 6)" in found[0][2]
+
+
+# ---- TL204 -------------------------------------------------------------------------------------
+
+
+def test_tl204_reported_once_when_two_entry_scripts_share_the_loop(tmp_path):
+    lib = """
+        def fit(model, loader, optimizer):
+            for x, y in loader:
+                loss = (model(x) - y).pow(2).mean()
+                loss.backward()
+                optimizer.step()
+    """
+    entry = """
+        from lib import fit
+        if __name__ == "__main__":
+            fit(model, loader, optimizer)
+    """
+    found = _lint_tree(tmp_path, {"lib.py": lib, "a.py": entry, "b.py": entry}, "TL204")
+    assert [(n, l) for n, l, _ in found] == [("lib.py", 6)]
+    assert "never cleared" in found[0][2]
+
+
+def test_tl204_clear_in_an_inherited_method_of_another_file(tmp_path):
+    found = _lint_tree(tmp_path, {
+        "base.py": """
+            class BaseTrainer:
+                def reset(self):
+                    self.optimizer.zero_grad(set_to_none=True)
+        """,
+        "train.py": """
+            from base import BaseTrainer
+            class Trainer(BaseTrainer):
+                def run(self):
+                    for epoch in range(3):
+                        for x, y in self.loader:
+                            self.reset()
+                            self.criterion(self.model(x), y).backward()
+                            self.optimizer.step()
+            if __name__ == "__main__":
+                Trainer().run()
+        """,
+    }, "TL204")
+    assert found == []
+
+
+def test_tl204_wipe_names_both_lines(tmp_path):
+    found = _lint_tree(tmp_path, {"t.py": """
+        for x, y in loader:
+            loss = criterion(model(x), y)
+            loss.backward()
+            model.zero_grad()
+            optimizer.step()
+    """}, "TL204")
+    assert [(n, l) for n, l, _ in found] == [("t.py", 5)]
+    assert "(line 4)" in found[0][2] and "(line 6)" in found[0][2]
+
+
+def test_tl204_custom_optimizer_wrapper_is_not_judged(tmp_path):
+    found = _lint_tree(tmp_path, {"t.py": """
+        from transformer.Optim import ScheduledOptim
+        optimizer = ScheduledOptim(inner, 2.0, 512, 4000)
+        for x, y in loader:
+            criterion(model(x), y).backward()
+            optimizer.step()
+    """}, "TL204")
+    assert found == []
+
+
+# ---- TL205 -------------------------------------------------------------------------------------
+
+
+def test_tl205_custom_subclass_of_torch_scheduler_is_judged_but_a_plain_class_is_not(tmp_path):
+    body = """
+        for x, y in loader:
+            sched.step()
+            optimizer.zero_grad()
+            criterion(model(x), y).backward()
+            optimizer.step()
+    """
+    sub = """
+        from torch.optim.lr_scheduler import _LRScheduler
+        class FindLR(_LRScheduler):
+            def get_lr(self):
+                return [b * 1.1 ** self.last_epoch for b in self.base_lrs]
+        sched = FindLR(optimizer)
+    """
+    plain = """
+        class Warmup:
+            def step(self):
+                pass
+        sched = Warmup()
+    """
+    assert [(n, l) for n, l, _ in _lint_tree(tmp_path / "a", {"t.py": sub + body}, "TL205")] == [("t.py", 9)]
+    assert _lint_tree(tmp_path / "b", {"t.py": plain + body}, "TL205") == []
+
+
+def test_tl204_rescaling_grads_between_backward_and_step_is_not_a_wipe(tmp_path):
+    found = _lint_tree(tmp_path, {"t.py": """
+        import torch.distributed as dist
+        for x, y in loader:
+            optimizer.zero_grad()
+            criterion(model(x), y).backward()
+            for p in model.parameters():
+                dist.all_reduce(p.grad)
+                p.grad = p.grad / world_size
+            optimizer.step()
+    """}, "TL204")
+    assert found == []
+
+
+def test_step_functions_are_one_iteration_per_call_but_tl204_trusts_the_caller(tmp_path):
+    files = {"agent.py": """
+        import torch
+        class Agent:
+            def learn(self, batch):
+                loss = self.loss_fn(self.net(batch.s), batch.q)
+                loss.backward()
+                self.lr_sched.step()
+                self.optimizer.step()
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+        if __name__ == "__main__":
+            agent = Agent()
+            for t in range(100):
+                agent.net.zero_grad()
+                agent.learn(buffer.sample())
+    """}
+    assert [(n, l) for n, l, _ in _lint_tree(tmp_path / "a", files, "TL203")] == [("agent.py", 9)]
+    assert [(n, l) for n, l, _ in _lint_tree(tmp_path / "b", files, "TL205")] == [("agent.py", 7)]
+    assert _lint_tree(tmp_path / "c", files, "TL204") == []
+
+
+def test_lightning_manual_optimization_training_step(tmp_path):
+    found = _lint_tree(tmp_path, {"lit.py": """
+        import lightning as L
+        class GAN(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.automatic_optimization = False
+            def training_step(self, batch, batch_idx):
+                opt_g, opt_d = self.optimizers()
+                opt_d.zero_grad()
+                self.manual_backward(self.d_loss(batch))
+                opt_d.step()
+                self.manual_backward(self.g_loss(batch))
+                opt_g.step()
+        if __name__ == "__main__":
+            L.Trainer().fit(GAN())
+    """}, "TL204")
+    assert [(n, l) for n, l, _ in found] == [("lit.py", 13)]
+    assert "training_step" in found[0][2]

@@ -1,0 +1,458 @@
+from __future__ import annotations
+
+from typing import Iterable, List, Optional
+
+import libcst as cst
+
+from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.order import (
+    Reported, TimedEvent, Timeline, common_loops, constructor_call, ctx_of, exclusive, program_timelines,
+    runs_whenever, same_iteration_before, where,
+)
+from trainlint.analysis.values import fold
+from trainlint.findings import Finding, Related, Severity
+from trainlint.rules import Rule
+
+
+class GradClipMisplaced(Rule):
+    """
+    ## What it does
+    Flags gradient clipping (`torch.nn.utils.clip_grad_norm_` / `clip_grad_value_`,
+    `accelerator.clip_grad_norm_`, `fabric.clip_gradients`) that cannot do its job because of where it is in
+    the training iteration:
+
+    - **before `backward()`**: a `backward()` runs between the clip and the `optimizer.step()` it precedes,
+      so the step uses fresh, unclipped gradients (the clip saw zeros or last iteration's gradients);
+    - **after `optimizer.step()`**: the update has already been applied with the unclipped gradients, and
+      the clipped ones are cleared or overwritten before the next step;
+    - **with a `GradScaler`, without `scaler.unscale_(optimizer)` first**: the gradients are still
+      multiplied by the loss scale (65536 at the start), so `max_norm` is compared against scaled norms and
+      the clip either fires on every step or never.
+
+    Events are ordered within one iteration (statement order, helpers followed, `if`/`else` branches that
+    never run together told apart; an accumulation block `if (i + 1) % k == 0:` is one update). A function
+    that backpropagates and steps straight through (an agent's `update()`, a `train_step()`) is one
+    iteration per call, and so is a Lightning `training_step` with manual optimization.
+
+    ## Why is this bad?
+    Clipping is there to keep one bad batch from blowing up the weights; a misplaced clip silently does
+    nothing (or clips almost everything), and nothing in the loss curve says so until a spike wrecks the run.
+    Holden points out how much gradient clipping changes training — it can hide a learning rate that is too
+    high, and it should be a deliberate, working setting (seeds/004_8738a23e34394b4c.txt, "梯度裁剪");
+    Karpathy lists mixing up what is clipped among the silent bugs that let a network train, only worse
+    (seeds/000_30a3596ff3d6045a.txt, "当我们尝试剪裁梯度，却剪裁了损失").
+
+    ## Example
+    ```python
+    import torch
+
+    scaler = torch.cuda.amp.GradScaler()
+    for x, y in loader:
+        optimizer.zero_grad()
+        with torch.autocast("cuda"):
+            loss = criterion(model(x), y)
+        scaler.scale(loss).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    ```
+
+    ## Use instead
+    ```python
+    import torch
+
+    scaler = torch.cuda.amp.GradScaler()
+    for x, y in loader:
+        optimizer.zero_grad()
+        with torch.autocast("cuda"):
+            loss = criterion(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        scaler.step(optimizer)
+        scaler.update()
+    ```
+    The order is backward → (unscale_) → clip → step. Not flagged: that order (also inside an
+    accumulation block, or at the top of the iteration for the gradients accumulated so far),
+    `accelerator.clip_grad_norm_` (Accelerate unscales for you), a `GradScaler(enabled=False)` (its scale is
+    1, `unscale_` would be a no-op; a scaler switched by a flag, `GradScaler(enabled=args.amp)`, is flagged:
+    the clip is wrong whenever AMP is on), a clip that only measures the norm (`max_norm=float("inf")`),
+    Lightning's `gradient_clip_val` and HF Trainer's `max_grad_norm` (the framework clips in the right
+    place).
+
+    ## Fix safety
+    No automatic fix: moving a statement across the step or the backward changes the run; move the clip
+    between `backward()` (or `scaler.unscale_(optimizer)`) and `optimizer.step()` yourself.
+
+    ## References
+    - [torch.nn.utils.clip_grad_norm_](https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html)
+    - [AMP examples: gradient clipping with unscale_](https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-clipping)
+    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
+    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt)
+    """
+
+    code = "TL203"
+    name = "grad-clip-misplaced"
+    severity = Severity.ERROR
+    summary = "Gradient clipping before backward(), after optimizer.step(), or on scaled AMP gradients has no useful effect"
+    probe = "gradient-health"
+
+    bad = (
+        # clip before backward
+        """
+import torch
+for x, y in loader:
+    optimizer.zero_grad()
+    loss = criterion(model(x), y)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # expect: TL203
+    loss.backward()
+    optimizer.step()
+""",
+        # clip after the step
+        """
+from torch.nn.utils import clip_grad_value_
+for epoch in range(10):
+    for x, y in loader:
+        optimizer.zero_grad()
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        clip_grad_value_(model.parameters(), 0.5)  # expect: TL203
+""",
+        # AMP without unscale_
+        """
+import torch
+from torch.cuda.amp import GradScaler, autocast
+scaler = GradScaler()
+for images, targets in train_loader:
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+        loss = criterion(model(images), targets)
+    scaler.scale(loss).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=5.0)  # expect: TL203
+    scaler.step(optimizer)
+    scaler.update()
+""",
+        # AMP with accumulation, scaler enabled by a flag
+        """
+import torch
+from torch import nn
+scaler = torch.cuda.amp.GradScaler(enabled=args.amp)
+for step, (x, y) in enumerate(loader):
+    with torch.autocast("cuda", enabled=args.amp):
+        loss = criterion(model(x), y) / args.accum
+    scaler.scale(loss).backward()
+    if (step + 1) % args.accum == 0:
+        nn.utils.clip_grad_norm_(model.parameters(), args.clip)  # expect: TL203
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+""",
+        # the clip in a helper of the step
+        """
+import torch
+def clip(model):
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # expect: TL203
+def train_step(model, batch, optimizer):
+    optimizer.zero_grad()
+    loss = model(batch).mean()
+    loss.backward()
+    optimizer.step()
+    clip(model)
+for batch in loader:
+    train_step(model, batch, optimizer)
+""",
+        # an agent's update method: each call is one iteration
+        """
+import torch
+class Agent:
+    def update(self, states, q_target):
+        self.optimizer.zero_grad()
+        loss = self.loss_fn(self.q_net(states), q_target)
+        loss.backward()
+        self.optimizer.step()
+        torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), 10.0)  # expect: TL203
+agent = Agent()
+for t in range(10000):
+    agent.update(*replay.sample(64))
+""",
+        # a GAN: G clipped before G's backward
+        """
+import torch
+for real in loader:
+    opt_d.zero_grad()
+    d_loss(real).backward()
+    opt_d.step()
+    opt_g.zero_grad()
+    torch.nn.utils.clip_grad_norm_(netG.parameters(), 10.0)  # expect: TL203
+    g_loss().backward()
+    opt_g.step()
+""",
+    )
+    good = (
+        # backward -> clip -> step
+        """
+import torch
+for x, y in loader:
+    optimizer.zero_grad()
+    criterion(model(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+""",
+        # backward -> unscale_ -> clip -> step
+        """
+import torch
+scaler = torch.cuda.amp.GradScaler()
+for x, y in loader:
+    optimizer.zero_grad()
+    with torch.autocast("cuda"):
+        loss = criterion(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+""",
+        # nanoGPT style: micro-steps, then unscale_ and clip behind a flag
+        """
+import torch
+scaler = torch.cuda.amp.GradScaler(enabled=(dtype == "float16"))
+while True:
+    for micro_step in range(gradient_accumulation_steps):
+        with ctx:
+            logits, loss = model(X, Y)
+        scaler.scale(loss).backward()
+    if grad_clip != 0.0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+""",
+        # a disabled scaler has scale 1: unscale_ is a no-op
+        """
+import torch
+scaler = torch.cuda.amp.GradScaler(enabled=False)
+for x, y in loader:
+    optimizer.zero_grad()
+    scaler.scale(criterion(model(x), y)).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+""",
+        # Accelerate unscales for you
+        """
+from accelerate import Accelerator
+accelerator = Accelerator(mixed_precision="fp16", gradient_accumulation_steps=4)
+model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+for batch in loader:
+    with accelerator.accumulate(model):
+        loss = model(**batch).loss
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+""",
+        # accumulation: update at the top of the iteration, for the gradients accumulated so far
+        """
+import torch
+for i, (x, y) in enumerate(loader):
+    if i > 0 and i % accum == 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+    loss = criterion(model(x), y) / accum
+    loss.backward()
+""",
+        # AMP and fp32 paths in different branches
+        """
+import torch
+for x, y in loader:
+    optimizer.zero_grad()
+    if use_amp:
+        with torch.autocast("cuda"):
+            loss = criterion(model(x), y)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss = criterion(model(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+""",
+        # Lightning and HF Trainer clip in the right place
+        """
+import lightning as L
+from transformers import Trainer, TrainingArguments
+trainer = L.Trainer(max_epochs=10, gradient_clip_val=1.0, precision="16-mixed")
+trainer.fit(model, datamodule=dm)
+hf = Trainer(model=model, args=TrainingArguments(output_dir="out", max_grad_norm=1.0, fp16=True))
+hf.train()
+""",
+        # apex: scale_loss unscales on exit
+        """
+import torch
+from apex import amp
+for x, y in loader:
+    optimizer.zero_grad()
+    with amp.scale_loss(criterion(model(x), y), optimizer) as scaled_loss:
+        scaled_loss.backward()
+    torch.nn.utils.clip_grad_norm_(amp.master_params(optimizer), 1.0)
+    optimizer.step()
+""",
+        # measuring the norm after the step (max_norm=inf clips nothing)
+        """
+import torch
+for x, y in loader:
+    optimizer.zero_grad()
+    criterion(model(x), y).backward()
+    optimizer.step()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), float("inf"))
+""",
+        # a clip of the gradients accumulated before the step at the end of the epoch's batch loop
+        """
+import torch
+for epoch in range(10):
+    for x, y in loader:
+        criterion(model(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad()
+""",
+    )
+
+    def check_program(self, program) -> Iterable[Finding]:
+        if not any("clip_grad" in f.ctx.source.text or "clip_gradients" in f.ctx.source.text for f in program.files):
+            return
+        reported = Reported(program, self.code)
+        for tl in program_timelines(program):
+            clips = tl.of("clip")
+            if not clips:
+                continue
+            for c in clips:
+                finding = self._judge(c, tl, program)
+                if finding is not None and reported.first(c.facts, c.node, finding.span.line):
+                    yield finding
+
+    def _judge(self, c: TimedEvent, tl: Timeline, program) -> Optional[Finding]:
+        steps = tl.of("optimizer_step")
+        backwards = tl.of("backward")
+        if not steps or not backwards or _measures_only(c):
+            return None
+
+        def same(a: TimedEvent, b: TimedEvent) -> bool:  # a before b, in one pass of c's loops
+            return same_iteration_before(a, b) and len(common_loops(a, b)) >= min(len(c.loops), len(a.loops), len(b.loops))
+
+        nxt = next((p for p in steps if same(c, p) and len(common_loops(c, p)) == len(c.loops)), None)
+        prev_steps = [p for p in steps if same(p, c)]
+        prev = prev_steps[-1] if prev_steps else None
+        ctx = ctx_of(program, c.facts)
+        if ctx is None:
+            return None
+        if nxt is not None:
+            # before backward: a backward between the clip and its step, none since the last step
+            between = [b for b in backwards if same(c, b) and same(b, nxt)]
+            since = [b for b in backwards if same(b, c) and (prev is None or prev.order < b.order)]
+            if between and not since:
+                b = between[0]
+                return self._report(ctx, c, program, b,
+                                    f"`{_short(ctx.code(c.node))}` runs before `{_short(_code(program, b))}` ("
+                                    f"{_line(program, b, c.facts)}): the step at {_line(program, nxt, c.facts)} uses the fresh, unclipped gradients",
+                                    "Clip after backward() and before optimizer.step()", nxt)
+            # with a GradScaler: unscale_ first
+            if _is_torch_clip(c) and _scaler_step(nxt) and since:
+                unscaled = [u for u in tl.of("unscale") if same(u, c) and not exclusive(u, c)]
+                if not unscaled and not _scaler_disabled(nxt, program):
+                    return self._report(ctx, c, program, since[-1],
+                                        f"`{_short(ctx.code(c.node))}` clips gradients still multiplied by the GradScaler's "
+                                        f"loss scale (`{_short(_code(program, nxt))}`, {_line(program, nxt, c.facts)}): call "
+                                        f"`{nxt.receiver}.unscale_({nxt.optimizer() or 'optimizer'})` first, or the max norm is compared "
+                                        "against scaled norms",
+                                        f"Insert `{nxt.receiver}.unscale_({nxt.optimizer() or 'optimizer'})` before the clip", nxt)
+            return None
+        # after the step: no step follows in this pass, the last one runs whenever the clip does
+        if prev is None or not runs_whenever(prev, c):
+            return None
+        if any(same(prev, b) and same(b, c) for b in backwards):
+            return None  # a new backward between: the clip is for the next step
+        if not any(same(b, prev) for b in backwards):
+            return None
+        return self._report(ctx, c, program, prev,
+                            f"`{_short(ctx.code(c.node))}` runs after `{_short(_code(program, prev))}` ("
+                            f"{_line(program, prev, c.facts)}): the update already used the unclipped gradients",
+                            "Clip after backward() and before optimizer.step()", None)
+
+    def _report(self, ctx, c: TimedEvent, program, other: TimedEvent, message: str, hint: str, step: Optional[TimedEvent]) -> Finding:
+        related = []
+        octx = ctx_of(program, other.facts)
+        if octx is not None:
+            what = {"backward": "the backward pass", "optimizer_step": "the optimizer step"}.get(other.kind, other.kind)
+            related.append(Related(octx.path, octx.span(other.node), what))
+        if step is not None and step is not other:
+            sctx = ctx_of(program, step.facts)
+            if sctx is not None:
+                related.append(Related(sctx.path, sctx.span(step.node), "the optimizer step"))
+        return self.finding(ctx, ctx.span(c.node), message, hint=hint, related=related)
+
+
+def _measures_only(c: TimedEvent) -> bool:
+    """``clip_grad_norm_(params, float("inf"))``: computes the norm for logging, clips nothing."""
+    call = c.call
+    if call is None:
+        return False
+    for a in call.args[1:2] if len(call.args) > 1 else [a for a in call.args if a.keyword is not None]:
+        if a.keyword is not None and a.keyword.value not in ("max_norm", "clip_value"):
+            continue
+        if isinstance(a.value, cst.Call) and any(isinstance(x, cst.SimpleString) and "inf" in x.value for x in
+                                                  (arg.value for arg in a.value.args)):
+            return True
+        if (dotted(a.value) or "").endswith(("inf", "INF")):
+            return True
+    return False
+
+
+def _is_torch_clip(c: TimedEvent) -> bool:
+    call = c.call
+    if call is None:
+        return False
+    q = c.facts.qualify(call.func) or ""
+    q = canonical(q) if q else ""
+    if q.startswith("torch.nn.utils") or q.startswith("torch.nn.utils.clip_grad"):
+        return True
+    return q == "" and isinstance(call.func, cst.Name)  # a bare clip_grad_norm_ of unknown origin
+
+
+def _scaler_step(p: TimedEvent) -> bool:
+    return p.call is not None and "scaler" in p.receiver.lower() and bool(p.optimizer())
+
+
+def _scaler_disabled(p: TimedEvent, program) -> bool:
+    """``GradScaler(enabled=False)`` (folded from constants): its scale is 1, unscale_ is a no-op."""
+    made = constructor_call(p.receiver, p.facts, p.scope, p.stmt)
+    if made is None:
+        return False
+    call, facts, scope, stmt = made
+    q = canonical(facts.qualify(call.func) or "") or (dotted(call.func) or "")
+    if not q.endswith("GradScaler"):
+        return True  # not torch's GradScaler: its own contract
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == "enabled":
+            v = fold(a.value, facts, scope, stmt, program)
+            return v is not None and v.value is False
+    return False
+
+
+def _code(program, e: TimedEvent) -> str:
+    ctx = ctx_of(program, e.facts)
+    return ctx.code(e.node) if ctx is not None else e.kind
+
+
+def _line(program, e: TimedEvent, home=None) -> str:
+    return where(program, e, home if home is not None else e.facts)
+
+
+def _short(text: str, limit: int = 48) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
