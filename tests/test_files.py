@@ -560,18 +560,28 @@ def test_read_source_errors(tree):
         read_source(str(tree / "d"), "d")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads everything")
-def test_unreadable_file(tree):
+def test_unreadable_file(tree, monkeypatch):
+    """A file the user cannot read: its own error (exit 2), the others still linted. Permissions
+    cannot stop root (CI runs as root), so the denial is simulated where the source is opened."""
+    import builtins
+
+    import trainlint.source as source_module
+
     p = write(tree / "secret.py")
     write(tree / "ok.py")
-    p.chmod(0)
-    try:
-        r = run(".")
-        assert r.code == 2
-        assert "secret.py" in r.out + r.err and "permission" in (r.out + r.err).lower()
-        assert r.paths == ["ok.py"]
-    finally:
-        p.chmod(0o644)
+    real_open = builtins.open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path).endswith("secret.py"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(source_module, "open", guarded_open, raising=False)
+    r = run(".")
+    assert r.code == 2
+    assert "secret.py" in r.out + r.err and "permission" in (r.out + r.err).lower()
+    assert r.paths == ["ok.py"]
+    assert p.exists()
 
 
 def test_stdin_with_bom_and_crlf(tree):

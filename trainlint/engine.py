@@ -92,6 +92,7 @@ class _FileState:
     ctx: Optional[FileContext] = None  # None: not parsed (syntax error, skip-file...)
     raw: List[Finding] = field(default_factory=list)
     done: bool = False  # nothing more to report for this file (skip-file, unsupported syntax...)
+    seen: set = field(default_factory=set)  # program findings already kept (code, span, message)
 
 
 def _internal_error(path: str, code: str, exc: BaseException) -> FileError:
@@ -198,7 +199,13 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                 continue
             for f in found:
                 st = by_display.get(f.path)
-                if st is not None:  # findings in files outside the run are not reported
+                if st is None:  # findings in files outside the run are not reported
+                    continue
+                # A file shared by two programs (a model used by train.py and finetune.py) is judged
+                # in each: report each finding once.
+                key = (f.code, f.span, f.message)
+                if key not in st.seen:
+                    st.seen.add(key)
                     st.raw.append(f)
 
 
