@@ -13,6 +13,7 @@ import libcst as cst
 
 from trainlint import __version__, docs_url
 from trainlint.config import Config
+from trainlint.analysis.walk import clear_caches
 from trainlint.context import FileContext
 from trainlint.files import discover
 from trainlint.findings import Finding, Severity, Span
@@ -167,9 +168,12 @@ def _finish(state: _FileState, options: Options) -> FileResult:
 def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]] = None) -> FileResult:
     """Lint one file's text (already read and decoded) on its own: the file is its own program."""
     rules = rules if rules is not None else _instances(options.enabled)
-    state = _prepare(source, options, rules)
-    _run_program_rules({os.path.abspath(source.path): state}, options, rules)
-    return _finish(state, options)
+    try:
+        state = _prepare(source, options, rules)
+        _run_program_rules({os.path.abspath(source.path): state}, options, rules)
+        return _finish(state, options)
+    finally:
+        clear_caches()
 
 
 def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
@@ -258,6 +262,7 @@ def lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[str
     try:
         return _lint_paths(paths, options)
     finally:
+        clear_caches()
         gc.set_threshold(*thresholds)
 
 

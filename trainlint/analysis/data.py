@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted
 
 # -- the transform vocabulary ----------------------------------------------------------------------
@@ -217,15 +218,8 @@ def _mentions_random(expr: cst.CSTNode, facts: FileFacts) -> bool:
     return False
 
 
-def _calls_in(node: cst.CSTNode) -> Iterator[cst.Call]:
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, cst.Call):
-            yield n
-        if isinstance(n, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
-            continue
-        stack.extend(reversed(n.children))
+def _calls_in(node: cst.CSTNode) -> Tuple[cst.Call, ...]:
+    return calls(node)
 
 
 def _names_in(expr: cst.CSTNode) -> List[str]:
@@ -238,7 +232,7 @@ def _names_in(expr: cst.CSTNode) -> List[str]:
             if d is not None:
                 out.append(d)
                 continue
-        stack.extend(n.children)
+        stack.extend(child_nodes(n))
     return out
 
 
@@ -1417,7 +1411,7 @@ def _path_role(expr: cst.BaseExpression, bindings: Dict[str, Any]) -> Optional[T
             continue
         if isinstance(n, (cst.Lambda, cst.Call)) and n is not expr and isinstance(n, cst.Lambda):
             continue
-        stack.extend(n.children)
+        stack.extend(child_nodes(n))
     matched = ""
     for s in strings:
         if len(s) > 200:
@@ -1491,7 +1485,7 @@ def _in_repeated_passes(node: cst.CSTNode, how: str, stmt: Stmt, name: str, wher
                     return True
             if isinstance(n, (cst.Lambda, cst.FunctionDef)):
                 continue
-            stack.extend(n.children)
+            stack.extend(child_nodes(n))
     return False
 
 
@@ -1520,7 +1514,7 @@ def _iterated_by_comprehension(value: cst.CSTNode, name: str) -> bool:
                 return True
         if isinstance(n, (cst.Lambda, cst.FunctionDef)):
             continue
-        stack.extend(n.children)
+        stack.extend(child_nodes(n))
     return False
 
 
@@ -1603,7 +1597,7 @@ def _looks_like_augmentation(body: cst.CSTNode) -> bool:
             return True
         if isinstance(n, cst.SimpleString):
             continue
-        stack.extend(n.children)
+        stack.extend(child_nodes(n))
     return False
 
 
@@ -1645,7 +1639,7 @@ def _under_no_grad(node: cst.CSTNode, scope: Scope, facts: FileFacts) -> bool:
                         cache.add(id(n))
                     if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
                         continue
-                    stack.extend(n.children)
+                    stack.extend(child_nodes(n))
         scope._tl_no_grad = cache  # type: ignore[attr-defined]
     return "*" in cache or id(node) in cache
 
@@ -1747,7 +1741,7 @@ def _in_range_comprehension(value: cst.CSTNode, target: cst.CSTNode) -> bool:
             inside = True
         if isinstance(n, (cst.Lambda, cst.FunctionDef)):
             continue
-        stack.extend((c, inside) for c in n.children)
+        stack.extend((c, inside) for c in child_nodes(n))
     return False
 
 

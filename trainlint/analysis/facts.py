@@ -95,11 +95,15 @@ class FileFacts:
         yield from self.functions
 
     def function(self, name: str) -> Optional[Scope]:
-        """A module-level function of this file by name."""
-        for s in self.functions:
-            if s.name == name and s.class_name is None and s.parent is self.module:
-                return s
-        return None
+        """A module-level function of this file by name (the first definition)."""
+        index = self.__dict__.get("_functions_by_name")
+        if index is None:
+            index = {}
+            for s in self.functions:
+                if s.class_name is None and s.parent is self.module:
+                    index.setdefault(s.name, s)
+            self.__dict__["_functions_by_name"] = index
+        return index.get(name)
 
     def qualify(self, expr: cst.BaseExpression) -> Optional[str]:
         return self.aliases.qualify(expr)

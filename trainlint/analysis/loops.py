@@ -29,7 +29,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import Folded, fold, format_value
-from trainlint.analysis.walk import walk
+from trainlint.analysis.walk import walk, calls
 
 _EPOCH_NAME = re.compile(r"epoch|^ep$|^e$", re.I)
 _BATCHY = re.compile(r"load|(^|_)dl($|_)|batch|data|sampler|tqdm|pbar|iter|train|(^|_)ds($|_)|enumerate|zip|prefetch", re.I)
@@ -395,12 +395,11 @@ def _imported_function(qualified: str, facts: FileFacts, program: Any) -> Option
     path = resolve_module(mod, me.path, [])
     if path is None:
         return None
-    real = os.path.realpath(str(path))
-    for f in program.files:
-        if os.path.realpath(f.path) == real:
-            fn = f.facts.function(parts[-1])
-            return (f.facts, fn) if fn is not None else None
-    return None
+    f = program.file_at(str(path))
+    if f is None:
+        return None
+    fn = f.facts.function(parts[-1])
+    return (f.facts, fn) if fn is not None else None
 
 
 def _conditional(stmt: Stmt) -> bool:
@@ -414,9 +413,7 @@ def _conditional(stmt: Stmt) -> bool:
 
 
 def _calls_in(node: cst.CSTNode):
-    for n in walk(node):
-        if isinstance(n, cst.Call):
-            yield n
+    return calls(node)
 
 
 # ------------------------------------------------------------------------------------------------

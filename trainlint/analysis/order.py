@@ -30,7 +30,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.loops import TrainLoop, classify_call, helper_of, program_loops, train_loops
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.walk import walk
+from trainlint.analysis.walk import walk, calls
 
 #: How deep helper functions are followed from a training loop.
 HELPER_DEPTH = 3
@@ -314,9 +314,7 @@ class _Builder:
             tl.events.append(TimedEvent("zero_grad", node, "", facts, scope, s, order + (0,), loops, guards, via))
             return
         i = 0
-        for n in walk(node):
-            if not isinstance(n, cst.Call):
-                continue
+        for n in calls(node):
             i += 1
             kind = classify(n, facts, scope, s)
             if kind is not None:
@@ -357,8 +355,8 @@ def _manual_training_steps(facts: FileFacts) -> List[TrainLoop]:
     for scope in facts.functions:
         if scope.name != "training_step" or not scope.class_name:
             continue
-        if not any(isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value == "manual_backward"
-                   for s in scope.stmts for n in walk(s.node)):
+        if not any(isinstance(n.func, cst.Attribute) and n.func.attr.value == "manual_backward"
+                   for s in scope.stmts for n in calls(s.node)):
             continue
         out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None))
     return out
@@ -378,8 +376,8 @@ def _step_functions(facts: FileFacts) -> List[TrainLoop]:
         for s in scope.stmts:
             if s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With, cst.FunctionDef, cst.ClassDef)):
                 continue
-            for n in walk(s.node):
-                if isinstance(n, cst.Call) and isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
+            for n in calls(s.node):
+                if isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
                     k = classify(n, facts, scope, s)
                     if k in ("backward", "optimizer_step"):
                         kinds.add(k)

@@ -43,10 +43,25 @@ class Program:
     files: List[ProgramFile]  # the entry first, then what it imports, breadth-first
 
     def file_of(self, facts: FileFacts) -> Optional[ProgramFile]:
-        for f in self.files:
+        """The program file whose facts these are (a dict lookup: rules ask this very often)."""
+        index = self.__dict__.get("_by_facts")
+        if index is None or len(index) != len(self.files):
+            index = self.__dict__["_by_facts"] = {id(f.ctx._facts): f for f in self.files if f.ctx._facts is not None}
+        hit = index.get(id(facts))
+        if hit is not None and hit.ctx._facts is facts:
+            return hit
+        for f in self.files:  # facts computed after the index was built
             if f.ctx._facts is facts:
+                index[id(facts)] = f
                 return f
         return None
+
+    def file_at(self, path: str) -> Optional[ProgramFile]:
+        """The program file at a (real) path."""
+        index = self.__dict__.get("_by_path")
+        if index is None or len(index) != len(self.files):
+            index = self.__dict__["_by_path"] = {f.path: f for f in self.files}
+        return index.get(path) or index.get(os.path.realpath(path))
 
 
 def imported_modules(facts: FileFacts) -> List[str]:

@@ -55,8 +55,22 @@ def walk(node: cst.CSTNode, into_functions: bool = False) -> Iterator[cst.CSTNod
         stack.extend(kids)
 
 
-def calls(node: cst.CSTNode) -> Iterator[cst.Call]:
-    """Calls inside an expression or statement (not inside nested lambdas/functions/classes)."""
-    for n in walk(node):
-        if isinstance(n, cst.Call):
-            yield n
+#: id(node) -> (node, its calls). Syntax trees are immutable, and many rules ask for the calls of the
+#: same statements: each is walked once per run. The engine clears it after a run (`clear_caches`);
+#: the node is kept with its entry so that its id cannot be reused while cached.
+_CALLS: Dict[int, Tuple[cst.CSTNode, Tuple[cst.Call, ...]]] = {}
+
+
+def calls(node: cst.CSTNode) -> Tuple[cst.Call, ...]:
+    """Calls inside an expression or statement, outermost first, in source order (not inside nested
+    lambdas/functions/classes). Cached per node for the run."""
+    hit = _CALLS.get(id(node))
+    if hit is not None and hit[0] is node:
+        return hit[1]
+    found = tuple(n for n in walk(node) if isinstance(n, cst.Call))
+    _CALLS[id(node)] = (node, found)
+    return found
+
+
+def clear_caches() -> None:
+    _CALLS.clear()

@@ -17,6 +17,7 @@ from trainlint.analysis.models import (
 )
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity
+from trainlint.analysis.walk import child_nodes
 from trainlint.rules import Rule
 
 #: Plain regression losses: the target can have any sign and any magnitude.
@@ -437,7 +438,7 @@ def _names_in(expr) -> List[str]:
             out.append(name)
             continue
         if isinstance(e, cst.CSTNode):
-            stack.extend(e.children)
+            stack.extend(child_nodes(e))
     return out
 
 
