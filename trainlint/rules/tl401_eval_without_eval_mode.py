@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable, Set
+from typing import Iterable, Optional, Set
 
 import libcst as cst
 
 from trainlint.analysis.evaluation import (
+    reach,
     _EVAL_FUNC,
     eval_loops,
     forward_layers,
@@ -249,6 +250,35 @@ for epoch in range(30):
 """,
     )
     good = (
+        # the eval() is on a fresh copy passed to the helper, not on the trained model
+        """
+import torch
+import torch.nn as nn
+@torch.no_grad()
+def evaluate(model, loader):
+    model.eval()
+    for x, y in loader:
+        model(x)
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.bn = nn.BatchNorm1d(4)
+    def forward(self, x):
+        return self.bn(self.fc(x))
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model.train()
+for epoch in range(10):
+    for x, y in train_loader:
+        loss = nn.functional.mse_loss(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    eval_model = Net()
+    eval_model.load_state_dict(model.state_dict())
+    evaluate(eval_model, val_loader)
+""",
         # a plain MLP: eval() changes nothing
         """
 import torch
@@ -511,7 +541,10 @@ for epoch in range(10):
             for m in evals:
                 if id(m.call) in reported or _last_pass_only(m, tl) or not _evaluates_after(program, m, tl):
                     continue
-                target = [e for e in forwards if _same_model(dotted(e.call.func) or "", m.receiver)]
+                receiver = _receiver_in_loop(program, tl, m)
+                if receiver is None:
+                    continue
+                target = [e for e in forwards if _same_model(dotted(e.call.func) or "", receiver)]
                 if not target:
                     continue
                 fwd = target[0]
@@ -544,6 +577,39 @@ for epoch in range(10):
                     hint=f"Call {m.receiver}.train() at the start of each {unit}'s training (or at the end of the evaluation)",
                     related=related,
                 )
+
+
+def _receiver_in_loop(program, tl, m) -> Optional[str]:
+    """The name, in the training loop, of the model ``m`` switches to eval(). Inside a helper whose
+    parameter it is (``def evaluate(model, loader): model.eval()``), that is the argument of the call
+    made from the loop: ``evaluate(eval_model, val_loader)`` switches ``eval_model``, a copy, not the
+    trained model. None when the call site cannot be found (then nothing is reported)."""
+    if m.scope is tl.scope:
+        return m.receiver
+    head, _, rest = m.receiver.partition(".")
+    params = m.scope.params()
+    if head not in params or head in ("self", "cls"):
+        return m.receiver  # a global or an attribute of self: the same object wherever it is named
+    r = reach(program)
+    for s in tl.scope.stmts:
+        if tl.node not in s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.With, cst.Try)):
+            continue
+        for call in calls(s.node):
+            h = r.helper(call, tl.facts, tl.scope)
+            if h is None or h[1] is not m.scope:
+                continue
+            index = params.index(head)
+            if m.scope.class_name is not None and params and params[0] == "self":
+                index -= 1
+            positional = [a for a in call.args if a.keyword is None and a.star == ""]
+            arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == head), None)
+            if arg is None and 0 <= index < len(positional):
+                arg = positional[index].value
+            name = dotted(arg) if arg is not None else None
+            if name is None:
+                return None
+            return f"{name}.{rest}" if rest else name
+    return None
 
 
 def _head_span(ctx, node: cst.For):
