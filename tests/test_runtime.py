@@ -19,7 +19,8 @@ torch = pytest.importorskip("torch")
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "fixtures" / "runtime"
 ALL_PROBES = ("output-range", "loss-clamp-zero-grad", "lr-trajectory", "determinism", "dropout-bn-variance-shift",
-              "augmentation-active")
+              "augmentation-active", "loss-at-init", "overfit-one-batch", "batch-independence",
+              "input-independent-baseline", "dead-units", "gradient-health", "input-normalization", "loss-reduction")
 
 
 def trainlint_run(*args, cwd=ROOT, timeout=240):

@@ -239,6 +239,10 @@ def _inspect_loss(loss: torch.Tensor) -> LossInfo:
                 continue
         if name in CLASSIFICATION_NODES and info.loss_node is None:
             info.kind, info.loss_node = "classification", name
+            try:
+                info.target = n._saved_target.detach()
+            except Exception:
+                pass
             continue
         if name in PASS_NODES or name in CLAMP_NODES or depth == 0:
             for nxt, _ in getattr(n, "next_functions", ()):

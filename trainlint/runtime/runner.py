@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from trainlint.runtime import PROBE_NAMES, SHIM_CRASH, SHIM_NO_TRAINING, SHIM_USAGE
+from trainlint.runtime import PROBE_CODES, PROBE_NAMES, SYMPTOM_PROBES, SHIM_CRASH, SHIM_NO_TRAINING, SHIM_USAGE
 
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
 
@@ -248,14 +248,24 @@ def merge(report: Any, probes: List[Dict[str, Any]], script: Optional[str]) -> N
     for p in probes:
         if p["verdict"] != "problem":
             continue
+        if any(v and c in seen_codes for c, v in p.get("confirms", {}).items()):
+            continue  # a static finding it confirms already says it
+        if p["name"] in SYMPTOM_PROBES and any(f.extra.get("runtime", {}).get("status") == "confirmed"
+                                               for f in report.findings):
+            continue  # a confirmed static finding names the cause
         for code in p.get("found", []):
-            if code in seen_codes or code not in reg:
+            if code in seen_codes or (code not in reg and code not in PROBE_CODES):
                 continue
-            cls = reg[code]
+            if code in reg:
+                name, severity = reg[code].name, reg[code].severity
+            else:
+                from trainlint.findings import Severity
+
+                name, severity = PROBE_CODES[code][0], Severity.parse(PROBE_CODES[code][2])
             loc = p.get("location") or {}
             path = loc.get("path") or script or "?"
             line = int(loc.get("line") or 1)
-            finding = Finding(code=code, name=cls.name, severity=cls.severity,
+            finding = Finding(code=code, name=name, severity=severity,
                               message=f"{p['reason'][0].upper()}{p['reason'][1:]} (found at runtime by {p['name']}: "
                                       f"{p['evidence']})",
                               path=_display(path), span=Span.point(line), hint=None)
@@ -282,8 +292,20 @@ def exit_code(report: Any, probes: List[Dict[str, Any]]) -> int:
 # -- output ------------------------------------------------------------------------------------------------
 
 def probe_records(probes: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    from trainlint.runtime import probe_code_url
+
     keys = ("name", "verdict", "reason", "evidence", "metrics", "series", "confirms", "found", "seconds")
-    return [{k: p.get(k) for k in keys} for p in probes]
+    out = []
+    for p in probes:
+        rec = {k: p.get(k) for k in keys}
+        code = next((c for c, meta in PROBE_CODES.items() if meta[1] == p.get("name")), None)
+        if code is not None:
+            rec["code"] = code
+            rec["code_name"] = PROBE_CODES[code][0]
+            rec["summary"] = PROBE_CODES[code][3]
+            rec["doc_url"] = probe_code_url(code)
+        out.append(rec)
+    return out
 
 
 def render_json(report: Any, result: Dict[str, Any]) -> str:
@@ -398,6 +420,13 @@ def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str]
         if f.code not in report.rules and f.code in registry():
             cls = registry()[f.code]
             report.rules[f.code] = RuleInfo(f.code, cls.name, cls.severity.label, cls.summary, cls.doc(), docs_url(f.code))
+        elif f.code not in report.rules and f.code in PROBE_CODES:
+            from trainlint.runtime import probe_code_url
+
+            name, probe, sev, summary = PROBE_CODES[f.code]
+            report.rules[f.code] = RuleInfo(f.code, name, sev, summary,
+                                            f"{summary}\n\nFound at runtime by the `{probe}` probe of `trainlint run`.",
+                                            probe_code_url(f.code))
     elapsed = time.perf_counter() - t0
     if output_format == "json":
         text = render_json(report, result)

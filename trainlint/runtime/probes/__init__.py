@@ -4,6 +4,11 @@
 (:func:`model_copy`) on the device the script used, and checks ``Budget`` in its loops.
 ``confirms`` maps the rule codes this probe speaks for to True (the problem is there) or False (it is
 not); a probe that cannot tell leaves a code out.
+
+The TL5xx probes (loss-at-init ... loss-reduction) read the capture through
+:func:`trainlint.runtime.probes._setup.get_setup`, so they also accept a ready ``Setup`` in place of the
+capture: that is how :mod:`trainlint.runtime.api` runs them on in-memory objects. ``found`` names their
+probe-only code (``PROBE_CODES`` in :mod:`trainlint.runtime`).
 """
 
 from __future__ import annotations
@@ -141,7 +146,18 @@ def registry() -> Dict[str, Type[Probe]]:
     from trainlint.runtime.probes.lr_trajectory import LrTrajectory
     from trainlint.runtime.probes.output_range import OutputRange
 
-    classes = [OutputRange, LossClampZeroGrad, LrTrajectory, Determinism, DropoutBnVarianceShift, AugmentationActive]
+    from trainlint.runtime.probes.batch_independence import BatchIndependence
+    from trainlint.runtime.probes.dead_units import DeadUnits
+    from trainlint.runtime.probes.gradient_health import GradientHealth
+    from trainlint.runtime.probes.input_independent_baseline import InputIndependentBaseline
+    from trainlint.runtime.probes.input_normalization import InputNormalization
+    from trainlint.runtime.probes.loss_at_init import LossAtInit
+    from trainlint.runtime.probes.loss_reduction import LossReduction
+    from trainlint.runtime.probes.overfit_one_batch import OverfitOneBatch
+
+    classes = [OutputRange, LossClampZeroGrad, LrTrajectory, Determinism, DropoutBnVarianceShift, AugmentationActive,
+               LossAtInit, OverfitOneBatch, BatchIndependence, InputIndependentBaseline, DeadUnits, GradientHealth,
+               InputNormalization, LossReduction]
     return {c.name: c for c in classes}
 
 

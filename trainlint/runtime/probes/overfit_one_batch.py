@@ -1,0 +1,133 @@
+"""overfit-one-batch (TL502; confirms TL103, TL206): can a copy of the model drive the loss on one small batch
+close to zero?
+
+TheDeepChecker's recipe: 16 samples, up to 500 steps; classification fails below 95% accuracy.
+trainlint also asks the loss to fall below 10% of its start (a double softmax keeps 100% accuracy but its
+cross-entropy floors at ln(e+9)-1 = 1.46 for 10 classes: measured 1.46-1.64, see docs/prior-art.md). The
+script's optimizer class and LR are tried first, then Adam 1e-3: when only Adam gets there, the LR is the
+suspect (TL206).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from trainlint.runtime.probes import Budget, Probe, ProbeResult, num, pct
+from trainlint.runtime.probes._setup import SMALL_BATCH, get_setup, output_tensor, scalar
+
+STEPS = 500
+MIN_ACCURACY = 0.95  # TheDeepChecker
+MAX_LOSS_RATIO = 0.1  # final / initial loss
+
+
+def _accuracy(out: Any, target: Any) -> Any:
+    import torch
+
+    if out is None or target is None or not isinstance(target, torch.Tensor):
+        return None
+    try:
+        if not target.is_floating_point() and out.dim() >= 2 and out.shape[0] == target.shape[0]:
+            return float((out.argmax(1) == target.to(out.device)).float().mean())
+        if target.is_floating_point() and out.shape == target.shape and float(target.min()) >= 0 \
+                and float(target.max()) <= 1:  # binary targets (BCE with logits)
+            return float(((out > 0).float() == target.to(out.device)).float().mean())
+    except Exception:
+        return None
+    return None
+
+
+def _probability_like(out: Any) -> bool:
+    """Rows that are non-negative and sum to 1: a softmax already applied."""
+    import torch
+
+    if out is None or out.dim() < 2 or out.shape[1] < 2:
+        return False
+    with torch.no_grad():
+        return bool(float(out.min()) >= 0 and torch.allclose(out.sum(1), torch.ones_like(out.sum(1)), atol=1e-3))
+
+
+def train(setup: Any, budget: Budget, fallback: bool, steps: int = STEPS) -> Tuple[List[float], Any, str]:
+    model = setup.copy_model()
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, label = setup.optimizer(params, fallback=fallback)
+    losses: List[float] = []
+    out = None
+    for _ in range(steps):
+        if budget.expired:
+            break
+        opt.zero_grad()
+        out = setup.forward(model)
+        from trainlint.runtime.probes import to_device
+
+        loss = setup.loss_fn(out, to_device(setup.target, setup.device) if setup.target is not None else None)
+        losses.append(scalar(loss))
+        if losses[-1] != losses[-1]:  # NaN
+            break
+        loss.backward()
+        opt.step()
+        if losses[0] > 0 and losses[-1] < 0.01 * losses[0]:
+            break
+    model.eval()
+    import torch
+
+    with torch.no_grad():
+        out = output_tensor(setup.forward(model))
+    return losses, out, label
+
+
+class OverfitOneBatch(Probe):
+    name = "overfit-one-batch"
+    codes = ("TL502", "TL103", "TL206")
+
+    def run(self, capture: Any, budget_s: float, ctx: Any) -> ProbeResult:
+        import torch
+
+        budget = Budget(budget_s)
+        setup = get_setup(capture, ctx)
+        if isinstance(setup, str):
+            return self.skipped(setup)
+        small = setup.take(slice(0, SMALL_BATCH))
+        attempts: List[Dict[str, Any]] = []
+        series: Dict[str, List[float]] = {}
+        default = setup.opt_class is not None and setup.opt_class.__name__ == "Adam" and \
+            setup.opt_kwargs.get("lr") == 1e-3
+        for fallback in ((False, True) if setup.opt_class is not None and not default else (default,)):
+            losses, out, label = train(small, Budget(min(budget.left, budget_s / 2)), fallback)
+            acc = _accuracy(out, small.target)
+            ratio = (losses[-1] / losses[0]) if losses and losses[0] > 0 else None
+            ok = bool(losses) and losses[-1] == losses[-1] and (
+                (ratio is not None and ratio <= MAX_LOSS_RATIO) or losses[-1] < 1e-3) and (
+                acc is None or acc >= MIN_ACCURACY)
+            attempts.append({"optimizer": label, "steps": len(losses), "initial_loss": losses[0] if losses else None,
+                             "final_loss": losses[-1] if losses else None, "loss_ratio": ratio, "accuracy": acc,
+                             "reached": ok, "probability_output": _probability_like(out)})
+            series[f"loss ({label})"] = losses
+            if ok:
+                break
+        metrics = {"samples": small.n, "kind": setup.kind, "loss": setup.loss_name, "attempts": attempts,
+                   "min_accuracy": MIN_ACCURACY, "max_loss_ratio": MAX_LOSS_RATIO}
+
+        def say(a: Dict[str, Any]) -> str:
+            acc = f", accuracy {pct(a['accuracy'])}" if a["accuracy"] is not None else ""
+            return (f"{a['optimizer']}: loss {num(a['initial_loss'])} -> {num(a['final_loss'])} in {a['steps']} "
+                    f"steps on {small.n} samples{acc}")
+
+        evidence = "; ".join(say(a) for a in attempts)
+        last = attempts[-1]
+        if last["reached"] and len(attempts) == 1:
+            return self.result("ok", "the model overfits one small batch", metrics=metrics, series=series,
+                               evidence=evidence, confirms={"TL103": False, "TL206": False})
+        if last["reached"]:  # only the fallback got there: the script's optimizer/LR is the suspect
+            return self.result("problem", "the script's optimizer and LR cannot overfit one small batch; Adam 1e-3 can",
+                               metrics=metrics, series=series, evidence=evidence,
+                               confirms={"TL206": True, "TL103": False}, found=["TL502"], location=setup.location)
+        confirms = {}
+        if any(a["probability_output"] for a in attempts):
+            confirms["TL103"] = True
+            evidence += "; the model's output rows are probabilities (a softmax before the loss)"
+        else:
+            confirms["TL103"] = False
+        return self.result("problem", "the model cannot overfit one small batch (the loss stays far from 0)",
+                           metrics=metrics, series=series, evidence=evidence, confirms=confirms, found=["TL502"],
+                           location=setup.location)
