@@ -79,3 +79,29 @@ def test_values_over_three_decades_are_plotted_on_a_log_scale():
     steps = [b - a for a, b in zip(ys, ys[1:])]
     assert max(steps) - min(steps) < 0.5  # equal decades, equal steps
     assert "log scale" not in plot_svg("loss", {"loss": [2.3, 1.2, 0.4]})
+
+
+def test_run_report_dir_writes_the_json_and_the_html_page(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainlint", "run", "--report", str(out), "--probe", "lr-trajectory",
+         "--", "python", "fixtures/runtime/steplr_per_batch.py"],
+        cwd=root, capture_output=True, text=True, timeout=240, env=dict(os.environ, NO_COLOR="1"),
+    )
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads((out / "trainlint-run.json").read_text(encoding="utf-8"))
+    page = (out / "report.html").read_text(encoding="utf-8")
+    (lr,) = [p for p in data["probes"] if p["name"] == "lr-trajectory"]
+    assert lr["verdict"] == "problem" and lr["series"]["lr"]
+    p = _Collect()
+    p.feed(page)
+    assert [a.get("data-series") for tag, a in p.attrs if tag == "polyline"] == ["lr"]
+    assert "log scale" in page  # StepLR stepped per batch decays over many decades
+    assert "TL201" in page and "confirmed by lr-trajectory" in page

@@ -435,7 +435,14 @@ def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str]
     else:
         text = render_full(report, result, opts.command, elapsed, color)
     if report_dir:
+        import json as _json
+
+        from trainlint.runtime.html import render as render_html
+
         os.makedirs(report_dir, exist_ok=True)
+        data = render_json(report, result)
         with open(os.path.join(report_dir, "trainlint-run.json"), "w", encoding="utf-8") as fh:
-            fh.write(render_json(report, result))
+            fh.write(data)
+        with open(os.path.join(report_dir, "report.html"), "w", encoding="utf-8") as fh:
+            fh.write(render_html(_json.loads(data), opts.command, elapsed))
     return exit_code(report, probes), text
