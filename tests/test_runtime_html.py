@@ -64,7 +64,8 @@ def test_points_stay_inside_the_plot_and_nan_is_skipped():
 
 
 def test_values_are_escaped_and_statuses_shown():
-    page = render(RESULT)
+    page = render(RESULT, excerpts=[[(15, "x = 1"), (16, "y = <relu>")], []])
+    assert "16 | y = &lt;relu&gt;" in page
     assert "&lt;friends&gt;" in page and "<friends>" not in page
     assert "&lt;early&gt;" in page
     assert 'class="confirmed">confirmed by output-range' in page
@@ -105,3 +106,5 @@ def test_run_report_dir_writes_the_json_and_the_html_page(tmp_path):
     assert [a.get("data-series") for tag, a in p.attrs if tag == "polyline"] == ["lr"]
     assert "log scale" in page  # StepLR stepped per batch decays over many decades
     assert "TL201" in page and "confirmed by lr-trajectory" in page
+    # the finding's code excerpt, with its line marked
+    assert '<pre class="excerpt">' in page and 'class="hit"' in page and "scheduler.step()" in page

@@ -105,6 +105,9 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plotbox{border:1px solid #ddd;padding:8px}
 .plotbox h3{font-size:13px;margin:0 0 4px}code{background:#f6f8fa;padding:0 3px}
 .meta{color:#555}
+pre.excerpt{background:#f6f8fa;padding:4px 6px;margin:6px 0 0;font-size:12px;white-space:pre-wrap;word-break:break-all}
+pre.excerpt .hit{background:#fff1c2}
+table.findings{table-layout:fixed}table.findings td{overflow-wrap:anywhere}
 """
 
 
@@ -136,8 +139,21 @@ def plots_of(probes: Sequence[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str,
     return out
 
 
-def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optional[float] = None) -> str:
-    """The page for a run's JSON result (``{"findings": [...], "probes": [...]}``)."""
+def _excerpt_html(rows: Sequence[Tuple[int, str]], line: Any) -> str:
+    if not rows:
+        return ""
+    width = max(len(str(n)) for n, _ in rows)
+    out = []
+    for n, text in rows:
+        cls = ' class="hit"' if n == line else ""
+        out.append(f"<span{cls}>{str(n).rjust(width)} | {html.escape(text.expandtabs(4))}</span>")
+    return '<pre class="excerpt">' + "\n".join(out) + "</pre>"
+
+
+def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optional[float] = None,
+           excerpts: Optional[Sequence[Sequence[Tuple[int, str]]]] = None) -> str:
+    """The page for a run's JSON result (``{"findings": [...], "probes": [...]}``); ``excerpts``, one
+    per finding in the same order, are the source lines shown under each finding."""
     probes = result.get("probes") or []
     findings = result.get("findings") or []
     esc = html.escape
@@ -150,7 +166,7 @@ def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optiona
             f'<td>{esc(str(p.get("reason", "")))}</td><td class="meta">{_metrics_text(p.get("metrics") or {})}</td></tr>'
         )
     frows = []
-    for f in findings:
+    for k, f in enumerate(findings):
         rt = f.get("runtime") or {}
         status = str(rt.get("status", "static only"))
         where = f'{f.get("path")}:{f.get("line")}:{f.get("column")}'
@@ -164,7 +180,9 @@ def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optiona
             ev_text = str(evidence)
         frows.append(
             f'<tr><td><code>{esc(where)}</code></td><td><b>{esc(str(f.get("code")))}</b> {esc(str(f.get("name", "")))}</td>'
-            f'<td>{esc(str(f.get("message", "")))}</td><td class="{esc(status)}">{esc(status)}'
+            f'<td>{esc(str(f.get("message", "")))}'
+            f'{_excerpt_html(excerpts[k], f.get("line")) if excerpts and k < len(excerpts) else ""}</td>'
+            f'<td class="{esc(status)}">{esc(status)}'
             f'{" by " + esc(str(rt.get("probe"))) if rt.get("probe") else ""}</td><td class="meta">{esc(str(ev_text))}</td></tr>'
         )
     plots = "".join(
@@ -183,7 +201,8 @@ def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optiona
         f"<span class=\"confirmed\">{confirmed} confirmed at runtime</span>.</p>"
         "<h2>Probes</h2><table><tr><th>probe</th><th>verdict</th><th>reason</th><th>metrics</th></tr>"
         f"{''.join(rows)}</table>"
-        "<h2>Findings</h2><table><tr><th>where</th><th>rule</th><th>message</th><th>runtime</th><th>evidence</th></tr>"
+        "<h2>Findings</h2><table class=\"findings\"><tr><th style=\"width:18%\">where</th><th style=\"width:12%\">rule</th>"
+        "<th style=\"width:40%\">message</th><th style=\"width:12%\">runtime</th><th>evidence</th></tr>"
         f"{''.join(frows) or '<tr><td colspan=5>none</td></tr>'}</table>"
         f"<h2>Plots</h2><div class=\"plots\">{plots or '<p class=meta>no probe recorded a series</p>'}</div>"
         "</body></html>\n"

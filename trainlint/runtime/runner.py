@@ -390,6 +390,21 @@ def render_full(report: Any, result: Dict[str, Any], command: List[str], elapsed
     return "\n".join(lines) + "\n"
 
 
+def _excerpts(report: Any) -> List[List[Tuple[int, str]]]:
+    """For each finding (in report order): its line and the lines around it, as (shown number, text)."""
+    from trainlint.report.base import position, source_line
+
+    out = []
+    for f in report.findings:
+        rows = []
+        for n in range(f.span.line - 1, f.span.line + 2):
+            text = source_line(report, f.path, n)
+            if text is not None and n >= 1:
+                rows.append((position(report, f.path, n)[1], text))
+        out.append(rows)
+    return out
+
+
 def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str] = None,
         color: bool = False) -> Tuple[int, str]:
     """The whole ``trainlint run``: returns (exit code, text to print). Raises RunError."""
@@ -444,5 +459,5 @@ def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str]
         with open(os.path.join(report_dir, "trainlint-run.json"), "w", encoding="utf-8") as fh:
             fh.write(data)
         with open(os.path.join(report_dir, "report.html"), "w", encoding="utf-8") as fh:
-            fh.write(render_html(_json.loads(data), opts.command, elapsed))
+            fh.write(render_html(_json.loads(data), opts.command, elapsed, excerpts=_excerpts(report)))
     return exit_code(report, probes), text
