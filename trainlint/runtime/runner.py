@@ -316,7 +316,7 @@ def render_json(report: Any, result: Dict[str, Any]) -> str:
             "run": {"command": result.get("target"), "steps": result.get("steps_seen"),
                     "outcome": result.get("outcome"), "captured": result.get("captured", {}),
                     "losses": result.get("losses"), "seconds": result.get("seconds"),
-                    "message": result.get("message")}}
+                    "step_seconds": result.get("step_seconds"), "message": result.get("message")}}
     return json.dumps(data, indent=2, default=str) + "\n"
 
 

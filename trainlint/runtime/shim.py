@@ -193,6 +193,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     result["outcome"] = outcome["outcome"]
     result["steps_seen"] = len(cap.steps)
     result["losses"] = [s.loss.value if s.loss else None for s in cap.steps]
+    # One training step's wall time (median gap between watched optimizer steps; the first step, which
+    # includes warm-up, only counts when it is the only one): the unit of benchmarks/probe_cost.py.
+    gaps = sorted(b - a for a, b in zip(cap.step_times, cap.step_times[1:]))
+    result["step_seconds"] = round(gaps[len(gaps) // 2], 6) if gaps else None
     result["lrs"] = [s.lr for s in cap.steps]
     result["user_files"] = _user_files(roots, script)
     result["run_seconds"] = round(t_run, 3)
