@@ -54,3 +54,25 @@ def test_rule_by_name_and_unknown_code():
     bad = runner.invoke(main, ["rule", "TL2O2"])
     assert bad.exit_code == 2
     assert "unknown rule" in (bad.stderr if hasattr(bad, "stderr") else bad.output)
+
+
+def test_probe_codes_match_their_rule_classes():
+    from trainlint import docs_url
+    from trainlint.rules.tl5xx_runtime_probes import RuntimeProbeRule
+    from trainlint.runtime import PROBE_CODES, PROBE_NAMES, probe_code_url
+
+    rules = {code: cls for code, cls in registry().items() if issubclass(cls, RuntimeProbeRule)}
+    assert set(rules) == set(PROBE_CODES)
+    for code, (name, probe, severity, summary) in PROBE_CODES.items():
+        cls = rules[code]
+        assert (cls.name, cls.probe, cls.severity.label, cls.summary) == (name, probe, severity, summary)
+        assert probe in PROBE_NAMES
+        assert probe_code_url(code) == docs_url(code)
+        assert "No fix: found at runtime" in cls.doc()
+        assert (CATALOGUE / f"{code}.md").exists()
+
+
+def test_rule_command_prints_a_probe_code_page():
+    result = CliRunner().invoke(main, ["rule", "TL503"])
+    assert result.exit_code == 0
+    assert "batch-mixing" in result.output and "Found only at runtime" in result.output

@@ -74,7 +74,7 @@ def test_buggy_fixture_and_its_clean_twin(script, name, code):
     rc, data = run_json(FIX / script, name)
     p = probe(data, name)
     assert rc == 1 and p["verdict"] == "problem", p
-    assert p["code"] == code and p["doc_url"].endswith(code.lower())
+    assert p["code"] == code and p["doc_url"].endswith(f"rules/{code}.md")
     (f,) = [f for f in data["findings"] if f["code"] == code]
     assert f["runtime"]["found_at_runtime"] is True
 

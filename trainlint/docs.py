@@ -16,7 +16,9 @@ def rule_page(code: str) -> str:
     cls = registry()[code]
     head = f"# {cls.name} ({cls.code})\n\n"
     meta = f"Severity: **{cls.severity.label}**"
-    if cls.probe:
+    if getattr(cls, "runtime_only", False):
+        meta += f" · Found only at runtime, by the `{cls.probe}` probe of `trainlint run`"
+    elif cls.probe:
         meta += f" · Confirmed at runtime by the `{cls.probe}` probe"
     meta += f" · Suppress with `# noqa: {cls.code}` or `# trainlint: ignore[{cls.code}]`\n\n"
     summary = f"{cls.summary}.\n\n" if not cls.summary.endswith(".") else f"{cls.summary}\n\n"

@@ -27,33 +27,38 @@ PROBE_NAMES = (
     "loss-reduction",
 )
 
-#: Probe-only findings (not static rules): code -> (name, probe, severity label, one-line summary).
+#: Probe-only findings (no static rule emits them): code -> (name, probe, severity label, one-line summary).
+#: Their catalogue pages come from the rule classes of :mod:`trainlint.rules.tl5xx_runtime_probes` (kept in step
+#: by tests/test_catalogue.py); this table stays here so that the runner imports no rule module.
 PROBE_CODES = {
     "TL501": ("loss-at-init", "loss-at-init", "warning",
-              "The first loss is far from what a well-initialized last layer gives (ln C, Var(y))."),
+              "The first loss is far from what a well-initialized last layer gives (ln C, Var(y))"),
     "TL502": ("cannot-overfit-one-batch", "overfit-one-batch", "error",
-              "The model cannot drive the loss on one small batch close to zero."),
+              "The model cannot drive the loss on one small batch close to zero"),
     "TL503": ("batch-mixing", "batch-independence", "error",
-              "A sample's output depends on other samples of the batch (a view/reshape across the batch)."),
+              "A sample's output depends on other samples of the batch (a view/reshape across the batch)"),
     "TL504": ("input-ignored", "input-independent-baseline", "error",
-              "Training on zeroed inputs reaches the same loss: the model ignores its input."),
+              "Training on zeroed inputs reaches the same loss: the model ignores its input"),
     "TL505": ("dead-units", "dead-units", "warning",
-              "Most units of a ReLU-family layer never fire on the batch."),
+              "Most units of a ReLU-family layer never fire on the batch"),
     "TL506": ("unhealthy-gradients", "gradient-health", "warning",
-              "None/zero/NaN gradients, vanishing or exploding layer gradients, or an update/weight ratio off."),
+              "None/zero/NaN gradients, vanishing or exploding layer gradients, or an update/weight ratio off"),
     "TL507": ("unnormalized-data", "input-normalization", "warning",
-              "Inputs or regression targets are far from zero-mean, unit-scale."),
+              "Inputs or regression targets are far from zero-mean, unit-scale"),
     "TL508": ("summed-loss", "loss-reduction", "info",
-              "The loss is summed over the batch, not averaged: the gradient scales with the batch size."),
+              "The loss is summed over the batch, not averaged: the gradient scales with the batch size"),
 }
 #: Probes whose problem is a symptom with many causes: their finding is left out when a static finding of the
 #: same run was confirmed (that finding names the cause: a ReLU before a regression output can't overfit either).
 SYMPTOM_PROBES = ("overfit-one-batch", "input-independent-baseline")
-PROBE_DOCS_URL = "https://github.com/trainlint/trainlint/blob/main/trainlint/runtime/PROBES.md#"
 
 
 def probe_code_url(code: str) -> str:
-    return PROBE_DOCS_URL + code.lower()
+    """The catalogue page of a probe-only code (``rules/TL503.md``), like any rule's."""
+    from trainlint import docs_url
+
+    return docs_url(code)
+
 
 #: Exit codes of the shim process (the CLI maps them to its own 0/1/2).
 SHIM_OK = 0
