@@ -59,7 +59,7 @@ def test_points_stay_inside_the_plot_and_nan_is_skipped():
     assert len(pts) == 3
     for pt in pts:
         x, y = map(float, pt.split(","))
-        assert 0 <= x <= 560 and 0 <= y <= 220
+        assert 0 <= x <= 540 and 0 <= y <= 220
     assert "no finite values" in plot_svg("empty", {"a": [float("nan")]})
 
 

@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-WIDTH, HEIGHT = 560, 220
+WIDTH, HEIGHT = 540, 220
 PAD_L, PAD_R, PAD_T, PAD_B = 66, 12, 14, 28
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 VERDICT_CLASS = {"ok": "ok", "problem": "problem", "skipped": "skipped"}
