@@ -3,34 +3,10 @@ criteria, helpers, model alternatives, evaluation-only code, messages naming the
 
 from __future__ import annotations
 
-import textwrap
-from pathlib import Path
-
-from trainlint.config import Config, Selection
-from trainlint.engine import Options, lint_paths, lint_source
-from trainlint.source import SourceFile
+from _lint import linters
 
 CODE = "TL103"
-
-
-def _opts():
-    return Options(config=Config(layers=[Selection()]), enabled=[CODE])
-
-
-def lint(text: str):
-    result = lint_source(SourceFile("train.py", textwrap.dedent(text)), _opts())
-    assert result.error is None, result.error
-    return [f for f in result.findings if f.code == CODE]
-
-
-def lint_tree(tmp_path: Path, files: dict):
-    for rel, text in files.items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(textwrap.dedent(text), encoding="utf-8")
-    report, _ = lint_paths([str(tmp_path)], _opts())
-    assert not report.errors, report.errors
-    return [(Path(f.path).resolve().relative_to(tmp_path).as_posix(), f.line, f) for f in report.findings]
+lint, lint_tree = linters(CODE)
 
 
 def test_model_in_a_subpackage_criterion_in_a_config_module_reported_once(tmp_path):
