@@ -28,6 +28,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.syntax import kwarg, positional
 
 # -- the transform vocabulary ----------------------------------------------------------------------
 
@@ -162,17 +163,6 @@ class _ExprBinding:
 
 
 # -- small helpers -----------------------------------------------------------------------------------
-
-
-def _kwarg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a.value
-    return None
-
-
-def _positional(call: cst.Call) -> List[cst.BaseExpression]:
-    return [a.value for a in call.args if a.keyword is None and a.star == ""]
 
 
 def _literal(expr: Optional[cst.BaseExpression], bindings: Dict[str, Any]) -> Any:
@@ -461,13 +451,13 @@ class DataModel:
             q = canonical(facts.qualify(expr.func) or "")
             kind = _container_kind(q)
             if kind is not None:
-                seq = _positional(expr)
+                seq = positional(expr)
                 ops: List[Op] = []
                 if kind == "kornia":  # AugmentationSequential(op1, op2, ...)
                     for a in seq:
                         ops.extend(self.ops_of(a, where, depth + 1))
                 else:  # Compose([op1, op2, ...])
-                    lst = seq[0] if seq else (_kwarg(expr, "transforms") or _kwarg(expr, "augmentations"))
+                    lst = seq[0] if seq else (kwarg(expr, "transforms") or kwarg(expr, "augmentations"))
                     if lst is not None:
                         ops = self.ops_of(lst, where, depth + 1)
                 return [Pipeline(expr, where.pf, ops)]
@@ -476,7 +466,7 @@ class DataModel:
                 return [Pipeline(expr, where.pf, [op], kind="op")]
             if q in ("torch.nn.Sequential",):
                 ops = []
-                for a in _positional(expr):
+                for a in positional(expr):
                     ops.extend(self.ops_of(a, where, depth + 1))
                 if ops:
                     return [Pipeline(expr, where.pf, ops)]
@@ -693,7 +683,7 @@ class DataModel:
             if not (isinstance(call.func, cst.Attribute) and dotted(call.func.value) == name):
                 continue
             meth = call.func.attr.value
-            args = _positional(call)
+            args = positional(call)
             if meth == "append" and args:
                 new = self._element_ops(args[0], where.at(scope, s), depth + 1)
             elif meth == "extend" and args:
@@ -744,12 +734,12 @@ class DataModel:
         if family is None:
             return None
         bindings = where.bindings
-        p_expr = _kwarg(call, "p") if _kwarg(call, "p") is not None else _kwarg(call, "prob")
+        p_expr = kwarg(call, "p") if kwarg(call, "p") is not None else kwarg(call, "prob")
         if family == "torchvision" and p_expr is None and short in ("RandomHorizontalFlip", "RandomVerticalFlip", "RandomGrayscale"):
-            pos = _positional(call)
+            pos = positional(call)
             p_expr = pos[0] if pos else None
         if family == "torchvision" and p_expr is None and short == "RandomApply":
-            pos = _positional(call)
+            pos = positional(call)
             p_expr = pos[1] if len(pos) > 1 else None
         p = _literal(p_expr, bindings) if p_expr is not None else UNKNOWN
         p_from_config = p_expr is not None and p is UNKNOWN
@@ -767,8 +757,8 @@ class DataModel:
             if short == "ColorJitter" and not call.args:
                 random = False  # all factors 0: identity
             if short == "GaussianBlur":
-                sigma = _kwarg(call, "sigma")
-                pos = _positional(call)
+                sigma = kwarg(call, "sigma")
+                pos = positional(call)
                 if sigma is None and len(pos) > 1:
                     sigma = pos[1]
                 if sigma is not None and isinstance(_literal(sigma, bindings), float):
@@ -1009,12 +999,12 @@ class DataModel:
 
     def dataset_role(self, call: cst.Call, where: _Where, stmt: Stmt, q: str, tv_dataset: bool, cls) -> Tuple[Optional[str], str, bool]:
         b = where.bindings
-        train_kw = _kwarg(call, "train")
-        if train_kw is None and _kwarg(call, "is_train") is not None:
-            train_kw = _kwarg(call, "is_train")
+        train_kw = kwarg(call, "train")
+        if train_kw is None and kwarg(call, "is_train") is not None:
+            train_kw = kwarg(call, "is_train")
         short = q.rsplit(".", 1)[-1]
         if train_kw is None and tv_dataset and short in _TV_TRAIN_FLAG:
-            pos = _positional(call)
+            pos = positional(call)
             if len(pos) > 1:
                 train_kw = pos[1]
         if train_kw is not None:

@@ -39,11 +39,11 @@ from trainlint.analysis.models import (
     ClassRef,
     FileRef,
     ModelWorld,
-    _num,
     assigned_value,
 )
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.walk import calls, walk
+from trainlint.analysis.syntax import kwarg, number, short_qualname
 
 NO_GRAD_CONTEXTS = {
     "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
@@ -538,45 +538,34 @@ class ModelLayers:
         return " and ".join(parts)
 
 
-def _short(q: str) -> str:
-    return "nn." + q[len("torch.nn."):] if q.startswith("torch.nn.") else q
-
-
-def _kw(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a.value
-    return None
-
-
 def _layer_of_call(call: cst.Call, file: FileRef) -> Optional[Layer]:
     q = canonical(file.facts.qualify(call.func) or "")
     if not q:
         return None
     if q in DROPOUT_MODULES:
         pos = [a.value for a in call.args if a.keyword is None]
-        p = pos[0] if pos else _kw(call, "p")
-        if p is not None and _num(p) == 0.0:
+        p = pos[0] if pos else kwarg(call, "p")
+        if p is not None and number(p) == 0.0:
             return None
         ptxt = file.ctx.code(p).strip() if p is not None else "0.5"
-        return Layer(f"{_short(q)}(p={ptxt})", "dropout", call, file)
+        return Layer(f"{short_qualname(q)}(p={ptxt})", "dropout", call, file)
     if q in BN_MODULES:
-        t = _kw(call, "track_running_stats")
+        t = kwarg(call, "track_running_stats")
         if isinstance(t, cst.Name) and t.value == "False":
             return None
-        return Layer(_short(q), "bn", call, file)
+        return Layer(short_qualname(q), "bn", call, file)
     if q in _DROPOUT_ARG_LAYERS:
-        d = _kw(call, "dropout")
+        d = kwarg(call, "dropout")
         default = _DROPOUT_ARG_LAYERS[q]
         if d is None and default == 0.0:
             return None
-        if d is not None and _num(d) == 0.0:
+        if d is not None and number(d) == 0.0:
             return None
         txt = file.ctx.code(d).strip() if d is not None else f"{default:g}"
-        return Layer(f"{_short(q)}(dropout={txt})", "dropout", call, file)
+        return Layer(f"{short_qualname(q)}(dropout={txt})", "dropout", call, file)
     if q in ("torch.nn.functional.dropout", "torch.nn.functional.dropout2d", "torch.nn.functional.dropout1d",
              "torch.nn.functional.alpha_dropout"):
-        t = _kw(call, "training")
+        t = kwarg(call, "training")
         if t is not None and "training" in file.ctx.code(t):
             return Layer("F.dropout(training=self.training)", "dropout", call, file)
         return None
@@ -702,7 +691,7 @@ def _hf_pretrained(call: cst.Call, file: FileRef, scope: Scope) -> Optional[Mode
     family = None
     if cls.startswith(("Auto", "TF", "Flax")):
         pos = [a.value for a in call.args if a.keyword is None]
-        arg = pos[0] if pos else _kw(call, "pretrained_model_name_or_path")
+        arg = pos[0] if pos else kwarg(call, "pretrained_model_name_or_path")
         text = None
         if isinstance(arg, cst.SimpleString):
             text = arg.evaluated_value

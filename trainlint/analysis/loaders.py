@@ -23,6 +23,7 @@ from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import fold
 from trainlint.analysis.walk import calls, walk
+from trainlint.analysis.syntax import is_none, keyword_arg
 
 DATALOADERS = {"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"}
 DISTRIBUTED_SAMPLERS = {
@@ -102,15 +103,8 @@ class LoaderFacts:
     set_epoch_calls: List[SetEpochCall]
 
 
-def _kw(call: cst.Call, name: str) -> Optional[cst.Arg]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a
-    return None
-
-
 def _arg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
-    a = _kw(call, name)
+    a = keyword_arg(call, name)
     if a is not None:
         return a.value
     if name in _POSITIONAL:
@@ -119,10 +113,6 @@ def _arg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
         if i < len(pos):
             return pos[i]
     return None
-
-
-def _is_none(expr: Optional[cst.BaseExpression]) -> bool:
-    return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
 
 
 def _flag(expr: Optional[cst.BaseExpression], facts: FileFacts, scope: Scope, stmt: Stmt, program: Any) -> Any:
@@ -207,7 +197,7 @@ def loader_facts(program: Any) -> LoaderFacts:
                         set_epochs.append(SetEpochCall(call, pf, scope, s, dotted(call.func.value) or ""))
                         continue
                     if has_sampler and is_distributed_sampler(call, facts):
-                        sh = _kw(call, "shuffle")
+                        sh = keyword_arg(call, "shuffle")
                         shuffle = True if sh is None else _flag(sh.value, facts, scope, s, program)
                         samplers.append(SamplerFact(call, pf, scope, s, _bound_target(s, call), shuffle,
                                                     dead=_dead(call, scope, s, facts, program)))
@@ -256,7 +246,7 @@ def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm:
                 role, evidence = w, f"named {target}"
     return LoaderFact(
         call, pf, scope, stmt, target, _arg(call, "dataset"), shuffle, shuffle_expr,
-        None if _is_none(sampler) else sampler, None if _is_none(batch_sampler) else batch_sampler,
+        None if is_none(sampler) else sampler, None if is_none(batch_sampler) else batch_sampler,
         star, role, evidence, structural,
     )
 

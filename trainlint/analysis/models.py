@@ -34,6 +34,7 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.training import FUNCTIONAL_LOSSES
+from trainlint.analysis.syntax import kwarg, number, positional
 
 # -- vocabularies ----------------------------------------------------------------------------------
 
@@ -173,25 +174,6 @@ def _short_q(q: str) -> str:
     if q.startswith("torch.nn."):
         return "nn." + q[len("torch.nn."):]
     return q
-
-
-def _kwarg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a.value
-    return None
-
-
-def _pos(call: cst.Call) -> List[cst.BaseExpression]:
-    return [a.value for a in call.args if a.keyword is None and a.star == ""]
-
-
-def _num(expr: Optional[cst.BaseExpression]) -> Optional[float]:
-    if isinstance(expr, cst.Integer):
-        return float(expr.evaluated_value)
-    if isinstance(expr, cst.Float):
-        return float(expr.evaluated_value)
-    return None
 
 
 def _is_false(expr: Optional[cst.BaseExpression]) -> bool:
@@ -415,7 +397,7 @@ class ModelWorld:
         if g[0] == "q":
             q = g[1]
             if q in WRAPPER_FUNCS or q.endswith("DistributedDataParallel") or q.endswith("DataParallel"):
-                args = _pos(expr) or [a.value for a in expr.args if a.keyword is not None and a.keyword.value in ("module", "model")]
+                args = positional(expr) or [a.value for a in expr.args if a.keyword is not None and a.keyword.value in ("module", "model")]
                 return self.models_of_value(args[0], file, scope, stmt, depth + 1) if args else []
             if q.startswith("torch.nn.") and self.layer_chains(expr, file, scope, stmt):
                 return [ModelRef("layer", _short_q(q), file, expr=expr, scope=scope, stmt=stmt)]
@@ -582,8 +564,8 @@ class ModelWorld:
         if q in ACT_MODULES:
             return Op("act", _short_q(q), node, file, act=ACT_MODULES[q])
         if q in DROPOUT_MODULES:
-            p = _pos(call)[0] if _pos(call) else _kwarg(call, "p")
-            pval = _num(p)
+            p = positional(call)[0] if positional(call) else kwarg(call, "p")
+            pval = number(p)
             if pval is None and p is not None and scope is not None:
                 pval = self._fold_int(p, file, scope, stmt)
             if pval == 0.0:
@@ -594,7 +576,7 @@ class ModelWorld:
                 ptxt = f"p={file.ctx.code(p).strip()}" if p is not None else "p=0.5"
             return Op("dropout", f"{_short_q(q)}({ptxt})", node, file)
         if q in BN_MODULES:
-            if _is_false(_kwarg(call, "track_running_stats")):
+            if _is_false(kwarg(call, "track_running_stats")):
                 return Op("layer", _short_q(q), node, file)
             return Op("bn", _short_q(q), node, file)
         if q in SHAPE_MODULES:
@@ -616,7 +598,7 @@ class ModelWorld:
             elif a.star == "":
                 v = a.value
                 if isinstance(v, cst.Call) and (dotted(v.func) or "").endswith("OrderedDict"):
-                    pairs = _pos(v)
+                    pairs = positional(v)
                     if not pairs or not isinstance(pairs[0], (cst.List, cst.Tuple)):
                         return None
                     for el in pairs[0].elements:
@@ -669,8 +651,8 @@ class ModelWorld:
             return [(expr.elt, scope, stmt)] * int(min(n, 3))
         if isinstance(expr, cst.Call):
             fname = dotted(expr.func)
-            if fname in ("list", "tuple") and _pos(expr):
-                return self.list_items(_pos(expr)[0], file, scope, stmt, depth + 1)
+            if fname in ("list", "tuple") and positional(expr):
+                return self.list_items(positional(expr)[0], file, scope, stmt, depth + 1)
             g = self.resolve_global(fname, file) if fname else None
             if g is not None and g[0] == "function":
                 fn: Scope = g[2]
@@ -714,10 +696,10 @@ class ModelWorld:
             call = node.value
             f = call.func
             if isinstance(f, cst.Attribute) and dotted(f.value) == name:
-                if f.attr.value == "append" and _pos(call):
-                    return [(_pos(call)[0], scope, st)]
-                if f.attr.value == "extend" and _pos(call):
-                    got = self.list_items(_pos(call)[0], file, scope, st, depth + 1)
+                if f.attr.value == "append" and positional(call):
+                    return [(positional(call)[0], scope, st)]
+                if f.attr.value == "extend" and positional(call):
+                    got = self.list_items(positional(call)[0], file, scope, st, depth + 1)
                     return got if got is not None else "unknown"
                 if f.attr.value == "insert":
                     return "unknown"
@@ -739,7 +721,7 @@ class ModelWorld:
             return len(it.elements)
         if isinstance(it, cst.Call):
             fname = dotted(it.func)
-            args = _pos(it)
+            args = positional(it)
             if fname == "range" and args:
                 nums = [self._fold_int(a, file, scope, stmt) for a in args[:2]]
                 if any(n is None for n in nums):
@@ -778,14 +760,14 @@ class ModelWorld:
         return None
 
     def _fold_int(self, expr, file, scope, stmt) -> Optional[float]:
-        n = _num(expr)
+        n = number(expr)
         if n is not None:
             return n
         name = dotted(expr)
         if name is None:
             return None
         v = self._fold_value(name, file, scope, stmt)
-        return _num(v) if v is not None else None
+        return number(v) if v is not None else None
 
     # -- forward ---------------------------------------------------------------------------------------
     def value_chains(self, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, owner: Optional[ClassRef], depth: int = 0) -> List[Chain]:
@@ -797,7 +779,7 @@ class ModelWorld:
             func = expr.func
             q = facts.qualify(func)
             qc = canonical(q) if q else None
-            pos = _pos(expr)
+            pos = positional(expr)
             if qc in ACT_FUNCS:
                 if not pos:
                     return []
@@ -807,9 +789,9 @@ class ModelWorld:
                 if not pos:
                     return []
                 inner = self.value_chains(pos[0], file, scope, stmt, owner, depth + 1) or [()]
-                p = pos[1] if len(pos) > 1 else _kwarg(expr, "p")
-                training = pos[2] if len(pos) > 2 else _kwarg(expr, "training")
-                if _num(p) == 0.0 or _is_false(training):
+                p = pos[1] if len(pos) > 1 else kwarg(expr, "p")
+                training = pos[2] if len(pos) > 2 else kwarg(expr, "training")
+                if number(p) == 0.0 or _is_false(training):
                     return inner
                 ptxt = f"p={file.ctx.code(p).strip()}" if p is not None else "p=0.5"
                 op = Op("dropout", f"{_short_q(qc)}({ptxt})", expr, file)
@@ -953,8 +935,8 @@ class ModelWorld:
         if q is None:
             return None
         q = canonical(q)
-        if q == "torch.nn.ModuleList" and _pos(value):
-            return self.list_items(_pos(value)[0], file, scope, stmt)
+        if q == "torch.nn.ModuleList" and positional(value):
+            return self.list_items(positional(value)[0], file, scope, stmt)
         if q == "torch.nn.Sequential":
             els = self.sequential_elements(value, file, scope, stmt)
             return None if els is None else [(e, s, st) for e, _, s, st, _ in els]
@@ -1232,7 +1214,7 @@ def prediction_sources(world: ModelWorld, expr: cst.BaseExpression, file: FileRe
         func = expr.func
         q = facts.qualify(func)
         qc = canonical(q) if q else None
-        pos = _pos(expr)
+        pos = positional(expr)
         if qc in ACT_FUNCS and pos:
             op = Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc])
             return prediction_sources(world, pos[0], file, scope, stmt, depth + 1, (op,) + after)
@@ -1299,8 +1281,8 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
         func = expr.func
         q = facts.qualify(func)
         qc = canonical(q) if q else None
-        pos = _pos(expr)
-        if qc in ACT_FUNCS and (pos or _kwarg(expr, "input") is not None):
+        pos = positional(expr)
+        if qc in ACT_FUNCS and (pos or kwarg(expr, "input") is not None):
             return [Origin("act", Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc]))]
         if qc in SHAPE_FUNCS and pos:
             return value_origins(world, pos[0], file, scope, stmt, depth + 1)
@@ -1429,7 +1411,7 @@ def _disables_grad(node: cst.With, facts: FileFacts) -> bool:
         if qc in _NO_GRAD:
             return True
         if qc in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled"):
-            pos = _pos(call)
+            pos = positional(call)
             if pos and _is_false(pos[0]):
                 return True
     return False

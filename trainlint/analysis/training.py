@@ -12,6 +12,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.walk import calls
+from trainlint.analysis.syntax import is_none, kwarg
 
 #: torch.nn.functional losses.
 FUNCTIONAL_LOSSES = {
@@ -324,17 +325,6 @@ class Cap:
     is_min: bool = False  # min(a, b) / torch.minimum(a, b): either side may be the capped one
 
 
-def _kw(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a.value
-    return None
-
-
-def _is_none(expr: Optional[cst.BaseExpression]) -> bool:
-    return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
-
-
 def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
     """If ``call`` caps a value from above (clamp/clip with a max, min(x, c)...), what and how."""
     func = call.func
@@ -344,10 +334,10 @@ def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
         if not pos:
             return None
         if q == "torch.clamp_max":
-            bound = pos[1] if len(pos) > 1 else _kw(call, "max")
+            bound = pos[1] if len(pos) > 1 else kwarg(call, "max")
         else:
-            bound = pos[2] if len(pos) > 2 else _kw(call, "max")
-        return None if _is_none(bound) else Cap(call, pos[0], bound, q)
+            bound = pos[2] if len(pos) > 2 else kwarg(call, "max")
+        return None if is_none(bound) else Cap(call, pos[0], bound, q)
     if q in ("torch.min", "torch.minimum", "torch.fmin") or (q is None and dotted(func) == "min"):
         if len(pos) == 2:
             return Cap(call, pos[0], pos[1], q or "min", is_min=True)
@@ -355,11 +345,11 @@ def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
     if isinstance(func, cst.Attribute) and q is None:
         meth = func.attr.value
         if meth in ("clamp", "clip", "clamp_", "clip_"):
-            bound = pos[1] if len(pos) > 1 else _kw(call, "max")
-            return None if _is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
+            bound = pos[1] if len(pos) > 1 else kwarg(call, "max")
+            return None if is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
         if meth in ("clamp_max", "clamp_max_"):
-            bound = pos[0] if pos else _kw(call, "max")
-            return None if _is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
+            bound = pos[0] if pos else kwarg(call, "max")
+            return None if is_none(bound) else Cap(call, func.value, bound, f".{meth}()")
         if meth in ("minimum", "fmin") and pos:
             return Cap(call, func.value, pos[0], f".{meth}()", is_min=True)
     return None

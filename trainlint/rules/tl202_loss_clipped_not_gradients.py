@@ -7,6 +7,7 @@ import libcst as cst
 from trainlint.analysis.training import as_cap, backward_roots, flow_back, is_lossy
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
+from trainlint.analysis.syntax import short
 
 
 class LossClippedNotGradients(Rule):
@@ -315,11 +316,11 @@ for x, y in loader:
         span = ctx.span(call)
         back = ctx.span(root.call)
         message = (
-            f"The loss `{_short(operand_text)}` is capped at {_short(cap_text)} before it is backpropagated: "
+            f"The loss `{short(operand_text)}` is capped at {short(cap_text)} before it is backpropagated: "
             "every sample over the cap gets zero gradient"
         )
         fix = Fix(
-            message=f"Remove the cap: use `{_short(operand_text)}`",
+            message=f"Remove the cap: use `{short(operand_text)}`",
             edits=(Edit(span, operand_text),),
             applicability=Applicability.UNSAFE,
         )
@@ -334,8 +335,3 @@ for x, y in loader:
             fix=fix,
             related=[Related(ctx.path, back, f"the capped loss is backpropagated here ({root.how})")],
         )
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -12,6 +12,11 @@ from trainlint.analysis.order import (
 from trainlint.analysis.values import fold
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
+from trainlint.analysis.syntax import short as _short_text
+
+
+def _short(text: str) -> str:
+    return _short_text(text, 48)
 
 
 class GradClipMisplaced(Rule):
@@ -451,8 +456,3 @@ def _code(program, e: TimedEvent) -> str:
 
 def _line(program, e: TimedEvent, home=None) -> str:
     return where(program, e, home if home is not None else e.facts)
-
-
-def _short(text: str, limit: int = 48) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

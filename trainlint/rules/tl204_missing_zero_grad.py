@@ -14,6 +14,7 @@ from trainlint.analysis.order import (
 from trainlint.analysis.walk import walk
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
+from trainlint.analysis.syntax import short
 
 _OPTIM_NAME = re.compile(r"optim|(^|_)opt($|_|\d)", re.I)
 _OPTIM_LIBS = ("torch.", "apex.", "bitsandbytes.", "transformers.", "timm.", "torch_optimizer.", "lion_pytorch.",
@@ -420,7 +421,7 @@ for epoch in range(3):
     def _finding(self, program, p: TimedEvent, backwards: List[TimedEvent], how: str, outer: Optional[TimedEvent] = None) -> Finding:
         ctx = ctx_of(program, p.facts)
         span = ctx.span(p.node)
-        step = _short(ctx.code(p.node))
+        step = short(ctx.code(p.node))
         b = backwards[0]
         bctx = ctx_of(program, b.facts)
         related = [Related(bctx.path, bctx.span(b.node), "gradients accumulate into .grad here")] if bctx else []
@@ -449,8 +450,8 @@ for epoch in range(3):
         b = [x for x in backwards if same_iteration_before(x, z)][-1]
         bctx = ctx_of(program, b.facts)
         pspan = pctx.span(p.node)
-        message = (f"`{_short(ctx.code(z.node))}` runs between `backward()` ({where(program, b, z.facts)}) and "
-                   f"`{_short(pctx.code(p.node))}` ({where(program, p, z.facts)}): it wipes the gradients the step was about to use")
+        message = (f"`{short(ctx.code(z.node))}` runs between `backward()` ({where(program, b, z.facts)}) and "
+                   f"`{short(pctx.code(p.node))}` ({where(program, p, z.facts)}): it wipes the gradients the step was about to use")
         related = [Related(bctx.path, bctx.span(b.node), "the backward pass"), Related(pctx.path, pspan, "the optimizer step")]
         return self.finding(ctx, ctx.span(z.node), message, hint="Clear the gradients before the forward pass or after optimizer.step()",
                             related=related)
@@ -542,8 +543,3 @@ def _calls_clearing_function(tl: Timeline, loop, names: Set[str]) -> bool:
                 if name in names:
                     return True
     return False
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -10,6 +10,7 @@ from trainlint.analysis.order import (
 )
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
+from trainlint.analysis.syntax import short
 
 
 class SchedulerBeforeOptimizer(Rule):
@@ -358,7 +359,7 @@ for epoch in range(10):
         span = ctx.span(call)
         pspan = pctx.span(target.node)
         sched = s.receiver or "scheduler"
-        opt = _short(pctx.code(target.node))
+        opt = short(pctx.code(target.node))
         level = "same"
         if len(s.loops) < len(target.loops):
             message = (f"`{sched}.step()` runs at the start of each epoch, before the batch loop's `{opt}` "
@@ -392,8 +393,3 @@ def _shares_guards(s: TimedEvent, p: TimedEvent) -> bool:
     mine = [(id(g.node), g.branch) for g in s.real_guards()]
     theirs = {(id(g.node), g.branch) for g in p.guards}
     return all(m in theirs for m in mine) and not exclusive(s, p)
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

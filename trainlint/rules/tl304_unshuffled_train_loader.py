@@ -14,6 +14,7 @@ from trainlint.analysis.names import dotted
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Span
 from trainlint.findings import Severity
 from trainlint.rules import Rule
+from trainlint.analysis.syntax import short
 
 #: Signs that the order of the batches is the point (a stateful RNN carrying its hidden state across
 #: batches, truncated BPTT) or that the data is a stream the loader cannot index.
@@ -363,7 +364,7 @@ with torch.no_grad():
         why = "shuffle=False" if ld.shuffle is False else "no shuffle=True"
         message = (
             f"{name} is the training loader ({ld.evidence}) but has {why} and no sampler: "
-            f"it reads `{_short(ds)}` in the same order every epoch"
+            f"it reads `{short(ds)}` in the same order every epoch"
         )
         related = []
         if ld.shuffle_node is not None:
@@ -398,8 +399,3 @@ def _reshuffled_by_hand(ld: LoaderFact) -> bool:
     """A loader rebuilt inside the epoch loop over data the code permutes itself."""
     text = ld.pf.ctx.source.text
     return any(k in text for k in ("randperm", "permutation(", "shuffle(", ".sample(frac"))
-
-
-def _short(text: str, limit: int = 40) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

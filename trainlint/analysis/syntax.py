@@ -1,0 +1,53 @@
+"""Small syntactic helpers shared by every analysis layer and rule: arguments of a call, literal
+checks and short display texts. One place each; analysis modules import them from here."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import libcst as cst
+
+
+def keyword_arg(call: cst.Call, name: str) -> Optional[cst.Arg]:
+    """The ``name=...`` argument of ``call`` (the whole Arg), or None."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == name:
+            return a
+    return None
+
+
+def kwarg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
+    """The value of the ``name=...`` argument of ``call``, or None."""
+    a = keyword_arg(call, name)
+    return a.value if a is not None else None
+
+
+def positional(call: cst.Call) -> List[cst.BaseExpression]:
+    """The positional (non-starred, non-keyword) argument values of ``call``, in order."""
+    return [a.value for a in call.args if a.keyword is None and a.star == ""]
+
+
+def is_none(expr: Optional[cst.BaseExpression]) -> bool:
+    """An absent expression or the literal ``None``."""
+    return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
+
+
+def number(expr: Optional[cst.BaseExpression]) -> Optional[float]:
+    """The value of an int or float literal, else None."""
+    if isinstance(expr, (cst.Integer, cst.Float)):
+        try:
+            return float(expr.evaluated_value)
+        except (ValueError, OverflowError):  # a 5,000-digit literal
+            return None
+    return None
+
+
+def short(text: str, limit: int = 40) -> str:
+    """``text`` on one line, cut to ``limit`` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def short_qualname(q: str) -> str:
+    """``torch.nn.ReLU`` -> ``nn.ReLU`` for messages."""
+    return "nn." + q[len("torch.nn."):] if q.startswith("torch.nn.") else q
