@@ -16,6 +16,7 @@ from trainlint.config import Config
 from trainlint.analysis.walk import clear_caches
 from trainlint.context import FileContext
 from trainlint.files import discover
+from trainlint.parsing import parse
 from trainlint.findings import Finding, Severity, Span
 from trainlint.report.base import FileError, Report, RuleInfo
 from trainlint.rules import Rule, registry
@@ -111,7 +112,7 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _Fi
         state.done = True
         return state
     try:
-        module = cst.parse_module(source.text)
+        module, _ = parse(source.text)  # the current grammar, else Python 3.6's (`x.cuda(async=True)`)
     except cst.ParserSyntaxError as exc:
         py_error = _python_error(source.text)
         if py_error is None:
@@ -188,7 +189,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     def load(real: str):
         try:
             source = read_source(real, _display(real))
-            return FileContext(source, cst.parse_module(source.text))
+            return FileContext(source, parse(source.text)[0])
         except (SourceError, cst.ParserSyntaxError, RecursionError):
             return None
 

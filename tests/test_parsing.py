@@ -1,0 +1,102 @@
+"""Old code: files that only parse under the grammar of an older Python (``async`` as an identifier) are
+read with libcst's Python 3.6 grammar and checked like any other; real syntax errors stay TL001."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import libcst as cst
+import pytest
+
+from trainlint.config import Config, Selection
+from trainlint.engine import Options, lint_paths
+from trainlint.parsing import parse, parse_legacy
+from trainlint.rules import registry
+
+
+def _lint(tmp_path: Path, files: dict):
+    for name, text in files.items():
+        p = tmp_path / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text), encoding="utf-8")
+    config = Config(layers=[Selection()])
+    report, warnings = lint_paths([str(tmp_path)], Options(config=config, enabled=config.enabled_codes(list(registry()))))
+    return sorted((Path(f.path).name, f.line, f.code) for f in report.findings), report, warnings
+
+
+@pytest.mark.parametrize("src", [
+    "x = x.cuda(async=True)\n",
+    "def forward(self, x, async=False):\n    return x\n",
+    "loader.async = True\nawait = 3\n",
+])
+def test_async_as_identifier_parses_under_the_old_grammar(src):
+    with pytest.raises(cst.ParserSyntaxError):
+        cst.parse_module(src)
+    module, version = parse(src)
+    assert version == "3.6"
+    assert module.code == src  # the same lossless tree
+
+
+def test_current_code_takes_the_native_parser():
+    src = "async def f():\n    await g()\nmatch x:\n    case 1:\n        pass\n"
+    module, version = parse(src)
+    assert version is None and module.code == src
+
+
+def test_a_real_syntax_error_is_still_one():
+    src = "x = x.cuda(async=True\n"  # unclosed: no grammar reads it
+    assert parse_legacy(src) is None
+    with pytest.raises(cst.ParserSyntaxError):
+        parse(src)
+
+
+def test_old_code_is_checked_and_a_broken_file_still_reports_tl001(tmp_path):
+    found, report, _ = _lint(tmp_path, {
+        "old.py": """
+            import torch
+            for epoch in range(3):
+                for x, y in loader:
+                    x, y = x.cuda(async=True), y.cuda(async=True)
+                    loss = criterion(model(x), y)
+                    loss.backward()
+                    optimizer.step()
+        """,
+        "broken.py": """
+            x = x.cuda(async=True
+        """,
+    })
+    assert ("old.py", 8, "TL204") in found
+    assert not any(name == "old.py" and code == "TL001" for name, _, code in found)
+    assert any(name == "broken.py" and code == "TL001" for name, _, code in found)
+
+
+def test_an_old_module_imported_by_an_entry_is_read(tmp_path):
+    # the model file only parses under the old grammar; the entry script imports it
+    found, _, _ = _lint(tmp_path, {
+        "nets.py": """
+            import torch.nn as nn
+            class Regressor(nn.Module):
+                def __init__(self, async=False):
+                    super().__init__()
+                    self.fc = nn.Linear(8, 1)
+                    self.act = nn.ReLU()
+                def forward(self, x):
+                    return self.act(self.fc(x))
+        """,
+        "train.py": """
+            import torch
+            import torch.nn as nn
+            from nets import Regressor
+            torch.manual_seed(0)
+            model = Regressor()
+            criterion = nn.MSELoss()
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            for epoch in range(5):
+                for x, y in loader:
+                    opt.zero_grad()
+                    criterion(model(x), y).backward()
+                    opt.step()
+        """,
+    })
+    assert ("nets.py", 9, "TL101") in found, found
