@@ -6,7 +6,9 @@ class SyntaxError_(EngineRule):
     """
     ## What it does
     Reports a file that cannot be parsed as Python, at the position of the parse error. The other files of
-    the run are still checked.
+    the run are still checked. Old code is not a syntax error: a file that only parses under the grammar
+    of Python 3.6 (`x.cuda(async=True)`, `async` as a parameter or attribute name, from the PyTorch 0.3
+    days) is read with that grammar and checked by every rule.
 
     ## Why is this bad?
     trainlint cannot see anything in a file it cannot parse, so none of its rules ran there: a clean
