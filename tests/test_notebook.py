@@ -135,3 +135,100 @@ def test_empty_notebook_file_is_clean(tmp_path):
     (tmp_path / "empty.ipynb").write_text("", encoding="utf-8")
     out = _run("empty.ipynb", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- issue 10: notebooks linted as Jupyter runs them -------------------------------------------------
+
+TRAIN_CELL = ("code", "for x, y in loader:\n    loss = criterion(model(x), y)\n    loss = loss.clamp(max=5.0)\n    loss.backward()\n    opt.step()\n")
+
+
+def test_one_broken_cell_is_reported_and_the_rest_still_checked(tmp_path):
+    cells = list(CLAMPED[:3]) + [("code", "def f(:\n    pass\n")] + [CLAMPED[4]]
+    text, cmap = to_script(_nb(*cells))
+    compile(text, "nb", "exec")  # the broken cell is left out, the program still parses
+    assert [(cmap.position(e.line), e.message) for e in cmap.errors] == [((4, 1), "invalid syntax")]
+    (tmp_path / "nb.ipynb").write_text(_nb(*cells), encoding="utf-8")
+    out = _run("--select", "TL001,TL202", "--output-format", "concise", "nb.ipynb", cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(l.startswith("nb.ipynb:cell 4:1:") and "TL001" in l for l in lines), out.stdout
+    assert any(l.startswith("nb.ipynb:cell 5:3:") and "TL202" in l for l in lines), out.stdout
+    full = _run("--select", "TL001", "nb.ipynb", cwd=tmp_path)
+    assert "def f(:" in full.stdout  # the cell's own text is shown, not the blank left in its place
+
+
+def test_shell_command_continued_with_backslash():
+    src = "!pip install torch \\\n    torchvision \\\n    timm\nimport torch\n%pip install a \\\n  b\nx = 1\n"
+    text, cmap = to_script(_nb(("code", src)))
+    compile(text, "nb", "exec")
+    assert not cmap.errors
+    assert "torchvision" not in text and "timm" not in text
+    assert text.split("\n")[3] == "import torch" and text.split("\n")[6] == "x = 1"  # lines keep their numbers
+
+
+def test_statement_magics_are_unwrapped_not_dropped():
+    src = ("%time train(model)\n"
+           "%timeit -n 3 -r 1 step()\n"
+           "for i in range(2):\n    %time loss = run(i)\n"
+           "%prun -s cumulative fit()\n"
+           "%time\n"
+           "%timeit -o\n")
+    text, cmap = to_script(_nb(("code", src)))
+    compile(text, "nb", "exec")
+    lines = text.split("\n")
+    assert lines[:6] == ["train(model)", "step()", "for i in range(2):", "    loss = run(i)", "fit()", "pass  # IPython"]
+    assert lines[6] == "pass  # IPython"
+
+
+def test_statement_magic_and_time_cell_are_linted(tmp_path):
+    cells = list(CLAMPED[:3]) + [("code", "%%time\n" + TRAIN_CELL[1]),
+                                 ("code", "%time for x, y in loader: opt.step(criterion(model(x), y).clamp(max=1.0).backward())\n")]
+    (tmp_path / "nb.ipynb").write_text(_nb(*cells), encoding="utf-8")
+    out = _run("--select", "TL202", "--output-format", "concise", "nb.ipynb", cwd=tmp_path)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "nb.ipynb:cell 4:4:" in out.stdout  # line 3 of the loop, after the %%time line
+
+
+def test_cell_indented_by_one_space_runs_as_jupyter_runs_it(tmp_path):
+    indented = ("code", "".join(" " + l + "\n" for l in TRAIN_CELL[1].splitlines()))
+    text, cmap = to_script(_nb(CLAMPED[1], CLAMPED[2], indented))
+    compile(text, "nb", "exec")
+    assert not cmap.errors
+    (tmp_path / "nb.ipynb").write_text(_nb(CLAMPED[1], CLAMPED[2], indented), encoding="utf-8")
+    out = _run("--select", "TL202", "--output-format", "json", "nb.ipynb", cwd=tmp_path)
+    (finding,) = json.loads(out.stdout)
+    # columns count in the cell's own text (one space more than the script's line)
+    column = indented[1].splitlines()[2].index("loss.clamp") + 1
+    assert (finding["cell"], finding["line"], finding["column"]) == (3, 3, column)
+
+
+SCHEDULED = [
+    ("code", "import torch\nimport torch.nn as nn\nmodel = nn.Linear(4, 1)\n"),
+    ("code", "opt = torch.optim.SGD(model.parameters(), lr=0.1)\nsched = torch.optim.lr_scheduler.StepLR(opt, 10)\n"),
+    ("code", "for epoch in range(10):\n    for x, y in loader:\n        loss = nn.functional.mse_loss(model(x), y)\n"
+             "        opt.zero_grad()\n        loss.backward()\n        sched.step()\n        opt.step()\n"),
+]
+
+
+def test_messages_related_locations_and_fixes_are_in_cell_coordinates(tmp_path):
+    (tmp_path / "nb.ipynb").write_text(_nb(*SCHEDULED), encoding="utf-8")
+    out = _run("--output-format", "json", "nb.ipynb", cwd=tmp_path)
+    findings = json.loads(out.stdout)
+    assert findings, out.stderr
+    text, cmap = to_script(_nb(*SCHEDULED))
+    script_lines = len(text.splitlines())
+    cell_of_line = {c: n for c, n in cmap.starts}
+    for f in findings:
+        assert f["cell"] is not None
+        # a message never names a line of the joined script: every "line N" is "cell C, line N"
+        import re
+
+        for m in re.finditer(r"(cell \d+, )?line (\d+)", f["message"]):
+            assert m.group(1), f["message"]
+        for r in f["related"]:
+            assert r["cell"] is not None
+        for e in (f["fix"] or {}).get("edits", []):
+            assert e["cell"] in cell_of_line
+            assert e["location"]["row"] <= script_lines
+    tl205 = [f for f in findings if f["code"] == "TL205"]
+    assert tl205 and "cell 3, line 7" in tl205[0]["message"], tl205

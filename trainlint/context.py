@@ -40,3 +40,14 @@ class FileContext:
 
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
+
+    def where(self, line: int, home: Optional["FileContext"] = None, display: Optional[str] = None) -> str:
+        """How a message names ``line`` of this file: ``line 12``, or ``cell 5, line 3`` in a notebook
+        (never a line of the joined script); prefixed with the file (``display``, else its path) when
+        the message is about another file ``home`` (``engine/train.py:12``, ``nb.ipynb, cell 5, line 3``)."""
+        cells = self.source.cells
+        same = home is None or home is self
+        name = display or self.path
+        if cells is not None:
+            return cells.describe(line) if same else f"{name}, {cells.describe(line)}"
+        return f"line {line}" if same else f"{name}:{line}"

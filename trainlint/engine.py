@@ -82,6 +82,26 @@ def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError, py_error: Op
     )
 
 
+def _cell_syntax_findings(source: SourceFile) -> List[Finding]:
+    """TL001 for each notebook cell the kernel could not compile (left out of the program; the other
+    cells were checked)."""
+    rule = registry()[SYNTAX_ERROR]
+    out = []
+    for err in source.cells.errors:
+        text = source.cells.original_line(err.line) or ""
+        col = min(err.column, len(text) + 1)
+        out.append(Finding(
+            code=SYNTAX_ERROR,
+            name=rule.name,
+            severity=rule.severity,
+            message=f"Syntax error: {err.message}",
+            path=source.path,
+            span=Span(err.line, col, err.line, col + 1),
+            hint="Fix the syntax; this cell was left out, the other cells were checked",
+        ))
+    return out
+
+
 @dataclass
 class _FileState:
     """One file between the two phases: parsed and its file rules run; program rules still to come."""
@@ -128,6 +148,8 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _Fi
         state.done = True
         return state
     state.ctx = FileContext(source, module)
+    if source.cells is not None and SYNTAX_ERROR in enabled:
+        state.raw.extend(_cell_syntax_findings(source))
     for rule in rules:
         if rule.code not in enabled:
             continue

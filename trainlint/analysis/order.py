@@ -498,7 +498,7 @@ def where(program: Any, e: TimedEvent, from_facts: FileFacts) -> str:
         return "another file"
     line = ctx.span(e.node).line
     if e.facts is from_facts:
-        return f"line {line}"
+        return ctx.where(line)
     home = ctx_of(program, from_facts)
     path = ctx.path
     if home is not None:
@@ -506,4 +506,4 @@ def where(program: Any, e: TimedEvent, from_facts: FileFacts) -> str:
             path = os.path.relpath(ctx.path, os.path.dirname(home.path) or ".")
         except ValueError:
             pass
-    return f"{path.replace(os.sep, '/')}:{line}"
+    return ctx.where(line, home=home, display=path.replace(os.sep, '/'))

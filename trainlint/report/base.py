@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, IO, Callable, Dict, List, Optional, Tuple
 
-from trainlint.findings import Finding
+from trainlint.findings import Edit, Finding, Span
 
 
 @dataclass(frozen=True)
@@ -54,30 +54,56 @@ def position(report: "Report", path: str, line: int) -> Tuple[Optional[int], int
 
 def location(report: "Report", path: str, line: int, column: int) -> str:
     """``path:line:col``, or ``path:cell N:line:col`` in a notebook (ruff's spelling)."""
-    cell, line = position(report, path, line)
-    if cell is None:
+    cells = report.notebooks.get(path)
+    if cells is None:
         return f"{path}:{line}:{column}"
-    return f"{path}:cell {cell}:{line}:{column}"
+    cell, in_cell = cells.position(line)
+    return f"{path}:cell {cell}:{in_cell}:{cells.column(line, column)}"
+
+
+def _cell_span(cells: Any, span: Span) -> Tuple[int, Span]:
+    """(cell, span counted within that cell) of a span of a notebook's joined script. A span that runs
+    past its cell (it cannot in valid code) is cut to its first line."""
+    cell, line = cells.position(span.line)
+    end_cell, end_line = cells.position(span.end_line)
+    column = cells.column(span.line, span.column)
+    end_column = cells.column(span.end_line, span.end_column)
+    if end_cell != cell:
+        end_line, end_column = line, column + 1
+    return cell, Span(line, column, end_line, end_column)
+
+
+def _cell_edit(cells: Any, edit: Edit) -> Tuple[int, Edit]:
+    cell, span = _cell_span(cells, edit.span)
+    return cell, Edit(span, edit.content)
 
 
 def finding_dict(report: "Report", f: Finding) -> Dict[str, Any]:
-    """``f.to_dict()`` with notebook positions counted within the cell, and a ``cell`` key."""
+    """``f.to_dict()`` with notebook positions counted within the cell, and a ``cell`` key (also on each
+    related location and each edit of the fix)."""
     data = f.to_dict()
     cells = report.notebooks.get(f.path)
     data["cell"] = None
     if cells is not None:
-        data["cell"], data["line"] = cells.position(f.span.line)
-        _, data["end_line"] = cells.position(f.span.end_line)
-        for r, rd in zip(f.related, data.get("related", [])):
-            if r.path in report.notebooks:
-                rd["cell"], rd["line"] = report.notebooks[r.path].position(r.span.line)
-                _, rd["end_line"] = report.notebooks[r.path].position(r.span.end_line)
+        data["cell"], span = _cell_span(cells, f.span)
+        data.update(line=span.line, column=span.column, end_line=span.end_line, end_column=span.end_column)
+        if f.fix is not None and data.get("fix"):
+            edits = []
+            for edit in f.fix.edits:
+                cell, mapped = _cell_edit(cells, edit)
+                edits.append(dict(mapped.to_dict(), cell=cell))
+            data["fix"]["edits"] = edits
+    for r, rd in zip(f.related, data.get("related", [])):
+        rd["cell"] = None
+        if r.path in report.notebooks:
+            rd["cell"], span = _cell_span(report.notebooks[r.path], r.span)
+            rd.update(line=span.line, column=span.column, end_line=span.end_line, end_column=span.end_column)
     return data
 
 
 def cell_view(report: "Report") -> List[Finding]:
     """The findings as tools that know no cells should see them: in notebooks, lines counted within
-    the cell and the message prefixed with ``cell N:``."""
+    the cell and the message prefixed with ``cell N:`` (related locations and fix edits alike)."""
     if not report.notebooks:
         return report.findings
     import dataclasses
@@ -85,15 +111,22 @@ def cell_view(report: "Report") -> List[Finding]:
     out = []
     for f in report.findings:
         cells = report.notebooks.get(f.path)
+        related = []
+        for r in f.related:
+            rcells = report.notebooks.get(r.path)
+            if rcells is None:
+                related.append(r)
+                continue
+            rcell, rspan = _cell_span(rcells, r.span)
+            related.append(dataclasses.replace(r, span=rspan, message=f"cell {rcell}: {r.message}"))
         if cells is None:
-            out.append(f)
+            out.append(dataclasses.replace(f, related=related) if f.related else f)
             continue
-        cell, line = cells.position(f.span.line)
-        end_cell, end_line = cells.position(f.span.end_line)
-        if end_cell != cell:
-            end_line = line
-        span = dataclasses.replace(f.span, line=line, end_line=end_line)
-        out.append(dataclasses.replace(f, span=span, message=f"cell {cell}: {f.message}"))
+        cell, span = _cell_span(cells, f.span)
+        fix = f.fix
+        if fix is not None:
+            fix = dataclasses.replace(fix, edits=tuple(_cell_edit(cells, e)[1] for e in fix.edits))
+        out.append(dataclasses.replace(f, span=span, message=f"cell {cell}: {f.message}", related=related, fix=fix))
     return out
 
 
@@ -128,6 +161,11 @@ def source_line(report: Report, path: str, line: int) -> Optional[str]:
     text = report.sources.get(path)
     if text is None or line < 1:
         return None
+    cells = report.notebooks.get(path)
+    if cells is not None and cells.errors:  # a notebook cell left out of the program (TL001)
+        original = cells.original_line(line)
+        if original is not None:
+            return original
     lines = _split_lines(text)
     return lines[line - 1] if line <= len(lines) else None
 

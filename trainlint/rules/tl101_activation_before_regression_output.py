@@ -375,7 +375,7 @@ for x, y in loader:
         ctx = op.file.ctx
         rng = RANGE_OF.get(op.act or "", "a bounded range")
         loss_span = lc.file.ctx.span(lc.call)
-        where = f"line {loss_span.line}" if lc.file.ctx is ctx else f"{lc.file.ctx.path}:{loss_span.line}"
+        where = lc.file.ctx.where(loss_span.line, home=ctx)
         message = f"`{model_name}` ends with {op.label}, so its outputs lie in {rng}, and they are the predictions of {lc.label} ({where})"
         if evidence is not None:
             message += f"; the targets are standardized (`{evidence[2]}`), {_UNREACHABLE.get(op.act or '', 'so targets outside that range can never be reached')}"

@@ -268,7 +268,7 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
 
     def _finding(self, ctx, drop: Op, bn: Op, between: int) -> Finding:
         bn_span = bn.file.ctx.span(bn.node)
-        where = f"line {bn_span.line}" if bn.file.ctx is ctx else f"{bn.file.ctx.path}:{bn_span.line}"
+        where = bn.file.ctx.where(bn_span.line, home=ctx)
         if between < 0:
             gap = "in a later block (the same layer definition is used again downstream)"
         else:

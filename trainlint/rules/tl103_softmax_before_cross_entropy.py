@@ -19,7 +19,6 @@ from trainlint.analysis.models import (
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import fold
 from trainlint.findings import Finding, Related, Severity
-from trainlint.notebook import cell_of
 from trainlint.rules import Rule
 
 #: Losses that apply log_softmax to their input themselves, or expect log-probabilities, and the
@@ -438,7 +437,7 @@ class Lit(L.LightningModule):
         assert op is not None
         ctx = op.file.ctx
         loss_span = lc.file.ctx.span(lc.call)
-        where = _where(lc.file.ctx, loss_span.line, same_file=lc.file.ctx is ctx)
+        where = lc.file.ctx.where(loss_span.line, home=ctx)
         if origin.model:
             subject = f"`{origin.model}` ends with {op.label}, and its output"
         else:
@@ -563,14 +562,6 @@ def _num_classes(chain, program) -> Optional[int]:
                 return got.value
         return None
     return None
-
-
-def _where(ctx, line: int, same_file: bool) -> str:
-    """"line 12" / "train.py:12" / "cell 4, line 3" (notebooks count lines per cell)."""
-    cell, cline = cell_of(getattr(ctx.source, "cells", None), line)
-    if cell is not None:
-        return f"cell {cell}, line {cline}" if same_file else f"{ctx.path}, cell {cell}, line {cline}"
-    return f"line {line}" if same_file else f"{ctx.path}:{line}"
 
 
 def _snip(text: str, limit: int = 50) -> str:

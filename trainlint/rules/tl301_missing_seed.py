@@ -437,7 +437,9 @@ if __name__ == "__main__":
 
     def _loc(self, program: Program, pf: ProgramFile, node: cst.CSTNode) -> Tuple[str, Span]:
         span = _head_span(pf.ctx, node)
-        return f"{display_name(program, pf)}:{span.line}", span
+        cells = pf.ctx.source.cells  # a notebook: cell coordinates, never lines of the joined script
+        name = display_name(program, pf)
+        return (f"{name}, {cells.describe(span.line)}" if cells is not None else f"{name}:{span.line}"), span
 
     def _program_label(self, program: Program) -> str:
         names = [display_name(program, pf) for pf in program.files
