@@ -157,6 +157,11 @@ def test_one_broken_cell_is_reported_and_the_rest_still_checked(tmp_path):
     assert "def f(:" in full.stdout  # the cell's own text is shown, not the blank left in its place
 
 
+def test_old_grammar_cell_is_kept_not_left_out():
+    text, cmap = to_script(_nb(("code", "import torch\nx = torch.zeros(2).cuda(async=True)\n"), ("code", "y = 1\n")))
+    assert not cmap.errors and "async=True" in text
+
+
 def test_shell_command_continued_with_backslash():
     src = "!pip install torch \\\n    torchvision \\\n    timm\nimport torch\n%pip install a \\\n  b\nx = 1\n"
     text, cmap = to_script(_nb(("code", src)))

@@ -182,6 +182,11 @@ def _compile_error(lines: List[str], first: int) -> Optional[CellError]:
         compile("\n".join(lines) + "\n", "<cell>", "exec", dont_inherit=True, flags=_PY_ONLY_AST)
         return None
     except (SyntaxError, ValueError) as exc:
+        from trainlint.parsing import _OLD_KEYWORDS, parse_legacy
+
+        text = "\n".join(lines) + "\n"
+        if _OLD_KEYWORDS.search(text) and parse_legacy(text) is not None:
+            return None  # old code (`x.cuda(async=True)`): read under the old grammar, like a .py file
         lineno = getattr(exc, "lineno", None) or 1
         lineno = max(1, min(lineno, max(1, len(lines))))
         offset = getattr(exc, "offset", None) or 1
