@@ -69,6 +69,40 @@ CLEAN_TRAIN = textwrap.dedent(
     """
 )
 
+MODEL_RELU_OUTPUT = textwrap.dedent(
+    """\
+    import torch.nn as nn
+
+
+    class Regressor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(10, 1)
+
+        def forward(self, x):
+            return nn.functional.relu(self.fc(x))
+    """
+)
+
+TRAIN_REG = textwrap.dedent(
+    """\
+    import torch
+    import torch.nn as nn
+
+    from model import Regressor
+
+    torch.manual_seed(0)
+    model = Regressor()
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    loader = [(torch.randn(8, 10), torch.randn(8, 1)) for _ in range(4)]
+    for x, y in loader:
+        optimizer.zero_grad()
+        criterion(model(x), y).backward()
+        optimizer.step()
+    """
+)
+
 # Not Python: if the manifest's `types_or` let it through, trainlint (which lints files named on the
 # command line whatever their suffix) would report a syntax error and the clean run would fail.
 NOT_PYTHON = "Notes: loss = torch.clamp(loss, max=10.0) is wrong; clip the gradients!\n"
@@ -195,3 +229,14 @@ def test_pre_commit_hook_fails_on_a_clamped_loss_and_passes_once_fixed(tmp_path:
     assert good.returncode == 0, f"the hook failed on a clean training loop:\n{good.stdout}"
     assert "Passed" in good.stdout, good.stdout
     assert "TL202" not in good.stdout, good.stdout
+
+    # Only the model is staged: the hook gets model.py alone, and still judges it with the script that
+    # trains it (train_reg.py imports it: a regression with MSELoss, so the ReLU output is a bug).
+    (project / "model.py").write_text(MODEL_RELU_OUTPUT, encoding="utf-8")
+    (project / "train_reg.py").write_text(TRAIN_REG, encoding="utf-8")
+    _commit_all(project, env, "a regressor and the script that trains it")
+    only_model = _try_repo(pre_commit, hook_repo, project, env, "--files", "model.py")
+    assert only_model.returncode != 0, f"the hook passed model.py alone:\n{only_model.stdout}"
+    assert "model.py:10:" in only_model.stdout and "TL101" in only_model.stdout, only_model.stdout
+    # findings of train_reg.py itself (not staged) are not reported
+    assert not any(line.startswith("train_reg.py:") for line in only_model.stdout.splitlines()), only_model.stdout

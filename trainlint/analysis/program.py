@@ -6,11 +6,18 @@ program. Entry scripts are the files that run something (``if __name__ == "__mai
 plus every project file it imports, transitively. Imported files are read from disk even when they are
 not part of the run (pre-commit passes only the staged files), but findings are only reported for files
 of the run.
+
+The other way round too: when the run holds a file that no entry of the run imports (pre-commit passes only
+the staged ``model.py``), the entry scripts that import it — directly or through another project file — are
+found in its project and analysed with it, so that the findings that lie in ``model.py`` are reported.
+Finding them stays cheap: the project's ``.py`` files are listed once, only those whose text imports the
+module's name are parsed, and at most a few levels of importers are followed.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +29,13 @@ from trainlint.analysis.facts import FileFacts
 
 #: How many project files one program may pull in (a guard against walking a whole monorepo).
 MAX_PROGRAM_FILES = 200
+#: Reverse imports: how many .py files of a project are listed, how many levels of importers are
+#: followed up from a file of the run, and how many entry scripts are kept for one file.
+MAX_SCAN_FILES = 5000
+IMPORTER_DEPTH = 3
+MAX_IMPORTING_ENTRIES = 4
+_PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", "setup.cfg", ".pre-commit-config.yaml")
+_SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "venv", "env", "build", "dist", "wandb", "outputs"}
 
 
 @dataclass(eq=False)
@@ -198,7 +212,150 @@ def build_programs(
                     files.append(dep)
                     queue.append(dep)
         programs.append(Program(pf, files))
+    # files some entry of the run imports (a lone model.py that is its own entry because of a
+    # `__main__` smoke test still wants the scripts that train it)
+    covered = {f.path for p in programs for f in p.files if f is not p.entry}
+    orphans = [pf for real, pf in list(nodes.items()) if pf.in_run and real not in covered and not _runs_by_itself(pf)]
+    if orphans:
+        finder = _ImporterFinder(nodes, node_for, link)
+        entries: List[ProgramFile] = []
+        for pf in orphans:
+            for entry in finder.entries_importing(pf):
+                if entry not in entries and entry.path not in {p.entry.path for p in programs}:
+                    entries.append(entry)
+        for entry in entries:
+            programs.append(Program(entry, _closure(entry, link)))
     return programs
+
+
+def _closure(pf: ProgramFile, link: Callable[[ProgramFile], None]) -> List[ProgramFile]:
+    """``pf`` and the project files it imports, breadth-first."""
+    files = [pf]
+    seen = {pf.path}
+    queue = [pf]
+    while queue and len(files) < MAX_PROGRAM_FILES:
+        cur = queue.pop(0)
+        link(cur)
+        for dep in cur.imports:
+            if dep.path not in seen:
+                seen.add(dep.path)
+                files.append(dep)
+                queue.append(dep)
+    return files
+
+
+def _runs_by_itself(pf: ProgramFile) -> bool:
+    """A file of the run that is an entry script in its own right (``train.py``): nobody needs to import
+    it. A module with a ``__main__`` smoke test that defines classes (``model.py``) still gets its importers."""
+    text = pf.ctx.source.text
+    if not is_entry(pf.facts, text):
+        return False
+    return pf.facts.runs_at_module_level or not pf.facts.classes
+
+
+def project_root(path: str) -> str:
+    """The nearest folder above ``path`` that holds a project marker (``.git``, ``pyproject.toml``,
+    ``setup.py``...), at most six levels up; else the file's own folder."""
+    folder = os.path.dirname(path)
+    cur = folder
+    for _ in range(7):
+        names = _entries(cur)
+        if any(m in names for m in _PROJECT_MARKERS):
+            return cur
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        cur = parent
+    return folder
+
+
+class _ImporterFinder:
+    """Which project files import a given file: a text search first (no parse), then the parsed imports."""
+
+    def __init__(self, nodes: Dict[str, ProgramFile], node_for, link) -> None:
+        self.nodes, self.node_for, self.link = nodes, node_for, link
+        self._listing: Dict[str, List[str]] = {}
+        self._texts: Dict[str, str] = {}
+
+    def _py_files(self, root: str) -> List[str]:
+        hit = self._listing.get(root)
+        if hit is None:
+            hit = []
+            for folder, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+                for name in sorted(files):
+                    if name.endswith(".py"):
+                        hit.append(os.path.realpath(os.path.join(folder, name)))
+                if len(hit) >= MAX_SCAN_FILES:
+                    break
+            self._listing[root] = hit
+        return hit
+
+    def _text(self, real: str) -> str:
+        text = self._texts.get(real)
+        if text is None:
+            node = self.nodes.get(real)
+            if node is not None:
+                text = node.ctx.source.text
+            else:
+                try:
+                    with open(real, encoding="utf-8", errors="replace") as fh:
+                        text = fh.read()
+                except OSError:
+                    text = ""
+            self._texts[real] = text
+        return text
+
+    def importers(self, target: ProgramFile, root: str) -> List[ProgramFile]:
+        """Project files under ``root`` whose imports resolve to ``target``."""
+        base = os.path.basename(target.path)
+        stem = os.path.basename(os.path.dirname(target.path)) if base == "__init__.py" else base[:-3]
+        if not stem.isidentifier():
+            return []
+        pattern = re.compile(
+            rf"(?m)^[ \t]*(?:from|import)[ \t][^\n]*\b{re.escape(stem)}\b|\bimport[ \t]*\([^)]*\b{re.escape(stem)}\b"
+        )
+        out = []
+        for real in self._py_files(root):
+            if real == target.path:
+                continue
+            text = self._text(real)
+            if stem not in text or not pattern.search(text):
+                continue
+            node = self.node_for(real)
+            if node is None:
+                continue
+            self.link(node)
+            if any(dep.path == target.path for dep in node.imports):
+                out.append(node)
+        return out
+
+    def entries_importing(self, pf: ProgramFile) -> List[ProgramFile]:
+        """Entry scripts that import ``pf``, directly or through up to IMPORTER_DEPTH project files."""
+        root = project_root(pf.path)
+        found: List[ProgramFile] = []
+        frontier = [pf]
+        seen = {pf.path}
+        for _ in range(IMPORTER_DEPTH):
+            nxt = []
+            for target in frontier:
+                for imp in self.importers(target, root):
+                    if imp.path in seen:
+                        continue
+                    seen.add(imp.path)
+                    if is_entry(imp.facts, imp.ctx.source.text) and not _is_test(imp.path):
+                        found.append(imp)
+                    else:
+                        nxt.append(imp)
+            if found or not nxt:
+                break
+            frontier = nxt
+        return found[:MAX_IMPORTING_ENTRIES]
+
+
+def _is_test(path: str) -> bool:
+    base = os.path.basename(path)
+    return base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py"
 
 
 def iter_program_facts(program: Program) -> Iterator[FileFacts]:
