@@ -10,7 +10,7 @@ import libcst as cst
 import pytest
 
 from trainlint.analysis.facts import extract
-from trainlint.analysis.loops import train_loops
+from trainlint.analysis.execution import train_loops
 from trainlint.analysis.values import fold
 from trainlint.config import Config, Selection
 from trainlint.engine import Options, lint_paths

@@ -10,7 +10,7 @@ from pathlib import Path
 import libcst as cst
 
 from trainlint.analysis.facts import extract
-from trainlint.analysis.order import exclusive, same_iteration_before, timelines
+from trainlint.analysis.execution import exclusive, same_iteration_before, timelines
 from trainlint.config import Config, Selection
 from trainlint.engine import Options, lint_paths
 

@@ -16,9 +16,9 @@ For each loop we know:
 - which **mode-dependent layers** the evaluated model has (dropout, batch norm, layers with a dropout
   argument, torchvision classifiers that hold BatchNorm), from :mod:`trainlint.analysis.models`.
 
-And for each training loop of :mod:`trainlint.analysis.loops`, the mode switches it reaches
-(:func:`loop_mode_calls`): a loop that reaches ``model.eval()`` but no ``model.train()`` trains every
-epoch after the first evaluation in eval mode.
+The mode switches, the no_grad regions and the mode at a statement are execution facts, answered by
+:mod:`trainlint.analysis.execution` (also :func:`~trainlint.analysis.execution.loop_mode_calls`: a training
+loop that reaches ``model.eval()`` but no ``model.train()`` trains in eval mode after the first evaluation).
 
 Everything is computed from the facts pass; nothing imports torch.
 """
@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.loops import _Finder, classify_call, is_epoch_loop
+from trainlint.analysis.execution import _Reach, _small, _stmt_calls, classify_call, is_epoch_loop, reach, under_no_grad
 from trainlint.analysis.models import (
     BN_MODULES,
     DROPOUT_MODULES,
@@ -42,14 +42,9 @@ from trainlint.analysis.models import (
     assigned_value,
 )
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.walk import calls, walk
+from trainlint.analysis.walk import walk
 from trainlint.analysis.syntax import kwarg, number, short_qualname
 
-NO_GRAD_CONTEXTS = {
-    "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
-    "torch.autograd.grad_mode.inference_mode", "torch.autograd.inference_mode",
-}
-SET_GRAD = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"}
 
 _EVAL_TOKEN = re.compile(
     r"(?:^|_)(?:val|valid|validation|validate|test|testing|tst|eval|evaluation|evaluate|dev|holdout)(?:_|$|loader|set|data|dl|ds|iter|batch)"
@@ -76,190 +71,6 @@ _DROPOUT_ARG_LAYERS = {
     "torch.nn.TransformerEncoderLayer": 0.1, "torch.nn.TransformerDecoderLayer": 0.1, "torch.nn.Transformer": 0.1,
     "torch.nn.MultiheadAttention": 0.0, "torch.nn.LSTM": 0.0, "torch.nn.GRU": 0.0, "torch.nn.RNN": 0.0,
 }
-
-
-# -- mode switches --------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class ModeCall:
-    call: cst.Call
-    mode: str  # "eval" | "train" | "unknown"
-    receiver: str
-    facts: FileFacts
-    scope: Scope
-    stmt: Stmt
-
-
-_NOT_A_MODULE = re.compile(r"trainer|learner|engine|runner|tuner|fabric|accelerator|agent|(^|_)env$|pipeline|tokenizer|xgb|lgb|lightgbm|xgboost|catboost|^sp$|spm", re.I)
-
-
-def mode_of_call(call: cst.Call) -> Optional[str]:
-    """``x.eval()`` -> "eval"; ``x.train()`` / ``x.train(True)`` -> "train"; ``x.train(False)`` ->
-    "eval"; ``x.train(flag)`` -> "unknown"; anything else None."""
-    func = call.func
-    if not isinstance(func, cst.Attribute):
-        return None
-    meth = func.attr.value
-    if meth not in ("eval", "train"):
-        return None
-    recv = (dotted(func.value) or "").rsplit(".", 1)[-1] if not isinstance(func.value, cst.Call) else ""
-    if _NOT_A_MODULE.search(recv) or isinstance(func.value, cst.Call) and _NOT_A_MODULE.search(dotted(func.value.func) or ""):
-        return None  # trainer.train(), Trainer(...).train(), xgb/lgb/tokenizer .train(): not nn.Module modes
-    if meth == "eval" and not call.args:
-        return "eval"
-    if meth != "train":
-        return None
-    args = [a for a in call.args if a.keyword is None or a.keyword.value == "mode"]
-    if len(call.args) > 1 or (call.args and not args):
-        return None
-    if not args:
-        return "train"
-    v = args[0].value
-    if isinstance(v, cst.Name) and v.value == "True":
-        return "train"
-    if isinstance(v, cst.Name) and v.value == "False":
-        return "eval"
-    return "unknown"
-
-
-def _small(scope: Scope):
-    for s in scope.stmts:
-        if not isinstance(s.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
-            yield s
-
-
-def _stmt_calls(stmt: Stmt) -> List[cst.Call]:
-    node = stmt.node
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
-        return []
-    return list(calls(node))
-
-
-class _Reach:
-    """Mode switches reached from statements, following helpers (local functions, ``self.method()``,
-    functions imported from other files of the program) a few calls deep."""
-
-    def __init__(self, program: Any) -> None:
-        self.program = program
-        self._cache: Dict[int, List[ModeCall]] = {}
-
-    def helper(self, call: cst.Call, facts: FileFacts, scope: Scope) -> Optional[Tuple[FileFacts, Scope]]:
-        try:
-            return _Finder(facts, self.program)._helper(call, facts, scope)
-        except Exception:  # pragma: no cover - defensive: a resolution failure is "unknown"
-            return None
-
-    def of_stmt(self, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0) -> List[ModeCall]:
-        out: List[ModeCall] = []
-        for call in _stmt_calls(stmt):
-            m = mode_of_call(call)
-            if m is not None and dotted(call.func.value) == "self" and not _module_class(facts, scope):  # type: ignore[attr-defined]
-                m = None  # `self.train()` of a Trainer class is its training method, not a mode switch
-            if m is not None:
-                out.append(ModeCall(call, m, dotted(call.func.value) or "", facts, scope, stmt))  # type: ignore[attr-defined]
-                continue
-            if depth >= 3:
-                continue
-            h = self.helper(call, facts, scope)
-            if h is not None and h[1] is not scope:
-                out.extend(self.of_scope(h[0], h[1], depth + 1))
-        return out
-
-    def of_scope(self, facts: FileFacts, scope: Scope, depth: int = 0) -> List[ModeCall]:
-        key = id(scope)
-        if key in self._cache:
-            return self._cache[key]
-        self._cache[key] = []  # recursion guard
-        out: List[ModeCall] = []
-        for s in _small(scope):
-            out.extend(self.of_stmt(facts, scope, s, depth))
-        self._cache[key] = out
-        return out
-
-
-def _module_class(facts: FileFacts, scope: Scope) -> bool:
-    s = scope
-    while s is not None and s.class_name is None:
-        s = s.parent
-    info = facts.classes.get(s.class_name) if s is not None else None
-    return info is not None and any(b.endswith(("Module", "Model", "Net")) for b in info.bases)
-
-
-def reach(program: Any) -> _Reach:
-    r = getattr(program, "_tl_mode_reach", None) if program is not None else None
-    if r is None:
-        r = _Reach(program)
-        if program is not None:
-            program._tl_mode_reach = r
-    return r
-
-
-# -- no_grad ----------------------------------------------------------------------------------------
-
-
-def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional[Scope] = None, depth: int = 0) -> bool:
-    if isinstance(expr, cst.IfExp):  # `with torch.no_grad() if not train else nullcontext():`
-        return _is_no_grad_item(expr.body, facts, scope, depth) or _is_no_grad_item(expr.orelse, facts, scope, depth)
-    if isinstance(expr, cst.Name) and scope is not None and depth < 3:  # ctx = torch.no_grad(); with ctx:
-        return any(a.value is not None and _is_no_grad_item(a.value, facts, scope, depth + 1) for a in scope.assigns.get(expr.value, []))
-    if not isinstance(expr, cst.Call):
-        return False
-    q = canonical(facts.qualify(expr.func) or "")
-    if q in NO_GRAD_CONTEXTS:
-        return True
-    if q in SET_GRAD or (dotted(expr.func) or "").endswith("set_grad_enabled"):
-        a = expr.args[0].value if expr.args else None
-        return not (isinstance(a, cst.Name) and a.value == "True")  # False, or a phase flag: not a plain eval
-    return False
-
-
-def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
-    fn = scope.node
-    if not isinstance(fn, cst.FunctionDef):
-        return False
-    for d in fn.decorators:
-        dec = d.decorator
-        if isinstance(dec, cst.Call):
-            if _is_no_grad_item(dec, facts):
-                return True
-            dec = dec.func
-        if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
-            return True
-    return False
-
-
-def no_grad_nodes(scope: Scope, facts: FileFacts) -> Set[Any]:
-    """ids of the statements (small and loops) of ``scope`` that run without autograd; "*" when the
-    whole function does (decorator). Memoized on the scope."""
-    cache = getattr(scope, "_tl_eval_no_grad", None)
-    if cache is not None:
-        return cache
-    cache = set()
-    if _decorated_no_grad(scope, facts):
-        cache.add("*")
-    switched_off_at: Optional[int] = None
-    for s in scope.stmts:
-        node = s.node
-        if isinstance(node, cst.With) and any(_is_no_grad_item(it.item, facts, scope) for it in node.items):
-            cache.add(id(node))
-            for n in walk(node.body):
-                if isinstance(n, (cst.For, cst.While, cst.BaseSmallStatement, cst.With, cst.If)):
-                    cache.add(id(n))
-        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) and _is_no_grad_item(node.value, facts) and not s.loops:
-            # torch.set_grad_enabled(False) as a statement: everything after it in the function
-            switched_off_at = s.index if switched_off_at is None else switched_off_at
-    if switched_off_at is not None:
-        for s in scope.stmts:
-            if s.index > switched_off_at:
-                cache.add(id(s.node))
-    scope._tl_eval_no_grad = cache  # type: ignore[attr-defined]
-    return cache
-
-
-def under_no_grad(stmt: Stmt, scope: Scope, facts: FileFacts) -> bool:
-    ids = no_grad_nodes(scope, facts)
-    return "*" in ids or id(stmt.node) in ids
 
 
 # -- evaluation loops -------------------------------------------------------------------------------
@@ -405,80 +216,6 @@ def _file_eval_loops(pf: Any, r: _Reach) -> List[EvalLoop]:
             purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
             out.append(EvalLoop(pf, scope, s, node, forwards, evidence, ng, purpose))
     return out
-
-
-# -- call sites of a helper --------------------------------------------------------------------------
-
-
-def call_sites(program: Any, pf: Any, scope: Scope, limit: int = 12) -> List[Tuple[Any, Scope, Stmt, cst.Call]]:
-    """Calls of function/method ``scope`` in the program: ``evaluate(...)``, ``self.validate(...)``,
-    ``engine.evaluate(...)`` (by name; methods only through ``self.``/an instance)."""
-    if scope.kind != "function":
-        return []
-    name = scope.name
-    out = []
-    for f in program.files:
-        if name not in f.ctx.source.text:
-            continue
-        for s2 in f.facts.scopes():
-            if s2 is scope:
-                continue
-            for st in _small(s2):
-                for call in _stmt_calls(st):
-                    d = dotted(call.func)
-                    if d is None and isinstance(call.func, cst.Attribute):
-                        d = "<expr>." + call.func.attr.value  # Trainer(...).validate()
-                    if d is None or d.rsplit(".", 1)[-1] != name:
-                        continue
-                    if scope.class_name is None and "." in d and f is pf:
-                        continue
-                    out.append((f, s2, st, call))
-                    if len(out) >= limit:
-                        return out
-    return out
-
-
-def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0) -> str:
-    """The mode at ``stmt``: "eval", "train", "unknown", or "initial" (no switch anywhere before it:
-    a module-level statement, or a helper whose callers switch nothing either)."""
-    r = reach(program)
-    last: Optional[str] = None
-    for s in _small(scope):
-        if s.index >= stmt.index:
-            break
-        for m in r.of_stmt(pf.facts, scope, s):
-            last = m.mode
-    if last is not None:
-        return last
-    if scope.kind == "module":
-        return "initial"
-    if depth >= 2:
-        return "unknown"
-    sites = call_sites(program, pf, scope)
-    if not sites:
-        return "unknown"
-    modes = {mode_before(program, f, s2, st, depth + 1) for f, s2, st, _ in sites}
-    if modes <= {"train", "initial"}:
-        return "train" if "train" in modes else "initial"
-    if modes == {"eval"}:
-        return "eval"
-    return "unknown"
-
-
-def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:
-    """True when some call site of helper ``scope`` runs under no_grad; False when none does; None when
-    no call site is known."""
-    if scope.kind != "function":
-        return None
-    sites = call_sites(program, pf, scope)
-    if not sites:
-        return None
-    for f, s2, st, _ in sites:
-        if under_no_grad(st, s2, f.facts):
-            return True
-        if depth < 2 and s2.kind == "function" and grad_free_callers(program, f, s2, depth + 1):
-            return True
-    return False
 
 
 # -- mode-dependent layers -----------------------------------------------------------------------------
@@ -841,17 +578,3 @@ def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: St
                 uniq.append(l)
         ml.layers = uniq
     return ml
-
-
-# -- mode switches of a training loop ------------------------------------------------------------------
-
-
-def loop_mode_calls(program: Any, loop: Any) -> List[ModeCall]:
-    """Mode switches a training loop (:class:`trainlint.analysis.loops.TrainLoop`) reaches on every
-    pass: directly in its body or inside the helpers its body calls."""
-    r = reach(program)
-    out: List[ModeCall] = []
-    for s in _small(loop.scope):
-        if loop.node in s.loops:
-            out.extend(r.of_stmt(loop.facts, loop.scope, s))
-    return out

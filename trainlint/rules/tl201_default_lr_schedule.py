@@ -8,7 +8,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.loops import Event, TrainLoop, program_loops, trainer_max_epochs
+from trainlint.analysis.execution import Event, TrainLoop, program_loops, trainer_max_epochs
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import Folded, fold, format_value, names_in
 from trainlint.analysis.walk import walk

@@ -5,7 +5,7 @@ from typing import Iterable, List, Optional
 import libcst as cst
 
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.order import (
+from trainlint.analysis.execution import (
     Reported, TimedEvent, Timeline, common_loops, constructor_call, ctx_of, exclusive, program_timelines,
     runs_whenever, same_iteration_before, where,
 )

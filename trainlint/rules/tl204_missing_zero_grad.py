@@ -6,7 +6,7 @@ from typing import Iterable, List, Optional, Set
 import libcst as cst
 
 from trainlint.analysis.names import dotted
-from trainlint.analysis.order import (
+from trainlint.analysis.execution import (
     is_grad_clear_statement,
     Guard, Reported, TimedEvent, Timeline, common_loops, constructor_call, ctx_of, exclusive, in_loop,
     program_timelines, runs_whenever, same_iteration_before, where,

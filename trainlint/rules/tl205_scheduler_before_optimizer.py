@@ -4,7 +4,7 @@ from typing import Iterable, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.order import (
+from trainlint.analysis.execution import (
     Reported, TimedEvent, Timeline, common_loops, ctx_of, exclusive, program_timelines, same_iteration_before,
     scheduler_kind, where,
 )

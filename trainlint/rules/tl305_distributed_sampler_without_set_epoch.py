@@ -7,7 +7,7 @@ import libcst as cst
 
 from trainlint.analysis.data import _word_role_of_name
 from trainlint.analysis.loaders import SamplerFact, loader_facts, program_mentions
-from trainlint.analysis.loops import TrainLoop, program_loops
+from trainlint.analysis.execution import TrainLoop, program_loops
 from trainlint.analysis.names import dotted
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
 from trainlint.rules import Rule

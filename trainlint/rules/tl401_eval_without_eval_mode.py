@@ -5,15 +5,8 @@ from typing import Iterable, Optional, Set
 
 import libcst as cst
 
-from trainlint.analysis.evaluation import (
-    reach,
-    _EVAL_FUNC,
-    eval_loops,
-    forward_layers,
-    loop_mode_calls,
-    mode_before,
-)
-from trainlint.analysis.loops import program_loops
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers
+from trainlint.analysis.execution import loop_mode_calls, mode_before, program_loops, reach
 from trainlint.analysis.names import dotted
 from trainlint.analysis.walk import calls
 from trainlint.findings import Finding, Related, Severity

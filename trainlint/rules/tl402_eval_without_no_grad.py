@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from trainlint.analysis.evaluation import eval_loops, grad_free_callers
+from trainlint.analysis.evaluation import eval_loops
+from trainlint.analysis.execution import grad_free_callers
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity, Span
 from trainlint.rules import Rule

@@ -1,0 +1,1256 @@
+"""What runs in each iteration: the training loops of a program and the ordered events of one pass.
+
+One place for "what runs in this iteration?". Other layers answer what an expression holds
+(:mod:`trainlint.analysis.objects`), how a model is built (:mod:`trainlint.analysis.modules`) and what an
+evaluation is (:mod:`trainlint.analysis.evaluation`); this layer answers when things happen:
+
+**Loops.** A training loop is either an **epoch loop** (``for epoch in range(EPOCHS)``, ``while epoch < n``)
+whose body holds a **batch loop** (``for x, y in loader``, ``enumerate(train_loader)``, ``tqdm(...)``,
+``range(len(loader))``) — directly or inside a helper called once per epoch (``train_one_epoch(...)``,
+``self.train_epoch()``, or a function imported from another file of the program, ``fit_one_epoch`` in
+``utils/``) — or an **iteration loop** with no epochs around it (``for it in range(max_iters)``,
+``while step < total_steps``, a single pass ``for batch in loader``) that calls ``backward()`` /
+``optimizer.step()`` itself. :class:`TrainLoop` lists its :class:`Event` s with their level (``"batch"``,
+``"epoch"``, ``"outside"``) and ``count``, the folded number of epochs / iterations the run plans.
+
+**Timelines.** :class:`Timeline` lays the events of one training loop out in execution order
+(:class:`TimedEvent`: ``forward``, ``loss``, ``backward``, ``clip``, ``unscale``, ``optimizer_step``,
+``zero_grad``, ``scheduler_step``, ``set_epoch``), each with the loops around it from the training loop
+inwards (across helper functions), the guards (``if`` / ``try`` branches) around it, and the object it acts
+on (``receiver``: the optimizer cleared, the scheduler stepped, the sampler reseeded). Guards know whether
+the run takes them by default (:meth:`Guard.default_arm`: ``if args.amp:`` with ``--amp`` off by default).
+
+**Modes and autograd.** ``model.eval()`` / ``model.train()`` switches (:class:`ModeCall`, followed through
+helpers), which statements run without autograd (``with torch.no_grad()``, ``@torch.inference_mode()``,
+``torch.set_grad_enabled(False)``), the mode at a statement (:func:`mode_before`) and the call sites of a
+helper (:func:`call_sites`).
+
+Rules ask sentence-like questions: "is there a backward between this clip and the step it precedes?"
+(TL203), "is the gradient of this optimizer cleared in the iteration of its step?" (TL204), "is
+scheduler.step() before optimizer.step() in the same iteration?" (TL205), "is this sampler given the epoch
+at every epoch?" (TL305), "is the model in eval mode when this validation loop runs?" (TL401).
+
+Gradient clearing (``zero_grad``) counts ``optimizer.zero_grad()``, ``model.zero_grad()``,
+``self.zero_grad()``, ``p.grad = None``, ``p.grad.zero_()`` / ``p.grad.data.zero_()`` and
+``p.grad = torch.zeros_like(p)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+import libcst as cst
+
+from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.values import Folded, fold, format_value
+from trainlint.analysis.walk import walk, calls
+
+
+
+# ==================================================================================================
+# loops and their events
+# ==================================================================================================
+
+_EPOCH_NAME = re.compile(r"epoch|^ep$|^e$", re.I)
+_BATCHY = re.compile(r"load|(^|_)dl($|_)|batch|data|sampler|tqdm|pbar|iter|train|(^|_)ds($|_)|enumerate|zip|prefetch", re.I)
+_SCHED_NAME = re.compile(r"sched|lr_policy|(^|_)lrs($|_)|warmup", re.I)
+_OPTIM_NAME = re.compile(r"optim|(^|_)opt($|_|\d)|(^|_)optimi[sz]er", re.I)
+_FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier)s?$", re.I)
+_COMPOUND = (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)
+
+#: How deep helpers called from a loop are followed.
+_HELPER_DEPTH = 2
+
+
+@dataclass(eq=False)
+class Event:
+    kind: str  # forward | loss | backward | clip | optimizer_step | zero_grad | scheduler_step
+    call: cst.Call
+    receiver: str  # dotted receiver of a method call ("scheduler", "self.lr_sched"), else ""
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+    level: str  # "batch" | "epoch" | "outside"
+    order: Tuple[int, ...]  # sorts events of one loop in execution order (helpers inline at their call)
+    #: under an if/try inside its innermost loop (``if step % 100 == 0: scheduler.step()``): not every iteration
+    conditional: bool = False
+
+
+@dataclass(eq=False)
+class TrainLoop:
+    facts: FileFacts
+    scope: Scope
+    node: cst.CSTNode  # the For/While statement (epochs or iterations)
+    stmt: Stmt
+    unit: str  # "epoch" | "iteration"
+    count: Optional[Folded]  # number of epochs / iterations the run plans, when foldable
+    count_node: Optional[cst.CSTNode] = None  # the expression the count was folded from (range bound...)
+    batch_loops: List[cst.CSTNode] = field(default_factory=list)
+    helpers: List[Scope] = field(default_factory=list)  # functions called per epoch / per batch
+    events: List[Event] = field(default_factory=list)
+
+    def of(self, kind: str, level: Optional[str] = None) -> List[Event]:
+        return [e for e in self.events if e.kind == kind and (level is None or e.level == level)]
+
+    def describe_count(self) -> str:
+        if self.count is None:
+            return "an unknown number of " + ("epochs" if self.unit == "epoch" else "iterations")
+        n = format_value(self.count.value)
+        what = "epochs" if self.unit == "epoch" else "iterations"
+        if self.count.how == "argparse" and self.count.label:
+            return f"{n} {what} (with the default {self.count.label} {format_value(self.count.value)})"
+        return f"{n} {what}"
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _unwrap_iter(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """tqdm(range(n)) / enumerate(loader) / trange(n) -> the iterated thing."""
+    for _ in range(4):
+        if isinstance(expr, cst.Call):
+            name = (dotted(expr.func) or "").rsplit(".", 1)[-1]
+            pos = [a.value for a in expr.args if a.keyword is None and not a.star]
+            if name in ("tqdm", "enumerate", "iter", "progress_bar", "track", "list") and pos:
+                expr = pos[0]
+                continue
+        break
+    return expr
+
+
+def _range_args(expr: cst.BaseExpression) -> Optional[List[cst.BaseExpression]]:
+    expr = _unwrap_iter(expr)
+    if isinstance(expr, cst.Call):
+        name = (dotted(expr.func) or "").rsplit(".", 1)[-1]
+        if name in ("range", "trange") and expr.args and all(a.keyword is None and not a.star for a in expr.args):
+            return [a.value for a in expr.args]
+    return None
+
+
+def _mentions(expr: cst.CSTNode, pattern: re.Pattern) -> bool:
+    for n in walk(expr):
+        if isinstance(n, cst.Name) and pattern.search(n.value):
+            return True
+        if isinstance(n, cst.Attribute) and pattern.search(n.attr.value):
+            return True
+    return False
+
+
+def is_epoch_loop(node: cst.CSTNode) -> bool:
+    if isinstance(node, cst.For):
+        target = dotted(node.target) if not isinstance(node.target, cst.Tuple) else None
+        if isinstance(node.target, cst.Tuple):
+            names = [dotted(e.value) or "" for e in node.target.elements]
+            if any(_EPOCH_NAME.search(n.rsplit(".", 1)[-1]) for n in names) and _range_args(node.iter) is not None:
+                return True
+            return False
+        if target and _EPOCH_NAME.search(target.rsplit(".", 1)[-1]):
+            return True
+        args = _range_args(node.iter)
+        return bool(args) and any(_mentions(a, re.compile(r"epoch", re.I)) for a in args)
+    if isinstance(node, cst.While):
+        return _mentions(node.test, re.compile(r"epoch", re.I))
+    return False
+
+
+def _is_batch_loop(node: cst.CSTNode) -> bool:
+    if isinstance(node, cst.For):
+        args = _range_args(node.iter)
+        if args is not None:
+            return any(isinstance(c, cst.Call) and (dotted(c.func) or "") == "len" for a in args for c in walk(a)) or any(
+                _mentions(a, re.compile(r"step|iter|batch", re.I)) for a in args)
+        return _mentions(node.iter, _BATCHY) or _mentions(node.target, re.compile(r"batch|^x$|^inputs?$|^images?$|^data$", re.I))
+    if isinstance(node, cst.While):
+        return _mentions(node.test, re.compile(r"step|iter|batch", re.I))
+    return False
+
+
+def _receiver(call: cst.Call) -> str:
+    if isinstance(call.func, cst.Attribute):
+        return dotted(call.func.value) or ""
+    return ""
+
+
+def _defined_class(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """The qualified class of the call ``name`` was assigned from, if any (scheduler vs optimizer)."""
+    assigns = scope.reaching(name, stmt) or facts.module.assigns.get(name, [])
+    if name.startswith("self.") and scope.class_name and not assigns:
+        assigns = facts.attributes.get(scope.class_name, {}).get(name, [])
+    for a in assigns:
+        if isinstance(a.value, cst.Call):
+            q = facts.qualify(a.value.func)
+            if q:
+                return canonical(q)
+    return None
+
+
+def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """The event kind of one call, or None."""
+    from trainlint.analysis.training import _root_of_call, is_loss_callee
+
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        meth = func.attr.value
+        recv = _receiver(call)
+        last = recv.rsplit(".", 1)[-1]
+        if meth == "zero_grad":
+            return "zero_grad"
+        if meth in ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm", "clip_gradients"):
+            return "clip"
+        if meth == "step":
+            cls = _defined_class(recv, facts, scope, stmt) if recv else None
+            if cls is not None:
+                if cls.startswith("torch.optim.lr_scheduler.") or "schedul" in cls.lower():
+                    return "scheduler_step"
+                if cls.startswith("torch.optim."):
+                    return "optimizer_step"
+            if _SCHED_NAME.search(last):
+                return "scheduler_step"
+            if _OPTIM_NAME.search(last) or "scaler" in last.lower():
+                return "optimizer_step"
+            return None
+        if meth in ("backward", "manual_backward") or facts.qualify(func) in ("torch.autograd.backward",):
+            return "backward" if _root_of_call(call, facts) is not None else None
+    if isinstance(func, (cst.Name, cst.Attribute)):
+        q = facts.qualify(func) or ""
+        if q.endswith(("clip_grad_norm_", "clip_grad_value_")):
+            return "clip"
+        if q in ("torch.autograd.backward",):
+            return "backward"
+        name = dotted(func) or ""
+        if name and _FORWARD_NAME.search(name.rsplit(".", 1)[-1]) and name != "self":
+            return "forward"
+        if name and is_loss_callee(func, facts, scope, stmt):
+            return "loss"
+    return None
+
+
+def _small_stmts(scope: Scope):
+    for s in scope.stmts:
+        if not isinstance(s.node, _COMPOUND):
+            yield s
+
+
+class _Finder:
+    def __init__(self, facts: FileFacts, program: Any) -> None:
+        self.facts = facts
+        self.program = program
+
+    def loops(self) -> List[TrainLoop]:
+        out: List[TrainLoop] = []
+        facts = self.facts
+        for scope in facts.scopes():
+            loop_stmts = [s for s in scope.stmts if isinstance(s.node, (cst.For, cst.While))]
+            epoch_nodes = [s for s in loop_stmts if is_epoch_loop(s.node) and not any(is_epoch_loop(l) for l in s.loops)]
+            for s in epoch_nodes:
+                out.append(self._epoch_loop(scope, s))
+            taken = {id(s.node) for s in epoch_nodes}
+            # iteration loops: outermost loops that train by themselves, not inside an epoch loop
+            for s in loop_stmts:
+                if id(s.node) in taken or any(id(l) in taken for l in s.loops) or s.loops:
+                    continue
+                loop = self._iteration_loop(scope, s)
+                if loop is not None:
+                    out.append(loop)
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    def _epoch_loop(self, scope: Scope, s: Stmt) -> TrainLoop:
+        node = s.node
+        count, count_node = self._count(node, scope, s, epoch=True)
+        loop = TrainLoop(self.facts, scope, node, s, "epoch", count, count_node)
+        batch_ids = set()
+        # loops inside the epoch loop that train (backward / optimizer.step) are batch loops whatever they iterate
+        training_loops = set()
+        for inner in _small_stmts(scope):
+            if node in inner.loops and inner.loops[-1] is not node:
+                for call in _calls_in(inner.node):
+                    if classify_call(call, self.facts, scope, inner) in ("backward", "optimizer_step"):
+                        training_loops.update(id(l) for l in inner.loops[inner.loops.index(node) + 1:])
+                        break
+        for inner in scope.stmts:
+            if node in inner.loops and isinstance(inner.node, (cst.For, cst.While)) and (
+                _is_batch_loop(inner.node) or id(inner.node) in training_loops
+            ):
+                loop.batch_loops.append(inner.node)
+                batch_ids.add(id(inner.node))
+        for inner in _small_stmts(scope):
+            if node not in inner.loops and inner is not s:
+                continue
+            if node not in inner.loops:
+                continue
+            k = inner.loops.index(node)
+            in_batch = any(id(l) in batch_ids for l in inner.loops[k + 1:])
+            level = "batch" if in_batch else "epoch"
+            self._events_of(loop, self.facts, scope, inner, level, (inner.index,), 0)
+        # events before/after the loop in the same scope
+        for inner in _small_stmts(scope):
+            if node in inner.loops:
+                continue
+            for call in _calls_in(inner.node):
+                kind = classify_call(call, self.facts, scope, inner)
+                if kind == "scheduler_step" or kind == "optimizer_step":
+                    loop.events.append(Event(kind, call, _receiver(call), self.facts, scope, inner, "outside", (inner.index,)))
+        loop.events.sort(key=lambda e: e.order)
+        return loop
+
+    def _iteration_loop(self, scope: Scope, s: Stmt) -> Optional[TrainLoop]:
+        node = s.node
+        loop = TrainLoop(self.facts, scope, node, s, "iteration", None)
+        for inner in _small_stmts(scope):
+            if node in inner.loops:
+                self._events_of(loop, self.facts, scope, inner, "batch", (inner.index,), 0)
+        kinds = {e.kind for e in loop.events}
+        if not ({"backward", "optimizer_step"} & kinds):
+            return None
+        loop.count, loop.count_node = self._count(node, scope, s, epoch=False)
+        loop.events.sort(key=lambda e: e.order)
+        return loop
+
+    def _count(self, node, scope: Scope, s: Stmt, epoch: bool):
+        facts, program = self.facts, self.program
+        if isinstance(node, cst.For):
+            args = _range_args(node.iter)
+            if not args:
+                return None, None
+            if len(args) == 1:
+                return fold(args[0], facts, scope, s, program), args[0]
+            start, stop = args[0], args[1]
+            if len(args) > 2:
+                step = fold(args[2], facts, scope, s, program)
+                if step is None or step.value != 1:
+                    return None, None
+            # range(start, start + N): N
+            if isinstance(stop, cst.BinaryOperation) and isinstance(stop.operator, cst.Add) and stop.left.deep_equals(start):
+                return fold(stop.right, facts, scope, s, program), stop.right
+            f_start = fold(start, facts, scope, s, program)
+            f_stop = fold(stop, facts, scope, s, program)
+            if f_stop is None or not isinstance(f_stop.value, int):
+                return None, None
+            if f_start is None:
+                # range(start_epoch, epochs): a resumed run starts later; the plan is `epochs`
+                return (f_stop, stop) if epoch and isinstance(start, (cst.Name, cst.Attribute)) else (None, None)
+            if not isinstance(f_start.value, int):
+                return None, None
+            # range(1, epochs + 1): `epochs` epochs
+            if isinstance(stop, cst.BinaryOperation) and isinstance(stop.operator, cst.Add) and f_start.value == 1:
+                right = fold(stop.right, facts, scope, s, program)
+                if right is not None and right.value == 1:
+                    left = fold(stop.left, facts, scope, s, program)
+                    if left is not None:
+                        return left, stop.left
+            n = f_stop.value - f_start.value
+            return Folded(n, f_stop.node, f_stop.facts, f_stop.how, f_stop.label, f_stop.deps | f_start.deps), stop
+        if isinstance(node, cst.While) and isinstance(node.test, cst.Comparison) and len(node.test.comparisons) == 1:
+            comp = node.test.comparisons[0]
+            if isinstance(comp.operator, (cst.LessThan,)):
+                return fold(comp.comparator, facts, scope, s, program), comp.comparator
+            if isinstance(comp.operator, cst.LessThanEqual):
+                f = fold(comp.comparator, facts, scope, s, program)
+                if f is not None and isinstance(f.value, int):
+                    return Folded(f.value + 1, f.node, f.facts, f.how, f.label, f.deps), comp.comparator
+        return None, None
+
+    def _events_of(self, loop: TrainLoop, facts: FileFacts, scope: Scope, stmt: Stmt, level: str, order, depth: int) -> None:
+        for i, call in enumerate(_calls_in(stmt.node)):
+            kind = classify_call(call, facts, scope, stmt)
+            if kind is not None:
+                loop.events.append(Event(kind, call, _receiver(call), facts, scope, stmt, level, order + (i,),
+                                         _conditional(stmt)))
+                continue
+            if depth >= _HELPER_DEPTH:
+                continue
+            helper = self._helper(call, facts, scope)
+            if helper is None or helper in loop.helpers:
+                continue
+            hfacts, hscope = helper
+            loop.helpers.append(hscope)
+            for inner in _small_stmts(hscope):
+                if level == "batch":
+                    lvl = "batch"
+                else:
+                    lvl = "batch" if inner.loops else "epoch"
+                    if inner.loops and not any(_is_batch_loop(l) for l in inner.loops):
+                        lvl = "batch" if any(isinstance(l, (cst.For, cst.While)) for l in inner.loops) else "epoch"
+                    if lvl == "batch":
+                        for l in inner.loops:
+                            if l not in loop.batch_loops:
+                                loop.batch_loops.append(l)
+                self._events_of(loop, hfacts, hscope, inner, lvl, order + (i, inner.index), depth + 1)
+
+    def _helper(self, call: cst.Call, facts: FileFacts, scope: Scope) -> Optional[Tuple[FileFacts, Scope]]:
+        name = dotted(call.func)
+        if name is None:
+            return None
+        if "." not in name:
+            f = facts.function(name)
+            if f is not None:
+                return facts, f
+        elif name.startswith("self.") and name.count(".") == 1 and scope.class_name:
+            cls = facts.classes.get(scope.class_name)
+            if cls is not None and name[5:] in cls.methods:
+                return facts, cls.methods[name[5:]]
+            return None
+        if self.program is None:
+            return None
+        q = facts.aliases.qualify_dotted(name)
+        if q is None:
+            return None
+        return _imported_function(q, facts, self.program)
+
+
+def _imported_function(qualified: str, facts: FileFacts, program: Any) -> Optional[Tuple[FileFacts, Scope]]:
+    from trainlint.analysis.program import resolve_module
+
+    me = program.file_of(facts)
+    if me is None:
+        return None
+    lead = len(qualified) - len(qualified.lstrip("."))
+    parts = qualified[lead:].split(".")
+    if len(parts) < 2:
+        return None
+    mod = "." * lead + ".".join(parts[:-1])
+    path = resolve_module(mod, me.path, [])
+    if path is None:
+        return None
+    f = program.file_at(str(path))
+    if f is None:
+        return None
+    fn = f.facts.function(parts[-1])
+    return (f.facts, fn) if fn is not None else None
+
+
+def _conditional(stmt: Stmt) -> bool:
+    """Is the statement under an if/try/else inside its innermost loop (or its function, outside loops)?"""
+    if not stmt.loops:
+        return bool(stmt.block)
+    inner = id(stmt.loops[-1])
+    if inner not in stmt.block:
+        return True
+    return stmt.block.index(inner) != len(stmt.block) - 1
+
+
+def _calls_in(node: cst.CSTNode):
+    return calls(node)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def train_loops(facts: FileFacts, program: Any = None) -> List[TrainLoop]:
+    """The training loops of one file (epoch loops and iteration loops), with their events. Memoized
+    per file (and program: helpers and constants may come from other files)."""
+    cache: Dict[int, Tuple[Any, List[TrainLoop]]] = getattr(facts, "_train_loops", None) or {}
+    key = id(program)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not program:
+        hit = cache[key] = (program, _Finder(facts, program).loops())
+        try:
+            setattr(facts, "_train_loops", cache)
+        except Exception:  # pragma: no cover
+            pass
+    return hit[1]
+
+
+def program_loops(program: Any) -> List[TrainLoop]:
+    """Training loops of every file of a program."""
+    out: List[TrainLoop] = []
+    for f in program.files:
+        out.extend(train_loops(f.facts, program))
+    return out
+
+
+def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:
+    """``max_epochs=`` of a Lightning/other ``Trainer(...)`` call in the program, folded (one value)."""
+    found: List[Folded] = []
+    for f in program.files:
+        facts = f.facts
+        if "max_epochs" not in f.ctx.source.text:
+            continue
+        for scope in facts.scopes():
+            for s in _small_stmts(scope):
+                for call in _calls_in(s.node):
+                    name = (dotted(call.func) or "").rsplit(".", 1)[-1]
+                    if name != "Trainer":
+                        continue
+                    for a in call.args:
+                        if a.keyword is not None and a.keyword.value == "max_epochs":
+                            v = fold(a.value, facts, scope, s, program)
+                            if v is None:
+                                return None
+                            found.append(v)
+    if len({repr(v.value) for v in found}) == 1:
+        return found[0], found[0].facts
+    return None
+
+
+def helper_of(call: cst.Call, facts: FileFacts, scope: Scope, program: Any = None) -> Optional[Tuple[FileFacts, Scope]]:
+    """The project function a call runs (a function of this file, a ``self.method()`` of the class, or a
+    function imported from another file of the program), as (facts, scope); None for library calls."""
+    return _Finder(facts, program)._helper(call, facts, scope)
+
+
+# ==================================================================================================
+# timelines: the events of one iteration in order
+# ==================================================================================================
+
+
+#: How deep helper functions are followed from a training loop.
+HELPER_DEPTH = 3
+
+_CLEAR_METHODS = {"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads", "clear_gradients"}
+_ACCUM_NAME = re.compile(r"accum|accumulat|grad_steps|update_freq|(^|_)ga(_|$)|sync_grad|micro|n_acc|iters_to_acc", re.I)
+_MARKER_LIMIT = 1000  # block entries below this are branch markers, not node ids
+
+
+@dataclass(eq=False)
+class Guard:
+    """One branch around an event: ``node`` is the ``if`` (or ``try``/loop-``else``); ``branch`` 0 is the
+    body of an ``if`` / ``try``, k > 0 an ``else`` (``try``: 2 = else, >= 10 an ``except`` handler)."""
+
+    node: cst.CSTNode
+    branch: int
+    facts: FileFacts
+    scope: Optional[Scope] = None
+
+    @property
+    def is_if(self) -> bool:
+        return isinstance(self.node, cst.If)
+
+    @property
+    def test(self) -> Optional[cst.BaseExpression]:
+        return self.node.test if isinstance(self.node, cst.If) else None
+
+    @property
+    def runs_always(self) -> bool:
+        """A ``try`` body (or its ``else``) runs unless something raises: not a real condition."""
+        return isinstance(self.node, (cst.Try,)) and self.branch in (0, 2)
+
+    @property
+    def is_accumulation(self) -> bool:
+        """``if (i + 1) % accum_steps == 0:`` / ``if step % k == 0`` / ``if accelerator.sync_gradients:``
+        / ``if (i + 1) % args.gradient_accumulation_steps == 0 or last``."""
+        test = self.test
+        if test is None:
+            return False
+        if _accumulation_expr(test):
+            return True
+        # need_update = (i + 1) % accum == 0 ... if need_update:
+        if self.scope is not None:
+            for n in walk(test):
+                if isinstance(n, cst.Name):
+                    for a in self.scope.assigns.get(n.value, ()):
+                        if a.value is not None and _accumulation_expr(a.value):
+                            return True
+        return False
+
+
+def _accumulation_expr(expr: cst.CSTNode) -> bool:
+    for n in walk(expr):
+        if isinstance(n, cst.BinaryOperation) and isinstance(n.operator, cst.Modulo):
+            return True
+        if isinstance(n, cst.Name) and _ACCUM_NAME.search(n.value):
+            return True
+        if isinstance(n, cst.Attribute) and _ACCUM_NAME.search(n.attr.value):
+            return True
+    return False
+
+
+
+@dataclass(eq=False)
+class TimedEvent:
+    kind: str  # forward | loss | backward | clip | unscale | optimizer_step | zero_grad | scheduler_step
+    node: cst.CSTNode  # the call (or the `p.grad = None` statement)
+    receiver: str  # dotted receiver of a method call, else ""
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+    order: Tuple[int, ...]
+    loops: Tuple[cst.CSTNode, ...]  # loops around it, outermost (the training loop) first
+    guards: Tuple[Guard, ...]  # branches around it, outermost first
+    via: Tuple[cst.Call, ...] = ()  # the helper calls it was reached through
+
+    @property
+    def call(self) -> Optional[cst.Call]:
+        return self.node if isinstance(self.node, cst.Call) else None
+
+    @property
+    def method(self) -> str:
+        c = self.call
+        return c.func.attr.value if c is not None and isinstance(c.func, cst.Attribute) else ""
+
+    @property
+    def conditional(self) -> bool:
+        return any(not g.runs_always for g in self.guards)
+
+    def real_guards(self) -> List[Guard]:
+        return [g for g in self.guards if not g.runs_always]
+
+    def optimizer(self) -> str:
+        """The optimizer an optimizer step / zero_grad / unscale_ acts on: ``opt`` for ``opt.step()`` and
+        ``scaler.step(opt)`` / ``scaler.unscale_(opt)``."""
+        c = self.call
+        if c is None:
+            return ""
+        if self.kind in ("optimizer_step", "unscale") and "scaler" in self.receiver.lower():
+            for a in c.args:
+                if a.keyword is None and not a.star:
+                    return dotted(a.value) or ""
+            return ""
+        return self.receiver
+
+
+@dataclass(eq=False)
+class Timeline:
+    """The events of one training loop in execution order."""
+
+    loop: TrainLoop
+    events: List[TimedEvent] = field(default_factory=list)
+
+    def of(self, *kinds: str) -> List[TimedEvent]:
+        return [e for e in self.events if e.kind in kinds]
+
+
+# ------------------------------------------------------------------------------------------------
+# relations between two events
+
+
+def common_loops(a: TimedEvent, b: TimedEvent) -> Tuple[cst.CSTNode, ...]:
+    out = []
+    for x, y in zip(a.loops, b.loops):
+        if x is not y:
+            break
+        out.append(x)
+    return tuple(out)
+
+
+def exclusive(a: TimedEvent, b: TimedEvent) -> bool:
+    """Are ``a`` and ``b`` in different branches of one ``if`` / ``try`` (never both in one pass)?"""
+    mine = {id(g.node): g.branch for g in a.guards}
+    for g in b.guards:
+        other = mine.get(id(g.node))
+        if other is not None and other != g.branch:
+            if isinstance(g.node, cst.Try) and {other, g.branch} <= {0, 2}:
+                continue  # try body and try-else both run
+            return True
+    return False
+
+
+def runs_whenever(a: TimedEvent, b: TimedEvent) -> bool:
+    """Does ``a`` run whenever ``b`` runs (every real guard of ``a`` also guards ``b``, same branch)?"""
+    theirs = {(id(g.node), g.branch) for g in b.guards}
+    return all((id(g.node), g.branch) in theirs for g in a.real_guards())
+
+
+def same_iteration_before(a: TimedEvent, b: TimedEvent) -> bool:
+    """``a`` comes before ``b`` within one pass of the innermost loop around both."""
+    return bool(common_loops(a, b)) and a.order < b.order and not exclusive(a, b)
+
+
+def in_loop(e: TimedEvent, loop: cst.CSTNode) -> bool:
+    return any(l is loop for l in e.loops)
+
+
+# ------------------------------------------------------------------------------------------------
+# building timelines
+
+
+def _node_map(scope: Scope) -> Dict[int, cst.CSTNode]:
+    cache = scope.__dict__.get("_order_nodes")
+    if cache is None:
+        cache = {}
+        elif_parent: Dict[int, cst.If] = {}
+        for s in scope.stmts:
+            if isinstance(s.node, (cst.If, cst.For, cst.While, cst.Try, cst.With)) or isinstance(
+                    s.node, getattr(cst, "TryStar", ())):
+                cache[id(s.node)] = s.node
+                if isinstance(s.node, cst.If) and isinstance(s.node.orelse, cst.If):
+                    elif_parent[id(s.node.orelse)] = s.node
+        cache["elif"] = elif_parent  # type: ignore[assignment]
+        scope.__dict__["_order_nodes"] = cache
+    return cache
+
+
+def _guards_of(stmt: Stmt, scope: Scope, facts: FileFacts, after: Optional[cst.CSTNode]) -> Tuple[Tuple[Guard, ...], Tuple[cst.CSTNode, ...]]:
+    """Guards and loops of ``stmt`` inside ``after`` (a loop of the same scope), or in the whole scope."""
+    nodes = _node_map(scope)
+    elif_parent: Dict[int, cst.If] = nodes["elif"]  # type: ignore[assignment]
+    block = list(stmt.block)
+    start = 0
+    if after is not None:
+        try:
+            start = block.index(id(after)) + 1
+        except ValueError:
+            start = len(block)
+    guards: List[Guard] = []
+    for k in range(start, len(block)):
+        key = block[k]
+        if key < _MARKER_LIMIT:
+            continue
+        node = nodes.get(key)
+        if node is None:
+            continue
+        marker = block[k + 1] if k + 1 < len(block) and block[k + 1] < _MARKER_LIMIT else 0
+        if isinstance(node, cst.If):
+            chain = []
+            parent = elif_parent.get(id(node))
+            while parent is not None:  # an elif: the else branch of the if above it
+                chain.append(Guard(parent, 1, facts, scope))
+                parent = elif_parent.get(id(parent))
+            guards.extend(reversed(chain))
+            guards.append(Guard(node, marker, facts, scope))
+        elif isinstance(node, (cst.For, cst.While)):
+            if marker:
+                guards.append(Guard(node, marker, facts, scope))  # a loop's else
+        elif not isinstance(node, cst.With):
+            guards.append(Guard(node, marker, facts, scope))
+    loops = stmt.loops
+    if after is not None:
+        idx = next((i for i, l in enumerate(loops) if l is after), None)
+        loops = loops[idx + 1:] if idx is not None else ()
+    return tuple(guards), tuple(loops)
+
+
+def _grad_clear_stmt(node: cst.CSTNode) -> bool:
+    """``p.grad = None`` / ``p.grad = torch.zeros_like(p)``."""
+    if isinstance(node, cst.Assign):
+        value = node.value
+        clearing = (isinstance(value, cst.Name) and value.value == "None") or (
+            isinstance(value, cst.Call) and (dotted(value.func) or "").rsplit(".", 1)[-1] in ("zeros_like", "zeros"))
+        if not clearing:
+            return False  # p.grad = p.grad / world_size rescales, it does not clear
+        for t in node.targets:
+            if isinstance(t.target, cst.Attribute) and t.target.attr.value == "grad":
+                return True
+    return False
+
+
+#: Public name: is this statement ``p.grad = None`` / ``p.grad = torch.zeros_like(p)``?
+is_grad_clear_statement = _grad_clear_stmt
+
+
+def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """:func:`classify_call` plus ``unscale`` and every way of clearing gradients."""
+    func = call.func
+    if isinstance(func, cst.Attribute):
+        meth = func.attr.value
+        if meth == "unscale_":
+            return "unscale"
+        if meth in _CLEAR_METHODS:
+            return "zero_grad"
+        if meth == "zero_" and isinstance(func.value, cst.Attribute):
+            # p.grad.zero_(), p.grad.data.zero_()
+            inner = func.value
+            if inner.attr.value == "data" and isinstance(inner.value, cst.Attribute):
+                inner = inner.value
+            if inner.attr.value == "grad":
+                return "zero_grad"
+    elif isinstance(func, cst.Name) and (func.value in _CLEAR_METHODS or "zero_grad" in func.value):
+        return "zero_grad"  # zero_grad(model), a helper we cannot read
+    return classify_call(call, facts, scope, stmt)
+
+
+class _Builder:
+    def __init__(self, program: Any) -> None:
+        self.program = program
+
+    def timeline(self, loop: TrainLoop) -> Timeline:
+        tl = Timeline(loop)
+        scope, facts = loop.scope, loop.facts
+        body_is_iteration = isinstance(loop.node, cst.FunctionDef)  # Lightning's manual training_step
+        for s in scope.stmts:
+            if isinstance(s.node, (cst.FunctionDef, cst.ClassDef)):
+                continue
+            if not body_is_iteration and not any(l is loop.node for l in s.loops):
+                continue
+            if isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With)):
+                # only the header expressions of a compound statement (its body has its own statements)
+                continue
+            guards, loops = _guards_of(s, scope, facts, None if body_is_iteration else loop.node)
+            self._stmt_events(tl, facts, scope, s, (s.index,), (loop.node,) + loops, guards, (), 0)
+        tl.events.sort(key=lambda e: e.order)
+        return tl
+
+    def _stmt_events(self, tl: Timeline, facts: FileFacts, scope: Scope, s: Stmt, order, loops, guards, via, depth: int) -> None:
+        node = s.node
+        if _grad_clear_stmt(node):
+            tl.events.append(TimedEvent("zero_grad", node, "", facts, scope, s, order + (0,), loops, guards, via))
+            return
+        i = 0
+        for n in calls(node):
+            i += 1
+            kind = classify(n, facts, scope, s)
+            if kind is not None:
+                recv = dotted(n.func.value) or "" if isinstance(n.func, cst.Attribute) else ""
+                tl.events.append(TimedEvent(kind, n, recv, facts, scope, s, order + (i,), loops, guards, via))
+                continue
+            if depth >= HELPER_DEPTH:
+                continue
+            helper = helper_of(n, facts, scope, self.program)
+            if helper is None:
+                continue
+            hfacts, hscope = helper
+            if any(c is n for c in via) or hscope.node is scope.node:
+                continue
+            for inner in hscope.stmts:
+                if isinstance(inner.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.Try, cst.With)):
+                    continue
+                hguards, hloops = _guards_of(inner, hscope, hfacts, None)
+                self._stmt_events(tl, hfacts, hscope, inner, order + (i, inner.index), loops + hloops,
+                                  guards + hguards, via + (n,), depth + 1)
+
+
+def timelines(facts: FileFacts, program: Any = None) -> List[Timeline]:
+    """Timelines of the training loops of one file (memoized per file and program)."""
+    cache: Dict[int, Tuple[Any, List[Timeline]]] = facts.__dict__.setdefault("_order_timelines", {})
+    hit = cache.get(id(program))
+    if hit is None or hit[0] is not program:
+        b = _Builder(program)
+        loops = list(train_loops(facts, program)) + _manual_training_steps(facts) + _step_functions(facts)
+        hit = cache[id(program)] = (program, [b.timeline(l) for l in loops])
+    return hit[1]
+
+
+def _manual_training_steps(facts: FileFacts) -> List[TrainLoop]:
+    """Lightning manual optimization: ``training_step`` runs once per batch and calls
+    ``self.manual_backward(loss)`` and ``opt.step()`` itself — its body is one iteration."""
+    out: List[TrainLoop] = []
+    for scope in facts.functions:
+        if scope.name != "training_step" or not scope.class_name:
+            continue
+        if not any(isinstance(n.func, cst.Attribute) and n.func.attr.value == "manual_backward"
+                   for s in scope.stmts for n in calls(s.node)):
+            continue
+        out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None))
+    return out
+
+
+def _step_functions(facts: FileFacts) -> List[TrainLoop]:
+    """Functions that backpropagate and step straight through, outside any loop of their own
+    (``def update(self, batch): ...; loss.backward(); self.optimizer.step()``): each call is one
+    iteration of a loop we may not see (an RL agent's update, a ``train_step`` called from elsewhere).
+    Their timelines have ``loop.unit == "call"``: what happens around the call (a zero_grad in the caller)
+    is unknown, but the order inside the body is certain."""
+    out: List[TrainLoop] = []
+    for scope in facts.functions:
+        if scope.name == "training_step" and scope.class_name:
+            continue  # Lightning: see _manual_training_steps
+        kinds = set()
+        for s in scope.stmts:
+            if s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With, cst.FunctionDef, cst.ClassDef)):
+                continue
+            for n in calls(s.node):
+                if isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
+                    k = classify(n, facts, scope, s)
+                    if k in ("backward", "optimizer_step"):
+                        kinds.add(k)
+        if kinds == {"backward", "optimizer_step"}:
+            out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "call", None))
+    return out
+
+
+def program_timelines(program: Any) -> List[Timeline]:
+    out: List[Timeline] = []
+    for f in program.files:
+        out.extend(timelines(f.facts, program))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# what the stepped / cleared objects are
+
+
+def defined_class(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """The qualified (canonical) class or factory ``name`` was built from at ``stmt``, if known."""
+    return _defined_class(name, facts, scope, stmt)
+
+
+def constructor_call(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[Tuple[cst.Call, FileFacts, Scope, Stmt]]:
+    """The call ``name`` was assigned from (``scaler = GradScaler(enabled=...)``), if one is visible."""
+    assigns = scope.reaching(name, stmt) or facts.module.assigns.get(name, [])
+    if name.startswith("self.") and scope.class_name and not assigns:
+        assigns = facts.attributes.get(scope.class_name, {}).get(name, [])
+    for a in assigns:
+        if isinstance(a.value, cst.Call):
+            return a.value, facts, a.scope or scope, a.stmt
+    return None
+
+
+class Reported:
+    """Report each node once per run, whatever program it is judged in (a file imported by two entry
+    scripts, a helper reached from two loops)."""
+
+    def __init__(self, program: Any, code: str) -> None:
+        self.program, self.key = program, f"_reported_{code}"
+
+    def first(self, facts: FileFacts, node: cst.CSTNode, line: int) -> bool:
+        pf = self.program.file_of(facts) if self.program is not None else None
+        store = pf.ctx.__dict__.setdefault(self.key, set()) if pf is not None else facts.__dict__.setdefault(self.key, set())
+        if line in store:
+            return False
+        store.add(line)
+        return True
+
+
+def ctx_of(program: Any, facts: FileFacts):
+    pf = program.file_of(facts)
+    return pf.ctx if pf is not None else None
+
+
+_TORCH_SCHED_FACTORY = re.compile(r"^(transformers|diffusers|timm\.scheduler\.scheduler_factory_never)\b.*get_.*schedul|^(transformers|diffusers)(\.\w+)*\.get_scheduler$")
+
+
+def scheduler_kind(e: TimedEvent, program: Any = None) -> Optional[str]:
+    """What the stepped scheduler of event ``e`` is: ``"torch"`` (a torch.optim.lr_scheduler class, a
+    subclass, or a transformers/diffusers factory returning LambdaLR), ``"plateau"`` (ReduceLROnPlateau),
+    ``"other"`` (a library or project scheduler with its own step semantics) or None (unknown: a parameter)."""
+    if not e.receiver:
+        return None
+    made = constructor_call(e.receiver, e.facts, e.scope, e.stmt)
+    if made is None:
+        return None
+    call, facts, scope, stmt = made
+    return _kind_of_callee(call.func, facts, 0)
+
+
+def _kind_of_callee(func: cst.BaseExpression, facts: FileFacts, depth: int) -> Optional[str]:
+    q = facts.qualify(func)
+    q = canonical(q) if q else (dotted(func) or "")
+    if q == "self.lr_schedulers":
+        return "torch"  # Lightning manual optimization: the schedulers of configure_optimizers
+    if q.startswith("torch.optim.lr_scheduler.") or q.startswith("torch.optim."):
+        return "plateau" if q.endswith("ReduceLROnPlateau") else "torch"
+    if _TORCH_SCHED_FACTORY.search(q):
+        return "torch"
+    name = dotted(func) or ""
+    if "." not in name:
+        cls = facts.classes.get(name)
+        if cls is not None:
+            for b in cls.bases:
+                b = canonical(b)
+                if b.startswith("torch.optim.lr_scheduler.") or b.startswith("torch.optim."):
+                    return "plateau" if b.endswith("ReduceLROnPlateau") else "torch"
+                if b in facts.classes and depth < 3:
+                    k = _kind_of_callee(cst.Name(b), facts, depth + 1)
+                    if k is not None:
+                        return k
+            return "other"
+        fn = facts.function(name)
+        if fn is not None and depth < 2:
+            kinds = set()
+            for value, _ in fn.returns:
+                if isinstance(value, cst.Call):
+                    kinds.add(_kind_of_callee(value.func, facts, depth + 1))
+                else:
+                    kinds.add(None)
+            if len(kinds) == 1:
+                return kinds.pop()
+            return "other" if "other" in kinds or "plateau" in kinds else None
+        return None
+    return "other"
+
+
+def where(program: Any, e: TimedEvent, from_facts: FileFacts) -> str:
+    """``line 12`` when ``e`` is in the file of ``from_facts``, else ``engine/train.py:12`` (relative to it)."""
+    import os
+
+    ctx = ctx_of(program, e.facts) if program is not None else None
+    if ctx is None:
+        return "another file"
+    line = ctx.span(e.node).line
+    if e.facts is from_facts:
+        return ctx.where(line)
+    home = ctx_of(program, from_facts)
+    path = ctx.path
+    if home is not None:
+        try:
+            path = os.path.relpath(ctx.path, os.path.dirname(home.path) or ".")
+        except ValueError:
+            pass
+    return ctx.where(line, home=home, display=path.replace(os.sep, '/'))
+
+
+# ==================================================================================================
+# model modes and autograd
+# ==================================================================================================
+
+NO_GRAD_CONTEXTS = {
+    "torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad",
+    "torch.autograd.grad_mode.inference_mode", "torch.autograd.inference_mode",
+}
+SET_GRAD = {"torch.set_grad_enabled", "torch.autograd.set_grad_enabled", "torch.autograd.grad_mode.set_grad_enabled"}
+
+
+# -- mode switches --------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class ModeCall:
+    call: cst.Call
+    mode: str  # "eval" | "train" | "unknown"
+    receiver: str
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+
+
+_NOT_A_MODULE = re.compile(r"trainer|learner|engine|runner|tuner|fabric|accelerator|agent|(^|_)env$|pipeline|tokenizer|xgb|lgb|lightgbm|xgboost|catboost|^sp$|spm", re.I)
+
+
+def mode_of_call(call: cst.Call) -> Optional[str]:
+    """``x.eval()`` -> "eval"; ``x.train()`` / ``x.train(True)`` -> "train"; ``x.train(False)`` ->
+    "eval"; ``x.train(flag)`` -> "unknown"; anything else None."""
+    func = call.func
+    if not isinstance(func, cst.Attribute):
+        return None
+    meth = func.attr.value
+    if meth not in ("eval", "train"):
+        return None
+    recv = (dotted(func.value) or "").rsplit(".", 1)[-1] if not isinstance(func.value, cst.Call) else ""
+    if _NOT_A_MODULE.search(recv) or isinstance(func.value, cst.Call) and _NOT_A_MODULE.search(dotted(func.value.func) or ""):
+        return None  # trainer.train(), Trainer(...).train(), xgb/lgb/tokenizer .train(): not nn.Module modes
+    if meth == "eval" and not call.args:
+        return "eval"
+    if meth != "train":
+        return None
+    args = [a for a in call.args if a.keyword is None or a.keyword.value == "mode"]
+    if len(call.args) > 1 or (call.args and not args):
+        return None
+    if not args:
+        return "train"
+    v = args[0].value
+    if isinstance(v, cst.Name) and v.value == "True":
+        return "train"
+    if isinstance(v, cst.Name) and v.value == "False":
+        return "eval"
+    return "unknown"
+
+
+def _small(scope: Scope):
+    for s in scope.stmts:
+        if not isinstance(s.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
+            yield s
+
+
+def _stmt_calls(stmt: Stmt) -> List[cst.Call]:
+    node = stmt.node
+    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
+        return []
+    return list(calls(node))
+
+
+class _Reach:
+    """Mode switches reached from statements, following helpers (local functions, ``self.method()``,
+    functions imported from other files of the program) a few calls deep."""
+
+    def __init__(self, program: Any) -> None:
+        self.program = program
+        self._cache: Dict[int, List[ModeCall]] = {}
+
+    def helper(self, call: cst.Call, facts: FileFacts, scope: Scope) -> Optional[Tuple[FileFacts, Scope]]:
+        try:
+            return helper_of(call, facts, scope, self.program)
+        except Exception:  # pragma: no cover - defensive: a resolution failure is "unknown"
+            return None
+
+    def of_stmt(self, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0) -> List[ModeCall]:
+        out: List[ModeCall] = []
+        for call in _stmt_calls(stmt):
+            m = mode_of_call(call)
+            if m is not None and dotted(call.func.value) == "self" and not _module_class(facts, scope):  # type: ignore[attr-defined]
+                m = None  # `self.train()` of a Trainer class is its training method, not a mode switch
+            if m is not None:
+                out.append(ModeCall(call, m, dotted(call.func.value) or "", facts, scope, stmt))  # type: ignore[attr-defined]
+                continue
+            if depth >= 3:
+                continue
+            h = self.helper(call, facts, scope)
+            if h is not None and h[1] is not scope:
+                out.extend(self.of_scope(h[0], h[1], depth + 1))
+        return out
+
+    def of_scope(self, facts: FileFacts, scope: Scope, depth: int = 0) -> List[ModeCall]:
+        key = id(scope)
+        if key in self._cache:
+            return self._cache[key]
+        self._cache[key] = []  # recursion guard
+        out: List[ModeCall] = []
+        for s in _small(scope):
+            out.extend(self.of_stmt(facts, scope, s, depth))
+        self._cache[key] = out
+        return out
+
+
+def _module_class(facts: FileFacts, scope: Scope) -> bool:
+    s = scope
+    while s is not None and s.class_name is None:
+        s = s.parent
+    info = facts.classes.get(s.class_name) if s is not None else None
+    return info is not None and any(b.endswith(("Module", "Model", "Net")) for b in info.bases)
+
+
+def reach(program: Any) -> _Reach:
+    r = getattr(program, "_tl_mode_reach", None) if program is not None else None
+    if r is None:
+        r = _Reach(program)
+        if program is not None:
+            program._tl_mode_reach = r
+    return r
+
+
+# -- no_grad ----------------------------------------------------------------------------------------
+
+
+def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional[Scope] = None, depth: int = 0) -> bool:
+    if isinstance(expr, cst.IfExp):  # `with torch.no_grad() if not train else nullcontext():`
+        return _is_no_grad_item(expr.body, facts, scope, depth) or _is_no_grad_item(expr.orelse, facts, scope, depth)
+    if isinstance(expr, cst.Name) and scope is not None and depth < 3:  # ctx = torch.no_grad(); with ctx:
+        return any(a.value is not None and _is_no_grad_item(a.value, facts, scope, depth + 1) for a in scope.assigns.get(expr.value, []))
+    if not isinstance(expr, cst.Call):
+        return False
+    q = canonical(facts.qualify(expr.func) or "")
+    if q in NO_GRAD_CONTEXTS:
+        return True
+    if q in SET_GRAD or (dotted(expr.func) or "").endswith("set_grad_enabled"):
+        a = expr.args[0].value if expr.args else None
+        return not (isinstance(a, cst.Name) and a.value == "True")  # False, or a phase flag: not a plain eval
+    return False
+
+
+def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
+    fn = scope.node
+    if not isinstance(fn, cst.FunctionDef):
+        return False
+    for d in fn.decorators:
+        dec = d.decorator
+        if isinstance(dec, cst.Call):
+            if _is_no_grad_item(dec, facts):
+                return True
+            dec = dec.func
+        if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
+            return True
+    return False
+
+
+def no_grad_nodes(scope: Scope, facts: FileFacts) -> Set[Any]:
+    """ids of the statements (small and loops) of ``scope`` that run without autograd; "*" when the
+    whole function does (decorator). Memoized on the scope."""
+    cache = getattr(scope, "_tl_eval_no_grad", None)
+    if cache is not None:
+        return cache
+    cache = set()
+    if _decorated_no_grad(scope, facts):
+        cache.add("*")
+    switched_off_at: Optional[int] = None
+    for s in scope.stmts:
+        node = s.node
+        if isinstance(node, cst.With) and any(_is_no_grad_item(it.item, facts, scope) for it in node.items):
+            cache.add(id(node))
+            for n in walk(node.body):
+                if isinstance(n, (cst.For, cst.While, cst.BaseSmallStatement, cst.With, cst.If)):
+                    cache.add(id(n))
+        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) and _is_no_grad_item(node.value, facts) and not s.loops:
+            # torch.set_grad_enabled(False) as a statement: everything after it in the function
+            switched_off_at = s.index if switched_off_at is None else switched_off_at
+    if switched_off_at is not None:
+        for s in scope.stmts:
+            if s.index > switched_off_at:
+                cache.add(id(s.node))
+    scope._tl_eval_no_grad = cache  # type: ignore[attr-defined]
+    return cache
+
+
+def under_no_grad(stmt: Stmt, scope: Scope, facts: FileFacts) -> bool:
+    ids = no_grad_nodes(scope, facts)
+    return "*" in ids or id(stmt.node) in ids
+
+
+# -- call sites of a helper --------------------------------------------------------------------------
+
+
+def call_sites(program: Any, pf: Any, scope: Scope, limit: int = 12) -> List[Tuple[Any, Scope, Stmt, cst.Call]]:
+    """Calls of function/method ``scope`` in the program: ``evaluate(...)``, ``self.validate(...)``,
+    ``engine.evaluate(...)`` (by name; methods only through ``self.``/an instance)."""
+    if scope.kind != "function":
+        return []
+    name = scope.name
+    out = []
+    for f in program.files:
+        if name not in f.ctx.source.text:
+            continue
+        for s2 in f.facts.scopes():
+            if s2 is scope:
+                continue
+            for st in _small(s2):
+                for call in _stmt_calls(st):
+                    d = dotted(call.func)
+                    if d is None and isinstance(call.func, cst.Attribute):
+                        d = "<expr>." + call.func.attr.value  # Trainer(...).validate()
+                    if d is None or d.rsplit(".", 1)[-1] != name:
+                        continue
+                    if scope.class_name is None and "." in d and f is pf:
+                        continue
+                    out.append((f, s2, st, call))
+                    if len(out) >= limit:
+                        return out
+    return out
+
+
+def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0) -> str:
+    """The mode at ``stmt``: "eval", "train", "unknown", or "initial" (no switch anywhere before it:
+    a module-level statement, or a helper whose callers switch nothing either)."""
+    r = reach(program)
+    last: Optional[str] = None
+    for s in _small(scope):
+        if s.index >= stmt.index:
+            break
+        for m in r.of_stmt(pf.facts, scope, s):
+            last = m.mode
+    if last is not None:
+        return last
+    if scope.kind == "module":
+        return "initial"
+    if depth >= 2:
+        return "unknown"
+    sites = call_sites(program, pf, scope)
+    if not sites:
+        return "unknown"
+    modes = {mode_before(program, f, s2, st, depth + 1) for f, s2, st, _ in sites}
+    if modes <= {"train", "initial"}:
+        return "train" if "train" in modes else "initial"
+    if modes == {"eval"}:
+        return "eval"
+    return "unknown"
+
+
+def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:
+    """True when some call site of helper ``scope`` runs under no_grad; False when none does; None when
+    no call site is known."""
+    if scope.kind != "function":
+        return None
+    sites = call_sites(program, pf, scope)
+    if not sites:
+        return None
+    for f, s2, st, _ in sites:
+        if under_no_grad(st, s2, f.facts):
+            return True
+        if depth < 2 and s2.kind == "function" and grad_free_callers(program, f, s2, depth + 1):
+            return True
+    return False
+
+
+# -- mode switches of a training loop ------------------------------------------------------------------
+
+
+def loop_mode_calls(program: Any, loop: Any) -> List[ModeCall]:
+    """Mode switches a training loop (:class:`TrainLoop`) reaches on every
+    pass: directly in its body or inside the helpers its body calls."""
+    r = reach(program)
+    out: List[ModeCall] = []
+    for s in _small(loop.scope):
+        if loop.node in s.loops:
+            out.extend(r.of_stmt(loop.facts, loop.scope, s))
+    return out
