@@ -13,7 +13,7 @@ import pytest
 
 from trainlint.config import Config, Selection
 from trainlint.engine import Options, lint_paths
-from trainlint.rules import registry
+from trainlint.rules import opt_in_codes, registry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROGRAMS = sorted(p.parent for p in FIXTURES.glob("*/expected.txt"))
@@ -33,7 +33,8 @@ def _expected(program: Path):
 
 
 def _options():
-    config = Config(layers=[Selection()])
+    # Opt-in rules (TL206) have fixtures too: enable them on top of the default selection.
+    config = Config(layers=[Selection(extend_select=opt_in_codes())])
     return Options(config=config, enabled=config.enabled_codes(list(registry())))
 
 

@@ -57,3 +57,57 @@ def test_test_modules_and_lr_written_by_a_scheduler_are_quiet():
         for g in opt.param_groups:
             g["lr"] = 3e-4
     """) == []
+
+
+# -- TL206 is opt-in (issue 10): off by default, on when a selection names it --------------------------
+
+import subprocess
+import sys
+
+from trainlint.rules import opt_in_codes, registry
+
+HOT = "import torch\nmodel = torch.nn.Linear(2, 1)\nopt = torch.optim.Adam(model.parameters(), lr=0.1)\n"
+
+
+def _enabled(*layers):
+    return Config(layers=list(layers)).enabled_codes(list(registry()))
+
+
+def test_tl206_is_opt_in_and_the_only_static_rule_that_is():
+    assert opt_in_codes() == ["TL206"]
+    assert "TL206" not in _enabled(Selection())
+    assert "TL202" in _enabled(Selection())
+
+
+def test_a_selection_that_names_it_enables_it():
+    assert "TL206" in _enabled(Selection(extend_select=["TL206"]))
+    assert "TL206" in _enabled(Selection(select=["TL2"]))
+    assert "TL206" in _enabled(Selection(select=["ALL"]))
+    assert "TL206" in _enabled(Selection(select=["TL206"]))
+    assert "TL206" not in _enabled(Selection(extend_select=["TL206"]), Selection(ignore=["TL206"]))
+
+
+def _cli(tmp_path, *args):
+    return subprocess.run([sys.executable, "-m", "trainlint", *args], cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_cli_default_run_skips_it_and_extend_select_or_config_enables_it(tmp_path):
+    (tmp_path / "train.py").write_text(HOT, encoding="utf-8")
+    assert "TL206" not in _cli(tmp_path, "--isolated", "--output-format", "concise", "train.py").stdout
+    out = _cli(tmp_path, "--isolated", "--extend-select", "TL206", "--output-format", "concise", "train.py")
+    assert "train.py:3:" in out.stdout and "TL206" in out.stdout
+    (tmp_path / "pyproject.toml").write_text('[tool.trainlint]\nextend-select = ["TL206"]\n', encoding="utf-8")
+    assert "TL206" in _cli(tmp_path, "--output-format", "concise", "train.py").stdout
+
+
+def test_rule_listing_and_docs_say_it_is_opt_in(tmp_path):
+    listing = _cli(tmp_path, "rule", "--all").stdout
+    line = next(l for l in listing.splitlines() if l.startswith("TL206"))
+    assert "opt-in" in line
+    assert all("opt-in" not in l for l in listing.splitlines() if not l.startswith("TL206"))
+    page = _cli(tmp_path, "rule", "TL206").stdout
+    assert "Opt-in" in page and "--extend-select TL206" in page
+    import json
+
+    records = json.loads(_cli(tmp_path, "rule", "--all", "--format", "json").stdout)
+    assert {r["code"]: r["opt_in"] for r in records}["TL206"] is True

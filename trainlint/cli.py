@@ -221,7 +221,8 @@ def rule_cmd(code: Optional[str], show_all: bool, fmt: str) -> None:
         else:
             width = max(len(cls.name) for cls in reg.values())
             for c, cls in reg.items():
-                click.echo(f"{c}  {cls.name:<{width}}  {cls.severity.label:<7}  {cls.summary}")
+                opt = "  (opt-in: enable with --extend-select)" if getattr(cls, "opt_in", False) else ""
+                click.echo(f"{c}  {cls.name:<{width}}  {cls.severity.label:<7}  {cls.summary}{opt}")
         return
     key = code.strip().upper()
     if key not in reg:

@@ -28,7 +28,7 @@ class ConfigError(Exception):
 CONFIG_FILES = (".trainlint.toml", "trainlint.toml", "pyproject.toml")
 
 KNOWN_KEYS = {
-    "select": "list of codes or prefixes to enable (default: all rules)",
+    "select": "list of codes or prefixes to enable (default: every rule that is not opt-in)",
     "extend-select": "codes or prefixes to enable on top of select",
     "ignore": "codes or prefixes to disable",
     "per-file-ignores": "table of glob -> codes disabled in matching files",
@@ -72,7 +72,12 @@ class Config:
 
     # -- selection -------------------------------------------------------------------------
     def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
-        enabled = {c for c in all_codes if c not in ENGINE_ONLY}
+        """The codes a run enables. The default is every rule except the engine-only diagnostics and
+        the opt-in rules; a selection that names one of those (its code, a prefix, ``ALL``) enables it."""
+        from trainlint.rules import opt_in_codes
+
+        off_by_default = ENGINE_ONLY | set(opt_in_codes())
+        enabled = {c for c in all_codes if c not in off_by_default}
         for layer in self.layers:
             if layer.select is not None:
                 on = list(layer.select) + list(layer.extend_select)

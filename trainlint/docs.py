@@ -16,6 +16,9 @@ def rule_page(code: str) -> str:
     cls = registry()[code]
     head = f"# {cls.name} ({cls.code})\n\n"
     meta = f"Severity: **{cls.severity.label}**"
+    if getattr(cls, "opt_in", False):
+        meta += (f" · **Opt-in**: not in the default selection; enable it with `--extend-select {cls.code}` "
+                 f"or `extend-select = [\"{cls.code}\"]` in the configuration")
     if getattr(cls, "runtime_only", False):
         meta += f" · Found only at runtime, by the `{cls.probe}` probe of `trainlint run`"
     elif cls.probe:
@@ -33,6 +36,7 @@ def rule_record(code: str) -> Dict[str, object]:
         "severity": cls.severity.label,
         "summary": cls.summary,
         "probe": cls.probe,
+        "opt_in": bool(getattr(cls, "opt_in", False)),
         "url": cls.url(),
         "explanation": cls.doc(),
     }
@@ -44,13 +48,16 @@ def index_page() -> str:
         "",
         "Generated from the rules' docstrings by `python -m trainlint.docs`; do not edit by hand.",
         "Severity: `error` = almost surely a bug; `warning` = very likely hurts training; `info` = recipe advice.",
+        "Rules marked *opt-in* are not in the default selection: enable them with `--extend-select CODE` or",
+        "`extend-select` in the configuration (selecting a prefix such as `TL2`, or `ALL`, enables them too).",
         "",
         "| code | name | severity | what it flags | runtime probe |",
         "| --- | --- | --- | --- | --- |",
     ]
     for code, cls in registry().items():
         probe = f"`{cls.probe}`" if cls.probe else "—"
-        lines.append(f"| [{code}]({code}.md) | {cls.name} | {cls.severity.label} | {cls.summary} | {probe} |")
+        opt = " *(opt-in)*" if getattr(cls, "opt_in", False) else ""
+        lines.append(f"| [{code}]({code}.md){opt} | {cls.name} | {cls.severity.label} | {cls.summary} | {probe} |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,11 @@ class Rule:
     name: ClassVar[str]
     severity: ClassVar[Severity]
     summary: ClassVar[str]
+    #: Opt-in advice: off in the default selection, on when a selection names it (its code, a prefix
+    #: such as ``TL2``, or ``ALL``: ``--select``, ``--extend-select``, the config's ``extend-select``).
+    #: For rules whose static evidence is too weak to be right on most real code (ruff keeps such rules
+    #: out of its defaults too).
+    opt_in: ClassVar[bool] = False
     #: The runtime probe that can confirm a finding of this rule (catalogue name), if any.
     probe: ClassVar[Optional[str]] = None
     #: Snippets that must raise this rule: the lines to flag end with ``# expect: TLxxx``.
@@ -125,6 +130,11 @@ def get_rule(code: str) -> type:
 
 def all_codes() -> List[str]:
     return list(registry())
+
+
+def opt_in_codes() -> List[str]:
+    """Rules off in the default selection (see ``Rule.opt_in``)."""
+    return [code for code, cls in registry().items() if getattr(cls, "opt_in", False)]
 
 
 #: Codes that were used once and retired; never reuse them (pylint's practice).

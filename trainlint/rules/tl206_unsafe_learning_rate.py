@@ -57,6 +57,17 @@ _HOT_ADAM_LIMIT = 5e-2
 
 class UnsafeLearningRate(Rule):
     """
+    **Opt-in**: this rule is not in the default selection; enable it with `--extend-select TL206` or
+    `extend-select = ["TL206"]` in the configuration. Read statically, a learning rate is only a number:
+    whether it is too high depends on what is trained (a whole network, or an adapter, a prompt, a
+    LayerNorm, a linear probe), on the schedule, the batch size and the loss scale, none of which the code
+    states next to it. On 32 public training repositories (about 330k lines, judged by hand, see
+    `benchmarks/precision/`) and on an earlier audit of about 234k lines, no finding of this rule was a
+    real problem: parameter-efficient fine-tuning trains a tiny parameter set at 1e-2 to 1 by design,
+    tutorials train tiny models at high rates that converge, published recipes use them. It stays as advice
+    for a first script, where a high literal learning rate is worth a second look; the
+    `overfit-one-batch` probe of `trainlint run` confirms or refutes it on the real model.
+
     ## What it does
     Flags an optimizer built with a learning rate written in the code (a literal, or a constant of the
     program) that is far outside what the optimizer tolerates: `Adam`, `AdamW`, `NAdam`, `RAdam`
@@ -114,6 +125,7 @@ class UnsafeLearningRate(Rule):
     code = "TL206"
     name = "unsafe-learning-rate"
     severity = Severity.INFO
+    opt_in = True
     summary = "A literal learning rate far outside what the optimizer tolerates (Adam >= 1e-2, SGD >= 1)"
     probe = "overfit-one-batch"
 
