@@ -237,3 +237,15 @@ def test_messages_related_locations_and_fixes_are_in_cell_coordinates(tmp_path):
             assert e["location"]["row"] <= script_lines
     tl205 = [f for f in findings if f["code"] == "TL205"]
     assert tl205 and "cell 3, line 7" in tl205[0]["message"], tl205
+
+
+def test_inserted_seed_lands_after_the_import_cell_in_cell_coordinates(tmp_path):
+    cells = [("code", "%matplotlib inline\nimport numpy as np\n"), ("code", "import torch\nimport torch.nn as nn\n"),
+             ("code", "model = nn.Linear(4, 1)\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\n"),
+             ("code", "for x, y in loader:\n    opt.zero_grad()\n    nn.functional.mse_loss(model(x), y).backward()\n    opt.step()\n")]
+    (tmp_path / "nb.ipynb").write_text(_nb(*cells), encoding="utf-8")
+    out = _run("--select", "TL301", "--output-format", "json", "nb.ipynb", cwd=tmp_path)
+    (finding,) = json.loads(out.stdout)
+    assert finding["cell"] == 4
+    (edit,) = finding["fix"]["edits"]
+    assert edit["cell"] == 2 and edit["location"]["row"] == 3 and edit["content"] == "torch.manual_seed(0)\n"

@@ -356,12 +356,12 @@ def test_hf_trainer_subclass_counts_as_the_torch_seed_in_the_numpy_message(tmp_p
         "run.py": """
             import numpy as np
             from trainers import MyTrainer
-            trainer = MyTrainer(model=m, args=a)
+            rng = np.random.default_rng()  # before training (a draw after it cannot change what is learned)
+            trainer = MyTrainer(model=m, args=a, callbacks=[Shuffle(rng)])
             trainer.train()
-            rng = np.random.default_rng()
         """,
     })
-    assert len(found) == 1 and found[0].message.startswith("torch is seeded (run.py:3)")
+    assert len(found) == 1 and found[0].message.startswith("torch is seeded (run.py:4)")
 
 
 def test_a_backward_without_any_parameter_update_is_not_training(tmp_path):
@@ -439,3 +439,163 @@ def test_train_test_split_without_random_state_is_an_unseeded_numpy_draw(tmp_pat
     found = _run(tmp_path / "a", {"t.py": body.format(extra="")})
     assert len(found) == 1 and "draws from train_test_split()" in found[0].message
     assert _run(tmp_path / "b", {"t.py": body.format(extra=", random_state=0")}) == []
+
+
+# -- issue 10: right on real code ----------------------------------------------------------------------
+
+TRAIN_LOOP = """
+    for epoch in range(3):
+        for x, y in loader:
+            opt.zero_grad()
+            loss = crit(model(x), y)
+            loss.backward()
+            opt.step()
+"""
+
+
+def test_draws_that_pick_samples_to_plot_after_training_are_not_training_randomness(tmp_path):
+    found = _run(tmp_path, {"t.py": "import random\nimport torch\nimport matplotlib.pyplot as plt\ntorch.manual_seed(0)\n"
+                            + textwrap.dedent(TRAIN_LOOP) +
+                            "samples = random.sample(list(test_set), 9)\nfor i, (img, label) in enumerate(samples):\n"
+                            "    plt.subplot(3, 3, i + 1)\n    plt.imshow(img)\nplt.show()\n"})
+    assert found == []
+
+
+def test_a_plotting_helper_called_after_training_in_main_is_not_training_randomness(tmp_path):
+    found = _run(tmp_path, {"t.py": """
+        import numpy as np
+        import torch
+
+        def fit(model, loader, opt):
+            for x, y in loader:
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+
+        def show_predictions(model, data):
+            idx = np.random.choice(len(data), 8)
+            plot(model, data[idx])
+
+        def main():
+            torch.manual_seed(0)
+            fit(model, loader, opt)
+            show_predictions(model, test_data)
+
+        if __name__ == "__main__":
+            main()
+    """})
+    assert found == []
+
+
+def test_a_draw_between_epochs_still_counts(tmp_path):
+    # the shuffle after the update runs before the next epoch's training: it changes what is learned
+    found = _run(tmp_path, {"t.py": """
+        import random
+        import torch
+        torch.manual_seed(0)
+        for epoch in range(3):
+            for x, y in make_batches(files):
+                opt.zero_grad()
+                model(x).sum().backward()
+                opt.step()
+            random.shuffle(files)
+    """})
+    assert len(found) == 1 and "random.shuffle" in found[0].message
+
+
+def test_a_gradient_check_computes_gradients_but_does_not_train(tmp_path):
+    found = _run(tmp_path, {"gradcheck.py": """
+        import torch
+        from torch import nn
+
+        def grad_check():
+            model = nn.Linear(3, 1)
+            x = torch.randn(4, 3)
+            loss = model(x).sum()
+            loss.backward()
+            num = numerical_grad(model, x)
+            print((model.weight.grad - num).abs().max())
+            saliency = x.grad.abs() if x.grad is not None else None
+
+        if __name__ == "__main__":
+            grad_check()
+    """})
+    assert found == []
+
+
+def test_hand_written_updates_are_training(tmp_path):
+    found = _run(tmp_path, {"manual.py": """
+        import torch
+        w = torch.randn(3, requires_grad=True)
+        for step in range(100):
+            loss = ((x @ w - y) ** 2).mean()
+            loss.backward()
+            with torch.no_grad():
+                w -= 0.1 * w.grad
+                w.grad.zero_()
+    """})
+    assert _where(found) == ["manual.py:3"]
+
+
+def test_a_training_loop_counts_in_any_function(tmp_path):
+    found = _run(tmp_path, {"exp.py": """
+        import torch
+        from torch import nn
+
+        def run_experiment(model, loader):
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(3):
+                for x, y in loader:
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(x), y).backward()
+                    opt.step()
+
+        if __name__ == "__main__":
+            run_experiment(nn.Linear(3, 2), make_loader())
+    """})
+    assert _where(found) == ["exp.py:6"]
+
+
+def test_a_seed_helper_of_the_projects_own_package_counts_in_a_src_layout(tmp_path):
+    found = _run(tmp_path, {
+        "src/mypkg/__init__.py": "",
+        "src/mypkg/env.py": """
+            import random
+            import numpy as np
+            import torch
+
+            def setup_env(seed):
+                random.seed(seed)
+                np.random.seed(seed)
+                torch.manual_seed(seed)
+        """,
+        "tools/train.py": """
+            import numpy as np
+            import torch
+            from mypkg.env import setup_env
+
+            def main():
+                setup_env(0)
+                idx = np.random.permutation(10)
+                for x, y in loader:
+                    opt.zero_grad()
+                    model(x).sum().backward()
+                    opt.step()
+
+            if __name__ == "__main__":
+                main()
+        """,
+    })
+    assert found == []
+
+
+def test_the_inserted_seed_goes_after_import_torch_never_above_it(tmp_path):
+    found = _run(tmp_path, {"t.py": "import os\nimport sys\nsys.path.insert(0, '..')\nos.environ['X'] = '1'\n"
+                            "import torch\nfrom torch import nn\n" + textwrap.dedent(TRAIN_LOOP)})
+    (edit,) = found[0].fix.edits
+    assert edit.content == "torch.manual_seed(0)\n" and edit.span.line == 7
+
+
+def test_no_seed_fix_when_torch_is_imported_in_a_try_block(tmp_path):
+    found = _run(tmp_path, {"t.py": "try:\n    import torch\nexcept ImportError:\n    torch = None\n" + textwrap.dedent(TRAIN_LOOP)})
+    assert len(found) == 1 and found[0].fix is None

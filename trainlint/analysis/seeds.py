@@ -315,7 +315,7 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
             refs: List[Tuple[str, cst.CSTNode]] = []
             for part in _header_parts(stmt.node):
                 _walk(part, calls, refs)
-            if any(_is_update(name) for name, _ in refs):
+            if _updates(stmt.node, refs):
                 out.updates.add(id(scope))
             kept = [(name, node) for name, node in refs if name.split(".", 1)[0] in followed]
             attrs = [name.rsplit(".", 1)[1] for name, _ in refs
@@ -367,14 +367,52 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
 _NOT_OPTIMIZER = re.compile(r"sched|env|lr_|warmup|progress|pbar|bar$", re.I)
 
 
+_GRAD_CLEAR = re.compile(r"\.grad(\.data)?\.(zero_|detach_|fill_)$")
+_INPLACE_UPDATES = {"sub_", "add_", "copy_", "addcmul_", "addcdiv_", "mul_", "set_"}
+
+
 def _is_update(name: str) -> bool:
-    """``optimizer.step``, ``scaler.step``, ``opt.zero_grad``, ``self.optimizer_step``, ``p.grad``."""
+    """``optimizer.step``, ``scaler.step``, ``opt.zero_grad``, ``self.optimizer_step``, ``p.grad.zero_``."""
     head, _, last = name.rpartition(".")
     if last in ("step", "zero_grad"):
         return not _NOT_OPTIMIZER.search(head)
     if "optim" in last and last.endswith("step"):
         return True
-    return name.endswith(".grad") or ".grad." in name
+    return bool(_GRAD_CLEAR.search(name))
+
+
+def _reads_grad(names: List[str]) -> bool:
+    return any(n.endswith(".grad") or ".grad." in n for n in names)
+
+
+def _updates(node: cst.CSTNode, refs: List[Tuple[str, cst.CSTNode]]) -> bool:
+    """Does this statement update parameters? An optimizer step or ``zero_grad``, clearing a gradient
+    (``p.grad.zero_()``, ``p.grad = None``), or a hand-written step that writes a gradient into a
+    tensor (``p.data -= lr * p.grad``, ``w = w - lr * w.grad``, ``p.data.add_(p.grad, alpha=-lr)``).
+    Reading a gradient is not an update: a gradient check or a saliency map compares or plots
+    ``x.grad`` and trains nothing."""
+    names = [name for name, _ in refs]
+    if any(_is_update(n) for n in names):
+        return True
+    if not _reads_grad(names):
+        return False
+    if isinstance(node, cst.AugAssign):
+        return True
+    if isinstance(node, cst.Assign):
+        value_names: List[Tuple[str, cst.CSTNode]] = []
+        _walk(node.value, [], value_names)
+        read = [n for n, _ in value_names]
+        for t in node.targets:
+            target = dotted(t.target)
+            if target is None:
+                continue
+            if target.endswith(".grad"):
+                return True  # p.grad = None
+            base = target[: -len(".data")] if target.endswith(".data") else target
+            if _reads_grad(read) and any(n == base or n.startswith(base + ".") for n in read):
+                return True
+        return False
+    return any(n.rpartition(".")[2] in _INPLACE_UPDATES for n in names)
 
 
 def _short(text: str, limit: int = 50) -> str:
@@ -739,10 +777,52 @@ def program_seeds(program: Program) -> ProgramSeeds:
                 worker.add(t)
                 stack.append(t)
     draws = [(pf, d) for pf, d in draws if id(d.scope) not in worker]
+    draws = _before_training_ends(draws, signs, stmt_calls, training, reached)
     result = ProgramSeeds(program, reached, seeds, generators, draws, signs, determinism, uncalled, training,
                           stmt_calls, distance)
     program._seeds_cache = result  # type: ignore[attr-defined]
     return result
+
+
+def _before_training_ends(draws, signs, stmt_calls: Dict[int, Set[int]], training: Set[int],
+                          reached: Dict[int, Reached]) -> list:
+    """The draws that can change what is learned: not those that run after every training statement
+    of the program (a `random.sample` of test images for a figure after the last epoch, a notebook's
+    plotting cell after its training cell). A draw is after the training when, in a scope that runs once
+    (the module, or functions called once from it outside loops), it follows every statement that trains
+    and shares no loop with one; a draw in a helper counts when every call of the helper is such a
+    statement."""
+    trains_stmt: Set[int] = {id(g.stmt) for _, g in signs}
+    trains_stmt |= {sid for sid, targets in stmt_calls.items() if targets & training}
+    callers: Dict[int, List[Tuple[Stmt, Scope]]] = {}
+    by_scope: Dict[int, List[Stmt]] = {}
+    for r in reached.values():
+        for row in _fs(r.pf).refs.get(id(r.scope), ()):
+            if id(row.stmt) in trains_stmt:
+                by_scope.setdefault(id(r.scope), []).append(row.stmt)
+            for t in stmt_calls.get(id(row.stmt), ()):
+                callers.setdefault(t, []).append((row.stmt, r.scope))
+
+    def once(scope: Scope, depth: int) -> bool:
+        if scope.kind == "module":
+            return True
+        found = callers.get(id(scope), [])
+        return bool(found) and depth < 4 and all(not s.loops and once(sc, depth + 1) for s, sc in found)
+
+    def after(stmt: Stmt, scope: Scope, depth: int) -> bool:
+        if depth > 4:
+            return False
+        here = by_scope.get(id(scope), [])
+        if here:
+            loops = {id(n) for n in stmt.loops}
+            return (all(s.index < stmt.index and not loops & {id(n) for n in s.loops} for s in here)
+                    and once(scope, depth))
+        found = callers.get(id(scope), [])
+        return bool(found) and all(after(s, sc, depth + 1) for s, sc in found)
+
+    if not trains_stmt:
+        return draws
+    return [(pf, d) for pf, d in draws if not after(d.stmt, d.scope, 0)]
 
 
 def _call_edges(program: Program, resolver: "_Resolver", reached: Dict[int, Reached]):

@@ -508,17 +508,19 @@ if __name__ == "__main__":
         local = next((k for k, v in aliases.items() if v == "torch"), None)
         if local is None:
             return None
-        last_import: Optional[cst.CSTNode] = None
-        for stmt in entry.ctx.module.body:
-            if isinstance(stmt, cst.SimpleStatementLine) and all(isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body):
+        # After the import that binds torch and the imports right after it: never above `import torch`
+        # (a script that sets sys.path or an environment variable first, a notebook's import cells).
+        body = list(entry.ctx.module.body)
+        at = next((i for i, stmt in enumerate(body) if _binds(stmt, local)), None)
+        if at is None:  # torch imported inside a try/if or a function: no safe place to guess
+            return None
+        last_import: cst.CSTNode = body[at]
+        for stmt in body[at + 1:]:
+            if isinstance(stmt, cst.SimpleStatementLine) and all(
+                    isinstance(s, (cst.Import, cst.ImportFrom)) for s in stmt.body):
                 last_import = stmt
-            elif isinstance(stmt, cst.SimpleStatementLine) and len(stmt.body) == 1 and isinstance(stmt.body[0], cst.Expr) \
-                    and isinstance(stmt.body[0].value, (cst.SimpleString, cst.ConcatenatedString)):
-                continue  # the docstring
             else:
                 break
-        if last_import is None:
-            return None
         line = entry.ctx.span(last_import).end_line + 1
         return Fix(
             message=f"Seed torch after the imports: {local}.manual_seed(0)",
@@ -566,6 +568,22 @@ if __name__ == "__main__":
         hint = f"Add {' and '.join(fixes)} next to the torch seed ({seed_loc}), or {alt}" if fixes else \
             f"Pass a seed: {alt}"
         return self.finding(entry.ctx, span, message, hint=hint, related=related[:_MAX_RELATED])
+
+
+def _binds(stmt: cst.CSTNode, local: str) -> bool:
+    """Is ``stmt`` a top-level ``import torch`` (``import torch as T``, ``import torch.nn``) binding ``local``?"""
+    from trainlint.analysis.names import dotted
+
+    if not isinstance(stmt, cst.SimpleStatementLine):
+        return False
+    for small in stmt.body:
+        if isinstance(small, cst.Import):
+            for a in small.names:
+                name = a.asname.name.value if a.asname is not None and isinstance(a.asname.name, cst.Name) \
+                    else (dotted(a.name) or "").split(".")[0]
+                if name == local:
+                    return True
+    return False
 
 
 def _head_span(ctx, node: cst.CSTNode) -> Span:
