@@ -98,3 +98,70 @@ def test_fix_inserts_set_epoch_at_the_top_of_the_epoch_loop(tmp_path):
     assert len(found) == 1
     edit = found[0].fix.edits[0]
     assert edit.span.line == 6 and edit.content == "        sampler.set_epoch(epoch)\n"
+
+
+# ---- which sampler gets set_epoch, when, with what (the execution layer) ----------------------------
+
+
+def test_set_epoch_once_before_the_epoch_loop_is_not_every_epoch(tmp_path):
+    found = _run(tmp_path, {"pkg/__init__.py": "", "pkg/data.py": DATA, "main.py": _main("pass").replace(
+        "            for epoch in range(args.epochs):", "            sampler.set_epoch(0)\n            for epoch in range(args.epochs):")})
+    assert [(Path(f.path).name, f.line) for f in found] == [("data.py", 5)]
+    assert "constant epoch 0" in found[0].message
+
+
+def test_set_epoch_with_the_loop_variable_before_the_loop_runs_once(tmp_path):
+    found = _run(tmp_path, {"train.py": """
+        from torch.utils.data import DataLoader, DistributedSampler
+        def main(start_epoch, epochs):
+            sampler = DistributedSampler(ds)
+            loader = DataLoader(ds, sampler=sampler, batch_size=4)
+            sampler.set_epoch(start_epoch)
+            for epoch in range(start_epoch, epochs):
+                for x, y in loader:
+                    loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+        main(0, 10)
+    """})
+    assert [f.line for f in found] == [3]
+    assert "only once, before the epoch loop (line 5)" in found[0].message
+    assert found[0].fix is None
+
+
+def test_set_epoch_on_the_validation_sampler_does_not_reseed_the_training_one(tmp_path):
+    found = _run(tmp_path, {"train.py": """
+        from torch.utils.data import DataLoader, DistributedSampler
+        train_sampler = DistributedSampler(train_set)
+        val_sampler = DistributedSampler(val_set)
+        train_loader = DataLoader(train_set, sampler=train_sampler, batch_size=16)
+        val_loader = DataLoader(val_set, sampler=val_sampler, batch_size=16)
+        for epoch in range(10):
+            val_loader.sampler.set_epoch(epoch)
+            for x, y in train_loader:
+                loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+    """})
+    assert [f.line for f in found] == [2]
+    assert "only called on `val_loader.sampler`" in found[0].message
+
+
+def test_near_misses_set_epoch_reaches_the_training_sampler(tmp_path):
+    # through a parameter bound at the call site, through batch_sampler.sampler, with an offset epoch
+    found = _run(tmp_path, {"a/train.py": """
+        from torch.utils.data import DataLoader, DistributedSampler
+        def run_epoch(dl, e):
+            dl.batch_sampler.sampler.set_epoch(e + 1000)
+            for x, y in dl:
+                loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+        loader = DataLoader(ds, sampler=DistributedSampler(ds), batch_size=8)
+        val_sampler = DistributedSampler(val_ds, shuffle=False)
+        val_sampler.set_epoch(0)
+        for epoch in range(10):
+            run_epoch(loader, epoch)
+    """, "b/train.py": """
+        from torch.utils.data import DataLoader, DistributedSampler
+        loader = DataLoader(ds, sampler=DistributedSampler(ds), batch_size=8)
+        for epoch in range(10):
+            get_loader_sampler().set_epoch(epoch)   # a receiver we cannot follow: trusted
+            for x, y in loader:
+                loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+    """})
+    assert found == []

@@ -198,6 +198,8 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
         last = recv.rsplit(".", 1)[-1]
         if meth == "zero_grad":
             return "zero_grad"
+        if meth == "set_epoch":
+            return "set_epoch"
         if meth in ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm", "clip_gradients"):
             return "clip"
         if meth == "step":
@@ -461,6 +463,135 @@ def program_loops(program: Any) -> List[TrainLoop]:
     for f in program.files:
         out.extend(train_loops(f.facts, program))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# set_epoch: when it runs, with what, on which sampler
+
+SAMPLER_CLASSES = ("torch.utils.data.distributed.DistributedSampler", "torch.utils.data.DistributedSampler")
+LOADER_CLASSES = ("torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader")
+
+
+@dataclass(eq=False)
+class EpochReseed:
+    """One ``x.set_epoch(...)`` call of the program."""
+
+    call: cst.Call
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+    receiver: str  # "train_sampler", "train_loader.sampler", "self.sampler"
+    #: "per-epoch" (an event of a training loop, or inside some loop of its function), "once" (before the
+    #: epoch loop of its own function, outside any loop) or "unknown" (a helper whose callers we cannot see)
+    placement: str
+    #: the argument is a literal (``set_epoch(0)``): every call gives the sampler the same epoch
+    constant: bool
+    loop: Optional["TrainLoop"] = None  # the training loop it is an event of
+
+    def acts_on(self, program: Any) -> Optional[Set[int]]:
+        """ids of the DistributedSampler constructor calls this call reseeds (``train_sampler``,
+        ``train_loader.sampler``, ``loader.batch_sampler.sampler``, a parameter bound from the call
+        sites, ``self.sampler``); an empty set when it acts on something else (the validation sampler, a
+        dataset); None when the receiver cannot be followed (treat as "maybe this one")."""
+        return _reseeded_samplers(self, program)
+
+
+def epoch_reseeds(program: Any) -> List[EpochReseed]:
+    """Every ``set_epoch`` call of the program with its placement (memoised on the program)."""
+    cached = getattr(program, "_tl_epoch_reseeds", None)
+    if cached is not None:
+        return cached
+    loops = None
+    out: List[EpochReseed] = []
+    for f in program.files:
+        if "set_epoch" not in f.ctx.source.text:
+            continue
+        if loops is None:
+            loops = program_loops(program)
+        facts = f.facts
+        for scope in facts.scopes():
+            for s in _small_stmts(scope):
+                for call in _calls_in(s.node):
+                    if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "set_epoch"):
+                        continue
+                    loop = next((l for l in loops for e in l.events if e.call is call), None)
+                    if loop is not None or s.loops:
+                        placement = "per-epoch"
+                    elif any(l.scope is scope and l.facts is facts and l.stmt.index > s.index for l in loops):
+                        placement = "once"
+                    else:
+                        placement = "unknown"
+                    pos = [a.value for a in call.args if a.keyword is None and not a.star]
+                    arg = pos[0] if pos else next((a.value for a in call.args if a.keyword and a.keyword.value == "epoch"), None)
+                    constant = isinstance(arg, cst.Integer)
+                    out.append(EpochReseed(call, facts, scope, s, _receiver(call), placement, constant, loop))
+    program._tl_epoch_reseeds = out
+    return out
+
+
+def _reseeded_samplers(r: EpochReseed, program: Any) -> Optional[Set[int]]:
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    file = world.file_of(r.facts)
+    if file is None or not isinstance(r.call.func, cst.Attribute):
+        return None
+    expr = r.call.func.value
+    path: List[str] = []
+    while isinstance(expr, cst.Attribute) and expr.attr.value in ("sampler", "batch_sampler"):
+        path.insert(0, expr.attr.value)
+        expr = expr.value
+    out: Set[int] = set()
+    for obj in world.objects(expr, file, r.scope, r.stmt):
+        found = _samplers_of(world, obj, path, 0)
+        if found is None:
+            return None
+        out |= found
+    return out
+
+
+def _samplers_of(world: Any, obj: Any, path: List[str], depth: int) -> Optional[Set[int]]:
+    """DistributedSampler allocation sites reached from ``obj`` through the attributes ``path``."""
+    if depth > 4 or obj.kind == "unknown":
+        return None
+    if obj.kind == "literal":
+        return set()  # None: the sampler of a single-process run
+    if not path:
+        if world.is_a(obj, *SAMPLER_CLASSES):
+            return {id(obj.node)}
+        if obj.kind == "instance" and obj.qname and obj.cls is None:
+            return set()  # a library object that is no DistributedSampler (a dataset, another sampler)
+        return None  # a project object with its own set_epoch (it may pass it on), a class, a function
+    if not isinstance(obj.node, cst.Call) or obj.file is None:
+        return None
+    head = path[0]
+    if world.is_a(obj, *LOADER_CLASSES):
+        index = {"sampler": 3, "batch_sampler": 4}[head]
+    elif head == "sampler" and obj.qname.endswith("BatchSampler"):
+        index = 0  # BatchSampler(sampler, batch_size, drop_last).sampler
+    else:
+        return None
+    arg = _argument(obj.node, head, index)
+    if arg is None and head == "batch_sampler" and path[1:2] == ["sampler"]:
+        # no batch_sampler given: the loader builds BatchSampler(its sampler), whose .sampler is the sampler
+        arg, path = _argument(obj.node, "sampler", 3), ["batch_sampler"] + path[2:]
+    if arg is None:
+        return set()
+    out: Set[int] = set()
+    for inner in world.objects(arg, obj.file, obj.scope, obj.stmt):
+        found = _samplers_of(world, inner, path[1:], depth + 1)
+        if found is None:
+            return None
+        out |= found
+    return out
+
+
+def _argument(call: cst.Call, name: str, index: int) -> Optional[cst.BaseExpression]:
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == name:
+            return a.value
+    pos = [a.value for a in call.args if a.keyword is None and not a.star]
+    return pos[index] if index < len(pos) else None
 
 
 def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:

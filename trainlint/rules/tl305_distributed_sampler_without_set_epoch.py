@@ -7,8 +7,7 @@ import libcst as cst
 
 from trainlint.analysis.data import _word_role_of_name
 from trainlint.analysis.loaders import SamplerFact, loader_facts, program_mentions
-from trainlint.analysis.execution import TrainLoop, program_loops
-from trainlint.analysis.names import dotted
+from trainlint.analysis.execution import EpochReseed, TrainLoop, epoch_reseeds, program_loops
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
 from trainlint.rules import Rule
 
@@ -18,9 +17,13 @@ class DistributedSamplerWithoutSetEpoch(Rule):
     ## What it does
     Flags a `torch.utils.data.distributed.DistributedSampler` that shuffles (the default) and feeds the
     training DataLoader of a program that reads its data more than once (an epoch loop, or a
-    `while True:` / iteration loop around the batch loop), when nothing in the program ever calls
-    `set_epoch(...)` — neither `sampler.set_epoch(epoch)`, nor `train_loader.sampler.set_epoch(epoch)`,
-    nor inside a helper called once per epoch.
+    `while True:` / iteration loop around the batch loop), when no `set_epoch(...)` call gives **this
+    sampler** a new epoch every epoch. The program model follows each `set_epoch` to the object it acts on
+    (`sampler.set_epoch(epoch)`, `train_loader.sampler.set_epoch(epoch)`,
+    `loader.batch_sampler.sampler.set_epoch(epoch)`, `self.train_loader.sampler` of a trainer class, a
+    parameter bound at the call site of a helper in another file) and to when it runs. So it also flags
+    `set_epoch` called only on the validation sampler, `set_epoch(0)` with a constant, and a `set_epoch`
+    that runs once before the epoch loop.
 
     ## Why is this bad?
     A `DistributedSampler` draws its permutation from `seed + epoch`, and the epoch only changes when
@@ -65,8 +68,9 @@ class DistributedSamplerWithoutSetEpoch(Rule):
             loss.backward()
             optimizer.step()
     ```
-    Not flagged: `set_epoch` called anywhere in the program (on the sampler, through
-    `loader.sampler.set_epoch(epoch)` or `loader.batch_sampler.sampler`, in a helper), evaluation samplers
+    Not flagged: `set_epoch` with a changing argument on this sampler every epoch (directly, through
+    `loader.sampler.set_epoch(epoch)` or `loader.batch_sampler.sampler`, in a helper called per epoch, on a
+    receiver the model cannot follow), evaluation samplers
     (`shuffle=False`, or feeding a validation loader), a `shuffle=` from a variable or the command line,
     a sampler built only under a condition that is false in the program (`if distributed:` with
     `distributed=False` never overridden), programs that read the data once, and Lightning, Accelerate
@@ -133,6 +137,18 @@ class Trainer:
                 self.opt.zero_grad()
                 self.model(batch).loss.backward()
                 self.opt.step()
+""",
+        # set_epoch on the validation sampler, not the training one
+        """
+from torch.utils.data import DataLoader, DistributedSampler
+train_sampler = DistributedSampler(train_ds)  # expect: TL305
+val_sampler = DistributedSampler(val_ds)
+train_loader = DataLoader(train_ds, batch_size=64, sampler=train_sampler)
+val_loader = DataLoader(val_ds, batch_size=64, sampler=val_sampler)
+for epoch in range(30):
+    val_sampler.set_epoch(epoch)
+    for x, y in train_loader:
+        loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
 """,
     )
 
@@ -236,29 +252,59 @@ for step, batch in enumerate(loader):
         if _framework_sets_epoch(program):
             return
         facts = loader_facts(program)
-        if facts.set_epoch_calls or not facts.samplers:
+        if not facts.samplers:
             return
         epoch_loops = [l for l in program_loops(program) if l.unit == "epoch"]
         repeated = None if epoch_loops else _repeated_training_loop(program)
         if not epoch_loops and repeated is None:
             return
+        reseeds = epoch_reseeds(program)
         for sm in facts.samplers:
             if sm.shuffle is not True or sm.dead or not _for_training(sm):
                 continue
-            yield self._finding(sm, epoch_loops, repeated, program)
+            # the set_epoch calls that may act on this sampler (or whose receiver cannot be followed)
+            mine = [r for r in reseeds if _may_act_on(r, sm, program)]
+            if any(r.placement != "once" and not r.constant for r in mine):
+                continue  # given the epoch every epoch
+            yield self._finding(sm, epoch_loops, repeated, program, mine, reseeds)
 
-    def _finding(self, sm: SamplerFact, epoch_loops: List[TrainLoop], repeated, program) -> Finding:
+    def _finding(self, sm: SamplerFact, epoch_loops: List[TrainLoop], repeated, program, mine: List[EpochReseed],
+                 reseeds: List[EpochReseed]) -> Finding:
         ctx = sm.pf.ctx
         loop = _loop_for(sm, epoch_loops) if epoch_loops else None
         name = f"`{sm.target}`" if sm.target else "This DistributedSampler"
         run = f"each of the {loop.describe_count()}" if loop is not None and loop.count is not None else "every epoch"
-        message = (
-            f"{name} shuffles with seed + epoch, but set_epoch() is never called: "
-            f"{run} reads the same order as epoch 0"
-        )
         related = []
+        if mine:
+            r = mine[0]
+            where_ = _where(program, r, sm)
+            if r.constant:
+                arg = r.call.args[0].value.value if r.call.args and isinstance(r.call.args[0].value, cst.Integer) else "a constant"
+                message = (f"{name} shuffles with seed + epoch, but it is only given the constant epoch {arg} "
+                           f"(`{r.receiver}.set_epoch({arg})`, {where_}): {run} reads the same order")
+                note = "set_epoch() with a constant: the epoch never changes"
+            else:
+                message = (f"{name} shuffles with seed + epoch, but set_epoch() runs only once, before the epoch loop "
+                           f"({where_}): {run} reads the same order")
+                note = "set_epoch() runs once, before the epoch loop"
+            rctx = _ctx(program, r.facts)
+            if rctx is not None:
+                related.append(Related(rctx.path, rctx.span(r.call), note))
+        elif reseeds:
+            others = ", ".join(dict.fromkeys(f"`{r.receiver}`" for r in reseeds))
+            message = (f"{name} shuffles with seed + epoch, but set_epoch() is only called on {others}, not on this "
+                       f"sampler: {run} reads the same order as epoch 0")
+            for r in reseeds[:2]:
+                rctx = _ctx(program, r.facts)
+                if rctx is not None:
+                    related.append(Related(rctx.path, rctx.span(r.call), "set_epoch() on another object"))
+        else:
+            message = (
+                f"{name} shuffles with seed + epoch, but set_epoch() is never called: "
+                f"{run} reads the same order as epoch 0"
+            )
         fix = None
-        if loop is not None:
+        if loop is not None and not mine:
             lpf = program.file_of(loop.facts)
             lctx = lpf.ctx if lpf is not None else None
             if lctx is not None:
@@ -276,6 +322,27 @@ for step, batch in enumerate(loader):
             fix=fix,
             related=related,
         )
+
+
+def _may_act_on(r: EpochReseed, sm: SamplerFact, program) -> bool:
+    """Does set_epoch call ``r`` act on sampler ``sm`` (or on an object we cannot follow)?"""
+    targets = r.acts_on(program)
+    return targets is None or id(sm.call) in targets
+
+
+def _ctx(program, facts):
+    pf = program.file_of(facts)
+    return pf.ctx if pf is not None else None
+
+
+def _where(program, r: EpochReseed, sm: SamplerFact) -> str:
+    ctx = _ctx(program, r.facts)
+    if ctx is None:
+        return "in another file"
+    line = ctx.span(r.call).line
+    if r.facts is sm.pf.facts:
+        return f"line {line}"
+    return f"{os.path.relpath(ctx.path, os.path.dirname(sm.pf.ctx.path) or '.').replace(os.sep, '/')}:{line}"
 
 
 def _framework_sets_epoch(program) -> bool:
