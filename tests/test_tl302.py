@@ -261,3 +261,56 @@ def test_dataset_train_parameter_passed_explicitly_is_a_role(tmp_path):
     # reported at the random branch, after the early return that only the eval instance takes
     assert _where(found) == ["data.py:14"]
     assert "a random branch in Tiles.__getitem__" in found[0].message
+
+
+# -- issue 10: right on real code ----------------------------------------------------------------------
+
+def test_a_program_that_first_trains_a_plain_baseline_is_not_flagged(tmp_path):
+    found = _run(tmp_path, {"nb.py": """
+        import torch
+        import torchvision
+        import torchvision.transforms as T
+
+        plain_tf = T.Compose([T.ToTensor(), T.Normalize((0.5,), (0.5,))])
+        aug_tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
+
+        def train(model, loader, opt, epochs):
+            for epoch in range(epochs):
+                for x, y in loader:
+                    opt.zero_grad()
+                    torch.nn.functional.cross_entropy(model(x), y).backward()
+                    opt.step()
+
+        base_set = torchvision.datasets.CIFAR10("data", train=True, transform=plain_tf)
+        train(model, torch.utils.data.DataLoader(base_set, batch_size=64, shuffle=True), opt, 5)
+        aug_set = torchvision.datasets.CIFAR10("data", train=True, transform=aug_tf)
+        train(model2, torch.utils.data.DataLoader(aug_set, batch_size=64, shuffle=True), opt2, 5)
+    """})
+    assert found == []
+
+
+LOOKS_AT_DATA = """
+    import torch
+    import torchvision.transforms as T
+    from torchvision.datasets import ImageFolder
+
+    tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
+    ds = ImageFolder("data/train", transform=tf)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True)
+    images, labels = next(iter(loader))
+    show_grid(images)
+"""
+
+
+def test_a_notebook_that_never_trains_is_not_judged_by_its_folder_names(tmp_path):
+    assert _run(tmp_path, {"look.py": LOOKS_AT_DATA}) == []
+
+
+def test_the_same_pipeline_in_a_program_that_trains_is_flagged(tmp_path):
+    trains = LOOKS_AT_DATA + """
+    for x, y in loader:
+        opt.zero_grad()
+        crit(model(x), y).backward()
+        opt.step()
+    """
+    assert _where(_run(tmp_path, {"look.py": trains})) == ["look.py:5"]

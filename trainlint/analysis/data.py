@@ -124,6 +124,10 @@ class Pipeline:
         return [o for o in self.ops if o.random and not o.gated]
 
 
+#: The evidence of a role read from a dataset's path or split words (``"data/train"``), not from use.
+PATH_EVIDENCE = "its path or split argument says"
+
+
 @dataclass(eq=False)
 class PipelineUse:
     """A pipeline handed to a dataset, with the dataset's role."""
@@ -1037,7 +1041,7 @@ class DataModel:
                 break
             role, text = r, text or lit
         if role in ("train", "eval"):
-            return role, f"its path or split argument says {text!r}", True
+            return role, f"{PATH_EVIDENCE} {text!r}", True
         # who consumes the dataset
         return self._consumer_role(call, where, stmt)
 
@@ -1275,6 +1279,12 @@ class DataModel:
 
     def train_uses(self) -> List[PipelineUse]:
         return [u for u in self.uses if u.role == "train"]
+
+    def plain_train_uses(self) -> List[PipelineUse]:
+        """Training datasets whose pipeline draws nothing: the program trains a baseline without
+        augmentation (a notebook that trains with a plain transform, then with an augmenting one)."""
+        return [u for u in self.train_uses() if u.structural and u.site == "dataset" and u.pipeline.kind == "compose"
+                and not u.pipeline.random_ops]
 
 
 # -- module helpers ---------------------------------------------------------------------------------

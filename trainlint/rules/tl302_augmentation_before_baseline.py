@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from typing import Iterable, Set, Tuple
 
-from trainlint.analysis.data import might_augment, data_model, random_op_names
+from trainlint.analysis.data import PATH_EVIDENCE, might_augment, data_model, random_op_names
+from trainlint.analysis.seeds import program_seeds
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -240,10 +241,19 @@ for epoch in range(10):
         if not might_augment(program):
             return
         model = data_model(program)
+        if model.plain_train_uses():
+            return  # it also trains without augmentation: the baseline exists
+        trains = None
         for use in model.train_uses():
             p = use.pipeline
             if not use.structural or p.gated:
                 continue
+            if use.evidence.startswith(PATH_EVIDENCE):
+                # a folder name says "train": only a program that trains has a training pipeline (a
+                # notebook that only looks at the data does not)
+                trains = program_seeds(program).trains if trains is None else trains
+                if not trains:
+                    continue
             ops = p.random_ops
             if not ops or any(o.gated for o in ops):
                 continue
