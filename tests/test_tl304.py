@@ -133,3 +133,70 @@ def test_test_modules_are_quiet(tmp_path):
                     loss_fn(model(x), y).backward(); opt.step()
     """})
     assert found == []
+
+
+# -- issue 10: right on real code ----------------------------------------------------------------------
+
+EPOCHS = """
+for epoch in range(10):
+    for batch in train_loader:
+        opt.zero_grad()
+        loss_fn(model(batch), batch.y).backward()
+        opt.step()
+"""
+
+
+def _lines(found):
+    return sorted((Path(f.path).name, f.line) for f in found)
+
+
+def test_pyg_and_dgl_loaders_that_take_shuffle_are_loaders(tmp_path):
+    found = _run(tmp_path, {
+        "pyg.py": "from torch_geometric.loader import DataLoader\ntrain_loader = DataLoader(train_graphs, batch_size=32)\n" + EPOCHS,
+        "dgl_train.py": "from dgl.dataloading import GraphDataLoader\ntrain_loader = GraphDataLoader(train_set, batch_size=32)\n" + EPOCHS,
+        "pyg_ok.py": "import torch_geometric.loader as L\ntrain_loader = L.DataLoader(train_graphs, 32, True)\n" + EPOCHS,
+        "dgl_ok.py": "from dgl.dataloading import GraphDataLoader\ntrain_loader = GraphDataLoader(train_set, batch_size=32, shuffle=True)\n" + EPOCHS,
+    })
+    assert _lines(found) == [("dgl_train.py", 2), ("pyg.py", 2)]
+
+
+def test_a_program_that_reads_its_data_once_is_not_flagged(tmp_path):
+    found = _run(tmp_path, {"bench.py": """
+        import time
+        from torch.utils.data import DataLoader
+        train_loader = DataLoader(train_set, batch_size=64)
+        start = time.time()
+        for i, (x, y) in enumerate(train_loader):
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+            if i == 100:
+                break
+        print((time.time() - start) / 100)
+    """})
+    assert found == []
+
+
+def test_a_loader_in_a_branch_that_never_runs_is_dead(tmp_path):
+    found = _run(tmp_path, {"t.py": """
+        from torch.utils.data import DataLoader
+        if 1:
+            train_loader = DataLoader(train_set, batch_size=64, shuffle=True)
+        else:
+            train_loader = DataLoader(train_set, batch_size=64)
+    """ + textwrap.indent(EPOCHS, "        ")})
+    assert found == []
+
+
+def test_one_finding_per_loader_not_per_assignment_of_its_variable(tmp_path):
+    found = _run(tmp_path, {"t.py": """
+        from torch.utils.data import DataLoader
+        if args.dataset == "mnist":
+            train_loader = DataLoader(mnist_train, batch_size=64)
+        elif args.dataset == "cifar":
+            train_loader = DataLoader(cifar_train, batch_size=64)
+        else:
+            train_loader = DataLoader(svhn_train, batch_size=64)
+    """ + textwrap.indent(EPOCHS, "        ")})
+    assert _lines(found) == [("t.py", 3)]
+    assert len(found[0].related) == 2

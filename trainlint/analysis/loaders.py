@@ -25,7 +25,21 @@ from trainlint.analysis.values import fold
 from trainlint.analysis.walk import calls, walk
 from trainlint.analysis.syntax import is_none, keyword_arg
 
-DATALOADERS = {"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"}
+#: Loaders that take ``shuffle`` like torch's (their positional parameters up to it): torch's own, and
+#: other libraries' (PyTorch Geometric, DGL's graph loader).
+_LOADER_POSITIONAL = {
+    "torch.utils.data.DataLoader": ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler"),
+    "torch.utils.data.dataloader.DataLoader": ("dataset", "batch_size", "shuffle", "sampler", "batch_sampler"),
+    "torch_geometric.loader.DataLoader": ("dataset", "batch_size", "shuffle"),
+    "torch_geometric.loader.dataloader.DataLoader": ("dataset", "batch_size", "shuffle"),
+    "torch_geometric.data.DataLoader": ("dataset", "batch_size", "shuffle"),
+    "torch_geometric.loader.DenseDataLoader": ("dataset", "batch_size", "shuffle"),
+    "torch_geometric.data.DenseDataLoader": ("dataset", "batch_size", "shuffle"),
+    "dgl.dataloading.GraphDataLoader": ("dataset",),
+    "dgl.dataloading.pytorch.GraphDataLoader": ("dataset",),
+    "dgl.dataloading.dataloader.GraphDataLoader": ("dataset",),
+}
+DATALOADERS = set(_LOADER_POSITIONAL)
 DISTRIBUTED_SAMPLERS = {
     "torch.utils.data.DistributedSampler",
     "torch.utils.data.distributed.DistributedSampler",
@@ -55,6 +69,8 @@ class LoaderFact:
     role: Optional[str]  # "train" | "eval" | None
     evidence: str
     structural: bool
+    #: built only under a condition that is false in this program (``if 1: ... else: <here>``)
+    dead: bool = False
 
     @property
     def facts(self) -> FileFacts:
@@ -103,12 +119,12 @@ class LoaderFacts:
     set_epoch_calls: List[SetEpochCall]
 
 
-def _arg(call: cst.Call, name: str) -> Optional[cst.BaseExpression]:
+def _arg(call: cst.Call, name: str, positional: tuple = _POSITIONAL) -> Optional[cst.BaseExpression]:
     a = keyword_arg(call, name)
     if a is not None:
         return a.value
-    if name in _POSITIONAL:
-        i = _POSITIONAL.index(name)
+    if name in positional:
+        i = positional.index(name)
         pos = [x.value for x in call.args if x.keyword is None and not x.star]
         if i < len(pos):
             return pos[i]
@@ -222,11 +238,12 @@ def loader_facts(program: Any) -> LoaderFacts:
 
 def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm: Any) -> LoaderFact:
     facts = pf.facts
+    positional = _LOADER_POSITIONAL.get(canonical(facts.qualify(call.func) or ""), _POSITIONAL)
     star = any(a.star == "**" for a in call.args)
-    shuffle_expr = _arg(call, "shuffle")
+    shuffle_expr = _arg(call, "shuffle", positional)
     shuffle = _flag(shuffle_expr, facts, scope, stmt, program)
-    sampler = _arg(call, "sampler")
-    batch_sampler = _arg(call, "batch_sampler")
+    sampler = _arg(call, "sampler", positional)
+    batch_sampler = _arg(call, "batch_sampler", positional)
     target = _bound_target(stmt, call)
     role, evidence, structural = None, "", False
     where = _Where(pf, scope, stmt)
@@ -245,9 +262,9 @@ def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm:
             if w is not None:
                 role, evidence = w, f"named {target}"
     return LoaderFact(
-        call, pf, scope, stmt, target, _arg(call, "dataset"), shuffle, shuffle_expr,
+        call, pf, scope, stmt, target, _arg(call, "dataset", positional), shuffle, shuffle_expr,
         None if is_none(sampler) else sampler, None if is_none(batch_sampler) else batch_sampler,
-        star, role, evidence, structural,
+        star, role, evidence, structural, dead=_dead(call, scope, stmt, facts, program),
     )
 
 
@@ -464,6 +481,24 @@ def _class_is_stream(cls: Any, program: Any, depth: int) -> Optional[bool]:
     if any(b.endswith("Dataset") for b in cls.bases):
         return False
     return None
+
+
+def reads_data_once(program: Any) -> bool:
+    """Does the program read its training data in a single pass? Its training loops are all iteration
+    loops (a demo, a benchmark bounded by a step count) with no epoch loop and no loop around a batch
+    loop. False when no training loop is found at all (a framework's trainer runs the epochs)."""
+    from trainlint.analysis.data import _trains
+    from trainlint.analysis.execution import program_loops
+
+    loops = program_loops(program)
+    if not loops or any(l.unit == "epoch" for l in loops):
+        return False
+    for pf in program.files:
+        for scope in pf.facts.scopes():
+            for s in scope.stmts:
+                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
+                    return False  # `while True:` / `for it in ...` around a batch loop that trains
+    return True
 
 
 def program_mentions(program: Any, *needles: str) -> bool:

@@ -8,7 +8,7 @@ import libcst as cst
 from trainlint.analysis.data import UNKNOWN, _word_role_of_name
 from trainlint.analysis.loaders import (
     LoaderFact, dataset_is_stream, dataset_is_synthetic, dataset_shuffles_itself, is_test_file, loader_facts,
-    program_mentions,
+    program_mentions, reads_data_once,
 )
 from trainlint.analysis.names import dotted
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Span
@@ -330,13 +330,20 @@ with torch.no_grad():
         if program_mentions(program, *_ORDER_MATTERS):
             return
         streams = program_mentions(program, *_STREAMS)
-        for ld in loader_facts(program).loaders:
-            if not self._unshuffled_training(ld, program, streams):
-                continue
-            yield self._finding(ld)
+        flagged = [ld for ld in loader_facts(program).loaders if self._unshuffled_training(ld, program, streams)]
+        if flagged and reads_data_once(program):
+            return  # one pass over the data (a demo, a benchmark of N steps): the order is never repeated
+        # One finding per loader: the same variable assigned in several branches (one per dataset) is
+        # one loader of the program.
+        groups: dict = {}
+        for ld in flagged:
+            key = (id(ld.pf), id(ld.scope), ld.target) if ld.target else (id(ld.call),)
+            groups.setdefault(key, []).append(ld)
+        for lds in groups.values():
+            yield self._finding(lds[0], others=lds[1:])
 
     def _unshuffled_training(self, ld: LoaderFact, program, streams: bool) -> bool:
-        if ld.role != "train":
+        if ld.role != "train" or ld.dead:
             return False
         if not ld.structural:
             ds = dotted(ld.dataset) if ld.dataset is not None else None
@@ -357,7 +364,7 @@ with torch.no_grad():
             return False
         return True
 
-    def _finding(self, ld: LoaderFact) -> Finding:
+    def _finding(self, ld: LoaderFact, others=()) -> Finding:
         ctx = ld.pf.ctx
         name = f"`{ld.target}`" if ld.target else "This DataLoader"
         ds = ctx.code(ld.dataset).strip() if ld.dataset is not None else "its dataset"
@@ -369,6 +376,9 @@ with torch.no_grad():
         related = []
         if ld.shuffle_node is not None:
             related.append(Related(ctx.path, ctx.span(ld.shuffle_node), "shuffling is turned off here"))
+        for other in others[:4]:
+            related.append(Related(other.pf.ctx.path, other.pf.ctx.span(other.call),
+                                   f"`{ld.target}` is also built here without shuffling"))
         return self.finding(
             ctx,
             ctx.span(ld.call),
