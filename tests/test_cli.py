@@ -342,7 +342,8 @@ def test_full_format_shows_source_and_summary(proj):
     r = run(["bad.py"])
     assert "loss = torch.clamp(criterion(model(x), y), max=10.0)" in r.out
     assert "^^^" in r.out
-    assert r.out.rstrip().endswith("Found 1 finding (1 error) in 1 file.")
+    assert r.out.rstrip().endswith("Found 1 finding (1 error) in 1 file.\n"
+                                   "No fixes available (1 hidden fix can be enabled with the `--unsafe-fixes` option).")
 
 
 def test_output_format_json(proj):

@@ -214,7 +214,7 @@ def test_full_multiline_span_underlines_to_end_of_first_line():
 def test_full_summary_and_no_source():
     out = run(make_report(), "full")
     assert out.rstrip().splitlines()[-2] == "Found 3 findings (1 error, 1 warning, 1 info) in 2 files."
-    assert out.rstrip().endswith("[*] 1 fixable with --fix.")
+    assert out.rstrip().endswith("[*] 1 fixable with the `--fix` option.")
     no_src = run(make_report(show_source=False), "full")
     assert "^" not in no_src and " | " not in no_src
     assert f"{EVAL}:2:7: TL101 [info] inference outside torch.no_grad()" in no_src

@@ -75,6 +75,13 @@ def _format_choices() -> List[str]:
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help="Color the human-readable output.")
 @click.option("--no-cache", is_flag=True, hidden=True, help="Accepted for ruff compatibility; trainlint keeps no cache.")
+@click.option("--fix/--no-fix", default=None, help="Apply fixes (safe ones; unsafe ones too with --unsafe-fixes), then report what is left. Config: fix.")
+@click.option("--unsafe-fixes/--no-unsafe-fixes", default=None,
+              help="Include fixes that change what the training does (apply them with --fix, count them as fixable). Config: unsafe-fixes.")
+@click.option("--diff", is_flag=True, help="Print the fixes as a unified diff instead of writing them; exit 1 if there is one. Implies --fix-only.")
+@click.option("--fix-only/--no-fix-only", default=False, help="Apply fixes and report nothing else (exit 0 unless --exit-non-zero-on-fix).")
+@click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was fixed, even if no finding is left.")
+@click.option("--add-noqa", is_flag=True, help="Add `# noqa: TLxxx` comments to every line with a finding (nothing else is changed).")
 def check(**kwargs) -> None:
     """Lint training programs: files and folders (default: the current folder); '-' reads stdin."""
     try:
@@ -86,7 +93,8 @@ def check(**kwargs) -> None:
 
 
 def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
-           config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache) -> None:
+           config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache,
+           fix, unsafe_fixes, diff, fix_only, exit_non_zero_on_fix, add_noqa) -> None:
     import gc
 
     # A short-lived process: syntax trees live until exit, and collecting them after the lint (the
@@ -127,6 +135,10 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         report_unused_suppressions=report_unused or "TL002" in enabled,
         min_severity=Severity.parse(min_severity) if min_severity else config.min_severity,
     )
+    unsafe = config.unsafe_fixes if unsafe_fixes is None else unsafe_fixes
+    fix_only = fix_only or diff
+    fixing = fix_only or (config.fix if fix is None else fix)
+    stdin_text = None
     if "-" in paths:
         if len(paths) > 1:
             _fail("'-' (stdin) cannot be combined with other paths")
@@ -135,12 +147,56 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
 
         display = stdin_filename or "-"
         try:
-            text = decode(data, display)
+            stdin_text = decode(data, display)
         except SourceError as exc:
             _fail(f"{display}: {exc}")
-        report, warnings = lint_text(text, display, options)
+
+        def lint(overlay):
+            rep, warns = lint_text(overlay.get("<stdin>", stdin_text), display, options)
+            rep.real_paths[display] = "<stdin>"
+            return rep, warns
     else:
-        report, warnings = lint_paths(paths, options)
+        def lint(overlay):
+            options.overlay = overlay
+            return lint_paths(paths, options)
+
+    if add_noqa:
+        _add_noqa(lint, stdin_text, quiet)
+    run = None
+    if fixing:
+        from trainlint.fixes import fix_run, unified_diff, write_fixes
+
+        run = fix_run(lint, unsafe, read=(lambda real: stdin_text) if stdin_text is not None else _read_fixable)
+        report, warnings = run.report, run.warnings
+        if diff:
+            if stdin_text is None:
+                _write_stdout(unified_diff(run))
+            else:
+                _write_stdout(unified_diff(run).replace("a/<stdin>", "a/" + display).replace("b/<stdin>", "b/" + display))
+            if not quiet:
+                click.echo(_would_fix(run), err=True)
+            for w in warnings if not quiet else ():
+                click.echo(f"trainlint: warning: {w}", err=True)
+            sys.exit(EXIT_FINDINGS if run.fixed_text else EXIT_CLEAN)
+        if stdin_text is not None:  # ruff's convention: the fixed source on stdout, the report on stderr
+            _write_stdout(run.fixed_text.get("<stdin>", stdin_text))
+        else:
+            for err in write_fixes(run):
+                report.errors.append(_file_error(err))
+        report.fixed = run.fixed
+        if fix_only:
+            if not quiet:
+                for w in warnings:
+                    click.echo(f"trainlint: warning: {w}", err=True)
+                click.echo(f"Fixed {run.fixed} finding{'' if run.fixed == 1 else 's'}.", err=True)
+            for e in report.errors:
+                click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
+            if report.errors:
+                sys.exit(EXIT_ERROR)
+            sys.exit(EXIT_FINDINGS if exit_non_zero_on_fix and run.fixed else EXIT_CLEAN)
+    else:
+        report, warnings = lint({})
+    report.unsafe_fixes = unsafe
     report.statistics = statistics
 
     human = FORMATS[fmt].for_humans
@@ -170,12 +226,80 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
                 fh.write(text)
         except OSError as exc:
             _fail(f"cannot write {output_file}: {exc.strerror}")
+    elif stdin_text is not None and fixing:
+        sys.stderr.write(text)
     else:
         _write_stdout(text)
     if report.errors:
         sys.exit(EXIT_ERROR)
     if report.findings and not exit_zero:
         sys.exit(EXIT_FINDINGS)
+    if exit_non_zero_on_fix and run is not None and run.fixed:
+        sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_CLEAN)
+
+
+def _read_fixable(real: str) -> str:
+    from trainlint.fixes import _read_text
+
+    return _read_text(real)
+
+
+def _file_error(message: str):
+    from trainlint.report.base import FileError
+
+    path, _, rest = message.partition(": ")
+    return FileError(path, rest)
+
+
+def _would_fix(run) -> str:
+    n = run.fixed
+    text = f"Would fix {n} finding{'' if n == 1 else 's'}"
+    if run.unapplied_unsafe:
+        k = run.unapplied_unsafe
+        text += f" ({k} additional fix{'' if k == 1 else 'es'} available with `--unsafe-fixes`)"
+    return text + "."
+
+
+def _add_noqa(lint, stdin_text, quiet: bool) -> "NoReturn":  # noqa: F821
+    """``--add-noqa``: one ``# noqa: CODES`` per line with findings; nothing else changes."""
+    from trainlint.fixes import _read_text, encode_like, fix_text, noqa_fixes, write_atomic
+
+    report, warnings = lint({})
+    by_file = {}
+    for f in report.findings:
+        by_file.setdefault(f.path, []).append(f)
+    added = 0
+    for path, findings in sorted(by_file.items()):
+        real = report.real_paths.get(path)
+        if real is None:
+            continue
+        notebook = real.endswith(".ipynb")
+        try:
+            original = stdin_text if real == "<stdin>" else _read_text(real)
+        except (OSError, ValueError) as exc:
+            click.echo(f"trainlint: error: {path}: {exc}", err=True)
+            continue
+        script = original
+        if notebook:
+            from trainlint.notebook import to_script
+
+            script = to_script(original)[0]
+        fixes = noqa_fixes(findings, script)
+        new, done, refused = fix_text(original, fixes, notebook=notebook)
+        for fx in refused:
+            click.echo(f"trainlint: warning: {path}: cannot add a noqa comment there ({fx.message}): the line is inside a string", err=True)
+        if not done:
+            continue
+        added += len(done)
+        if real == "<stdin>":
+            _write_stdout(new)
+            continue
+        with open(real, "rb") as fh:
+            raw = fh.read()
+        write_atomic(real, encode_like(new, raw, notebook=notebook))
+    if not quiet:
+        click.echo(f"Added {added} noqa directive{'' if added == 1 else 's'}.", err=True)
     sys.exit(EXIT_CLEAN)
 
 

@@ -39,6 +39,8 @@ KNOWN_KEYS = {
     "output-format": "default output format",
     "respect-gitignore": "skip files ignored by .gitignore (default true)",
     "report-unused-suppressions": "report suppressions that silence nothing (TL002)",
+    "fix": "apply safe fixes, like --fix (default false)",
+    "unsafe-fixes": "also apply (and count as fixable) unsafe fixes, like --unsafe-fixes (default false)",
 }
 
 DEFAULT_EXCLUDE = (
@@ -69,6 +71,8 @@ class Config:
     output_format: Optional[str] = None
     respect_gitignore: bool = True
     report_unused_suppressions: bool = False
+    fix: bool = False
+    unsafe_fixes: bool = False
 
     # -- selection -------------------------------------------------------------------------
     def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
@@ -253,7 +257,8 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
         if not isinstance(fmt, str) or fmt not in FORMATS:
             raise ConfigError(f"{prefix} output-format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
         cfg.output_format = fmt
-    for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions")):
+    for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions"),
+                      ("fix", "fix"), ("unsafe-fixes", "unsafe_fixes")):
         if key in table:
             if not isinstance(table[key], bool):
                 raise ConfigError(f"{prefix} {key}: expected true or false, got {table[key]!r}")

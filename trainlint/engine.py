@@ -33,6 +33,9 @@ class Options:
     enabled: List[str]  # codes
     report_unused_suppressions: bool = False
     min_severity: Severity = Severity.INFO
+    #: Texts that take precedence over the files on disk, by real path (the fix engine's edited files,
+    #: an editor's open buffers). A notebook's entry is its JSON text.
+    overlay: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -210,7 +213,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
 
     def load(real: str):
         try:
-            source = read_source(real, _display(real))
+            source = _read(real, _display(real), options)
             return FileContext(source, parse(source.text)[0])
         except (SourceError, cst.ParserSyntaxError, RecursionError):
             return None
@@ -236,6 +239,19 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                     st.raw.append(f)
 
 
+def _read(real: str, display: str, options: Options) -> SourceFile:
+    """A file's source: its overlay text when it has one, else the file on disk."""
+    if options.overlay:
+        text = options.overlay.get(os.path.realpath(real))
+        if text is not None:
+            if real.endswith(".ipynb"):
+                from trainlint.source import notebook_source
+
+                return notebook_source(text.encode("utf-8"), display)
+            return SourceFile(display, text)
+    return read_source(real, display)
+
+
 def _display(real: str) -> str:
     from trainlint.files import display_path
 
@@ -251,8 +267,12 @@ def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: O
                            source.path, problem.span, hint="Fix the directive, or remove it"))
     for directive, what in (sup.unused(enabled) if enabled is not None else ()):
         label = "noqa" if directive.kind == "noqa" else f"trainlint: {directive.kind}"
+        from trainlint.fixes import unused_suppression_fix
+
+        dead = None if directive.codes is None else [c for c in directive.codes if c not in directive.used and c in enabled]
+        fix = unused_suppression_fix(source.text, directive.line, directive.column, directive.end_column, dead)
         out.append(Finding(SUPPRESSION, rule.name, rule.severity, f"Unused suppression `# {label}`: {what}",
-                           source.path, directive.span, hint="Remove the suppression (or the unused codes)"))
+                           source.path, directive.span, hint="Remove the suppression (or the unused codes)", fix=fix))
     return out
 
 
@@ -299,7 +319,7 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
     states: Dict[str, _FileState] = {}
     for real, display in found.files:
         try:
-            source = read_source(real, display)
+            source = _read(real, display, options)
         except SourceSkipped as exc:
             warnings.append(f"{display}: {exc}")
             continue
@@ -309,6 +329,7 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
         state = _prepare(source, options, rules)
         if state is not None:
             states[os.path.realpath(real)] = state
+            report.real_paths[source.path] = os.path.realpath(real)
     _run_program_rules(states, options, rules)
     for state in states.values():
         _collect(report, _finish(state, options), warnings)

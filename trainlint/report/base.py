@@ -41,6 +41,9 @@ class Report:
     sources: Dict[str, str] = field(default_factory=dict)  # path -> text, for files with findings
     version: str = ""  # trainlint's version, for tool metadata
     notebooks: Dict[str, Any] = field(default_factory=dict)  # path -> trainlint.notebook.CellMap
+    real_paths: Dict[str, str] = field(default_factory=dict)  # displayed path -> real path (files read)
+    unsafe_fixes: bool = False  # --unsafe-fixes: unsafe fixes count as fixable in the summary
+    fixes_shown: bool = True  # the "[*] N fixable" line (not after --fix, which applied them)
 
 
 def position(report: "Report", path: str, line: int) -> Tuple[Optional[int], int]:

@@ -160,14 +160,33 @@ def summary_lines(report: Report, color: bool) -> List[str]:
         text = f"Found {plural(len(findings), 'finding')} ({', '.join(parts)}) in {plural(files, 'file')}."
         worst = max(counts)
         out.append(paint(text, BOLD, SEVERITY_COLOR[worst], color=color))
-        fixable = sum(1 for f in findings if f.fix is not None and f.fix.applicability.value == "safe")
-        if fixable:
-            out.append(f"[*] {fixable} fixable with --fix.")
+        line = fixable_line(report)
+        if line:
+            out.append(line)
     if report.errors:
         out.append(paint(f"{plural(len(report.errors), 'file')} could not be checked.", BOLD, RED, color=color))
     elif not findings:
         out.append(paint("All checks passed!", BOLD, GREEN, color=color))
     return out
+
+
+def fixable_line(report: Report) -> str:
+    """ruff's closing hint: ``[*] N fixable with the `--fix` option (M hidden fixes can be enabled with the
+    `--unsafe-fixes` option).`` Unsafe fixes count as fixable only when --unsafe-fixes is on."""
+    if not report.fixes_shown:
+        return ""
+    safe = sum(1 for f in report.findings if f.fix is not None and f.fix.applicability.value == "safe")
+    unsafe = sum(1 for f in report.findings if f.fix is not None and f.fix.applicability.value == "unsafe")
+    fixable = safe + (unsafe if report.unsafe_fixes else 0)
+    hidden = 0 if report.unsafe_fixes else unsafe
+    note = ""
+    if hidden:
+        note = f"{plural(hidden, 'hidden fix').replace('fixs', 'fixes')} can be enabled with the `--unsafe-fixes` option"
+    if fixable:
+        return f"[*] {fixable} fixable with the `--fix` option" + (f" ({note})." if note else ".")
+    if hidden:
+        return f"No fixes available ({note})."
+    return ""
 
 
 def statistics_lines(report: Report, color: bool) -> List[str]:

@@ -26,7 +26,9 @@ class UnusedSuppression(EngineRule):
     ```
 
     ## Fix safety
-    No fix is offered yet: remove the comment or the code by hand.
+    A safe fix (applied by `--fix`): it removes the unused suppression comment (the whole line when the
+    comment stands alone), or only its unused codes; codes of other tools in a `# noqa` and a reason
+    comment after it are kept. Removing a comment never changes what the program does.
 
     ## References
     - [ruff RUF100 unused-noqa](https://docs.astral.sh/ruff/rules/unused-noqa/)

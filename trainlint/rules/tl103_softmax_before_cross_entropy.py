@@ -18,7 +18,7 @@ from trainlint.analysis.models import (
 )
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import fold
-from trainlint.findings import Finding, Related, Severity
+from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 
 #: Losses that apply log_softmax to their input themselves, or expect log-probabilities, and the
@@ -135,8 +135,12 @@ class SoftmaxBeforeCrossEntropy(Rule):
     logits model with `BCEWithLogitsLoss`); a `forward` returning a tuple or a dict.
 
     ## Fix safety
-    No automatic fix: removing the activation from `forward` changes what the model returns to every
-    caller (inference code that expects probabilities must then apply softmax itself).
+    When the activation is written inside the loss call (`F.cross_entropy(F.softmax(logits, 1), y)`,
+    `criterion(out.sigmoid(), y)` with `BCEWithLogitsLoss`), its output feeds only the loss, and an unsafe
+    fix drops it (`F.cross_entropy(logits, y)`). Unsafe, applied only with `--unsafe-fixes`: the loss
+    and so the whole training change (that is the point). No automatic fix when the model's `forward`
+    ends with the activation: removing it changes what the model returns to every caller (inference
+    code that expects probabilities must then apply softmax itself).
 
     ## References
     - Karpathy, "A Recipe for Training Neural Networks": verify the loss at init (-log(1/n_classes)) and
@@ -426,6 +430,8 @@ class Lit(L.LightningModule):
                         continue
                     reported.add(id(op.node))
                     finding = self._finding(world, origin, lc, program)
+                    if len(origins) == 1 and op.node is pred and lc.loss not in _NLL:
+                        finding.fix = _drop_fix(op)
                     # a model file shared by several programs is reported once per run
                     seen = op.file.ctx.__dict__.setdefault("_tl103_reported", set())
                     if finding.span not in seen:
@@ -567,3 +573,14 @@ def _num_classes(chain, program) -> Optional[int]:
 def _snip(text: str, limit: int = 50) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _drop_fix(op) -> Optional[Fix]:
+    """The activation written inside the loss call (`criterion(F.softmax(logits, 1), y)`): its output
+    feeds only the loss, so dropping it is mechanical. Unsafe: the loss, hence the training, changes."""
+    from trainlint.edits import unwrap_call
+
+    edits = unwrap_call(op.file.ctx, op.node, method=op.label.startswith("."))
+    if edits is None:
+        return None
+    return Fix(message=f"Pass the logits to the loss: drop the {op.label}", edits=edits, applicability=Applicability.UNSAFE)

@@ -10,7 +10,7 @@ from trainlint.analysis.execution import (
     runs_whenever, same_iteration_before, where,
 )
 from trainlint.analysis.values import fold
-from trainlint.findings import Finding, Related, Severity
+from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short as _short_text
 
@@ -86,8 +86,12 @@ class GradClipMisplaced(Rule):
     place).
 
     ## Fix safety
-    No automatic fix: moving a statement across the step or the backward changes the run; move the clip
-    between `backward()` (or `scaler.unscale_(optimizer)`) and `optimizer.step()` yourself.
+    An unsafe fix, applied only with `--unsafe-fixes`, when the change is mechanical: a one-line clip
+    statement directly before `loss.backward()` moves to just after it; one directly after
+    `optimizer.step()` moves to just before it (not with a GradScaler's `scaler.step`, where the clip also
+    needs `scaler.unscale_`). It is unsafe because the clipped gradients change every update of the run
+    (that is the point). Elsewhere (another block, statements in between) move the clip between
+    `backward()` (or `scaler.unscale_(optimizer)`) and `optimizer.step()` yourself.
 
     ## References
     - [torch.nn.utils.clip_grad_norm_](https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html)
@@ -365,7 +369,8 @@ for epoch in range(10):
                 return self._report(ctx, c, program, b,
                                     f"`{_short(ctx.code(c.node))}` runs before `{_short(_code(program, b))}` ("
                                     f"{_line(program, b, c.facts)}): the step at {_line(program, nxt, c.facts)} uses the fresh, unclipped gradients",
-                                    "Clip after backward() and before optimizer.step()", nxt)
+                                    "Clip after backward() and before optimizer.step()", nxt,
+                                    fix=_move_fix(ctx, c, b, after=True) if len(between) == 1 else None)
             # with a GradScaler: unscale_ first
             if _is_torch_clip(c) and _scaler_step(nxt) and since:
                 unscaled = [u for u in tl.of("unscale") if same(u, c) and not exclusive(u, c)]
@@ -387,9 +392,11 @@ for epoch in range(10):
         return self._report(ctx, c, program, prev,
                             f"`{_short(ctx.code(c.node))}` runs after `{_short(_code(program, prev))}` ("
                             f"{_line(program, prev, c.facts)}): the update already used the unclipped gradients",
-                            "Clip after backward() and before optimizer.step()", None)
+                            "Clip after backward() and before optimizer.step()", None,
+                            fix=None if _scaler_step(prev) else _move_fix(ctx, c, prev, after=False))
 
-    def _report(self, ctx, c: TimedEvent, program, other: TimedEvent, message: str, hint: str, step: Optional[TimedEvent]) -> Finding:
+    def _report(self, ctx, c: TimedEvent, program, other: TimedEvent, message: str, hint: str, step: Optional[TimedEvent],
+                fix: Optional[Fix] = None) -> Finding:
         related = []
         octx = ctx_of(program, other.facts)
         if octx is not None:
@@ -399,7 +406,24 @@ for epoch in range(10):
             sctx = ctx_of(program, step.facts)
             if sctx is not None:
                 related.append(Related(sctx.path, sctx.span(step.node), "the optimizer step"))
-        return self.finding(ctx, ctx.span(c.node), message, hint=hint, related=related)
+        return self.finding(ctx, ctx.span(c.node), message, hint=hint, related=related, fix=fix)
+
+
+def _move_fix(ctx, c: TimedEvent, other: TimedEvent, after: bool) -> Optional[Fix]:
+    """The clip directly before backward() (move it just after) or directly after the step (move it just
+    before), both one-line statements of one block."""
+    first, second = (c, other) if after else (other, c)
+    if c.facts is not other.facts or c.stmt.block != other.stmt.block or first.stmt.index + 1 != second.stmt.index:
+        return None
+    if c.call is None or other.call is None or c.via or other.via:
+        return None
+    from trainlint.edits import move_statement
+
+    edits = move_statement(ctx, c.call, other.call, after=after)
+    if edits is None:
+        return None
+    where = "after" if after else "before"
+    return Fix(message=f"Move the clip {where} `{_short(ctx.code(other.call))}`", edits=edits, applicability=Applicability.UNSAFE)
 
 
 def _measures_only(c: TimedEvent) -> bool:

@@ -8,7 +8,7 @@ from trainlint.analysis.execution import (
     Reported, TimedEvent, Timeline, common_loops, ctx_of, exclusive, program_timelines, same_iteration_before,
     scheduler_kind, where,
 )
-from trainlint.findings import Finding, Related, Severity
+from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
 
@@ -73,8 +73,11 @@ class SchedulerBeforeOptimizer(Rule):
     (timm's `scheduler.step(epoch)`), and Lightning / HF Trainer, which step schedulers in the right order.
 
     ## Fix safety
-    No automatic fix: move `scheduler.step()` after `optimizer.step()` (for a per-epoch schedule: after the
-    epoch's batch loop). The learning rates of the run change by one step, so it is left to you.
+    An unsafe fix, applied only with `--unsafe-fixes`, when `scheduler.step()` is the statement directly
+    before `optimizer.step()` in the same block: it moves the scheduler step just after the optimizer
+    step. The learning rate of every step of the run changes by one position of the schedule, so it is
+    unsafe. For a per-epoch schedule stepped before the batch loop there is no fix: move
+    `scheduler.step()` after the epoch's batch loop yourself.
 
     ## References
     - [torch.optim: how to adjust the learning rate](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)
@@ -371,7 +374,22 @@ for epoch in range(10):
         related = [Related(pctx.path, pspan, "the optimizer step it should follow")]
         hint = ("Move the scheduler step after the epoch's batch loop (after the last optimizer.step())"
                 if level == "epoch" else "Call optimizer.step() first, then scheduler.step()")
-        return self.finding(ctx, span, message, hint=hint, related=related)
+        return self.finding(ctx, span, message, hint=hint, related=related, fix=_fix(ctx, s, target, level))
+
+
+def _fix(ctx, s: TimedEvent, p: TimedEvent, level: str) -> Optional[Fix]:
+    """The scheduler step directly before the optimizer step, in one block: move it just after."""
+    if level != "same" or s.facts is not p.facts or s.stmt.block != p.stmt.block or s.stmt.index + 1 != p.stmt.index:
+        return None
+    if s.call is None or p.call is None or s.via or p.via:
+        return None
+    from trainlint.edits import move_statement
+
+    edits = move_statement(ctx, s.call, p.call, after=True)
+    if edits is None:
+        return None
+    return Fix(message=f"Move `{ctx.code(s.call).strip()}` after `{ctx.code(p.call).strip()}`", edits=edits,
+               applicability=Applicability.UNSAFE)
 
 
 def _trivial_guard(test, s: TimedEvent) -> bool:
