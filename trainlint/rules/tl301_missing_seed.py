@@ -605,4 +605,3 @@ _INCIDENTAL = re.compile(r"port|environ|run_?id|run_?name|uuid|ascii|hexdigits|c
 
 def _incidental(pf: ProgramFile, draw) -> bool:
     return bool(_INCIDENTAL.search(pf.ctx.code(draw.stmt.node)[:300]))
-
