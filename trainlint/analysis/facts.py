@@ -123,6 +123,29 @@ def _targets(expr: cst.BaseExpression) -> List[Tuple[str, Optional[cst.BaseExpre
     return []
 
 
+def _registration(call: cst.BaseExpression) -> Optional[Tuple[str, cst.BaseExpression]]:
+    """``self.add_module("act", v)`` / ``self.register_module("act", v)`` / ``setattr(self, "act", v)``
+    with a constant name: ("self.act", v)."""
+    if not isinstance(call, cst.Call):
+        return None
+    args = [a for a in call.args if a.star == ""]
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value in ("add_module", "register_module") and len(args) == 2:
+        owner = dotted(func.value)
+        name, value = args[0].value, args[1].value
+    elif isinstance(func, cst.Name) and func.value == "setattr" and len(args) == 3:
+        owner = dotted(args[0].value)
+        name, value = args[1].value, args[2].value
+    else:
+        return None
+    if owner is None or not isinstance(name, cst.SimpleString):
+        return None
+    text = name.evaluated_value
+    if not isinstance(text, str) or not text.isidentifier():
+        return None
+    return f"{owner}.{text}", value
+
+
 class _Builder:
     def __init__(self) -> None:
         self.aliases = AliasTable()
@@ -177,6 +200,10 @@ class _Builder:
                 self._assign(scope, name, node.value, s, "aug", node)
         elif isinstance(node, cst.Expr):
             call = node.value
+            # self.add_module("act", nn.ReLU()) / register_module / setattr(self, "act", ...) bind self.act
+            registered = _registration(call)
+            if registered is not None:
+                self._assign(scope, registered[0], registered[1], s, "assign", node)
             # `x.clamp_(...)` and friends rebind x in place.
             if isinstance(call, cst.Call) and isinstance(call.func, cst.Attribute):
                 meth = call.func.attr.value

@@ -16,7 +16,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.objects import ClassRef, FileRef, World, bound_arg as _bound_arg, file_calls  # noqa: F401
+from trainlint.analysis.objects import ClassRef, FileRef, World, bound_arg as _bound_arg, file_calls, target_path  # noqa: F401
 from trainlint.analysis.modules import (  # noqa: F401
     ACT_FUNCS, ACT_METHODS, ACT_MODULES, BN_MODULES, DROPOUT_FUNCS, DROPOUT_MODULES, MODULE_BASES, RANGE_OF,
     SHAPE_FUNCS, SHAPE_METHODS, SHAPE_MODULES, WRAPPER_FUNCS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op,
@@ -217,19 +217,36 @@ class Origin:
     chain: Tuple[Op, ...] = ()
 
 
-def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, depth: int = 0) -> List[Origin]:
+def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Stmt, depth: int = 0, element: object = None) -> List[Origin]:
     """The alternatives of what produced ``expr`` at ``stmt`` (never empty: unknown is an Origin).
 
     Unlike :func:`prediction_sources`, an activation is found even when the model is not known
     (``logits = timm.create_model(...)(x); probs = logits.softmax(-1)``), and a model's own last op is
     reported when the value comes straight out of a model call. Parameters are followed to the call
     sites of their function (``def compute_loss(out, y): return F.cross_entropy(out, y)``), calls of
-    module-level helpers to what they return."""
+    module-level helpers to what they return.
+
+    ``element``: the origins of one element of ``expr`` (an int position or a str key) — a model
+    whose ``forward`` returns a tuple or a dict (class logits plus an auxiliary output) is followed
+    to the element that reaches the loss (``out, aux = model(x)``, ``model(x)[0]``, ``out["logits"]``)."""
     if depth > 14:
         return [Origin("unknown")]
     facts = file.facts
     if isinstance(expr, cst.Subscript):
+        key = constant_key(expr)
+        if key is not None and element is None:
+            return value_origins(world, expr.value, file, scope, stmt, depth + 1, element=key)
         return value_origins(world, expr.value, file, scope, stmt, depth + 1)
+    if isinstance(expr, (cst.Tuple, cst.List)) and isinstance(element, int):
+        els = expr.elements
+        if -len(els) <= element < len(els) and not any(isinstance(e, cst.StarredElement) for e in els):
+            return value_origins(world, els[element].value, file, scope, stmt, depth + 1)
+        return [Origin("unknown")]
+    if isinstance(expr, cst.Dict) and isinstance(element, str):
+        for el in expr.elements:
+            if isinstance(el, cst.DictElement) and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == element:
+                return value_origins(world, el.value, file, scope, stmt, depth + 1)
+        return [Origin("unknown")]
     if isinstance(expr, cst.Call):
         func = expr.func
         q = facts.qualify(func)
@@ -253,7 +270,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
             if _some_def_unresolved(world, func, file, scope, stmt):
                 out.append(Origin("unknown"))  # `net = A() if x else B()` where B cannot be followed
             for model in models[:_MAX_ALTS]:
-                chains = world.model_chains(model)
+                chains = world.model_chains(model) if element is None else world.element_chains(model, element)
                 if not chains:
                     out.append(Origin("unknown", model=model.name, model_call=expr))
                     continue
@@ -287,7 +304,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
                 if rets and len(rets) == len(fn.returns):
                     out = []
                     for value, rstmt in rets[:_MAX_ALTS]:
-                        out.extend(value_origins(world, value, g[1], fn, rstmt, depth + 1))
+                        out.extend(value_origins(world, value, g[1], fn, rstmt, depth + 1, element))
                     return out
         return [Origin("unknown")]
     if isinstance(expr, (cst.Name, cst.Attribute)):
@@ -299,7 +316,15 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
             out = []
             for a in defs[:_MAX_ALTS]:
                 if a.kind in ("assign", "inplace") and a.value is not None:
-                    out.extend(value_origins(world, a.value, file, a.scope or scope, a.stmt, depth + 1))
+                    out.extend(value_origins(world, a.value, file, a.scope or scope, a.stmt, depth + 1, element))
+                elif a.kind == "assign" and isinstance(a.node, cst.Assign) and element is None:
+                    # unpacking: `logits, aux = model(x)` -> that element of what the call returns
+                    path = [target_path(t.target, name) for t in a.node.targets]
+                    path = [p for p in path if p is not None and len(p) == 1]
+                    if path:
+                        out.extend(value_origins(world, a.node.value, file, a.scope or scope, a.stmt, depth + 1, element=path[0][0]))
+                    else:
+                        out.append(Origin("unknown"))
                 else:
                     out.append(Origin("unknown"))
             return out
@@ -309,12 +334,26 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
                 return [Origin("unknown")]
             out = []
             for f, s, st, arg in sites:
-                out.extend(value_origins(world, arg, f, s, st, depth + 1))
+                out.extend(value_origins(world, arg, f, s, st, depth + 1, element))
             return out
         return [Origin("unknown")]
     if isinstance(expr, cst.IfExp):
-        return value_origins(world, expr.body, file, scope, stmt, depth + 1) + value_origins(world, expr.orelse, file, scope, stmt, depth + 1)
+        return value_origins(world, expr.body, file, scope, stmt, depth + 1, element) + value_origins(world, expr.orelse, file, scope, stmt, depth + 1, element)
     return [Origin("other")]
+
+
+def constant_key(expr: cst.Subscript) -> object:
+    """The constant index of ``x[0]`` / ``x[-1]`` / ``x["logits"]`` (None for slices and variables)."""
+    if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+        return None
+    v = expr.slice[0].slice.value
+    if isinstance(v, cst.Integer):
+        return int(v.evaluated_value)
+    if isinstance(v, cst.UnaryOperation) and isinstance(v.operator, cst.Minus) and isinstance(v.expression, cst.Integer):
+        return -int(v.expression.evaluated_value)
+    if isinstance(v, cst.SimpleString) and isinstance(v.evaluated_value, str):
+        return v.evaluated_value
+    return None
 
 
 # -- evaluation-only code -------------------------------------------------------------------------------

@@ -245,6 +245,26 @@ class ModelWorld(World):
         self._class_chains[key] = out
         return out
 
+    def element_chains(self, model: ModelRef, element: object) -> List[Chain]:
+        """Chains of one element of what a model returns (``forward`` returning ``(logits, aux)`` or
+        ``{"logits": ...}``): the element at an int position / str key of each returned tuple, list or
+        dict; a returned tensor is indexed (its whole chain). [] = unknown."""
+        if model.kind != "class" or model.cls is None:
+            return self.model_chains(model)
+        found = self.method(model.cls, "forward")
+        if found is None:
+            return []
+        cref, fwd = found
+        if not fwd.returns or any(v is None for v, _ in fwd.returns):
+            return []
+        out: List[Chain] = []
+        for value, rstmt in fwd.returns:
+            part = _element_of(value, element)
+            if part is None:
+                return []
+            out.extend(self.value_chains(part, cref.file, fwd, rstmt, cref))
+        return out[:_MAX_ALTS * 2]
+
     def output_chains(self, ref: ClassRef) -> List[Chain]:
         """Like :meth:`class_chains`, but a tuple/list/dict return contributes the chains of each of its
         elements (for questions about every path, not about "the" output)."""
@@ -291,15 +311,18 @@ class ModelWorld(World):
                 if a.value is None or a.kind not in ("assign",):
                     continue
                 out.extend(self.layer_chains(a.value, f, s, a.stmt, owner, depth + 1, at=at if at is not None else a.value))
+            if not defs and not out:
+                return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
             return out[:_MAX_ALTS]
         if not isinstance(expr, cst.Call):
-            return []
+            return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
         fname = dotted(expr.func)
         if fname is None:
-            return []
+            return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
         g = self.resolve_global(fname, file)
-        if g is None:
-            return []
+        if g is None or g[0] == "assign" or (scope is not file.facts.module and stmt is not None and scope.reaching(fname.split(".")[0], stmt)):
+            # a local alias, a partial, getattr(nn, "ReLU"), {"relu": nn.ReLU}[name]: ask the objects
+            return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
         if g[0] == "q":
             q = g[1]
             if q == "torch.nn.Sequential":
@@ -321,6 +344,10 @@ class ModelWorld(World):
                 return []
             return self.class_chains(ref)
         if g[0] == "function":
+            # a factory: what this call of it returns (its parameters bound to this call's arguments)
+            got = self._object_layer_chains(expr, file, scope, stmt, owner, depth + 1, at)
+            if got:
+                return got
             fn: Scope = g[2]
             out = []
             for value, rstmt in fn.returns[:_MAX_ALTS]:
@@ -328,6 +355,33 @@ class ModelWorld(World):
                     out.extend(self.layer_chains(value, g[1], fn, rstmt, None, depth + 1))
             return out
         return []
+
+    def _object_layer_chains(self, expr, file: FileRef, scope: Scope, stmt: Optional[Stmt], owner: Optional[ClassRef], depth: int, at: Optional[cst.CSTNode]) -> List[Chain]:
+        """What calling the module ``expr`` does, from the objects it holds (conditional expressions,
+        containers with constant keys, local class aliases, ``functools.partial``, ``getattr(nn, ...)``,
+        activations chosen by a string). [] when one of them cannot be followed."""
+        if depth > _MAX_DEPTH:
+            return []
+        out: List[Chain] = []
+        for o in self.objects(expr, file, scope, stmt)[:_MAX_ALTS]:
+            if o.kind != "instance" or o.file is None or not isinstance(o.node, cst.Call):
+                return []
+            if o.cls is not None:
+                if not self.is_module_class(o.cls):
+                    return []
+                out.extend(self.class_chains(o.cls))
+            elif o.qname == "torch.nn.Sequential":
+                if o.node is expr:
+                    return []
+                out.extend(self.layer_chains(o.node, o.file, o.scope, o.stmt, owner, depth + 1, at=at))
+            elif o.qname.startswith("torch.nn."):
+                op = self.module_op(o.qname, o.node, o.file, at if at is not None else o.node, o.scope, o.stmt)
+                if op is None:
+                    return []
+                out.append((op,))
+            else:
+                return []
+        return out[:_MAX_ALTS]
 
     def module_op(self, q: str, call: cst.Call, file: FileRef, node: cst.CSTNode, scope: Optional[Scope] = None, stmt: Optional[Stmt] = None) -> Optional[Op]:
         if q in ACT_MODULES:
@@ -432,15 +486,31 @@ class ModelWorld(World):
         name = dotted(expr)
         if name is None or stmt is None:
             return None
-        defs = [a for a in scope.reaching(name, stmt) if a.kind == "assign"]
-        if len(defs) != 1 or defs[0].value is None:
+        # the last plain assignment before the use (later `+=` / append / extend are the growth below)
+        defs = [a for a in scope.assigns.get(name, []) if a.kind == "assign" and a.stmt.index < stmt.index]
+        if not defs or defs[-1].value is None:
             return None
-        base = defs[0]
+        base = defs[-1]
+        if base.stmt.block != stmt.block[: len(base.stmt.block)]:
+            return None  # assigned on a branch
         items = self.list_items(base.value, file, scope, base.stmt, depth + 1)
         if items is None:
             return None
-        # appends, extends and += between the assignment and the use, in order
+        # appends, extends and += between the assignment and the use, in order; what a loop adds is
+        # repeated as whole turns (the dropout of one turn is followed by the layers of the next);
+        # additions under an `if` whose test folds to a constant count only on the arm it takes
         loop_ids_base = {id(l) for l in base.stmt.loops}
+        group: List = []
+        group_loop = None
+
+        def flush():
+            nonlocal group, group_loop
+            if group_loop is not None:
+                c = self.loop_count_of(group_loop.iter, file, scope, stmt) if isinstance(group_loop, cst.For) else None
+                n = 2 if (c is not None and c >= 2) else 1
+                items.extend(group * n)
+            group, group_loop = [], None
+
         for st in scope.stmts:
             if st.index <= base.stmt.index or st.index >= stmt.index:
                 continue
@@ -449,15 +519,41 @@ class ModelWorld(World):
                 continue
             if added == "unknown":
                 return None
+            if self._branch_not_taken(st, file, scope):
+                continue
             extra_loops = [l for l in st.loops if id(l) not in loop_ids_base]
-            if extra_loops:
-                n = 1
-                for l in extra_loops:
-                    c = self.loop_count_of(l.iter, file, scope, st) if isinstance(l, cst.For) else None
-                    n *= 2 if (c is not None and c >= 2) else 1
-                added = added * n
-            items.extend(added)
+            outer = extra_loops[0] if extra_loops else None
+            if outer is not group_loop:
+                flush()
+                group_loop = outer
+            if outer is None:
+                items.extend(added)
+            else:
+                group.extend(added)
+        flush()
         return items
+
+    def _branch_not_taken(self, st: Stmt, file: FileRef, scope: Scope) -> bool:
+        """Is ``st`` on an arm of an ``if`` that the defaults do not take (``if batch_norm:`` with
+        ``batch_norm=False`` at every call, ``if USE_BN:`` with ``USE_BN = False``)?"""
+        ifs = self.__dict__.setdefault("_if_nodes", {})
+        index = ifs.get(id(scope))
+        if index is None:
+            index = ifs[id(scope)] = {id(x.node): x for x in scope.stmts if isinstance(x.node, cst.If)}
+        block = st.block
+        for i, part in enumerate(block):
+            ist = index.get(part)
+            if ist is None:
+                continue
+            in_else = i + 1 < len(block) and isinstance(block[i + 1], int) and block[i + 1] < 100
+            from trainlint.analysis.values import fold
+
+            got = fold(ist.node.test, file.facts, scope, ist, self.program)
+            if got is None:
+                continue
+            if bool(got.value) == in_else:
+                return True
+        return False
 
     def _list_growth(self, st: Stmt, name: str, file: FileRef, scope: Scope, depth: int):
         node = st.node
@@ -488,11 +584,30 @@ class ModelWorld(World):
             if any(isinstance(e, cst.StarredElement) for e in it.elements):
                 return None
             return len(it.elements)
+        if isinstance(it, cst.Subscript) and len(it.slice) == 1 and isinstance(it.slice[0].slice, cst.Slice):
+            # sizes[:-1], sizes[1:]: the length of a slice of a folded list
+            from trainlint.analysis.values import fold
+
+            seq = fold(it.value, file.facts, scope, stmt, self.program)
+            sl = it.slice[0].slice
+            bounds = []
+            for b in (sl.lower, sl.upper, sl.step):
+                if b is None:
+                    bounds.append(None)
+                    continue
+                got = fold(b, file.facts, scope, stmt, self.program)
+                if got is None or not isinstance(got.value, int):
+                    return None
+                bounds.append(got.value)
+            if seq is None or not isinstance(seq.value, (tuple, str)):
+                return None
+            return len(seq.value[slice(*bounds)])
         if isinstance(it, cst.Call):
             fname = dotted(it.func)
             args = positional(it)
             if fname == "range" and args:
                 nums = [self._fold_int(a, file, scope, stmt) for a in args[:2]]
+                nums = [n if n is not None else self._folded_count(a, file, scope, stmt) for n, a in zip(nums, args[:2])]
                 if any(n is None for n in nums):
                     return None
                 return max(0, int(nums[0])) if len(nums) == 1 else max(0, int(nums[1] - nums[0]))
@@ -508,6 +623,14 @@ class ModelWorld(World):
         value = self._fold_value(name, file, scope, stmt)
         if value is not None:
             return self.loop_count_of(value, file, scope, None, depth + 1)
+        return None
+
+    def _folded_count(self, expr, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[float]:
+        from trainlint.analysis.values import fold
+
+        got = fold(expr, file.facts, scope, stmt, self.program)
+        if got is not None and isinstance(got.value, (int, float)) and not isinstance(got.value, bool):
+            return got.value
         return None
 
     def _fold_value(self, name: str, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[cst.BaseExpression]:
@@ -644,8 +767,9 @@ class ModelWorld(World):
             return sub or None
         name = dotted(func)
         if name is None:
-            if isinstance(func, cst.Subscript):  # self.layers[-1](x)
-                return None
+            if isinstance(func, cst.Subscript):  # self.heads["cls"](x), self.layers[-1](x): a constant key
+                sub = self._object_layer_chains(func, file, scope, stmt, owner, 0, at=call)
+                return sub or None
             return None
         if name.startswith("self.") and owner is not None:
             attrs = self.attribute(owner, name)
@@ -710,6 +834,24 @@ class ModelWorld(World):
             els = self.sequential_elements(value, file, scope, stmt)
             return None if els is None else [(e, s, st) for e, _, s, st, _ in els]
         return None
+
+
+def _element_of(value: cst.BaseExpression, element: object) -> Optional[cst.BaseExpression]:
+    """The expression of element ``element`` of a returned value (the value itself when it is not a
+    literal tuple/list/dict: a tensor indexed); None when it cannot be told."""
+    if isinstance(value, (cst.Tuple, cst.List)):
+        els = value.elements
+        if not isinstance(element, int) or any(isinstance(e, cst.StarredElement) for e in els):
+            return None
+        return els[element].value if -len(els) <= element < len(els) else None
+    if isinstance(value, cst.Dict):
+        if not isinstance(element, str):
+            return None
+        for el in value.elements:
+            if isinstance(el, cst.DictElement) and isinstance(el.key, cst.SimpleString) and el.key.evaluated_value == element:
+                return el.value
+        return None
+    return value
 
 
 def assigned_value(a: Assignment, name: str) -> Optional[cst.BaseExpression]:

@@ -149,6 +149,9 @@ class World:
         self._active: set = set()
         self._bases: Dict[int, str] = {}
         self._calls_index: Dict[int, Dict[str, list]] = {}
+        #: parameters bound by the call being followed into a function (context sensitivity: a helper
+        #: called from two places with two names gives each caller its own answer)
+        self._env: Dict[int, Tuple[cst.Call, Dict[str, Tuple[cst.BaseExpression, FileRef, Scope, Optional[Stmt]]]]] = {}
         self.budget = _BUDGET
 
     # -- construction --------------------------------------------------------------------------------
@@ -452,7 +455,7 @@ class World:
     # -- the question --------------------------------------------------------------------------------
     def objects(self, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Optional[Stmt], depth: int = 0) -> List[Obj]:
         """The objects ``expr`` may hold at ``stmt`` (see the module doc)."""
-        key = (id(expr), id(stmt), id(scope))
+        key = (id(expr), id(stmt), id(scope), tuple((k, id(v[0])) for k, v in self._env.items()))
         hit = self._memo.get(key)
         if hit is not None:
             return hit
@@ -563,8 +566,21 @@ class World:
             for f, s, a in defs[:_MAX_ALTS]:
                 out.extend(self._assigned(a, name, f, s, depth))
             return out
-        # a parameter: what the call sites pass, else its default
+        # a parameter: what this call passes (when followed from a call), else every call site, else its default
         if "." not in name and name in scope.params() and isinstance(scope.node, cst.FunctionDef):
+            frame = self._env.get(id(scope))
+            if frame is not None:
+                env = frame[1]
+                if name in env:
+                    e, ef, es, est = env[name]
+                    saved = self._env.pop(id(scope))
+                    try:
+                        return self.objects(e, ef, es, est, depth + 1)
+                    finally:
+                        self._env[id(scope)] = saved
+                default = _param_default(scope, name)
+                if default is not None:
+                    return self.objects(default, file, scope.parent or file.facts.module, None, depth + 1)
             return self._param(name, file, scope, depth)
         # obj.attr where obj is not an imported module: an attribute of what obj holds
         if "." in name and isinstance(expr, cst.Attribute) and not self._is_import(head, file, scope, stmt):
@@ -619,7 +635,7 @@ class World:
         if isinstance(node, (cst.Assign, cst.AnnAssign)) and node.value is not None:
             targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
             for tgt in targets:
-                path = _target_path(tgt, name)
+                path = target_path(tgt, name)
                 if path is None:
                     continue
                 return self._project(node.value, path, f, s, a.stmt, depth)
@@ -657,7 +673,7 @@ class World:
         node = a.node
         if not isinstance(node, cst.For):
             return self._unknown(node, f, s, a.stmt)
-        path = _target_path(node.target, name)
+        path = target_path(node.target, name)
         it = node.iter
         if path == () and isinstance(it, (cst.List, cst.Tuple)) and not any(isinstance(e, cst.StarredElement) for e in it.elements):
             out: List[Obj] = []
@@ -665,6 +681,22 @@ class World:
                 out.extend(self.objects(el.value, f, s, a.stmt, depth + 1))
             return out
         return self._unknown(node, f, s, a.stmt)
+
+    def _param_args(self, name: str, file: FileRef, scope: Scope):
+        """The argument expressions a parameter may be bound to: (expr, file, scope, stmt) from the
+        call being followed, else from every call site, plus the default where it applies."""
+        frame = self._env.get(id(scope))
+        if frame is not None:
+            if name in frame[1]:
+                return [frame[1][name]]
+            d = _param_default(scope, name)
+            return [(d, file, scope.parent or file.facts.module, None)] if d is not None else []
+        sites, omitted = self._bindings(file, scope, name)
+        out = [(arg, f, s, st) for f, s, st, arg in sites]
+        d = _param_default(scope, name)
+        if d is not None and (not sites or omitted):
+            out.append((d, file, scope.parent or file.facts.module, None))
+        return out
 
     def _param(self, name: str, file: FileRef, scope: Scope, depth: int) -> List[Obj]:
         sites, omitted = self._bindings(file, scope, name)
@@ -716,17 +748,29 @@ class World:
         if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
             return self._unknown(expr, file, scope, stmt)
         idx = expr.slice[0].slice.value
-        key = _fold(idx, file.facts, scope, stmt, self.program)
+        folded = _fold(idx, file.facts, scope, stmt, self.program)
+        key = folded.value if folded is not None else self._literal(idx, file, scope, stmt, depth)
         out: List[Obj] = []
         for container, cf, cs, cst_ in self._containers(expr.value, file, scope, stmt, depth):
-            out.extend(self._element(container, key.value if key is not None else _ANY, cf, cs, cst_, depth))
+            out.extend(self._element(container, key, cf, cs, cst_, depth))
         if out:
             return out
         # f()[0] where f returns tuples
-        if key is not None and isinstance(key.value, int) and isinstance(expr.value, cst.Call):
-            for el_expr, ef, es, est in self._returned_elements(expr.value, key.value, file, scope, stmt, depth):
+        if isinstance(key, int) and isinstance(expr.value, cst.Call):
+            for el_expr, ef, es, est in self._returned_elements(expr.value, key, file, scope, stmt, depth):
                 out.extend(self.objects(el_expr, ef, es, est, depth + 1))
         return out or self._unknown(expr, file, scope, stmt)
+
+    def _literal(self, expr, file: FileRef, scope: Scope, stmt, depth: int) -> object:
+        """The one literal value ``expr`` holds (through parameters bound by the call being followed),
+        else _ANY."""
+        if not isinstance(expr, (cst.Name, cst.Attribute, cst.Subscript)):
+            return _ANY
+        objs = self.objects(expr, file, scope, stmt, depth + 1)
+        values = {repr(o.value) for o in objs if o.kind == "literal"}
+        if objs and len(values) == 1 and all(o.kind == "literal" for o in objs):
+            return objs[0].value
+        return _ANY
 
     def _containers(self, expr, file: FileRef, scope: Scope, stmt, depth: int):
         """Container literals (dict/list/tuple, ``dict(...)``, ``nn.ModuleDict({...})``) ``expr`` holds."""
@@ -752,6 +796,10 @@ class World:
             for f, s, a in defs[:_MAX_ALTS]:
                 if a.kind == "assign" and a.value is not None:
                     out.extend(self._containers(a.value, f, s, a.stmt, depth + 1))
+            return out
+        if "." not in name and name in scope.params():
+            for e, ef, es, est in self._param_args(name, file, scope)[:_MAX_ALTS]:
+                out.extend(self._containers(e, ef, es, est, depth + 1))
             return out
         g = self.resolve_global(name, file)
         if g is not None and g[0] == "assign":
@@ -840,8 +888,16 @@ class World:
                 ff, fs = c.func
                 out: List[Obj] = []
                 rets = [(v, s) for v, s in fs.returns if v is not None]
-                for v, rs in rets[:_MAX_ALTS]:
-                    out.extend(self.objects(v, ff, fs, rs, depth + 1))
+                bindings = _bind(call, fs, file, scope, stmt, skip_self=c.cls is not None)
+                pushed = bindings is not None and id(fs) not in self._env
+                if pushed:
+                    self._env[id(fs)] = (call, bindings)  # type: ignore[assignment]
+                try:
+                    for v, rs in rets[:_MAX_ALTS]:
+                        out.extend(self.objects(v, ff, fs, rs, depth + 1))
+                finally:
+                    if pushed:
+                        del self._env[id(fs)]
                 return out or self._unknown(call, file, scope, stmt)
             if c.qname:
                 # a library function's result: F.relu(x) is a tensor; torch.optim.SGD is a class
@@ -878,7 +934,38 @@ def _dedupe(objs: List[Obj]) -> List[Obj]:
     return out
 
 
-def _target_path(target: cst.BaseExpression, name: str) -> Optional[Tuple[int, ...]]:
+def _param_default(scope: Scope, name: str) -> Optional[cst.BaseExpression]:
+    fn = scope.node
+    if not isinstance(fn, cst.FunctionDef):
+        return None
+    for p in (*fn.params.posonly_params, *fn.params.params, *fn.params.kwonly_params):
+        if p.name.value == name:
+            return p.default
+    return None
+
+
+def _bind(call: cst.Call, fs: Scope, file: FileRef, scope: Scope, stmt: Optional[Stmt], skip_self: bool):
+    """{parameter: (argument, file, scope, stmt)} for a call of function ``fs``; None when ``*args`` /
+    ``**kwargs`` hide the binding."""
+    fn = fs.node
+    if not isinstance(fn, cst.FunctionDef) or any(a.star for a in call.args):
+        return None
+    params = [p.name.value for p in (*fn.params.posonly_params, *fn.params.params)]
+    if fs.class_name is not None and params and (skip_self or params[0] in ("self", "cls")):
+        params = params[1:]
+    out = {}
+    pos = [a for a in call.args if a.keyword is None]
+    if len(pos) > len(params):
+        return None
+    for name, a in zip(params, pos):
+        out[name] = (a.value, file, scope, stmt)
+    for a in call.args:
+        if a.keyword is not None:
+            out[a.keyword.value] = (a.value, file, scope, stmt)
+    return out
+
+
+def target_path(target: cst.BaseExpression, name: str) -> Optional[Tuple[int, ...]]:
     """The position of ``name`` inside an unpacking target (``a, (b, c)``): () for the whole target."""
     if dotted(target) == name:
         return ()
@@ -886,7 +973,7 @@ def _target_path(target: cst.BaseExpression, name: str) -> Optional[Tuple[int, .
         for i, el in enumerate(target.elements):
             if isinstance(el, cst.StarredElement):
                 return None
-            sub = _target_path(el.value, name)
+            sub = target_path(el.value, name)
             if sub is not None:
                 return (i,) + sub
     return None

@@ -353,3 +353,53 @@ def as_cap(call: cst.Call, facts: FileFacts) -> Optional[Cap]:
         if meth in ("minimum", "fmin") and pos:
             return Cap(call, func.value, pos[0], f".{meth}()", is_min=True)
     return None
+
+
+#: Reductions: a cap applied before one of these caps each element (sample), not the batch loss.
+_REDUCTIONS = {"mean", "sum", "nanmean", "nansum"}
+_REDUCTION_FUNCS = {"torch.mean", "torch.sum", "torch.nanmean", "torch.nansum"}
+
+
+def direct_caps(
+    expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, reduced: bool = False, depth: int = 0, seen: Optional[Set[int]] = None
+) -> Iterator[Tuple[Cap, bool]]:
+    """Caps whose result IS the backpropagated value ``expr`` (through names, reductions and casts
+    only, never through arithmetic or another term): ``loss = torch.clamp(crit(out, y), max=1.0);
+    loss.backward()``. Whatever the capped operand is — a criterion that cannot be resolved, a model
+    that returns its loss — what is backpropagated is a loss, so the cap caps the loss. Yields
+    (cap, reduced): ``reduced`` when a mean/sum comes after the cap (each sample is capped; else the
+    reduced batch loss is)."""
+    if depth > 12:
+        return
+    seen = seen if seen is not None else set()
+    if isinstance(expr, cst.Call):
+        cap = as_cap(expr, facts)
+        if cap is not None:
+            if not cap.is_min:
+                yield cap, reduced
+            return
+        func = expr.func
+        if isinstance(func, cst.Attribute) and facts.qualify(func) is None:
+            meth = func.attr.value
+            if meth in _REDUCTIONS or meth in ("float", "double", "half", "to", "squeeze", "view", "reshape", "cuda", "cpu", "contiguous"):
+                yield from direct_caps(func.value, facts, scope, stmt, reduced or meth in _REDUCTIONS, depth + 1, seen)
+            elif meth == "scale" and expr.args:  # scaler.scale(loss)
+                yield from direct_caps(expr.args[0].value, facts, scope, stmt, reduced, depth + 1, seen)
+            return
+        q = facts.qualify(func)
+        if q in _REDUCTION_FUNCS and expr.args and expr.args[0].keyword is None:
+            yield from direct_caps(expr.args[0].value, facts, scope, stmt, True, depth + 1, seen)
+        return
+    name = dotted(expr)
+    if name is None:
+        return
+    for a in scope.reaching(name, stmt):
+        if id(a) in seen or a.value is None or a.kind not in ("assign", "inplace"):
+            continue
+        seen.add(id(a))
+        if a.kind == "inplace":  # loss.clamp_(max=1.0)
+            cap = as_cap(a.value, facts) if isinstance(a.value, cst.Call) else None
+            if cap is not None and not cap.is_min:
+                yield cap, reduced
+            continue
+        yield from direct_caps(a.value, facts, a.scope or scope, a.stmt, reduced, depth + 1, seen)

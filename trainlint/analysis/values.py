@@ -430,6 +430,7 @@ class _Folder:
                 index -= 1  # self
         passed = []
         unknown = False
+        omitted = False
         callee = fscope.name
         if callee == "__init__" and fscope.class_name:
             callee = fscope.class_name  # ChurnMLP(n, epochs=...) calls ChurnMLP.__init__
@@ -444,6 +445,11 @@ class _Folder:
                     arg = pos[index]
             if arg is not None:
                 passed.append((arg, cfacts, cscope, cstmt))
+            elif param.default is not None:
+                omitted = True
+        if omitted and passed:
+            # some calls leave it out: its default runs there too
+            passed.append((param.default, facts, fscope.parent or facts.module, None))
         if unknown:
             return (None, facts, fscope, None, "default", name)
         if len(passed) == 1:  # one call site: its argument is the value (also an object: main(Config()))

@@ -208,8 +208,42 @@ for x, y in loader:
     loss = nn.HuberLoss()(pred, y)
     loss.backward()
 """,
+        # activation chosen by a string through a helper and a dict, layer registered with add_module
+        """
+import torch.nn as nn
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
+def get_activation(name):
+    return ACTIVATIONS[name]()
+class MLP(nn.Module):
+    def __init__(self, d, output_activation="linear"):
+        super().__init__()
+        self.add_module("fc", nn.Linear(d, 1))
+        self.out_act = get_activation(output_activation)
+    def forward(self, x):
+        return self.out_act(self.fc.forward(x))  # expect: TL101
+model = MLP(8, output_activation="relu")
+for x, y in loader:
+    nn.MSELoss()(model(x), y).backward()
+""",
     )
     good = (
+        # the same model built with its default (linear) output activation
+        """
+import torch.nn as nn
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "linear": nn.Identity}
+def get_activation(name):
+    return ACTIVATIONS[name]()
+class MLP(nn.Module):
+    def __init__(self, d, output_activation="linear"):
+        super().__init__()
+        self.add_module("fc", nn.Linear(d, 1))
+        self.out_act = get_activation(output_activation)
+    def forward(self, x):
+        return self.out_act(self.fc.forward(x))
+model = MLP(8)
+for x, y in loader:
+    nn.MSELoss()(model(x), y).backward()
+""",
         # ReLU in hidden layers, Linear last
         """
 import torch.nn as nn

@@ -174,8 +174,48 @@ class Net(nn.Module):
     def forward(self, x):
         return self.body(self.stem(x))
 """,
+        # a helper builds the layers in a loop: the dropout of one turn feeds the BatchNorm of the next
+        """
+import torch.nn as nn
+def mlp(sizes, p=0.3, batch_norm=True):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(sizes[i + 1]))
+        layers.append(nn.ReLU())
+        layers.append(nn.Dropout(p))  # expect: TL102
+    return nn.Sequential(*layers)
+model = mlp([32, 64, 64, 1])
+""",
+        # an nn.ModuleDict read with constant keys in forward
+        """
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.parts = nn.ModuleDict({"fc": nn.Linear(8, 16), "drop": nn.Dropout(0.5), "bn": nn.BatchNorm1d(16)})
+    def forward(self, x):
+        x = self.parts["drop"](self.parts["fc"](x))  # expect: TL102
+        return self.parts["bn"](x)
+""",
     )
     good = (
+        # the same loop helper called without BatchNorm, or with a single turn
+        """
+import torch.nn as nn
+def mlp(sizes, p=0.3, batch_norm=True):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(sizes[i + 1]))
+        layers.append(nn.ReLU())
+        layers.append(nn.Dropout(p))
+    return nn.Sequential(*layers)
+model = mlp([32, 64, 64, 1], batch_norm=False)
+head = mlp([64, 1])
+""",
         # dropout after the last BatchNorm
         """
 import torch.nn as nn
@@ -250,7 +290,34 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
         if "ropout" not in text or ("BatchNorm" not in text and "batchnorm" not in text.lower()):
             return
         world = ModelWorld.of_file(ctx)
-        file = world.file_of_ctx(ctx)
+        found = self._pairs(world, world.file_of_ctx(ctx))
+        ctx.__dict__["_tl102_found"] = set(found)
+        for drop, bn, between in sorted(found.values(), key=lambda t: _line(ctx, t[0])):
+            yield self._finding(ctx, drop, bn, between)
+
+    def check_program(self, program) -> Iterable[Finding]:
+        """The same question with the whole program in view: a layer builder's arguments come from the
+        caller in another file (``build_mlp(sizes=[...], batch_norm=args.bn)``), so the number of loop
+        turns and the arm of ``if batch_norm:`` are known. Only what the file alone did not show."""
+        texts = [f.ctx.source.text for f in program.files]
+        if not any("ropout" in t for t in texts) or len(program.files) < 2:
+            return
+        world = ModelWorld.of_program(program)
+        for file in world.files:
+            text = file.ctx.source.text
+            if "ropout" not in text or ("BatchNorm" not in text and "batchnorm" not in text.lower()):
+                continue
+            ctx = file.ctx
+            done = ctx.__dict__.setdefault("_tl102_found", set())
+            found = self._pairs(world, file)
+            for key, (drop, bn, between) in sorted(found.items(), key=lambda kv: _line(ctx, kv[1][0])):
+                if key in done:
+                    continue
+                done.add(key)
+                yield self._finding(ctx, drop, bn, between)
+
+    def _pairs(self, world: ModelWorld, file) -> Dict[int, Tuple[Op, Op, int]]:
+        ctx = file.ctx
         found: Dict[int, Tuple[Op, Op, int]] = {}
 
         def collect(chains):
@@ -263,8 +330,7 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
             collect(world.layer_chains(call, file, scope, st))
         for ref in module_classes(world, file):
             collect(world.output_chains(ref))
-        for drop, bn, between in sorted(found.values(), key=lambda t: _line(ctx, t[0])):
-            yield self._finding(ctx, drop, bn, between)
+        return found
 
     def _finding(self, ctx, drop: Op, bn: Op, between: int) -> Finding:
         bn_span = bn.file.ctx.span(bn.node)

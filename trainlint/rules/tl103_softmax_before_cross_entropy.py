@@ -46,7 +46,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     The softmax may be a module (`nn.Softmax(dim=1)` ending an `nn.Sequential`, or `self.softmax(x)`),
     functional (`F.softmax`, `torch.softmax`) or a tensor method (`x.softmax(-1)`); it may be the last op
-    of a model's `forward` (also in another file of the program, through base classes, factories,
+    of a model's `forward` (also one element of a returned tuple or dict, in another file of the
+    program, through base classes, factories,
     `DDP(model)`, `torch.compile`, Lightning's `self(x)`), or applied in the training code to a model's
     output through local variables, shape ops (`.view`, `.squeeze`, `[:, -1]`), helper functions and
     the parameters of a loss helper. When the model is chosen on a branch (`if args.arch == ...:
@@ -132,7 +133,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
     (`outputs.logits` are logits) and models trainlint cannot see into; a model chosen on a branch
     one alternative of which cannot be followed; model alternatives that disagree when the criterion
     is chosen on a branch too (both may follow the same switch: a Sigmoid model with `BCELoss`, a
-    logits model with `BCEWithLogitsLoss`); a `forward` returning a tuple or a dict.
+    logits model with `BCEWithLogitsLoss`); the other elements of a `forward` that returns a tuple or a
+    dict (class logits plus an auxiliary output: only the element that reaches the loss is followed,
+    through `out, aux = model(x)`, `model(x)[0]` or `out["logits"]`).
 
     ## Fix safety
     When the activation is written inside the loss call (`F.cross_entropy(F.softmax(logits, 1), y)`,
@@ -245,8 +248,63 @@ for x, y in loader:
     loss = compute_loss(out, y)
     loss.backward()
 """,
+        # a head returned as a tuple (class probabilities, auxiliary output): the element reaching the loss
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(32, 64)
+        self.cls = nn.Linear(64, 10)
+        self.box = nn.Linear(64, 4)
+    def forward(self, x):
+        h = F.relu(self.body(x))
+        return F.softmax(self.cls(h), dim=1), self.box(h)  # expect: TL103
+model = Net()
+criterion = nn.CrossEntropyLoss()
+for x, y, b in loader:
+    probs, boxes = model(x)
+    loss = criterion(probs, y) + F.smooth_l1_loss(boxes, b)
+    loss.backward()
+""",
+        # indexing the returned tuple
+        """
+import torch
+import torch.nn as nn
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+    def forward(self, x):
+        z = self.fc(x)
+        return torch.softmax(z, -1), z  # expect: TL103
+net = Net()
+for x, y in loader:
+    out = net(x)
+    nn.functional.nll_loss(out[0], y).backward()
+""",
     )
     good = (
+        # a tuple head whose softmax element is only for metrics: the logits element reaches the loss
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Linear(64, 10)
+    def forward(self, x):
+        logits = self.cls(x)
+        return logits, F.softmax(logits, dim=1)
+model = Net()
+criterion = nn.CrossEntropyLoss()
+for x, y in loader:
+    logits, probs = model(x)
+    loss = criterion(logits, y)
+    loss.backward()
+    acc = (probs.argmax(1) == y).float().mean()
+""",
         # log_softmax + NLLLoss
         """
 import torch.nn as nn

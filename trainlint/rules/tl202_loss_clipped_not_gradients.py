@@ -4,7 +4,7 @@ from typing import Iterable, Set
 
 import libcst as cst
 
-from trainlint.analysis.training import as_cap, backward_roots, flow_back, is_lossy
+from trainlint.analysis.training import as_cap, backward_roots, direct_caps, flow_back, is_lossy
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
@@ -16,11 +16,16 @@ class LossClippedNotGradients(Rule):
     Flags a loss that is capped from above — `torch.clamp(loss, max=c)`, `loss.clamp(max=c)`,
     `loss.clamp_(0, c)`, `torch.min(loss, c)`, `min(loss, c)` — when that capped value is what gets
     backpropagated (`loss.backward()`, `scaler.scale(loss).backward()`, `accelerator.backward(loss)`,
-    or the loss a Lightning `training_step` returns).
+    or the loss a Lightning `training_step` returns). When the capped value is itself what is
+    backpropagated (`loss = torch.clamp(crit(out, y), max=1.0); loss.backward()`), it is a capped loss
+    whatever the capped expression is: the criterion need not be resolved (a project loss, a criterion
+    from a config, a model that returns its own loss).
 
     ## Why is this bad?
     Where the loss is over the cap, the clamp's derivative is zero: those samples — usually the ones the
     model gets most wrong — contribute no gradient at all, and the model silently stops learning from them.
+    A cap on a mean-reduced loss (what `criterion(out, y)` returns by default) is worse: whenever the
+    batch's mean loss is over the cap, the whole batch gets zero gradient.
     The training still runs and the loss curve looks calm, so nothing tells you. Karpathy lists exactly this
     among the silent failures of neural-net training: "you tried to clip your gradients but instead clipped
     the loss, causing the outlier examples to be ignored during training" (seeds/000_30a3596ff3d6045a.txt,
@@ -171,8 +176,38 @@ def fourier_latent_loss(pred, target):
     loss = torch.clamp(loss, max=10.0)  # expect: TL202
     return loss
 """,
+        # the criterion cannot be resolved (a config object): the backpropagated value itself is capped
+        """
+import torch
+crit = build_criterion(cfg)
+for x, y in loader:
+    loss = torch.clamp(crit(model(x), y), max=1.0)  # expect: TL202
+    loss.backward()
+""",
+        # a model that returns its own loss, capped before backward
+        """
+for idx, targets in loader:
+    logits, loss = model(idx, targets)
+    loss = loss.clamp(0, 8.0)  # expect: TL202
+    loss.backward()
+""",
     )
     good = (
+        # a hinge: clamped from below only, the margin term is the loss (not capped from above)
+        """
+import torch
+for a, p, n in loader:
+    loss = torch.clamp(margin + dist(a, p) - dist(a, n), min=0).mean()
+    loss.backward()
+""",
+        # the capped value is one factor of the objective (PPO's ratio), not what is backpropagated
+        """
+import torch
+for batch in loader:
+    ratio = torch.exp(new_logp - old_logp)
+    loss = -(torch.clamp(ratio, 0.8, 1.2) * adv).mean()
+    loss.backward()
+""",
         # the clamped value is a probability before the log, not the loss
         """
 import torch
@@ -289,6 +324,12 @@ for x, y in loader:
         facts = ctx.facts
         reported: Set[int] = set()
         for root in backward_roots(facts):
+            # the backpropagated value itself is capped: a capped loss, whatever the criterion is
+            for cap, reduced in direct_caps(root.expr, facts, root.scope, root.stmt):
+                if id(cap.call) in reported:
+                    continue
+                reported.add(id(cap.call))
+                yield self._finding(ctx, cap.call, cap.operand, cap.bound, root, "sample" if reduced else "batch")
             for expr, scope, stmt in flow_back(root.expr, facts, root.scope, root.stmt):
                 if not isinstance(expr, cst.Call) or id(expr) in reported:
                     continue
@@ -308,17 +349,21 @@ for x, y in loader:
                 elif not operand_lossy:
                     continue
                 reported.add(id(expr))
-                yield self._finding(ctx, expr, operand, bound, root)
+                yield self._finding(ctx, expr, operand, bound, root, "term")
 
-    def _finding(self, ctx, call: cst.Call, operand, bound, root) -> Finding:
+    def _finding(self, ctx, call: cst.Call, operand, bound, root, what: str) -> Finding:
         cap_text = ctx.code(bound).strip() if bound is not None else "a bound"
         operand_text = ctx.code(operand).strip()
         span = ctx.span(call)
         back = ctx.span(root.call)
-        message = (
-            f"The loss `{short(operand_text)}` is capped at {short(cap_text)} before it is backpropagated: "
-            "every sample over the cap gets zero gradient"
-        )
+        if what == "sample":
+            effect = "every sample whose loss is over the cap gets zero gradient"
+        elif what == "batch":
+            effect = ("whenever the batch loss is over the cap the whole batch gets zero gradient (a mean-reduced "
+                      "loss is capped as a whole, not per sample)")
+        else:
+            effect = "whenever it is over the cap it contributes zero gradient (for a mean-reduced loss: for the whole batch)"
+        message = f"The loss `{short(operand_text)}` is capped at {short(cap_text)} before it is backpropagated: {effect}"
         fix = Fix(
             message=f"Remove the cap: use `{short(operand_text)}`",
             edits=(Edit(span, operand_text),),
