@@ -249,3 +249,18 @@ def test_inserted_seed_lands_after_the_import_cell_in_cell_coordinates(tmp_path)
     assert finding["cell"] == 4
     (edit,) = finding["fix"]["edits"]
     assert edit["cell"] == 2 and edit["location"]["row"] == 3 and edit["content"] == "torch.manual_seed(0)\n"
+
+
+def test_a_line_starting_with_percent_inside_brackets_is_python_not_a_magic():
+    src = ("for epoch in range(3):\n"
+           "    epoch_str = (\n        \"Epoch %d. Loss: %f\"\n        % (epoch, loss))\n"
+           "    print('epoch %d, loss %.4f'\n          % (epoch + 1, loss))\n"
+           "    doc = \"\"\"\n!not a shell command\n%not a magic\n\"\"\"\n"
+           "    x = 1 + \\\n        2\n"
+           "    %time y = f(x)\n")
+    text, cmap = to_script(_nb(("code", src)))
+    assert not cmap.errors
+    lines = text.split("\n")
+    assert lines[3] == "        % (epoch, loss))" and lines[5] == "          % (epoch + 1, loss))"
+    assert lines[7] == "!not a shell command" and lines[8] == "%not a magic"
+    assert lines[12] == "    y = f(x)"

@@ -139,6 +139,65 @@ def _dedent(lines: List[str]) -> Tuple[List[str], int]:
     return [l[len(space):] if l.startswith(space) else l for l in lines], len(space)
 
 
+class _LineState:
+    """Enough of Python's tokenizer to know whether a line starts a new statement: open brackets,
+    an open triple-quoted string, a backslash continuation. IPython syntax (``%magic``, ``!cmd``) is
+    only recognised at the start of a statement, as IPython does."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.quote: Optional[str] = None  # the open triple quote
+        self.backslash = False
+
+    def at_start(self) -> bool:
+        return self.depth == 0 and self.quote is None and not self.backslash
+
+    def scan(self, line: str) -> None:
+        i, n = 0, len(line)
+        self.backslash = False
+        while i < n:
+            if self.quote is not None:
+                k = _closing(line, i, self.quote)
+                if k < 0:
+                    return
+                self.quote, i = None, k
+                continue
+            c = line[i]
+            if c == "#":
+                return
+            if c in "([{":
+                self.depth += 1
+            elif c in ")]}":
+                self.depth = max(0, self.depth - 1)
+            elif c in "\"'":
+                q = line[i:i + 3] if line[i:i + 3] in ('"""', "'''") else c
+                k = _closing(line, i + len(q), q)
+                if k < 0:
+                    if len(q) == 3:
+                        self.quote = q
+                    return  # an unterminated one-line string: the compiler reports it
+                i = k
+                continue
+            elif c == "\\" and i == n - 1:
+                self.backslash = True
+            i += 1
+
+
+def _closing(line: str, start: int, quote: str) -> int:
+    """The index just after the closing ``quote`` from ``start`` (escapes skipped), or -1."""
+    i = start
+    while True:
+        k = line.find(quote, i)
+        if k < 0:
+            return -1
+        b = k - 1
+        while b >= start and line[b] == "\\":
+            b -= 1
+        if (k - 1 - b) % 2 == 0:
+            return k + len(quote)
+        i = k + 1
+
+
 def _pythonize(src: str) -> Tuple[List[str], int]:
     """The Python lines of one cell (as many as the cell has), and the indent removed from them."""
     lines = src.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -150,10 +209,17 @@ def _pythonize(src: str) -> Tuple[List[str], int]:
         lines[0] = "pass  # cell magic"
     out: List[str] = []
     continued = False  # the previous line was IPython syntax ending with a backslash
+    state = _LineState()  # where the Python text stands: inside brackets, a string, a continuation
     for line in lines:
         if continued:  # !pip install a \ ... : the rest of the shell command
             out.append("")
             continued = line.rstrip().endswith("\\")
+            continue
+        if not state.at_start():
+            # inside brackets, a triple-quoted string or after a backslash: Python, whatever it starts
+            # with (`% (epoch, loss)` continuing a string formatting is the modulo operator)
+            out.append(line)
+            state.scan(line)
             continue
         a = _ASSIGN_MAGIC.match(line)
         if a:  # files = !ls, t = %timeit -o f(): the name is still bound
@@ -173,6 +239,7 @@ def _pythonize(src: str) -> Tuple[List[str], int]:
             continued = line.rstrip().endswith("\\")
         else:
             out.append(line)
+            state.scan(line)
     return out, width
 
 
