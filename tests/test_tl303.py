@@ -285,3 +285,61 @@ def test_subset_transform_reassigned_is_left_alone(tmp_path):
         """,
     })
     assert found == []
+
+
+# -- issue 10: validation data cut from an augmenting training set --------------------------------------
+
+CUT_HEAD = """
+import torch
+import torchvision
+import torchvision.transforms as T
+from torch.utils.data import DataLoader, random_split, Subset
+from torch.utils.data.sampler import SubsetRandomSampler
+
+aug = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
+train_ds = torchvision.datasets.CIFAR10("data", train=True, transform=aug)
+idx = list(range(len(train_ds)))
+train_idx, valid_idx = idx[:45000], idx[45000:]
+"""
+CUT_TAIL = """
+def evaluate(model, loader):
+    model.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            model(x)
+
+for epoch in range(10):
+    for x, y in train_loader:
+        opt.zero_grad()
+        crit(model(x), y).backward()
+        opt.step()
+    evaluate(model, valid_loader)
+"""
+
+
+def test_a_subset_random_sampler_over_the_training_dataset_is_augmentation_in_evaluation(tmp_path):
+    mid = ("train_loader = DataLoader(train_ds, batch_size=64, sampler=SubsetRandomSampler(train_idx))\n"
+           "valid_loader = DataLoader(train_ds, batch_size=64, sampler=SubsetRandomSampler(valid_idx))\n")
+    found = _run(tmp_path, {"t.py": CUT_HEAD + mid + CUT_TAIL})
+    assert _where(found) == ["t.py:8"] and "SubsetRandomSampler" in found[0].message
+
+
+def test_a_subset_of_the_training_dataset_is_augmentation_in_evaluation(tmp_path):
+    mid = ("train_loader = DataLoader(Subset(train_ds, train_idx), batch_size=64, shuffle=True)\n"
+           "val_set = Subset(train_ds, valid_idx)\nvalid_loader = DataLoader(val_set, batch_size=64)\n")
+    found = _run(tmp_path, {"t.py": CUT_HEAD + mid + CUT_TAIL})
+    assert _where(found) == ["t.py:8"] and "Subset `val_set`" in found[0].message
+
+
+def test_a_random_split_of_the_training_dataset_is_augmentation_in_evaluation(tmp_path):
+    mid = ("tr, va = random_split(train_ds, [45000, 5000])\n"
+           "train_loader = DataLoader(tr, batch_size=64, shuffle=True)\nvalid_loader = DataLoader(va, batch_size=64)\n")
+    found = _run(tmp_path, {"t.py": CUT_HEAD + mid + CUT_TAIL})
+    assert _where(found) == ["t.py:8"]
+
+
+def test_a_validation_subset_of_a_plain_copy_of_the_dataset_is_fine(tmp_path):
+    mid = ("plain_ds = torchvision.datasets.CIFAR10('data', train=True, transform=T.ToTensor())\n"
+           "train_loader = DataLoader(train_ds, batch_size=64, sampler=SubsetRandomSampler(train_idx))\n"
+           "valid_loader = DataLoader(plain_ds, batch_size=64, sampler=SubsetRandomSampler(valid_idx))\n")
+    assert _run(tmp_path, {"t.py": CUT_HEAD + mid + CUT_TAIL}) == []

@@ -28,7 +28,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import kwarg, positional
+from trainlint.analysis.syntax import keyword_arg, kwarg, positional
 
 # -- the transform vocabulary ----------------------------------------------------------------------
 
@@ -141,6 +141,9 @@ class PipelineUse:
     structural: bool  # the role comes from structure, not from names alone
     tta: bool = False
     site: str = "dataset"  # "dataset" (a transform= argument, a Dataset class) | "batch" (applied in a loop)
+    #: an evaluation part cut from a training dataset (random_split, Subset, SubsetRandomSampler): it
+    #: shares the dataset's pipeline
+    cut: bool = False
 
 
 @dataclass(eq=False)
@@ -1000,6 +1003,55 @@ class DataModel:
             tta = tta or "(TTA)" in consumer_ev
         for p, e in found:
             self.uses.append(PipelineUse(p, call, e, where.pf, role, evidence, structural, tta))
+        if role != "eval" and not tta and any(p.random_ops for p, _ in found):
+            cut = self._eval_cut(call, where, stmt)
+            if cut is not None:  # a validation part cut from this (augmenting) dataset shares its pipeline
+                for p, e in found:
+                    self.uses.append(PipelineUse(p, call, e, where.pf, "eval", cut, True, False, cut=True))
+
+    def _eval_cut(self, call: cst.Call, where: _Where, stmt: Stmt) -> Optional[str]:
+        """Evidence that an evaluation set is cut from the dataset built by ``call``: a ``random_split`` /
+        ``train_test_split`` part, a ``Subset`` or a loader with a ``SubsetRandomSampler`` over it, that is
+        used for evaluation. Such a part reads the dataset's transform (augmentation included)."""
+        node = stmt.node
+        if not isinstance(node, cst.Assign) or node.value is not call or len(node.targets) != 1:
+            return None
+        name = dotted(node.targets[0].target)
+        text = where.pf.ctx.source.text
+        if name is None or ".transform =" in text or ".transforms =" in text:
+            return None  # the parts' transforms are reassigned somewhere: too subtle to judge
+        for uw, us, use, how in self._uses_of_name(name, where, stmt):
+            if how != "stmt" or not isinstance(use, cst.Assign) or len(use.targets) != 1:
+                continue
+            target = use.targets[0].target
+            for c in _calls_in(use.value):
+                fn = (canonical(uw.facts.qualify(c.func) or dotted(c.func) or "")).rsplit(".", 1)[-1]
+                first = c.args[0].value if c.args and c.args[0].keyword is None else None
+                if first is None or dotted(first) != name:
+                    continue
+                if fn in ("random_split", "train_test_split") and c is use.value and isinstance(target, (cst.Tuple, cst.List)):
+                    for el in target.elements:
+                        part = dotted(el.value)
+                        r, ev, structural = self._name_role(part, uw, us, "dataset") if part else (None, "", False)
+                        if r == "eval" and structural:
+                            return f"its {fn}() subset `{part}` is {ev}"
+                bound = dotted(target)
+                if bound is None:
+                    continue
+                if fn == "Subset":
+                    kind = "dataset" if c is use.value else "loader"
+                    r, ev, structural = self._name_role(bound, uw, us, kind)
+                    if r == "eval" and structural:
+                        return f"its Subset `{bound}` is {ev}" if kind == "dataset" else \
+                            f"the loader `{bound}` reads a Subset of it and is {ev}"
+                if fn.endswith("DataLoader"):
+                    sampler = keyword_arg(c, "sampler")
+                    sname = (dotted(sampler.value.func) or "") if sampler is not None and isinstance(sampler.value, cst.Call) else ""
+                    if sname.rsplit(".", 1)[-1] in ("SubsetRandomSampler", "SubsetSampler"):
+                        r, ev, structural = self._name_role(bound, uw, us, "loader")
+                        if r == "eval" and structural:
+                            return f"the loader `{bound}` reads part of it through {sname.rsplit('.', 1)[-1]} and is {ev}"
+        return None
 
     def dataset_role(self, call: cst.Call, where: _Where, stmt: Stmt, q: str, tv_dataset: bool, cls) -> Tuple[Optional[str], str, bool]:
         b = where.bindings

@@ -324,7 +324,7 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
         names = random_op_names(ops)
         label = use.pipeline.label or "the pipeline"
         # at the argument when the pipeline is (also) the training one, or its file is not part of the run
-        split = "_split() subset" in use.evidence  # random_split: the subsets share the dataset's transform
+        split = use.cut or "_split() subset" in use.evidence  # subsets share the dataset's transform
         shared = shared or split
         at_arg = shared or use.pipeline.kind == "dataset-class" or _train_named(label) or not getattr(ops[0].file, "in_run", True)
         if at_arg:
