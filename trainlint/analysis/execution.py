@@ -1127,6 +1127,10 @@ class ModeCall:
     scope: Scope
     stmt: Stmt
 
+    def ref(self) -> "ObjectRef":
+        """The module switched (the receiver where the call is)."""
+        return ObjectRef(self.call.func.value, self.facts, self.scope, self.stmt)  # type: ignore[attr-defined]
+
 
 _NOT_A_MODULE = re.compile(r"trainer|learner|engine|runner|tuner|fabric|accelerator|agent|(^|_)env$|pipeline|tokenizer|xgb|lgb|lightgbm|xgboost|catboost|^sp$|spm", re.I)
 
@@ -1330,15 +1334,19 @@ def call_sites(program: Any, pf: Any, scope: Scope, limit: int = 12) -> List[Tup
     return out
 
 
-def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0) -> str:
+def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0, model: Optional["ObjectRef"] = None) -> str:
     """The mode at ``stmt``: "eval", "train", "unknown", or "initial" (no switch anywhere before it:
-    a module-level statement, or a helper whose callers switch nothing either)."""
+    a module-level statement, or a helper whose callers switch nothing either). With ``model`` (the
+    evaluated model), only switches that may act on that object count: ``teacher.eval()`` says nothing
+    about ``student``."""
     r = reach(program)
     last: Optional[str] = None
     for s in _small(scope):
         if s.index >= stmt.index:
             break
         for m in r.of_stmt(pf.facts, scope, s):
+            if model is not None and same_object(program, model, m.ref()) is False:
+                continue
             last = m.mode
     if last is not None:
         return last
@@ -1349,12 +1357,58 @@ def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0)
     sites = call_sites(program, pf, scope)
     if not sites:
         return "unknown"
-    modes = {mode_before(program, f, s2, st, depth + 1) for f, s2, st, _ in sites}
+    modes = {mode_before(program, f, s2, st, depth + 1, model) for f, s2, st, _ in sites}
     if modes <= {"train", "initial"}:
         return "train" if "train" in modes else "initial"
     if modes == {"eval"}:
         return "eval"
     return "unknown"
+
+
+# ------------------------------------------------------------------------------------------------
+# which object an event acts on
+
+
+@dataclass(frozen=True, eq=False)
+class ObjectRef:
+    """An expression where it is evaluated: the receiver of ``model.eval()``, the callee of ``model(x)``."""
+
+    expr: cst.BaseExpression
+    facts: FileFacts
+    scope: Scope
+    stmt: Stmt
+
+
+def allocation_sites(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
+    """ids of the allocation sites (constructor calls...) ``ref`` may hold, from the value-flow layer
+    (:mod:`trainlint.analysis.objects`); None when some alternative cannot be followed."""
+    if program is None:
+        return None
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    file = world.file_of(ref.facts)
+    if file is None:
+        return None
+    objs = world.objects(ref.expr, file, ref.scope, ref.stmt)
+    # an "unknown" with a library name is the result of a library call (``densenet121()``): a fresh
+    # object made at that call, so still an allocation site
+    if not objs or any((o.kind == "unknown" and not o.qname) or o.node is None for o in objs):
+        return None
+    return {id(o.node) for o in objs}
+
+
+def same_object(program: Any, a: ObjectRef, b: ObjectRef) -> Optional[bool]:
+    """May ``a`` and ``b`` be the same object? True when they share an allocation site, False when both
+    are known and share none (``teacher`` vs ``student``, the validation vs the training sampler), None
+    when either cannot be followed."""
+    x = allocation_sites(program, a)
+    if x is None:
+        return None
+    y = allocation_sites(program, b)
+    if y is None:
+        return None
+    return bool(x & y)
 
 
 def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:

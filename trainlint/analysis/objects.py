@@ -329,6 +329,8 @@ class World:
             if cls is not None:
                 return [(c.file, a.scope or c.file.facts.module, a) for c, a in self.attribute(cls, name, unpacked=every)]
             return []
+        if scope.kind == "function" and name.split(".", 1)[0] in scope.params():
+            return []  # a parameter shadows the globals of the same name: its call sites tell
         s = scope.parent
         while s is not None:
             if every:
@@ -884,6 +886,12 @@ class World:
         if c.kind == "function":
             if c.qname in WRAPPER_FUNCS and pos:
                 return self.objects(pos[0], file, scope, stmt, depth + 1)
+            if c.qname in ("copy.deepcopy", "copy.copy") and pos:
+                # a copy is a new object of the same kind, allocated here (an EMA / teacher model)
+                inner = self.objects(pos[0], file, scope, stmt, depth + 1)
+                if inner and all(o.kind == "instance" for o in inner):
+                    return [Obj("instance", o.qname, call, file, scope, stmt, cls=o.cls) for o in inner]
+                return self._unknown(call, file, scope, stmt)
             if c.func is not None:
                 ff, fs = c.func
                 out: List[Obj] = []

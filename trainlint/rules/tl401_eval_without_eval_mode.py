@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Set
+from typing import Iterable, Set
 
 import libcst as cst
 
 from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers
-from trainlint.analysis.execution import loop_mode_calls, mode_before, program_loops, reach
+from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
 from trainlint.analysis.walk import calls
 from trainlint.findings import Finding, Related, Severity
@@ -487,8 +487,9 @@ for epoch in range(10):
             if loop.on_purpose:
                 continue
             # the mode at the first forward pass (``model.eval()`` may sit inside the loop, before it)
-            first = min((st for _, st in loop.forwards), key=lambda st: st.index)
-            mode = mode_before(program, loop.pf, loop.scope, first)
+            first_call, first = min(loop.forwards, key=lambda cs: cs[1].index)
+            model = ObjectRef(first_call.func, loop.pf.facts, loop.scope, first)
+            mode = mode_before(program, loop.pf, loop.scope, first, model=model)
             if mode not in ("train", "initial"):
                 continue
             layers = None
@@ -534,10 +535,10 @@ for epoch in range(10):
             for m in evals:
                 if id(m.call) in reported or _last_pass_only(m, tl) or not _evaluates_after(program, m, tl):
                     continue
-                receiver = _receiver_in_loop(program, tl, m)
-                if receiver is None:
-                    continue
-                target = [e for e in forwards if _same_model(dotted(e.call.func) or "", receiver)]
+                # the training forward passes (not the evaluation's own) that run the model this eval() switches
+                target = [e for e in forwards
+                          if not (e.scope is m.scope and m.scope is not tl.scope) and not _in_eval_loop(program, e)
+                          and same_object(program, m.ref(), ObjectRef(e.call.func, e.facts, e.scope, e.stmt))]
                 if not target:
                     continue
                 fwd = target[0]
@@ -572,37 +573,8 @@ for epoch in range(10):
                 )
 
 
-def _receiver_in_loop(program, tl, m) -> Optional[str]:
-    """The name, in the training loop, of the model ``m`` switches to eval(). Inside a helper whose
-    parameter it is (``def evaluate(model, loader): model.eval()``), that is the argument of the call
-    made from the loop: ``evaluate(eval_model, val_loader)`` switches ``eval_model``, a copy, not the
-    trained model. None when the call site cannot be found (then nothing is reported)."""
-    if m.scope is tl.scope:
-        return m.receiver
-    head, _, rest = m.receiver.partition(".")
-    params = m.scope.params()
-    if head not in params or head in ("self", "cls"):
-        return m.receiver  # a global or an attribute of self: the same object wherever it is named
-    r = reach(program)
-    for s in tl.scope.stmts:
-        if tl.node not in s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.With, cst.Try)):
-            continue
-        for call in calls(s.node):
-            h = r.helper(call, tl.facts, tl.scope)
-            if h is None or h[1] is not m.scope:
-                continue
-            index = params.index(head)
-            if m.scope.class_name is not None and params and params[0] == "self":
-                index -= 1
-            positional = [a for a in call.args if a.keyword is None and a.star == ""]
-            arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == head), None)
-            if arg is None and 0 <= index < len(positional):
-                arg = positional[index].value
-            name = dotted(arg) if arg is not None else None
-            if name is None:
-                return None
-            return f"{name}.{rest}" if rest else name
-    return None
+def _in_eval_loop(program, e) -> bool:
+    return any(l.node in e.stmt.loops for l in eval_loops(program) if l.scope is e.scope)
 
 
 def _head_span(ctx, node: cst.For):
@@ -611,16 +583,6 @@ def _head_span(ctx, node: cst.For):
 
     iter_span = ctx.span(node.iter)
     return Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
-
-
-def _same_model(forward_name: str, receiver: str) -> bool:
-    def norm(n: str) -> str:
-        for suffix in (".module", "._orig_mod", ".forward"):
-            if n.endswith(suffix):
-                n = n[: -len(suffix)]
-        return n
-
-    return bool(receiver) and norm(forward_name) == norm(receiver)
 
 
 _LAST = re.compile(r"last|final", re.I)
