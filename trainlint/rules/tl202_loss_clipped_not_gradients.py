@@ -85,7 +85,7 @@ class LossClippedNotGradients(Rule):
     code = "TL202"
     name = "loss-clipped-not-gradients"
     severity = Severity.ERROR
-    summary = "The loss is clamped before backward(): samples over the cap get zero gradient"
+    summary = "The loss is clamped before backward(): whatever is over the cap (the whole batch, for a mean loss) gets zero gradient"
     probe = "loss-clamp-zero-grad"
 
     bad = (
@@ -357,7 +357,8 @@ for x, y in loader:
         span = ctx.span(call)
         back = ctx.span(root.call)
         if what == "sample":
-            effect = "every sample whose loss is over the cap gets zero gradient"
+            effect = ("every element of the loss that is over the cap gets zero gradient: each such sample when the "
+                      "loss is per sample (reduction='none'), the whole batch when it is already a batch mean")
         elif what == "batch":
             effect = ("whenever the batch loss is over the cap the whole batch gets zero gradient (a mean-reduced "
                       "loss is capped as a whole, not per sample)")
