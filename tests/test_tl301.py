@@ -599,3 +599,40 @@ def test_the_inserted_seed_goes_after_import_torch_never_above_it(tmp_path):
 def test_no_seed_fix_when_torch_is_imported_in_a_try_block(tmp_path):
     found = _run(tmp_path, {"t.py": "try:\n    import torch\nexcept ImportError:\n    torch = None\n" + textwrap.dedent(TRAIN_LOOP)})
     assert len(found) == 1 and found[0].fix is None
+
+
+def test_a_single_update_outside_any_loop_is_a_smoke_test_not_training(tmp_path):
+    found = _run(tmp_path, {"lejepa.py": """
+        import torch
+        from torch import nn
+
+        class Learner(nn.Module):
+            def forward(self, x):
+                return x.mean()
+
+        if __name__ == "__main__":
+            learner = Learner()
+            opt = torch.optim.Adam(learner.parameters(), lr=3e-4)
+            loss = learner(torch.randn(8, 3, 256, 256))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            print("loss:", loss.item())
+    """})
+    assert found == []
+
+
+def test_one_step_in_a_helper_called_from_a_loop_is_training(tmp_path):
+    found = _run(tmp_path, {"t.py": """
+        import torch
+
+        def step(model, opt, x, y):
+            opt.zero_grad()
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            opt.step()
+
+        if __name__ == "__main__":
+            for x, y in loader:
+                step(model, opt, x, y)
+    """})
+    assert len(found) == 1

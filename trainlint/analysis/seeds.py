@@ -753,6 +753,7 @@ def program_seeds(program: Program) -> ProgramSeeds:
         return sid in updates or bool(scope_calls.get(sid, set()) & updates) or bool(callers.get(sid, set()) & updates)
 
     signs = [(pf, g) for pf, g in signs if not g.needs_update or near_update(id(g.scope))]
+    signs = _repeated_signs(signs, stmt_calls, reached)
     # scopes that train: a sign in them, or a call into one that trains
     distance: Dict[int, int] = {}
     for _, g in signs:
@@ -782,6 +783,30 @@ def program_seeds(program: Program) -> ProgramSeeds:
                           stmt_calls, distance)
     program._seeds_cache = result  # type: ignore[attr-defined]
     return result
+
+
+def _repeated_signs(signs, stmt_calls: Dict[int, Set[int]], reached: Dict[int, Reached]) -> list:
+    """The training signs that run more than once. A single ``backward(); optimizer.step()`` outside any
+    loop (a library module's smoke test on random tensors, an API demo) does not train a model. A sign
+    counts when it is in a loop, or in a function called from a loop (or from such a function, or with no
+    call site we can see); framework calls (``trainer.fit``) loop by themselves."""
+    callers: Dict[int, List[Tuple[Stmt, Scope]]] = {}
+    for r in reached.values():
+        for row in _fs(r.pf).refs.get(id(r.scope), ()):
+            for t in stmt_calls.get(id(row.stmt), ()):
+                callers.setdefault(t, []).append((row.stmt, r.scope))
+
+    def repeats(stmt: Stmt, scope: Scope, depth: int) -> bool:
+        if stmt.loops or depth > 4:
+            return True
+        if scope.kind == "module":
+            return False
+        found = callers.get(id(scope))
+        if not found:
+            return True  # called in a way we do not follow: assume it trains
+        return any(repeats(s, sc, depth + 1) for s, sc in found)
+
+    return [(pf, g) for pf, g in signs if not g.needs_update or repeats(g.stmt, g.scope, 0)]
 
 
 def _before_training_ends(draws, signs, stmt_calls: Dict[int, Set[int]], training: Set[int],
