@@ -363,6 +363,20 @@ def rule_cmd(code: Optional[str], show_all: bool, fmt: str) -> None:
         click.echo(rule_page(key), nl=False)
 
 
+@main.command("server")
+@click.option("--stdio", is_flag=True, default=True, hidden=True, help="Talk LSP over stdin/stdout (the only transport).")
+def server_cmd(stdio: bool) -> None:
+    """Run the language server (LSP over stdio) for editors: diagnostics as you type, fixes and
+    `# noqa` as code actions, rule docs on hover. Needs pygls (`pip install 'trainlint[lsp]'`)."""
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        _fail("the language server needs pygls: pip install 'trainlint[lsp]'")
+    from trainlint.server import serve
+
+    serve()
+
+
 @main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--steps", type=click.IntRange(1, 1000), default=3, show_default=True, help="Training steps to watch before the probes run.")
 @click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds for the script's steps and the probes; then it counts as a hang (exit 2).")
