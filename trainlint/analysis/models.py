@@ -16,7 +16,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.objects import ClassRef, FileRef, World, bound_arg as _bound_arg, file_calls, target_path  # noqa: F401
+from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, bound_arg as _bound_arg, file_calls, target_path  # noqa: F401
 from trainlint.analysis.modules import (  # noqa: F401
     ACT_FUNCS, ACT_METHODS, ACT_MODULES, BN_MODULES, DROPOUT_FUNCS, DROPOUT_MODULES, MODULE_BASES, RANGE_OF,
     SHAPE_FUNCS, SHAPE_METHODS, SHAPE_MODULES, WRAPPER_FUNCS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op,
@@ -81,64 +81,45 @@ def loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None, m
 
 
 def _loss_of_callee(world: ModelWorld, func, file: FileRef, scope: Scope, stmt: Stmt, depth: int = 0):
-    if depth > 6:
-        return None
+    """(canonical torch loss, its constructor call or None, the file of the constructor) when calling
+    ``func`` computes one torch loss, whatever spelling holds it: ``nn.MSELoss()(...)``, ``F.l1_loss``,
+    a criterion object (local, ``self.`` attribute, parameter bound at every call site, imported,
+    chosen from a dict, ``getattr(nn, "MSELoss")()``, ``functools.partial``), ``criterion.forward``,
+    a project subclass of a torch loss that does not override ``forward``. None when the alternatives
+    disagree or one cannot be followed (see :func:`branch_loss_calls` for disagreeing ones)."""
     facts = file.facts
-    if isinstance(func, cst.Call):  # nn.MSELoss()(pred, y)
-        q = _loss_q(facts.qualify(func.func))
-        return (q, func, file) if q and not q.startswith("torch.nn.functional.") else None
-    name = dotted(func)
-    if name is None:
-        return None
-    q = facts.qualify(func)
+    if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+        func = func.value  # criterion.forward(pred, y)
+    q = facts.qualify(func) if isinstance(func, (cst.Name, cst.Attribute)) else None
     if q is not None:
         lq = _loss_q(q)
         if lq is not None and lq.startswith("torch.nn.functional."):
             return (lq, None, file)
         if q.startswith("torch"):
             return None
-    defs = world.defs(name, file, scope, stmt)
-    if defs:
-        results = []
-        for f, s, a in defs[:4]:
-            v = a.value
-            if isinstance(v, cst.Call):
-                lq = _loss_q(f.facts.qualify(v.func))
-                if lq and not lq.startswith("torch.nn.functional."):
-                    results.append((lq, v, f))
-                    continue
-            elif v is not None and dotted(v) is not None:  # loss_fn = F.mse_loss / criterion = other
-                lq = _loss_q(f.facts.qualify(v))
-                if lq and lq.startswith("torch.nn.functional."):
-                    results.append((lq, None, f))
-                    continue
-                got = _loss_of_callee(world, v, f, s, a.stmt, depth + 1)
-                if got is not None:
-                    results.append(got)
-                    continue
+    results = []
+    for o in world.objects(func, file, scope, stmt):
+        got = _loss_of_object(world, o)
+        if got is None:
             return None
-        if results and all(r[0] == results[0][0] for r in results):
-            return results[0]
+        results.append(got)
+    if results and all(r[0] == results[0][0] for r in results):
+        return results[0]
+    return None
+
+
+def _loss_of_object(world: ModelWorld, o: Obj):
+    """The torch loss an object computes when called: an instance of a torch loss class (or of a
+    project subclass that keeps its ``forward``), or a functional loss."""
+    lq = _loss_q(o.qname) if o.qname else None
+    if lq is None:
         return None
-    if "." not in name and name in scope.params():
-        sites = world.call_sites_binding(file, scope, name)
-        results = []
-        for f, s, st, arg in sites:
-            got = _loss_of_callee(world, arg, f, s, st, depth + 1)
-            if got is None:
-                return None
-            results.append(got)
-        if results and all(r[0] == results[0][0] for r in results):
-            return results[0]
-        return None
-    if "." not in name:
-        g = world.resolve_global(name, file)
-        if g is not None and g[0] == "assign" and len(g[2]) == 1:
-            a = g[2][0]
-            if isinstance(a.value, cst.Call):
-                lq = _loss_q(g[1].facts.qualify(a.value.func))
-                if lq and not lq.startswith("torch.nn.functional."):
-                    return (lq, a.value, g[1])
+    if o.kind == "function" and lq.startswith("torch.nn.functional."):
+        return (lq, None, o.file)
+    if o.kind == "instance" and not lq.startswith("torch.nn.functional."):
+        if o.cls is not None and world.method(o.cls, "forward") is not None:
+            return None  # the subclass computes something of its own
+        return (lq, o.node if isinstance(o.node, cst.Call) else None, o.file)
     return None
 
 
@@ -416,6 +397,73 @@ def _contains_stmt(body: cst.CSTNode, target: cst.CSTNode) -> bool:
         if n is target:
             return True
     return False
+
+
+@dataclass(eq=False)
+class WrapperLoss:
+    """A training library's wrapper handed a model and a torch loss (``NeuralNetClassifier(MyModule,
+    criterion=nn.CrossEntropyLoss)``): the library calls the loss on the model's output."""
+
+    lc: LossCall  # call = the wrapper call
+    models: List[ModelRef]
+
+
+_CRITERION_KEYWORDS = ("criterion", "loss_fn", "loss_func", "loss_function")
+_MODEL_KEYWORDS = ("module", "model", "net", "network")
+
+
+def wrapper_losses(world: ModelWorld, file: FileRef, wanted: Optional[set] = None):
+    """Calls of a library class (not the project's own functions: their loss calls are followed
+    inside) given a model and a criterion (a torch loss class or instance) by keyword."""
+    text = file.ctx.source.text
+    if not any(k + "=" in text for k in _CRITERION_KEYWORDS):
+        return
+    for call, scope, st in file_calls(file):
+        crit = next((kwarg(call, k) for k in _CRITERION_KEYWORDS if kwarg(call, k) is not None), None)
+        if crit is None:
+            continue
+        callee = world.objects(call.func, file, scope, st)
+        if not callee or not all(c.kind == "class" and c.cls is None and c.qname and not c.qname.startswith("torch") for c in callee):
+            continue
+        losses = set()
+        ctor = None
+        for o in world.objects(crit, file, scope, st):
+            lq = _loss_q(o.qname) if o.qname and o.kind in ("class", "instance") and o.cls is None else None
+            if lq is None or lq.startswith("torch.nn.functional."):
+                losses = set()
+                break
+            losses.add(lq)
+            ctor = o.node if isinstance(o.node, cst.Call) else None
+        if len(losses) != 1:
+            continue
+        lq = losses.pop()
+        if wanted is not None and lq not in wanted:
+            continue
+        model_expr = next((kwarg(call, k) for k in _MODEL_KEYWORDS if kwarg(call, k) is not None), None)
+        if model_expr is None and positional(call):
+            model_expr = positional(call)[0]
+        if model_expr is None:
+            continue
+        models: List[ModelRef] = []
+        for o in world.objects(model_expr, file, scope, st):
+            if o.kind == "class" and o.cls is not None and world.is_module_class(o.cls):
+                models.append(ModelRef("class", o.cls.info.name, o.cls.file, cls=o.cls))
+            else:
+                models.extend(world.models_of_objects([o]))
+        if models:
+            yield WrapperLoss(LossCall(call, lq, file, scope, st, ctor, ctor), models)
+
+
+def wrapper_origins(world: ModelWorld, wl: WrapperLoss) -> List[Origin]:
+    """What produces the input the wrapper's loss receives: each model's output (its last op)."""
+    out: List[Origin] = []
+    for model in wl.models[:_MAX_ALTS]:
+        chains = world.model_chains(model)
+        if not chains:
+            out.append(Origin("unknown", model=model.name, model_call=wl.lc.call))
+            continue
+        out.extend(_chain_origin(c, model.name, wl.lc.call) for c in chains)
+    return out
 
 
 def branch_loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None):

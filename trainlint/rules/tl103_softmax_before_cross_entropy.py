@@ -15,6 +15,8 @@ from trainlint.analysis.models import (
     in_eval_only_code,
     loss_calls,
     value_origins,
+    wrapper_losses,
+    wrapper_origins,
 )
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import fold
@@ -54,7 +56,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
     model = A() else: model = B()`), a model every output of which is the wrong activation is reported
     (training it is wrong whichever branch picks it); a criterion chosen on a branch
     (`nn.CrossEntropyLoss() if n_classes > 1 else nn.BCEWithLogitsLoss()`) is checked for each
-    alternative. The finding points at the activation; the loss is a related location. Loss calls in
+    alternative; a loss class handed to a training wrapper with the model
+    (`NeuralNetClassifier(Module, criterion=nn.CrossEntropyLoss)`) is checked against the model's output.
+    The finding points at the activation; the loss is a related location. Loss calls in
     evaluation-only code are left out (see below).
 
     ## Why is this bad?
@@ -284,8 +288,61 @@ for x, y in loader:
     out = net(x)
     nn.functional.nll_loss(out[0], y).backward()
 """,
+        # a project subclass of CrossEntropyLoss keeps its meaning; called through .forward
+        """
+import torch.nn as nn
+class SmoothedCE(nn.CrossEntropyLoss):
+    def __init__(self):
+        super().__init__(label_smoothing=0.1)
+model = nn.Sequential(nn.Linear(10, 3), nn.Softmax(dim=1))  # expect: TL103
+crit = SmoothedCE()
+for x, y in loader:
+    crit.forward(model(x), y).backward()
+""",
+        # a loss class handed to a training wrapper (skorch), which calls it on the module's output
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+from skorch import NeuralNetClassifier
+class Classifier(nn.Module):
+    def __init__(self, hidden=64):
+        super().__init__()
+        self.fc = nn.Linear(20, hidden)
+        self.out = nn.Linear(hidden, 3)
+    def forward(self, X):
+        return F.softmax(self.out(F.relu(self.fc(X))), dim=-1)  # expect: TL103
+net = NeuralNetClassifier(Classifier, criterion=nn.CrossEntropyLoss, max_epochs=20, lr=0.05)
+net.fit(X_train, y_train)
+""",
     )
     good = (
+        # skorch's default NLLLoss takes the log of the probabilities a module returns: correct
+        """
+import torch.nn as nn
+import torch.nn.functional as F
+from skorch import NeuralNetClassifier
+class Classifier(nn.Module):
+    def __init__(self, hidden=64):
+        super().__init__()
+        self.fc = nn.Linear(20, hidden)
+        self.out = nn.Linear(hidden, 3)
+    def forward(self, X):
+        return F.softmax(self.out(F.relu(self.fc(X))), dim=-1)
+net = NeuralNetClassifier(Classifier, criterion=nn.NLLLoss, max_epochs=20, lr=0.05)
+net.fit(X_train, y_train)
+""",
+        # a subclass that overrides forward computes its own loss (here: it takes probabilities)
+        """
+import torch
+import torch.nn as nn
+class ProbCE(nn.CrossEntropyLoss):
+    def forward(self, probs, target):
+        return nn.functional.nll_loss(torch.log(probs + 1e-8), target)
+model = nn.Sequential(nn.Linear(10, 3), nn.Softmax(dim=1))
+crit = ProbCE()
+for x, y in loader:
+    crit(model(x), y).backward()
+""",
         # a tuple head whose softmax element is only for metrics: the logits element reaches the loss
         """
 import torch.nn as nn
@@ -474,14 +531,19 @@ class Lit(L.LightningModule):
             # no per-file gate: the criterion may be imported from another file of the program
             wanted = set(WRONG_BEFORE)
             branch = list(branch_loss_calls(world, file, wanted))
-            for lc in itertools.chain(loss_calls(world, file, wanted, min_args=2), branch):
-                pred = lc.argument(0, "input")
-                if pred is None:
+            # a wrapper (skorch's NeuralNetClassifier(Module, criterion=nn.CrossEntropyLoss)) calls the
+            # loss on the model's output itself; NLLLoss is left out (skorch takes the log of the
+            # probabilities a module returns for it)
+            wrapped = {id(w.lc): w for w in wrapper_losses(world, file, wanted - _NLL)}
+            for lc in itertools.chain(loss_calls(world, file, wanted, min_args=2), branch, (w.lc for w in wrapped.values())):
+                wl = wrapped.get(id(lc))
+                pred = lc.argument(0, "input") if wl is None else None
+                if pred is None and wl is None:
                     continue
                 if in_eval_only_code(lc.file, lc.scope, lc.stmt) is not None:
                     continue
                 wrong = WRONG_BEFORE[lc.loss]
-                origins = value_origins(world, pred, lc.file, lc.scope, lc.stmt)
+                origins = value_origins(world, pred, lc.file, lc.scope, lc.stmt) if wl is None else wrapper_origins(world, wl)
                 for origin in _wrong_origins(origins, wrong, ambiguous_loss=lc in branch):
                     op = origin.op
                     if op is None or id(op.node) in reported:
