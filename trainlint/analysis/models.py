@@ -243,6 +243,12 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
                 return [Origin("act", Op("act", f".{meth}()", expr, file, act=ACT_METHODS[meth]))]
             if meth in SHAPE_METHODS:
                 return value_origins(world, func.value, file, scope, stmt, depth + 1)
+        if qc == "torch.exp" and pos or (isinstance(func, cst.Attribute) and q is None and func.attr.value in ("exp", "exp_")):
+            # torch.exp(F.log_softmax(x, 1)) is a softmax
+            inner = value_origins(world, pos[0] if qc == "torch.exp" else func.value, file, scope, stmt, depth + 1)
+            if inner and all(o.kind == "act" and o.op is not None and o.op.act == "log_softmax" for o in inner):
+                return [Origin("act", Op("act", f"exp({inner[0].op.label})", expr, file, act="softmax"))]  # type: ignore[union-attr]
+            return [Origin("other")]
         if q is not None and q.startswith("torch"):
             return [Origin("other")]
         models = world.models_of_callee(func, file, scope, stmt)

@@ -700,10 +700,22 @@ class ModelWorld(World):
                     return self.value_chains(recv, file, scope, stmt, owner, depth + 1)
                 if meth == "forward":
                     func = recv
+            if qc in ("torch.exp",) and pos or (isinstance(func, cst.Attribute) and q is None and func.attr.value in ("exp", "exp_")):
+                # torch.exp(F.log_softmax(x)) is a softmax
+                inner = self.value_chains(pos[0] if qc == "torch.exp" else func.value, file, scope, stmt, owner, depth + 1)
+                lasts = [last_meaningful(c) for c in inner]
+                if inner and all(o is not None and o.act == "log_softmax" for o in lasts):
+                    op = Op("act", f"exp({lasts[0].label})", expr, file, act="softmax")  # type: ignore[union-attr]
+                    return [c + (op,) for c in inner][:_MAX_ALTS]
             # a submodule or a layer object: self.fc(x), self.head(x), layer(x), nn.ReLU()(x)
             sub = self._callee_chains(func, expr, file, scope, stmt, owner, depth)
             if sub is not None:
                 inputs = self._inputs_chains(pos, file, scope, stmt, owner, depth, merge=expr)
+                return [c + s for c in inputs for s in sub][:_MAX_ALTS]
+            # a helper method of the model: self._head(h) -> what it returns from its input
+            sub = self._method_chains(func, file, owner, depth)
+            if sub is not None:
+                inputs = self._inputs_chains(pos[:1], file, scope, stmt, owner, depth, merge=expr)
                 return [c + s for c in inputs for s in sub][:_MAX_ALTS]
             # opaque: torch.cat([a, b]), helper(x), x.mean(1), x * 2...
             return [c + (Op("op", "op", expr, file),) for c in self._inputs_chains(_tensor_args(expr), file, scope, stmt, owner, depth, merge=expr)][:_MAX_ALTS]
@@ -743,6 +755,29 @@ class ModelWorld(World):
                 out.extend(c + (Op("op", "op", a.node, file),) for c in self.value_chains(a.node.value, file, scope, a.stmt, owner, depth + 1) or [()])
             else:
                 return []
+        return out[:_MAX_ALTS]
+
+    def _method_chains(self, func, file: FileRef, owner: Optional[ClassRef], depth: int) -> Optional[List[Chain]]:
+        """Chains of a helper method of the model called in ``forward`` (``self._head(h)``): from its
+        first parameter to what it returns; None when ``func`` is not such a method."""
+        name = dotted(func)
+        if owner is None or name is None or not name.startswith("self.") or name.count(".") != 1:
+            return None
+        attr = name.split(".", 1)[1]
+        if attr in ("forward", "__call__") or self.attribute(owner, name):
+            return None
+        found = self.method(owner, attr)
+        if found is None:
+            return None
+        cref, m = found
+        if not m.returns or any(v is None for v, _ in m.returns) or len(m.params()) < 2:
+            return None
+        out: List[Chain] = []
+        for value, rstmt in m.returns[:_MAX_ALTS]:
+            sub = self.value_chains(value, cref.file, m, rstmt, cref, depth + 1)
+            if not sub:
+                return None
+            out.extend(sub)
         return out[:_MAX_ALTS]
 
     def _inputs_chains(self, args, file, scope, stmt, owner, depth, merge: Optional[cst.CSTNode] = None) -> List[Chain]:

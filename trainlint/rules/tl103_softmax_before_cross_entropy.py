@@ -314,8 +314,38 @@ class Classifier(nn.Module):
 net = NeuralNetClassifier(Classifier, criterion=nn.CrossEntropyLoss, max_epochs=20, lr=0.05)
 net.fit(X_train, y_train)
 """,
+        # a sigmoid in a helper method of the model; a softmax spelled exp(log_softmax(...))
+        """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 1)
+    def _score(self, h):
+        return torch.sigmoid(self.fc(h))  # expect: TL103
+    def forward(self, x):
+        return self._score(x)
+net = Net()
+head = nn.Linear(8, 5)
+for x, y, c in loader:
+    nn.BCEWithLogitsLoss()(net(x), y).backward()
+    p = torch.exp(F.log_softmax(head(x), dim=1))  # expect: TL103
+    F.cross_entropy(p, c).backward()
+""",
     )
     good = (
+        # exp(log_softmax) into NLLLoss after a log: log-probabilities again, correct
+        """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+head = nn.Linear(8, 5)
+for x, c in loader:
+    p = torch.exp(F.log_softmax(head(x), dim=1))
+    F.nll_loss(torch.log(p), c).backward()
+""",
         # skorch's default NLLLoss takes the log of the probabilities a module returns: correct
         """
 import torch.nn as nn
