@@ -24,12 +24,26 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: List[str]) -> List[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h", "--version")):
+            first = args[0] if args else ""
+            if first and _looks_like_command(first) and not os.path.exists(first):
+                close = difflib.get_close_matches(first, list(self.commands), n=1, cutoff=0.6)
+                hint = f" (did you mean `trainlint {close[0]}`?)" if close else ""
+                click.echo(f"trainlint: error: unknown command '{first}'{hint}; the commands are "
+                           f"{', '.join(sorted(self.commands))}. To lint a path of that name, write ./{first}", err=True)
+                sys.exit(EXIT_ERROR)
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
 
+def _looks_like_command(word: str) -> bool:
+    """A bare word (`serve`, `chek`): not an option, not a path-like argument (`src/`, `train.py`, `-`)."""
+    import re
+
+    return bool(re.fullmatch(r"[a-z][a-z-]*", word))
+
+
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="trainlint")
+@click.version_option(__version__, prog_name="trainlint", message="%(prog)s %(version)s")
 def main() -> None:
     """trainlint: find the pitfalls of neural-network training code before a GPU-hour is spent.
 
@@ -82,6 +96,15 @@ def _format_choices() -> List[str]:
 @click.option("--fix-only/--no-fix-only", default=False, help="Apply fixes and report nothing else (exit 0 unless --exit-non-zero-on-fix).")
 @click.option("--exit-non-zero-on-fix", is_flag=True, help="Exit 1 when any file was fixed, even if no finding is left.")
 @click.option("--add-noqa", is_flag=True, help="Add `# noqa: TLxxx` comments to every line with a finding (nothing else is changed).")
+@click.option("--per-file-ignores", "per_file_ignores", multiple=True, metavar="GLOB:CODES",
+              help="Disable codes in matching files, e.g. 'tests/*:TL301,TL304' (added to the config's).")
+@click.option("--exclude", multiple=True, metavar="PATTERNS", help="Gitignore-style patterns to skip; replaces the config's exclude (and the defaults).")
+@click.option("--extend-exclude", multiple=True, metavar="PATTERNS", help="Patterns to skip on top of the excludes.")
+@click.option("--fail-level", type=click.Choice(["info", "warning", "error"], case_sensitive=False),
+              help="Exit 1 only for findings at or above this severity; lower ones are shown but do not fail (config: fail-level).")
+@click.option("--show-settings", is_flag=True, help="Print the settings the run would use (config file, rules, excludes...) and exit.")
+@click.option("--show-files", is_flag=True, help="Print the files the run would lint and exit.")
+@click.option("-v", "--verbose", is_flag=True, help="Say which configuration is used, which files are linted, and how long it takes (on stderr).")
 def check(**kwargs) -> None:
     """Lint training programs: files and folders (default: the current folder); '-' reads stdin."""
     try:
@@ -94,7 +117,8 @@ def check(**kwargs) -> None:
 
 def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
            config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache,
-           fix, unsafe_fixes, diff, fix_only, exit_non_zero_on_fix, add_noqa) -> None:
+           fix, unsafe_fixes, diff, fix_only, exit_non_zero_on_fix, add_noqa, per_file_ignores=(), exclude=(),
+           extend_exclude=(), fail_level=None, show_settings=False, show_files=False, verbose=False) -> None:
     import gc
 
     # A short-lived process: syntax trees live until exit, and collecting them after the lint (the
@@ -117,9 +141,28 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
             cli_layer.extend_select = validate_selectors(_split(extend_select), "--extend-select", all_codes)
         if ignore:
             cli_layer.ignore = validate_selectors(_split(ignore), "--ignore", all_codes)
+        if per_file_ignores:
+            for item in per_file_ignores:
+                pattern, sep, codes = item.rpartition(":")
+                if not sep or not pattern:
+                    raise ConfigError(f"--per-file-ignores: expected GLOB:CODES (e.g. 'tests/*:TL301'), got {item!r}")
+                config.per_file_ignores.append((pattern, validate_selectors(codes, f"--per-file-ignores {pattern!r}", all_codes)))
+        from trainlint.config import _check_patterns
+
+        if exclude:
+            config.exclude = _split(exclude)
+            _check_patterns(config.exclude, "--exclude")
+        if extend_exclude:
+            config.extend_exclude = list(config.extend_exclude) + _split(extend_exclude)
+            _check_patterns(config.extend_exclude, "--extend-exclude")
     except ConfigError as exc:
         _fail(str(exc))
     config.layers.append(cli_layer)
+    if fail_level:
+        config.fail_level = Severity.parse(fail_level)
+    if verbose:
+        where = str(config.path) if config.path else ("none (--isolated)" if isolated else "none found; defaults")
+        click.echo(f"trainlint {__version__}: configuration: {where}; project root: {config.root}", err=True)
     fmt = output_format or config.output_format or "full"
     if fmt not in FORMATS:
         close = difflib.get_close_matches(fmt, list(FORMATS), n=1)
@@ -136,6 +179,20 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         min_severity=Severity.parse(min_severity) if min_severity else config.min_severity,
     )
     unsafe = config.unsafe_fixes if unsafe_fixes is None else unsafe_fixes
+    if show_settings:
+        _show_settings(config, options, fmt, unsafe, fix)
+    if show_files:
+        from trainlint.files import discover
+
+        found = discover([p for p in paths if p != "-"], config)
+        for _, display in sorted(found.files, key=lambda t: t[1]):
+            click.echo(display)
+        for p, m in found.errors:
+            click.echo(f"trainlint: error: {p}: {m}", err=True)
+        sys.exit(EXIT_ERROR if found.errors else EXIT_CLEAN)
+    import time
+
+    started = time.perf_counter()
     fix_only = fix_only or diff
     fixing = fix_only or (config.fix if fix is None else fix)
     stdin_text = None
@@ -198,6 +255,12 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         report, warnings = lint({})
     report.unsafe_fixes = unsafe
     report.statistics = statistics
+    report.summary = not quiet
+    if verbose:
+        for d in sorted(report.real_paths):
+            click.echo(f"trainlint: linted {d}", err=True)
+        click.echo(f"trainlint: checked {report.files_checked} file(s) with {len(enabled)} rule(s) in "
+                   f"{time.perf_counter() - started:.2f}s", err=True)
 
     human = FORMATS[fmt].for_humans
     if not quiet:
@@ -208,7 +271,15 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
             click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
     use_color = _use_color(color, output_file)
     buf = io.StringIO()
-    if quiet and human and statistics:  # the table only: no summary
+    if statistics and fmt in ("json", "json-lines"):  # ruff's shape: [{code, name, count, fixable}]
+        from trainlint.report.full import statistics_records
+
+        records = statistics_records(report)
+        if fmt == "json":
+            buf.write(json.dumps(records, indent=2) + "\n")
+        else:
+            buf.write("".join(json.dumps(r) + "\n" for r in records))
+    elif quiet and human and statistics:  # the table only: no summary
         from trainlint.report.full import statistics_lines
 
         rows = statistics_lines(report, use_color)
@@ -216,8 +287,6 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         for e in report.errors:
             click.echo(f"trainlint: error: {e.path}: {e.message}", err=True)
     else:
-        if quiet and human:
-            fmt = "concise"
         render(report, fmt, buf, color=use_color and FORMATS[fmt].for_humans)
     text = buf.getvalue()
     if output_file:
@@ -232,10 +301,37 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         _write_stdout(text)
     if report.errors:
         sys.exit(EXIT_ERROR)
-    if report.findings and not exit_zero:
+    failing = [f for f in report.findings if f.severity >= config.fail_level]
+    if failing and not exit_zero:
         sys.exit(EXIT_FINDINGS)
     if exit_non_zero_on_fix and run is not None and run.fixed:
         sys.exit(EXIT_FINDINGS)
+    sys.exit(EXIT_CLEAN)
+
+
+def _show_settings(config, options, fmt: str, unsafe: bool, fix) -> "NoReturn":  # noqa: F821
+    """``--show-settings``: the resolved settings, as TOML-like lines (ruff prints its resolved settings)."""
+    def q(v):
+        return json.dumps(v)
+
+    lines = [
+        f"# trainlint {__version__}",
+        f"config-file = {q(str(config.path) if config.path else None) if config.path else 'none'}",
+        f"root = {q(str(config.root))}",
+        f"enabled = {q(list(options.enabled))}",
+        f"exclude = {q(list(config.exclude))}",
+        f"extend-exclude = {q(list(config.extend_exclude))}",
+        f"per-file-ignores = {q({p: c for p, c in config.per_file_ignores})}",
+        f"severity = {q({k: v.label for k, v in config.severity.items()})}",
+        f"min-severity = {q(options.min_severity.label)}",
+        f"fail-level = {q(config.fail_level.label)}",
+        f"output-format = {q(fmt)}",
+        f"respect-gitignore = {q(config.respect_gitignore)}",
+        f"report-unused-suppressions = {q(options.report_unused_suppressions)}",
+        f"fix = {q(bool(config.fix if fix is None else fix))}",
+        f"unsafe-fixes = {q(bool(unsafe))}",
+    ]
+    click.echo("\n".join(lines))
     sys.exit(EXIT_CLEAN)
 
 
@@ -316,19 +412,32 @@ def _write_stdout(text: str) -> None:
 
 
 def _use_color(choice: str, output_file: Optional[str]) -> bool:
+    if output_file:  # a file is never a terminal: no escape codes in it, even with --color always
+        return False
     if choice == "always":
         return True
-    if choice == "never" or output_file or os.environ.get("NO_COLOR"):
+    if choice == "never" or os.environ.get("NO_COLOR"):
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
     return sys.stdout.isatty()
 
 
+@main.command("version")
+@click.option("--output-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def version_cmd(output_format: str) -> None:
+    """Print trainlint's version (like `trainlint --version`)."""
+    if output_format == "json":
+        click.echo(json.dumps({"version": __version__}))
+    else:
+        click.echo(f"trainlint {__version__}")
+
+
 @main.command("rule")
 @click.argument("code", required=False)
 @click.option("--all", "show_all", is_flag=True, help="List every rule.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("--output-format", "--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="text, json or markdown (`--format` is an alias).")
 def rule_cmd(code: Optional[str], show_all: bool, fmt: str) -> None:
     """Explain a rule (`trainlint rule TL202`) or list them all (`--all`)."""
     from trainlint.docs import index_page, rule_page, rule_record

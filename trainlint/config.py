@@ -40,6 +40,8 @@ KNOWN_KEYS = {
     "respect-gitignore": "skip files ignored by .gitignore (default true)",
     "report-unused-suppressions": "report suppressions that silence nothing (TL002)",
     "fix": "apply safe fixes, like --fix (default false)",
+    "fail-level": "exit 1 only for findings at or above this severity (default info: every finding fails)",
+    "extend": "path of a configuration file to inherit (relative to this one), e.g. \"../pyproject.toml\"",
     "unsafe-fixes": "also apply (and count as fixable) unsafe fixes, like --unsafe-fixes (default false)",
 }
 
@@ -73,6 +75,7 @@ class Config:
     report_unused_suppressions: bool = False
     fix: bool = False
     unsafe_fixes: bool = False
+    fail_level: Severity = Severity.INFO
 
     # -- selection -------------------------------------------------------------------------
     def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
@@ -181,7 +184,9 @@ def find_config(start: Path) -> Optional[Path]:
     return None
 
 
-def load_config(path: Path, all_codes: Sequence[str]) -> Config:
+def load_config(path: Path, all_codes: Sequence[str], _chain: Tuple[Path, ...] = ()) -> Config:
+    if path.resolve() in _chain:
+        raise ConfigError(f"{path}: `extend` makes a cycle: {' -> '.join(str(p) for p in (*_chain, path.resolve()))}")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)
@@ -203,11 +208,35 @@ def load_config(path: Path, all_codes: Sequence[str]) -> Config:
         prefix = f"{path}"
     if not isinstance(table, dict):
         raise ConfigError(f"{prefix}: expected a table")
-    return config_from_table(table, prefix, path, all_codes)
+    base = None
+    if "extend" in table:
+        ext = table["extend"]
+        if not isinstance(ext, str) or not ext:
+            raise ConfigError(f"{prefix} extend: expected the path of a configuration file, got {ext!r}")
+        target = Path(os.path.expanduser(ext))
+        if not target.is_absolute():
+            target = path.parent / target
+        if not target.is_file():
+            raise ConfigError(f"{prefix} extend: no such file {str(target)!r}")
+        base = load_config(target, all_codes, (*_chain, path.resolve()))
+    return config_from_table(table, prefix, path, all_codes, base)
 
 
-def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path], all_codes: Sequence[str]) -> Config:
+def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path], all_codes: Sequence[str],
+                      base: Optional[Config] = None) -> Config:
+    """The settings of one table; with ``base`` (an ``extend``-ed file), its settings are inherited and this
+    table's keys win (its selection is applied after the base's, as ruff does)."""
     cfg = Config(path=path, root=path.parent.resolve() if path else Path.cwd())
+    if base is not None:
+        import copy
+
+        inherited = copy.deepcopy(base)
+        inherited.path, inherited.root = cfg.path, cfg.root
+        cfg = inherited
+        # patterns of the base file are relative to its folder: make them absolute-anchored where they
+        # name a subfolder, so they keep meaning the same files
+        if base.root != cfg.root:
+            cfg.per_file_ignores = [(_rebase(p, base.root, cfg.root), c) for p, c in cfg.per_file_ignores]
     for key in table:
         if key not in KNOWN_KEYS:
             close = [k for k in KNOWN_KEYS if k.replace("-", "_") == key or k.replace("-", "") == key.replace("_", "")]
@@ -224,6 +253,8 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
     pfi = table.get("per-file-ignores", {})
     if not isinstance(pfi, dict):
         raise ConfigError(f"{prefix} per-file-ignores: expected a table of glob = [codes]")
+    if pfi and base is not None:
+        cfg.per_file_ignores = []  # this file's table replaces the inherited one (ruff)
     for pattern, codes in pfi.items():
         _check_patterns([pattern], f"{prefix} per-file-ignores")
         cfg.per_file_ignores.append(
@@ -245,6 +276,11 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
             cfg.severity[code] = Severity.parse(str(level))
         except ValueError as exc:
             raise ConfigError(f"{prefix} severity.{sel}: {exc}") from None
+    if "fail-level" in table:
+        try:
+            cfg.fail_level = Severity.parse(str(table["fail-level"]))
+        except ValueError as exc:
+            raise ConfigError(f"{prefix} fail-level: {exc}") from None
     if "min-severity" in table:
         try:
             cfg.min_severity = Severity.parse(str(table["min-severity"]))
@@ -264,6 +300,17 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
                 raise ConfigError(f"{prefix} {key}: expected true or false, got {table[key]!r}")
             setattr(cfg, attr, table[key])
     return cfg
+
+
+def _rebase(pattern: str, old_root: Path, new_root: Path) -> str:
+    """A glob relative to ``old_root`` as seen from ``new_root`` (``../`` patterns are kept as they are)."""
+    try:
+        rel = old_root.relative_to(new_root).as_posix()
+    except ValueError:
+        return pattern
+    if pattern.startswith("**") or rel in ("", "."):
+        return pattern
+    return f"{rel}/{pattern}"
 
 
 def _check_patterns(patterns: Sequence[str], where: str) -> None:

@@ -43,6 +43,7 @@ class Report:
     notebooks: Dict[str, Any] = field(default_factory=dict)  # path -> trainlint.notebook.CellMap
     real_paths: Dict[str, str] = field(default_factory=dict)  # displayed path -> real path (files read)
     unsafe_fixes: bool = False  # --unsafe-fixes: unsafe fixes count as fixable in the summary
+    summary: bool = True  # the closing summary lines (not with -q)
     fixes_shown: bool = True  # the "[*] N fixable" line (not after --fix, which applied them)
 
 

@@ -170,6 +170,24 @@ def summary_lines(report: Report, color: bool) -> List[str]:
     return out
 
 
+def _error_lines(report: Report, color: bool) -> List[str]:
+    return [f"{paint(e.path, BOLD, color=color)}: {paint('error', BOLD, RED, color=color)}: {e.message}" for e in report.errors]
+
+
+def statistics_records(report: Report) -> List[dict]:
+    """``--statistics --output-format json``: ruff's records, most frequent first."""
+    counts: Dict[str, int] = {}
+    names: Dict[str, str] = {}
+    fixable: Dict[str, bool] = {}
+    for f in report.findings:
+        counts[f.code] = counts.get(f.code, 0) + 1
+        names.setdefault(f.code, f.name)
+        ok = f.fix is not None and (f.fix.applicability.value == "safe" or (report.unsafe_fixes and f.fix.applicability.value == "unsafe"))
+        fixable[f.code] = fixable.get(f.code, False) or ok
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    return [{"code": c, "name": names[c], "count": counts[c], "fixable": fixable[c]} for c in order]
+
+
 def fixable_line(report: Report) -> str:
     """ruff's closing hint: ``[*] N fixable with the `--fix` option (M hidden fixes can be enabled with the
     `--unsafe-fixes` option).`` Unsafe fixes count as fixable only when --unsafe-fixes is on."""
@@ -220,5 +238,11 @@ def render_full(report: Report, stream: IO[str], color: bool) -> None:
         for f in report.findings:
             out.extend(_block(report, f, color))
             out.append("")
-    out.extend(summary_lines(report, color))
-    stream.write("\n".join(out) + "\n")
+    if report.summary:
+        out.extend(summary_lines(report, color))
+    else:
+        out.extend(_error_lines(report, color))
+        while out and out[-1] == "":
+            out.pop()
+    if out:
+        stream.write("\n".join(out) + "\n")
