@@ -130,7 +130,7 @@ def run(report: Report, fmt: str, color: bool = False) -> str:
     return buf.getvalue()
 
 
-ALL_FORMATS = ["full", "concise", "json", "json-lines", "sarif", "github", "gitlab", "junit"]
+ALL_FORMATS = ["full", "concise", "json", "json-lines", "sarif", "github", "gitlab", "junit", "grouped", "pylint", "rdjson", "azure"]
 
 
 # --- registry ---------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_sarif_fingerprints_survive_line_shifts():
 def test_sarif_file_errors_are_notifications():
     log = json.loads(run(error_report(), "sarif"))
     (inv,) = log["runs"][0]["invocations"]
-    assert inv["executionSuccessful"] is True
+    assert inv["executionSuccessful"] is False  # a file could not be checked
     (note,) = inv["toolExecutionNotifications"]
     assert note["level"] == "error"
     assert note["message"]["text"] == "cannot decode: invalid utf-8 at byte 3"
@@ -457,7 +457,7 @@ def test_sarif_file_errors_are_notifications():
 PROP_VALUE = r"[^,:\r\n]*"
 GITHUB_RE = re.compile(
     r"^::(error|warning|notice) "
-    rf"file=({PROP_VALUE}),line=(\d+),col=(\d+),endLine=(\d+),endColumn=(\d+),title=({PROP_VALUE})"
+    rf"file=({PROP_VALUE}),line=(\d+)(?:,col=(\d+))?,endLine=(\d+)(?:,endColumn=(\d+))?,title=({PROP_VALUE})"
     r"::([^\r\n]*)$"
 )
 
@@ -480,9 +480,12 @@ def test_github_lines_and_escaping():
         cmd, path, ln, col, end_ln, end_col, title, msg = m.groups()
         assert cmd == expected[f.severity.label]
         assert unescape(path) == f.path
-        assert (int(ln), int(col), int(end_ln), int(end_col)) == (
-            f.span.line, f.span.column, f.span.end_line, f.span.end_column,
-        )  # fmt: skip
+        if f.span.end_line == f.span.line:
+            assert (int(ln), int(col), int(end_ln), int(end_col)) == (
+                f.span.line, f.span.column, f.span.end_line, f.span.end_column,
+            )  # fmt: skip
+        else:  # a multi-line span: lines only (GitHub drops columns there)
+            assert (int(ln), col, int(end_ln), end_col) == (f.span.line, None, f.span.end_line, None)
         assert unescape(title) == f"{f.code} ({f.name})"
         assert unescape(msg).split("\nhelp: ")[0] == f.message
     weird = lines[2]
@@ -603,3 +606,115 @@ def test_junit_survives_control_and_non_ascii_characters():
     root = _junit(make_report(findings=[f]))
     msg = root.find("testsuite/testcase/failure").get("message")
     assert msg == "bad \ufffd\ufffd char & <tag> \u00e9\u6570"
+
+
+# --- grouped, pylint, rdjson, azure (ruff's other formats) ---------------------------------------
+
+
+def test_grouped_groups_by_file():
+    out = run(make_report(), "grouped")
+    lines = out.splitlines()
+    assert lines[0] == f"{EVAL}:" and lines[1].split()[:2] == ["2:7", "TL101"]
+    i = lines.index(f"{TRAIN}:")
+    assert lines[i + 1].split()[:3] == ["4:" + str(CRIT_COL), "TL010", "[*]"]  # a safe fix
+    assert lines[i + 2].lstrip().startswith("6:5") and "second line" in lines[i + 2]  # one line per finding
+    assert lines[-1].startswith("[*] 1 fixable") or "Found 3 findings" in out
+    assert FORMATS["grouped"].for_humans
+
+
+def test_pylint_lines():
+    lines = run(make_report(), "pylint").splitlines()
+    assert lines[0] == f"{EVAL}:2: [TL101] inference outside torch.no_grad()"
+    assert all(re.match(r"^[^:]+:\d+: \[TL\d{3}\] [^\n]+$", l) for l in lines) and len(lines) == 3
+
+
+RDJSON_SCHEMA = {  # reviewdog's rdjson (proto/rdf/reviewdog.proto), the fields trainlint writes
+    "type": "object",
+    "required": ["source", "diagnostics"],
+    "properties": {
+        "source": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}, "url": {"type": "string"}}},
+        "diagnostics": {"type": "array", "items": {
+            "type": "object", "required": ["message", "location", "severity"], "additionalProperties": False,
+            "properties": {
+                "message": {"type": "string"},
+                "location": {"type": "object", "required": ["path"], "additionalProperties": False, "properties": {
+                    "path": {"type": "string"}, "range": {"$ref": "#/$defs/range"}}},
+                "severity": {"enum": ["UNKNOWN_SEVERITY", "ERROR", "WARNING", "INFO"]},
+                "code": {"type": "object", "properties": {"value": {"type": "string"}, "url": {"type": "string"}}},
+                "suggestions": {"type": "array", "items": {"type": "object", "required": ["range", "text"],
+                                                           "properties": {"range": {"$ref": "#/$defs/range"}, "text": {"type": "string"}}}},
+            }}},
+    },
+    "$defs": {
+        "pos": {"type": "object", "properties": {"line": {"type": "integer", "minimum": 1}, "column": {"type": "integer", "minimum": 1}}},
+        "range": {"type": "object", "properties": {"start": {"$ref": "#/$defs/pos"}, "end": {"$ref": "#/$defs/pos"}}},
+    },
+}
+
+
+def test_rdjson_validates_and_carries_fixes():
+    import jsonschema
+
+    data = json.loads(run(make_report(), "rdjson"))
+    jsonschema.validate(data, RDJSON_SCHEMA)
+    by_code = {d["code"]["value"]: d for d in data["diagnostics"]}
+    assert by_code["TL010"]["severity"] == "ERROR" and by_code["TL101"]["severity"] == "INFO"
+    assert by_code["TL010"]["suggestions"] == [{"range": {"start": {"line": 4, "column": CRIT_END - 2},
+                                                          "end": {"line": 4, "column": CRIT_END - 1}}, "text": "y.to(device)"}]
+    assert by_code["TL101"]["location"]["path"] == "pkg/eval.py"
+    assert json.loads(run(empty_report(), "rdjson"))["diagnostics"] == []
+
+
+def test_azure_logging_commands():
+    lines = run(make_report(), "azure").splitlines()
+    pat = re.compile(r"^##vso\[task\.logissue type=(error|warning);sourcepath=([^;]+);linenumber=(\d+);columnnumber=(\d+);code=(TL\d{3});\](.*)$")
+    got = [pat.match(l) for l in lines]
+    assert all(got) and len(got) == 3
+    assert [m.group(5) for m in got] == [f.code for f in make_report().findings]
+    assert {m.group(1) for m in got} == {"error", "warning"}  # info is a warning in Azure
+    assert "%0A" in lines[2] and "\n" not in lines[2]
+    assert run(error_report(), "azure").startswith("##vso[task.logissue type=error;sourcepath=pkg/broken.py;]cannot decode")
+
+
+def test_ci_paths_are_relative_to_the_repository_root(tmp_path, monkeypatch):
+    """github, sarif, gitlab, rdjson and azure name files from the git top-level, not the current folder;
+    gitlab honours $CI_PROJECT_DIR."""
+    from click.testing import CliRunner
+
+    from trainlint.cli import main
+
+    (tmp_path / ".git").mkdir()
+    sub = tmp_path / "proj" / "src"
+    sub.mkdir(parents=True)
+    (sub / "train.py").write_text("import torch\nfor x, y in loader:\n    loss = torch.clamp(criterion(model(x), y), max=1.0)\n    loss.backward()\n")
+    monkeypatch.chdir(sub)
+    monkeypatch.delenv("CI_PROJECT_DIR", raising=False)
+
+    def out(fmt):
+        return CliRunner().invoke(main, ["check", "--isolated", "--select", "TL202", "--output-format", fmt, "train.py"]).output
+
+    assert "file=proj/src/train.py," in out("github")
+    sarif = json.loads(out("sarif"))["runs"][0]
+    assert sarif["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "proj/src/train.py"
+    assert sarif["originalUriBaseIds"]["%SRCROOT%"]["uri"] == tmp_path.as_uri() + "/"
+    assert json.loads(out("gitlab"))[0]["location"]["path"] == "proj/src/train.py"
+    assert json.loads(out("rdjson"))["diagnostics"][0]["location"]["path"] == "proj/src/train.py"
+    assert "sourcepath=proj/src/train.py;" in out("azure")
+    monkeypatch.setenv("CI_PROJECT_DIR", str(tmp_path / "proj"))
+    assert json.loads(out("gitlab"))[0]["location"]["path"] == "src/train.py"
+
+
+def test_sarif_unreadable_file_makes_the_run_unsuccessful(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from trainlint.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.py").write_bytes(b"x = '\xff\xfe'\n")
+    (tmp_path / "ok.py").write_text("x = 1\n")
+    r = CliRunner().invoke(main, ["check", "--isolated", "--output-format", "sarif", "."])
+    assert r.exit_code == 2
+    (inv,) = json.loads(r.stdout)["runs"][0]["invocations"]
+    assert inv["executionSuccessful"] is False
+    (note,) = inv["toolExecutionNotifications"]
+    assert "bad.py" in json.dumps(note["locations"]) and note["level"] == "error"

@@ -78,7 +78,7 @@ def _format_choices() -> List[str]:
 @click.option("--ignore", multiple=True, metavar="CODES", help="Disable these codes or prefixes.")
 @click.option("--severity", "min_severity", type=click.Choice(["info", "warning", "error"], case_sensitive=False), help="Report only findings at or above this severity.")
 @click.option("--output-format", envvar="TRAINLINT_OUTPUT_FORMAT", show_envvar=True, metavar="FORMAT",
-              help="full (default), concise, json, json-lines, sarif, github, gitlab, junit.")
+              help="full (default), concise, grouped, json, json-lines, sarif, github, gitlab, junit, pylint, rdjson, azure.")
 @click.option("-o", "--output-file", type=click.Path(dir_okay=False, writable=True), help="Write the report to this file instead of stdout.")
 @click.option("--statistics", is_flag=True, help="Print a count per rule instead of each finding.")
 @click.option("-q", "--quiet", is_flag=True, help="Print findings only: no summary, no warnings.")

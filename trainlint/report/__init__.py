@@ -19,6 +19,10 @@ from trainlint.report import sarif  # noqa: F401,E402
 from trainlint.report import github  # noqa: F401,E402
 from trainlint.report import gitlab  # noqa: F401,E402
 from trainlint.report import junit  # noqa: F401,E402
+from trainlint.report import grouped  # noqa: F401,E402
+from trainlint.report import pylint  # noqa: F401,E402
+from trainlint.report import rdjson  # noqa: F401,E402
+from trainlint.report import azure  # noqa: F401,E402
 
 DEFAULT_FORMAT = "full"
 

@@ -134,6 +134,39 @@ def cell_view(report: "Report") -> List[Finding]:
     return out
 
 
+def repo_root(report: "Report", env: Optional[str] = None) -> str:
+    """The folder CI tools want paths relative to: ``$env`` when set (GitLab's ``CI_PROJECT_DIR``), else
+    the git top-level above the project root (or the current folder), else the project root."""
+    import os
+
+    if env and os.environ.get(env):
+        return os.path.abspath(os.environ[env])
+    start = os.path.abspath(report.root or os.getcwd())
+    folder = start
+    while True:
+        if os.path.exists(os.path.join(folder, ".git")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return start
+        folder = parent
+
+
+def repo_path(report: "Report", path: str, env: Optional[str] = None) -> str:
+    """``path`` relative to :func:`repo_root` with ``/`` separators; unchanged when it lies outside."""
+    import os
+
+    root = repo_root(report, env)
+    full = os.path.abspath(path)
+    try:
+        rel = os.path.relpath(full, root)
+    except ValueError:  # another drive
+        return path
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+        return path
+    return rel.replace(os.sep, "/")
+
+
 Renderer = Callable[[Report, IO[str], bool], None]  # (report, stream, color)
 
 

@@ -1,14 +1,15 @@
 """``gitlab``: a GitLab Code Quality report (a JSON array of Code Climate issues).
 
 Fingerprints are the same stable hashes SARIF uses (code, path, source line text, counter).
-File errors are not in the array (the CLI prints them on stderr).
+File errors are not in the array (the CLI prints them on stderr). Paths are relative to
+``$CI_PROJECT_DIR`` when set (GitLab's checkout), else to the repository root.
 """
 
 from __future__ import annotations
 
 from typing import IO, Any, Dict, List
 
-from trainlint.report.base import Report, register, cell_view
+from trainlint.report.base import Report, cell_view, register, repo_path
 
 # GitLab accepts info, minor, major, critical and blocker.
 SEVERITIES = {"error": "critical", "warning": "major", "info": "info"}
@@ -36,7 +37,7 @@ def build_gitlab(report: Report) -> List[Dict[str, Any]]:
             "severity": SEVERITIES[f.severity.label],
             "categories": ["Bug Risk"],
             "location": {
-                "path": paths.setdefault(f.path, _repo_path(posix_path(f.path))),
+                "path": paths.setdefault(f.path, _repo_path(posix_path(repo_path(report, f.path, "CI_PROJECT_DIR")))),
                 "positions": {
                     "begin": {"line": s.line, "column": s.column},
                     "end": {"line": s.end_line, "column": s.end_column},

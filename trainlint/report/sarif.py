@@ -168,7 +168,17 @@ def build_sarif(report: Report) -> Dict[str, Any]:
 
     rules, index = _rules(report)
     prints = fingerprints(report)
-    results = [_result(f, index[f.code], fp) for f, fp in zip(cell_view(report), prints)]
+    from trainlint.report.base import repo_path, repo_root
+
+    base = repo_root(report) if report.root else None
+    view = cell_view(report)
+    if base is not None:  # paths relative to the repository root, which %SRCROOT% names
+        import dataclasses
+
+        view = [dataclasses.replace(f, path=repo_path(report, f.path),
+                                    related=[dataclasses.replace(r, path=repo_path(report, r.path)) for r in f.related])
+                for f in view]
+    results = [_result(f, index[f.code], fp) for f, fp in zip(view, prints)]
     version = report.version or trainlint.__version__
     driver: Dict[str, Any] = {
         "name": "trainlint",
@@ -182,17 +192,18 @@ def build_sarif(report: Report) -> Dict[str, Any]:
         {
             "level": "error",
             "message": {"text": e.message or "could not be checked"},
-            "locations": [{"physicalLocation": {"artifactLocation": artifact_location(e.path)}}],
+            "locations": [{"physicalLocation": {"artifactLocation": artifact_location(repo_path(report, e.path) if base else e.path)}}],
         }
         for e in report.errors
     ]
     run: Dict[str, Any] = {
         "tool": {"driver": driver},
-        "invocations": [{"executionSuccessful": True, "toolExecutionNotifications": notifications}],
+        # a file that could not be checked makes the run unsuccessful (its notification says which)
+        "invocations": [{"executionSuccessful": not report.errors, "toolExecutionNotifications": notifications}],
         "columnKind": "unicodeCodePoints",
         "results": results,
     }
-    root: Optional[str] = report.root
+    root: Optional[str] = base
     if root:
         uri = file_uri(root)
         run["originalUriBaseIds"] = {SRCROOT: {"uri": uri if uri.endswith("/") else uri + "/"}}
