@@ -486,13 +486,21 @@ def server_cmd(stdio: bool) -> None:
     serve()
 
 
+def _seconds(ctx, param, value):
+    import math
+
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"{value!r} is not a positive, finite number of seconds")
+    return value
+
+
 @main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.option("--steps", type=click.IntRange(1, 1000), default=3, show_default=True, help="Training steps to watch before the probes run.")
-@click.option("--timeout", type=float, default=300.0, show_default=True, help="Seconds for the script's steps and the probes; then it counts as a hang (exit 2).")
+@click.option("--timeout", type=float, default=300.0, show_default=True, callback=_seconds, help="Seconds for the script's steps and the probes; then it counts as a hang (exit 2).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
               help="Device of the probes: auto = the device the script's model is on; cpu also hides GPUs from the script.")
 @click.option("--probe", "probes", multiple=True, metavar="NAME", help="Run only these probes (repeatable; default: all).")
-@click.option("--budget", type=float, default=20.0, show_default=True, help="Seconds each probe may take.")
+@click.option("--budget", type=float, default=20.0, show_default=True, callback=_seconds, help="Seconds each probe may take (all of them together: 30 s, or this when it is larger).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Also write the run's JSON report into this folder.")
 @click.option("--output-format", type=click.Choice(["full", "json", "sarif"]), default="full", show_default=True)
 @click.option("--show-output", is_flag=True, help="Show the script's own stdout/stderr.")
@@ -508,10 +516,13 @@ def run_cmd(steps, timeout, device, probes, budget, report_dir, output_format, s
     from trainlint.runtime.runner import RunError, RunOptions, run
 
     opts = RunOptions(command=list(command), steps=steps, timeout=timeout, device=device,
-                      probes=_split(probes) or [], budget=budget, show_output=show_output)
+                      probes=_split(probes) or [], budget=budget, show_output=show_output,
+                      budget_total=max(30.0, budget))
     try:
         code, text = run(opts, output_format, report_dir, color=_use_color(color, None) and output_format == "full")
     except RunError as exc:
+        if output_format == "json" and exc.json_text:  # stdout stays one valid JSON document
+            _write_stdout(exc.json_text)
         if exc.output and not show_output:
             click.echo("--- the script's output (last 40 lines) ---", err=True)
             click.echo("\n".join(exc.output.rstrip().splitlines()[-40:]), err=True)

@@ -104,7 +104,9 @@ def env_for(case: dict, root: str, trainlint_path: str, tag: str) -> dict:
         paths.insert(0, trainlint_path)
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["MPLBACKEND"] = "Agg"
+    env["PATH"] = os.pathsep.join([os.path.join(HERE, d) for d in case.get("path", [])] + [env.get("PATH", "")])
     env["TRAINLINT_BENCH_TAG"] = tag
+    env.update(case.get("env", {}))
     env["CUDA_VISIBLE_DEVICES"] = ""
     env.pop("TRAINLINT_RUN", None)
     return env

@@ -33,20 +33,26 @@ def check(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], optimizer:
     unknown = [n for n in names if n not in API_PROBES]
     if unknown:
         raise ValueError(f"unknown probe {unknown[0]!r} for the API; choose from {', '.join(API_PROBES)}")
-    setup = from_objects(model, batch, loss_fn, optimizer=optimizer, device=device)
+    from trainlint.runtime.probes import probe_threads
+
+    with probe_threads():
+        setup = from_objects(model, batch, loss_fn, optimizer=optimizer, device=device)
     ctx = ProbeContext(argv=[], cwd=".", device=str(setup.device))
     reg = registry()
     import time
 
+    from trainlint.runtime.probes import probe_threads
+
     out = []
-    for name in names:
-        t = time.perf_counter()
-        try:
-            res = reg[name]().run(setup, budget, ctx)
-        except Exception as exc:
-            res = ProbeResult(name, "skipped", f"the probe failed: {type(exc).__name__}: {exc}")
-        res.seconds = time.perf_counter() - t
-        out.append(res)
+    with probe_threads():
+        for name in names:
+            t = time.perf_counter()
+            try:
+                res = reg[name]().run(setup, budget, ctx)
+            except Exception as exc:
+                res = ProbeResult(name, "skipped", f"the probe failed: {type(exc).__name__}: {exc}")
+            res.seconds = time.perf_counter() - t
+            out.append(res)
     return out
 
 

@@ -30,7 +30,15 @@ PASS_NODES = ("MeanBackward0", "MeanBackward1", "SumBackward0", "SumBackward1", 
               "SqueezeBackward0", "SqueezeBackward1", "UnsqueezeBackward0", "ToCopyBackward0",
               "UnbindBackward0", "SelectBackward0", "ExpandBackward0", "CloneBackward0", "AliasBackward0")
 MAX_DEPTH = 8
-MAX_CALLS_PER_STEP = 8
+MAX_CALLS_PER_STEP = 16
+#: Autograd nodes walked from the loss to find the model's output (a transformer's graph has a few thousand).
+MAX_GRAPH_NODES = 50_000
+#: Tensors up to this many elements are copied when captured (a script may change its target in place later).
+CLONE_NUMEL = 8_000_000
+#: The loss functions whose autograd node the loss can be rebuilt from: node name -> recipe kind.
+LOSS_NODES = {"NllLossBackward0": "nll", "NllLoss2DBackward0": "nll", "BinaryCrossEntropyBackward0": "bce",
+              "BinaryCrossEntropyWithLogitsBackward0": "bce_logits", "MseLossBackward0": "mse",
+              "L1LossBackward0": "l1", "SmoothL1LossBackward0": "smooth_l1", "HuberLossBackward0": "huber"}
 
 
 class StopTraining(BaseException):
@@ -55,6 +63,11 @@ def detach(obj: Any) -> Any:
     return _tree_map(obj, lambda t: t.detach())
 
 
+def snapshot(obj: Any) -> Any:
+    """Detached copies (small tensors cloned: the script may change them in place after the call)."""
+    return _tree_map(obj, lambda t: t.detach().clone() if t.numel() <= CLONE_NUMEL else t.detach())
+
+
 def tensors_in(obj: Any, depth: int = 0) -> List[torch.Tensor]:
     out: List[torch.Tensor] = []
     if isinstance(obj, torch.Tensor):
@@ -76,6 +89,8 @@ class Call:
     args: Any
     kwargs: Any
     output: Any
+    #: grad_fn of each tensor of the output (tensors_in order), while the step lasts: how the loss is found
+    nodes: List[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -89,6 +104,12 @@ class LossInfo:
     target: Any = None
     clamps: List[Dict[str, Any]] = field(default_factory=list)  # {"node", "min", "max", "saturated", "total"}
     site: Optional[Tuple[str, int]] = None
+    #: How the loss was computed from a module call's output (see :func:`trace_loss`): {"call": index in the
+    #: step's calls, "out": index of the output tensor, "ops": replayable ops from that tensor to the loss
+    #: function's input, "loss": {"kind": nll|bce|...|own, ...}}; None when no call's output reaches the loss
+    #: through ops trainlint can replay.
+    recipe: Optional[Dict[str, Any]] = None
+    classes: Optional[int] = None  # the class dimension a cross-entropy / NLL reduced over
 
 
 @dataclass
@@ -102,6 +123,7 @@ class Step:
     batch: Any
     optimizer: Any
     scheduler_calls_before: int  # scheduler.step calls seen before this step
+    params: Optional[set] = None  # ids of the parameters a manual update (no torch.optim) changed
 
 
 @dataclass
@@ -137,6 +159,11 @@ class Capture:
     _batch: Any = None
     _batch_loader: Optional[int] = None
     _grad_norm: Optional[float] = None
+    _pending: Any = None  # a manual update's (loss, calls, parameter fingerprints) until the next backward
+    on_step: Any = None  # called with the number of steps seen after each step (the shim's progress file)
+    _manual_before: Any = None  # parameter copies at the pending backward (manual updates: the LR estimate)
+    _manual_grads: Any = None
+    manual_lr: Optional[float] = None  # |update| / |gradient| of a manual SGD update
     started: float = field(default_factory=time.perf_counter)
     step_times: List[float] = field(default_factory=list)
 
@@ -146,8 +173,11 @@ class Capture:
 
     def trained_params(self) -> set:
         opt = self.optimizer()
-        if opt is None:
-            return set()
+        if opt is None:  # manual updates (p.data.add_(p.grad, alpha=-lr)): the parameters that changed
+            out: set = set()
+            for s in self.steps:
+                out |= s.params or set()
+            return out
         return {id(p) for g in opt.param_groups for p in g["params"]}
 
     def model_call(self, step: Optional[Step] = None) -> Optional[Call]:
@@ -156,6 +186,14 @@ class Capture:
         trained = self.trained_params()
         best, best_n = None, 0
         for s in ([step] if step else reversed(self.steps)):
+            rec = s.loss.recipe if s.loss is not None else None
+            if rec is not None and rec["call"] < len(s.calls):  # the call whose output the loss came from
+                c = s.calls[rec["call"]]
+                try:
+                    if any(id(p) in trained for p in c.module.parameters()):
+                        return c
+                except Exception:
+                    pass
             for c in s.calls:
                 try:
                     n = sum(1 for p in c.module.parameters() if id(p) in trained)
@@ -250,6 +288,219 @@ def _inspect_loss(loss: torch.Tensor) -> LossInfo:
     return info
 
 
+#: Ops between a model's output and its loss function that can be replayed on a new output.
+def _op(node: Any, shape_after: Optional[Tuple[int, ...]]) -> Optional[Tuple]:
+    name = node.name()
+    g = lambda a, d=None: getattr(node, a, d)  # noqa: E731
+    if name in ("ViewBackward0", "ReshapeAliasBackward0", "UnsafeViewBackward0", "_UnsafeViewBackward0",
+                "ExpandBackward0", "SqueezeBackward0", "SqueezeBackward1", "SqueezeBackward2",
+                "UnsqueezeBackward0", "FlattenBackward0"):
+        if name == "UnsqueezeBackward0":
+            return ("unsqueeze", int(g("_saved_dim")))
+        if name == "SqueezeBackward1":
+            return ("squeeze", int(g("_saved_dim")))
+        if shape_after is None:
+            return None
+        return ("expand" if name == "ExpandBackward0" else "reshape", tuple(shape_after))
+    if name == "TransposeBackward0":
+        return ("transpose", int(g("_saved_dim0")), int(g("_saved_dim1")))
+    if name == "TBackward0":
+        return ("transpose", 0, 1)
+    if name == "PermuteBackward0":
+        return ("permute", tuple(int(d) for d in g("_saved_dims")))
+    if name == "SelectBackward0":
+        return ("select", int(g("_saved_dim")), int(g("_saved_index")))
+    if name == "SliceBackward0":
+        end = g("_saved_end")
+        return ("slice", int(g("_saved_dim")), int(g("_saved_start") or 0), None if end is None else int(end),
+                int(g("_saved_step") or 1))
+    if name in ("LogSoftmaxBackward0", "SoftmaxBackward0"):
+        return ("log_softmax" if name.startswith("Log") else "softmax", int(g("_saved_dim")))
+    if name == "SigmoidBackward0":
+        return ("sigmoid",)
+    if name in ("CloneBackward0", "AliasBackward0", "ToCopyBackward0"):
+        return ("id",)
+    return None
+
+
+def _in_shape(node: Any) -> Optional[Tuple[int, ...]]:
+    """The shape of a node's (first) input, where the node saved it."""
+    for a in ("_saved_self_sym_sizes", "_saved_self_sizes", "_saved_sizes"):
+        v = getattr(node, a, None)
+        if v is not None:
+            try:
+                return tuple(int(x) for x in v)
+            except Exception:
+                pass
+    for a in ("_saved_self", "_saved_result"):
+        try:
+            v = getattr(node, a, None)
+        except Exception:
+            v = None
+        if isinstance(v, torch.Tensor):
+            return tuple(v.shape)
+    return None
+
+
+def _loss_spec(node: Any, kind: str) -> Dict[str, Any]:
+    spec: Dict[str, Any] = {"kind": kind, "node": node.name()}
+    for a in ("target", "weight", "pos_weight"):
+        try:
+            v = getattr(node, f"_saved_{a}", None)
+        except Exception:
+            v = None
+        if isinstance(v, torch.Tensor):
+            spec[a] = v.detach().clone() if v.numel() <= CLONE_NUMEL else v.detach()
+    for a in ("reduction", "ignore_index", "beta", "delta"):
+        v = getattr(node, f"_saved_{a}", None)
+        if isinstance(v, int) and v >= 2 ** 63:  # (an int64 read back unsigned: ignore_index=-100)
+            v -= 2 ** 64
+        if isinstance(v, (int, float)):
+            spec[a] = v
+    return spec
+
+
+def trace_loss(loss: torch.Tensor, calls: List["Call"], info: LossInfo) -> None:
+    """Find the module call whose output the loss came from and how: fills ``info.recipe`` and ``info.classes``.
+
+    Walks the loss's autograd graph (before backward frees it) down to the output nodes of the step's calls. The
+    ops on the way from that output to the loss function (view, squeeze, transpose, indexing by constants,
+    log_softmax...) are recorded for replay; a model that computes its own loss (``logits, loss = model(x, y)``)
+    is a path that reaches a scalar output directly.
+    """
+    outputs: Dict[int, Tuple[int, int]] = {}
+    for ci, c in enumerate(calls):
+        if isinstance(c.module, torch.nn.modules.loss._Loss):
+            continue  # the loss module's own output is the loss, not where it came from
+        for oi, n in enumerate(c.nodes):
+            if n is not None:
+                outputs.setdefault(id(n), (ci, oi))
+    root = loss.grad_fn
+    if root is None:
+        return
+    parent: Dict[int, Any] = {id(root): None}
+    nodes: Dict[int, Any] = {id(root): root}
+    queue, head, found = [root], 0, []
+    while head < len(queue) and head < MAX_GRAPH_NODES:
+        n = queue[head]
+        head += 1
+        name = n.name()
+        if info.classes is None and name.startswith("NllLoss"):
+            shp = _in_shape(n)
+            if shp:
+                info.classes = int(shp[1] if len(shp) >= 2 else shp[0])
+        if id(n) in outputs:
+            found.append(n)
+            if info.classes is not None:
+                break
+            continue  # do not walk into the model (its own loss's NLL is looked for below)
+        for nxt, _ in getattr(n, "next_functions", ()):
+            if nxt is not None and id(nxt) not in parent:
+                parent[id(nxt)] = n
+                nodes[id(nxt)] = nxt
+                queue.append(nxt)
+    best = None
+    for out_node in found:
+        path = [out_node]
+        while parent[id(path[-1])] is not None:
+            path.append(parent[id(path[-1])])
+        path.reverse()  # loss root ... output node
+        ci, oi = outputs[id(out_node)]
+        rec = _recipe(path, calls[ci], oi)
+        if rec is None:
+            continue
+        rec.update(call=ci, out=oi)
+        if best is None or (best["loss"]["kind"] == "own" and rec["loss"]["kind"] != "own"):
+            best = rec
+        if rec["loss"]["kind"] != "own":
+            break
+    info.recipe = best
+    if best is not None and best["loss"]["kind"] == "own" and info.classes is None:
+        # the model's own cross-entropy: its NLL node is below the output node
+        n0 = calls[best["call"]].nodes[best["out"]]
+        seen, frontier = set(), [n0]
+        while frontier and len(seen) < 2000:
+            n = frontier.pop(0)
+            if n is None or id(n) in seen:
+                continue
+            seen.add(id(n))
+            if n.name().startswith("NllLoss"):
+                shp = _in_shape(n)
+                if shp:
+                    info.classes = int(shp[1] if len(shp) >= 2 else shp[0])
+                break
+            frontier.extend(f for f, _ in getattr(n, "next_functions", ()))
+
+
+def _recipe(path: List[Any], call: "Call", out_index: int) -> Optional[Dict[str, Any]]:
+    """path: [loss root, ..., the call's output node]."""
+    k = len(path) - 1
+    outs = tensors_in(call.output)
+    if out_index >= len(outs):
+        return None
+    j = None
+    for i in range(k - 1, -1, -1):
+        if path[i].name() in LOSS_NODES:
+            j = i
+            break
+    if j is None:  # no loss function between: the output itself is the loss (scaled or averaged above)
+        if outs[out_index].numel() == 1:
+            return {"ops": [], "loss": {"kind": "own"}}
+        return None
+    ops = []
+    for i in range(k - 1, j, -1):  # from the model side toward the loss function
+        after = _in_shape(path[i - 1]) if i - 1 >= j else None
+        op = _op(path[i], after)
+        if op is None:
+            return None
+        ops.append(op)
+    spec = _loss_spec(path[j], LOSS_NODES[path[j].name()])
+    if "target" not in spec:
+        return None
+    return {"ops": ops, "loss": spec, "batch": int(outs[out_index].shape[0]) if outs[out_index].dim() else 0}
+
+
+def replay_ops(ops: List[Tuple], t: torch.Tensor, batch: int = 0) -> torch.Tensor:
+    """Apply recorded ops to a (new) model output; a reshape follows a changed batch size in its first dim."""
+    import torch.nn.functional as F
+
+    n = int(t.shape[0]) if t.dim() else 0
+    for op in ops:
+        kind = op[0]
+        if kind in ("reshape", "expand"):
+            shape = list(op[1])
+            total = 1
+            for d in shape:
+                total *= d
+            if total != t.numel() and shape:
+                if batch and n and shape[0] % batch == 0 and kind == "reshape":
+                    shape[0] = shape[0] // batch * n
+                else:
+                    shape[0] = -1
+            t = t.reshape(shape) if kind == "reshape" else t.expand(shape)
+        elif kind == "unsqueeze":
+            t = t.unsqueeze(op[1])
+        elif kind == "squeeze":
+            t = t.squeeze(op[1])
+        elif kind == "transpose":
+            t = t.transpose(op[1], op[2])
+        elif kind == "permute":
+            t = t.permute(*op[1])
+        elif kind == "select":
+            t = t.select(op[1], op[2])
+        elif kind == "slice":
+            _, dim, start, end, step = op
+            size = t.shape[dim]
+            t = t[(slice(None),) * (dim % t.dim()) + (slice(start, min(end, size) if end is not None else None, step),)]
+        elif kind == "log_softmax":
+            t = F.log_softmax(t, op[1])
+        elif kind == "softmax":
+            t = F.softmax(t, op[1])
+        elif kind == "sigmoid":
+            t = torch.sigmoid(t)
+    return t
+
+
 def _clamp_info(node: Any, name: str, depth: int) -> Dict[str, Any]:
     out: Dict[str, Any] = {"node": name, "depth": depth, "min": None, "max": None, "saturated": None, "total": None}
     try:
@@ -338,6 +589,9 @@ class Hooks:
             cap.step_times.append(time.perf_counter())
             cap._calls = []
             cap._loss = None
+            cap._pending = None
+            if cap.on_step is not None:
+                cap.on_step(idx)
             if idx >= cap.max_steps:
                 raise StopTraining()
 
@@ -345,18 +599,48 @@ class Hooks:
         h2 = oo.register_optimizer_step_post_hook(post_step)
         self._undo += [h1.remove, h2.remove]
 
-        # backward: the loss tensor and the top of its graph
+        # backward: the loss tensor and the top of its graph (the first backward of a step: an LBFGS closure
+        # runs several, the first is the loss at the step's start)
+        def on_backward(t):
+            if not isinstance(t, torch.Tensor) or t.numel() != 1 or t.grad_fn is None:
+                return
+            if not cap.optimizers:
+                self._manual_step()
+            if cap._loss is not None:
+                return
+            if self.losses_only:
+                info = LossInfo(float(t.detach().float().item()), "", [])
+            else:
+                info = _inspect_loss(t)
+                try:
+                    trace_loss(t, cap._calls, info)
+                except Exception:
+                    pass
+            info.site = user_site(roots)
+            cap._loss = info
+            if not cap.optimizers:
+                cap._pending = (list(cap._calls), _fingerprints(cap._calls))
+                cap._manual_before = _clones(cap._pending[1])
+
+        def after_backward():
+            if cap._pending is not None and not cap.optimizers and cap._manual_grads is None:
+                try:
+                    cap._manual_grads = {pid: p.grad.detach().clone() for pid, (p, _) in cap._pending[1].items()
+                                         if p.grad is not None and pid in (cap._manual_before or {})}
+                except Exception:
+                    cap._manual_grads = {}
+
         def make_backward(orig):
             def backward(self_t, *a, **k):
                 try:
-                    if self_t.numel() == 1 and self_t.grad_fn is not None:
-                        info = _inspect_loss(self_t) if not self.losses_only else LossInfo(
-                            float(self_t.detach().float().item()), "", [])
-                        info.site = user_site(roots)
-                        cap._loss = info
+                    on_backward(self_t)
+                except StopTraining:
+                    raise
                 except Exception:
                     pass
-                return orig(self_t, *a, **k)
+                out = orig(self_t, *a, **k)
+                after_backward()
+                return out
             return backward
 
         self._patch(torch.Tensor, "backward", make_backward)
@@ -364,11 +648,9 @@ class Hooks:
         def make_autograd_backward(orig):
             def autograd_backward(tensors, *a, **k):
                 try:
-                    t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
-                    if isinstance(t, torch.Tensor) and t.numel() == 1 and t.grad_fn is not None and cap._loss is None:
-                        info = _inspect_loss(t) if not self.losses_only else LossInfo(float(t.detach().item()), "", [])
-                        info.site = user_site(roots)
-                        cap._loss = info
+                    on_backward(tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors)
+                except StopTraining:
+                    raise
                 except Exception:
                     pass
                 return orig(tensors, *a, **k)
@@ -404,18 +686,24 @@ class Hooks:
         self._patch(nu, "clip_grad_norm_", make_clip)
         self._patch(cg, "clip_grad_norm_", make_clip)
 
-        if self.losses_only:
-            return
 
         # outermost module calls
         def fpre(module, args):
             cap._depth += 1
 
+        loss_base = torch.nn.modules.loss._Loss
+
         def fpost(module, args, kwargs, output):
             cap._depth = max(0, cap._depth - 1)
             if cap._depth == 0 and len(cap._calls) < MAX_CALLS_PER_STEP and torch.is_grad_enabled():
+                # only modules that can be the model (they have parameters) or the loss: a transforms.Normalize
+                # in the data pipeline is an nn.Module too
                 try:
-                    cap._calls.append(Call(module, detach(args), detach(dict(kwargs or {})), detach(output)))
+                    if not isinstance(module, loss_base) and next(module.parameters(), None) is None:
+                        return
+                    nodes = [t.grad_fn for t in tensors_in(output)]
+                    cap._calls.append(Call(module, snapshot(args), snapshot(dict(kwargs or {})), snapshot(output),
+                                           nodes))
                 except Exception:
                     pass
 
@@ -425,6 +713,9 @@ class Hooks:
         except TypeError:  # torch < 2.0
             h4 = mm.register_module_forward_hook(lambda m, a, o: fpost(m, a, {}, o))
         self._undo += [h3.remove, h4.remove]
+
+        if self.losses_only:
+            return
 
         # schedulers
         from torch.optim import lr_scheduler as ls
@@ -476,12 +767,83 @@ class Hooks:
         self._patch(DataLoader, "__init__", make_init)
         self._patch(DataLoader, "__iter__", make_iter)
 
+    def _manual_step(self) -> None:
+        """Without torch.optim: a step happened when the parameters of the last backward's modules changed."""
+        cap = self.cap
+        if cap._pending is None:
+            return
+        calls, fps = cap._pending
+        changed = {pid for pid, (p, fp) in fps.items() if _fingerprint(p) != fp}
+        if not changed:
+            return
+        cap._pending = None
+        if cap.manual_lr is None and cap._manual_before and cap._manual_grads:
+            try:  # p -= lr * grad: the script's LR, for the probes' copy of its optimizer
+                ratios = []
+                for pid, before in cap._manual_before.items():
+                    g = cap._manual_grads.get(pid)
+                    p = fps[pid][0]
+                    if g is None or float(g.norm()) == 0:
+                        continue
+                    ratios.append(float((p.detach() - before).norm()) / float(g.norm()))
+                if ratios:
+                    cap.manual_lr = sorted(ratios)[len(ratios) // 2]
+            except Exception:
+                pass
+        cap._manual_before = cap._manual_grads = None
+        idx = len(cap.steps) + 1
+        cap.steps.append(Step(index=idx, calls=calls, loss=cap._loss, lr=[], grad_norm=None,
+                              loader=cap._batch_loader, batch=cap._batch, optimizer=None,
+                              scheduler_calls_before=len(cap.scheduler_calls), params=changed))
+        cap.step_times.append(time.perf_counter())
+        cap._calls = cap._calls[len(calls):]  # the calls since that backward belong to the next step
+        cap._loss = None
+        if cap.on_step is not None:
+            cap.on_step(idx)
+        if idx >= cap.max_steps:
+            raise StopTraining()
+
+    def finish(self) -> None:
+        """The script ended: a manual update after its last backward is a step too."""
+        try:
+            if not self.cap.optimizers:
+                self.cap.max_steps = 10 ** 9
+                self._manual_step()
+        except Exception:
+            pass
+
     def remove(self) -> None:
         while self._undo:
             try:
                 self._undo.pop()()
             except Exception:
                 pass
+
+
+def _fingerprint(p: Any) -> Tuple:
+    with torch.no_grad():
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 16)
+        return (p._version, float(flat.double().sum()), tuple(float(x) for x in flat[::step][:16]))
+
+
+def _clones(fps: Dict[int, Tuple[Any, Tuple]]) -> Optional[Dict[int, Any]]:
+    if sum(p.numel() for p, _ in fps.values()) > 20_000_000:
+        return None
+    with torch.no_grad():
+        return {pid: p.detach().clone() for pid, (p, _) in fps.items()}
+
+
+def _fingerprints(calls: List[Call]) -> Dict[int, Tuple[Any, Tuple]]:
+    out: Dict[int, Tuple[Any, Tuple]] = {}
+    for c in calls:
+        try:
+            for p in c.module.parameters():
+                if p.requires_grad and id(p) not in out:
+                    out[id(p)] = (p, _fingerprint(p))
+        except Exception:
+            continue
+    return out
 
 
 class _WatchedIter:

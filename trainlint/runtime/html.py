@@ -38,26 +38,38 @@ def _finite(values: Iterable[Any]) -> List[float]:
     return out
 
 
-def plot_svg(title: str, series: Dict[str, Sequence[Any]]) -> str:
+LEGEND_ROW = 14
+
+
+def plot_svg(title: str, series: Dict[str, Sequence[Any]],
+             thresholds: Sequence[Tuple[float, str]] = ()) -> str:
     """One line chart (several series share the axes). Non-finite values are skipped; a series of one
-    value is drawn as a dot. Returns an ``<svg>`` element with a ``data-series`` attribute per line."""
+    value is drawn as a dot. ``thresholds``: (value, label) drawn as dashed horizontal lines (the line a
+    probe judged its verdict by). The legend sits below the axes, never over the data. Returns an ``<svg>``
+    element with a ``data-series`` attribute per line and ``data-threshold`` per threshold."""
     clean = {name: _finite(vals) for name, vals in series.items()}
     clean = {k: v for k, v in clean.items() if v}
+    marks = [(float(v), str(label)) for v, label in thresholds if v is not None and math.isfinite(float(v))]
+    legend = len(clean) + len(marks)
+    height = HEIGHT + LEGEND_ROW * legend
     parts = [
-        f'<svg class="plot" role="img" aria-label="{html.escape(title)}" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="plot" role="img" aria-label="{html.escape(title)}" width="{WIDTH}" height="{height}" '
+        f'viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">',
         f'<title>{html.escape(title)}</title>',
-        f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
+        f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fff"/>',
     ]
     if not clean:
         parts.append(f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" fill="#888">no finite values</text></svg>')
         return "".join(parts)
     lo = min(min(v) for v in clean.values())
     hi = max(max(v) for v in clean.values())
+    for v, _ in marks:  # a threshold is always inside the axes
+        lo, hi = min(lo, v), max(hi, v)
     # A learning rate decayed 10x three times, a loss that explodes: over three decades, plot log10.
     log = lo > 0 and hi / lo > 1e3
     if log:
         clean = {k: [math.log10(x) for x in v] for k, v in clean.items()}
+        marks = [(math.log10(v), label) for v, label in marks]
         lo, hi = math.log10(lo), math.log10(hi)
     if hi == lo:
         lo, hi = lo - (abs(lo) or 1) * 0.5, hi + (abs(hi) or 1) * 0.5
@@ -84,6 +96,7 @@ def plot_svg(title: str, series: Dict[str, Sequence[Any]]) -> str:
     if log:
         parts.append(f'<text x="{(x0 + x1) / 2}" y="{HEIGHT - 8}" text-anchor="middle" font-size="11" fill="#888">log scale</text>')
     parts.append(f'<text x="{x1}" y="{HEIGHT - 8}" text-anchor="end" font-size="11" fill="#444">{n - 1}</text>')
+    row = 0
     for k, (name, vals) in enumerate(clean.items()):
         color = COLORS[k % len(COLORS)]
         if len(vals) == 1:
@@ -91,7 +104,67 @@ def plot_svg(title: str, series: Dict[str, Sequence[Any]]) -> str:
         else:
             pts = " ".join(f"{px(i):.1f},{py(v):.1f}" for i, v in enumerate(vals))
             parts.append(f'<polyline data-series="{html.escape(name)}" fill="none" stroke="{color}" stroke-width="1.8" points="{pts}"/>')
-        parts.append(f'<text x="{x1 - 4}" y="{PAD_T + 12 + 13 * k}" text-anchor="end" font-size="11" fill="{color}">{html.escape(name)}</text>')
+        ly = HEIGHT + LEGEND_ROW * row
+        parts.append(f'<line x1="{x0}" y1="{ly - 4}" x2="{x0 + 18}" y2="{ly - 4}" stroke="{color}" stroke-width="2"/>'
+                     f'<text class="legend" x="{x0 + 24}" y="{ly}" font-size="11" fill="{color}">{html.escape(name)}</text>')
+        row += 1
+    for v, label in marks:
+        y = py(v)
+        parts.append(f'<line data-threshold="{html.escape(label)}" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" '
+                     f'stroke="#cf222e" stroke-dasharray="5,4" stroke-width="1.2"/>')
+        ly = HEIGHT + LEGEND_ROW * row
+        parts.append(f'<line x1="{x0}" y1="{ly - 4}" x2="{x0 + 18}" y2="{ly - 4}" stroke="#cf222e" stroke-dasharray="5,4"/>'
+                     f'<text class="legend" x="{x0 + 24}" y="{ly}" font-size="11" fill="#cf222e">{html.escape(label)}</text>')
+        row += 1
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_svg(title: str, labels: Sequence[str], values: Sequence[Any],
+            thresholds: Sequence[Tuple[float, str]] = ()) -> str:
+    """A labelled horizontal bar chart (one bar per layer), with dashed threshold lines."""
+    rows = [(str(l), float(v)) for l, v in zip(labels, values) if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    marks = [(float(v), str(label)) for v, label in thresholds if v is not None and math.isfinite(float(v))]
+    bar_h, lab_w = 16, 170
+    height = PAD_T + bar_h * max(1, len(rows)) + 30 + LEGEND_ROW * len(marks)
+    parts = [f'<svg class="plot bars" role="img" aria-label="{html.escape(title)}" width="{WIDTH}" height="{height}" '
+             f'viewBox="0 0 {WIDTH} {height}" xmlns="http://www.w3.org/2000/svg">', f'<title>{html.escape(title)}</title>',
+             f'<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="#fff"/>']
+    if not rows:
+        parts.append(f'<text x="{WIDTH / 2}" y="{height / 2}" text-anchor="middle" fill="#888">no finite values</text></svg>')
+        return "".join(parts)
+    vals = [v for _, v in rows] + [v for v, _ in marks]
+    lo, hi = min(0.0, min(vals)), max(vals)
+    log = min(vals) > 0 and hi / min(vals) > 1e3
+    f = (lambda v: math.log10(v)) if log else (lambda v: v)  # noqa: E731
+    if log:
+        lo = math.log10(min(vals))
+    hi_f = f(hi) if hi > 0 or not log else hi
+    if hi_f == lo:
+        hi_f = lo + 1.0
+    x0, x1 = lab_w, WIDTH - PAD_R
+
+    def px(v: float) -> float:
+        return x0 + (x1 - x0) * (f(v) - lo) / (hi_f - lo)
+
+    for k, (label, v) in enumerate(rows):
+        y = PAD_T + k * bar_h
+        short = label if len(label) <= 26 else "…" + label[-25:]
+        parts.append(f'<text x="{x0 - 6}" y="{y + 12}" text-anchor="end" font-size="11" fill="#444">{html.escape(short)}</text>')
+        parts.append(f'<rect data-series="{html.escape(label)}" x="{x0}" y="{y + 2}" width="{max(1.0, px(v) - x0):.1f}" '
+                     f'height="{bar_h - 4}" fill="{COLORS[0]}"/>')
+        parts.append(f'<text x="{min(x1 - 2, px(v) + 4):.1f}" y="{y + 12}" font-size="10" fill="#222">{_fmt(v)}</text>')
+    y_end = PAD_T + len(rows) * bar_h
+    parts.append(f'<line x1="{x0}" y1="{PAD_T}" x2="{x0}" y2="{y_end}" stroke="#444"/>')
+    parts.append(f'<text x="{x0}" y="{y_end + 14}" font-size="11" fill="#444">{_fmt(10 ** lo if log else lo)}</text>'
+                 f'<text x="{x1}" y="{y_end + 14}" text-anchor="end" font-size="11" fill="#444">{_fmt(hi)}'
+                 f'{" (log scale)" if log else ""}</text>')
+    for j, (v, label) in enumerate(marks):
+        x = px(v)
+        parts.append(f'<line data-threshold="{html.escape(label)}" x1="{x:.1f}" y1="{PAD_T}" x2="{x:.1f}" y2="{y_end}" '
+                     f'stroke="#cf222e" stroke-dasharray="5,4"/>')
+        ly = y_end + 30 + LEGEND_ROW * j
+        parts.append(f'<text class="legend" x="{x0}" y="{ly}" font-size="11" fill="#cf222e">- - {html.escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -103,7 +176,7 @@ table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;
 .ok{color:#1a7f37}.problem{color:#cf222e;font-weight:600}.skipped{color:#6e7781}
 .confirmed{color:#cf222e;font-weight:600}.not-confirmed{color:#1a7f37}.not-probed{color:#6e7781}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.plotbox{border:1px solid #ddd;padding:8px}
-.plotbox h3{font-size:13px;margin:0 0 4px}code{background:#f6f8fa;padding:0 3px}
+.plotbox h3{font-size:13px;margin:0 0 4px}.plotbox .meta{max-width:540px;font-size:12px}code{background:#f6f8fa;padding:0 3px}
 .meta{color:#555}
 pre.excerpt{background:#f6f8fa;padding:4px 6px;margin:6px 0 0;font-size:12px;white-space:pre-wrap;word-break:break-all}
 pre.excerpt .hit{background:#fff1c2}
@@ -137,6 +210,20 @@ def plots_of(probes: Sequence[Dict[str, Any]]) -> List[Tuple[str, str, Dict[str,
             for k, v in series.items():
                 out.append((p["name"], f"{p['name']}: {k}", {k: v}))
     return out
+
+
+def _plot_html(p: Dict[str, Any], title: str, series: Dict[str, Sequence[Any]]) -> str:
+    """A probe's plot: labelled bars for per-layer series (``metrics.plot.bars``), else lines; the thresholds
+    its verdict was judged by (``metrics.plot.thresholds``: {"value", "label", "series"?}) drawn dashed."""
+    plot = (p.get("metrics") or {}).get("plot") or {}
+    marks = [(t.get("value"), t.get("label", "threshold")) for t in plot.get("thresholds") or []
+             if isinstance(t, dict) and (t.get("series") is None or t.get("series") in series)]
+    bars = plot.get("bars") or {}
+    if len(series) == 1:
+        (name, vals), = series.items()
+        if name in bars:
+            return bar_svg(title, bars[name], vals, marks)
+    return plot_svg(title, series, marks)
 
 
 def _excerpt_html(rows: Sequence[Tuple[int, str]], line: Any) -> str:
@@ -185,10 +272,21 @@ def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optiona
             f'<td class="{esc(status)}">{esc(status)}'
             f'{" by " + esc(str(rt.get("probe"))) if rt.get("probe") else ""}</td><td class="meta">{esc(str(ev_text))}</td></tr>'
         )
+    by_name = {p.get("name"): p for p in probes}
     plots = "".join(
-        f'<div class="plotbox" data-probe="{esc(probe)}"><h3>{esc(title)}</h3>{plot_svg(title, series)}</div>'
+        f'<div class="plotbox" data-probe="{esc(probe)}"><h3>{esc(title)} '
+        f'<span class="{VERDICT_CLASS.get(str(by_name[probe].get("verdict")), "")}">'
+        f'{esc(str(by_name[probe].get("verdict", "")))}</span></h3>{_plot_html(by_name[probe], title, series)}'
+        f'<div class="meta">{esc(str(by_name[probe].get("evidence") or by_name[probe].get("reason") or ""))}</div></div>'
         for probe, title, series in plots_of(probes)
     )
+    error = result.get("error") or {}
+    error_html = ""
+    if error:
+        error_html = (f'<h2>Error</h2><p class="problem">{esc(str(error.get("message", "")))}</p>'
+                      + (f'<pre class="excerpt">{esc(str(error.get("traceback")))}</pre>' if error.get("traceback") else "")
+                      + (f'<h3>The script\'s output (end)</h3><pre class="excerpt">'
+                         f'{esc(chr(10).join(str(error.get("output")).splitlines()[-60:]))}</pre>' if error.get("output") else ""))
     problems = sum(1 for p in probes if p.get("verdict") == "problem")
     confirmed = sum(1 for f in findings if (f.get("runtime") or {}).get("status") == "confirmed")
     head = esc(" ".join(command)) if command else "trainlint run"
@@ -196,7 +294,7 @@ def render(result: Dict[str, Any], command: Sequence[str] = (), elapsed: Optiona
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<title>trainlint run report</title><style>{_CSS}</style></head><body>"
-        f"<h1>trainlint run report</h1><div class=\"meta\"><code>{head}</code>{took}</div>"
+        f"<h1>trainlint run report</h1><div class=\"meta\"><code>{head}</code>{took}</div>{error_html}"
         f"<p>{len(probes)} probes, <span class=\"problem\">{problems} problem(s)</span>; {len(findings)} finding(s), "
         f"<span class=\"confirmed\">{confirmed} confirmed at runtime</span>.</p>"
         "<h2>Probes</h2><table><tr><th>probe</th><th>verdict</th><th>reason</th><th>metrics</th></tr>"

@@ -19,6 +19,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from trainlint.runtime import PROBE_CODES, PROBE_NAMES, SYMPTOM_PROBES, SHIM_CRASH, SHIM_NO_TRAINING, SHIM_USAGE
 
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+#: Probes whose problem follows from dead units (a dead ReLU passes no gradient, so the layers before it do not
+#: learn): reported inside the dead-units finding when that probe found a problem.
+DEAD_UNIT_CONSEQUENCES = ("gradient-health", "overfit-one-batch", "input-independent-baseline")
 
 
 class RunError(Exception):
@@ -29,6 +32,7 @@ class RunError(Exception):
         self.message = message
         self.traceback = traceback
         self.output = output
+        self.json_text = ""  # the JSON document --output-format json prints for it
 
 
 @dataclass
@@ -40,6 +44,7 @@ class RunOptions:
     probes: List[str] = field(default_factory=list)
     budget: float = 20.0
     show_output: bool = False
+    budget_total: Optional[float] = 30.0  # seconds for all the probes together (None: budget each)
 
 
 #: torchrun options that take no value (every other option takes one, as --opt=V or --opt V).
@@ -131,11 +136,148 @@ def launch(opts: RunOptions) -> Tuple[Dict[str, Any], str]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Interrupted(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class _Forward:
+    """While the shim runs: SIGTERM, SIGHUP and SIGINT (Ctrl-C) to trainlint raise Interrupted in the waiting
+    main thread, which ends the script's processes and cleans up."""
+
+    SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, n))
+
+    def __enter__(self):
+        import threading
+
+        self.prev = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                try:
+                    self.prev[sig] = signal.signal(sig, self._raise)
+                except (OSError, ValueError):
+                    pass
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise Interrupted(signum)
+
+    def __exit__(self, *exc):
+        for sig, h in self.prev.items():
+            try:
+                signal.signal(sig, h)
+            except (OSError, ValueError):
+                pass
+        return False
+
+
+def _marked(var: str, value: str) -> List[int]:
+    """Processes whose environment carries var=value (Linux /proc; elsewhere none)."""
+    if not os.path.isdir("/proc"):
+        return []
+    needle = f"{var}={value}".encode()
+    me = os.getpid()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    with open(f"/proc/{pid}/stat", "rb") as st:
+                        if st.read().rsplit(b")", 1)[-1].split()[0] == b"Z":
+                            continue  # a zombie: already ended
+                    out.append(int(pid))
+        except (OSError, IndexError):
+            continue
+    return out
+
+
+def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL, grace: float = 0.0) -> None:
+    """End the shim, its process group and every process that inherited the run's marker: DataLoader workers,
+    multiprocessing children, children in sessions of their own (``start_new_session=True``), torchrun ranks."""
+    if grace and proc.poll() is None:
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            proc.kill()
+    proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # the rest of its process group
+    except OSError:
+        pass
+    deadline = time.monotonic() + 5.0
+    while True:
+        pids = _marked("TRAINLINT_RUN_ID", run_id)
+        if not pids or time.monotonic() > deadline:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
+        time.sleep(0.05)
+    _reap()
+
+
+def _reap() -> None:
+    """Collect children reparented to this process (it is their subreaper) so that none stays a zombie."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except (ChildProcessError, OSError):
+            return
+        if pid == 0:
+            return
+
+
+def _subreaper() -> None:
+    """Linux: orphans of the script's processes are reparented to trainlint, not to init (so none escapes)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:
+        pass
+
+
+def _progress(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}
+
+
 def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[Dict[str, Any], str]:
+    import uuid
+
     out = os.path.join(tmp, "result.json")
     log = os.path.join(tmp, "output.txt")
     shim = ["-m", "trainlint.runtime.shim", "--steps", str(opts.steps), "--out", out,
             "--device", opts.device, "--budget", str(opts.budget)]
+    if opts.budget_total:
+        shim += ["--budget-total", str(opts.budget_total)]
     for p in opts.probes:
         shim += ["--probe", p]
     shim += ["--"] + target
@@ -143,29 +285,56 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
         cmd = [sys.executable, "-m", "torch.distributed.run", *parts[0], *shim]
     else:
         cmd = [sys.executable, *shim]
+    run_id = uuid.uuid4().hex
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     env["TRAINLINT_RUN"] = "1"
+    env["TRAINLINT_RUN_ID"] = run_id
+    env["TRAINLINT_TMP"] = tmp
     if opts.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    with open(log, "wb") as fh:
+    _subreaper()
+    t0 = time.monotonic()
+    with open(log, "wb") as fh, _Forward():
         stdout = None if opts.show_output else fh
-        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT if not opts.show_output else None,
-                                env=env, start_new_session=True)
+        proc = None
         try:
-            code = proc.wait(timeout=opts.timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            raise RunError(f"the script did not reach {opts.steps} training steps and its probes within "
-                           f"{opts.timeout:g} s (a hang, or raise --timeout)", output=_read(log))
+            proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.STDOUT if not opts.show_output else None,
+                                    stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            try:
+                code = proc.wait(timeout=opts.timeout)
+            except subprocess.TimeoutExpired:
+                end_processes(proc, run_id)
+                prog = _progress(out + ".progress")
+                seen = prog.get("steps", 0)
+                head = f"the script did not reach {opts.steps} training steps and its probes within {opts.timeout:g} s"
+                if prog.get("phase") == "probes":
+                    what = f"{head}: the {seen} steps were watched, the probes did not finish (raise --timeout)"
+                elif seen:
+                    what = (f"{head}: it took {seen} of them; its steps are slow, or it hangs (raise --timeout, or "
+                            f"lower --steps)")
+                else:
+                    what = (f"{head}: no training step was seen; the script hangs, waits for input, is still loading, "
+                            f"or trains in child processes the shim does not watch (a hang, or raise --timeout)")
+                raise RunError(what, output=_read(log))
+            end_processes(proc, run_id, grace=0.0)
+        except Interrupted as exc:
+            if proc is not None:
+                end_processes(proc, run_id, sig=exc.signum, grace=2.0)
+            raise RunError(f"interrupted by {_signal_name(exc.signum)}: the script and its processes were ended",
+                           output=_read(log))
         except KeyboardInterrupt:
-            _kill(proc)
-            raise
+            if proc is not None:
+                end_processes(proc, run_id, sig=signal.SIGINT, grace=2.0)
+            raise RunError("interrupted by SIGINT: the script and its processes were ended", output=_read(log))
     output = _read(log)
     result: Dict[str, Any] = {}
     if os.path.exists(out):
-        with open(out, encoding="utf-8") as fh:
-            result = json.load(fh)
+        try:
+            with open(out, encoding="utf-8") as fh:
+                result = json.load(fh)
+        except ValueError:
+            result = {}
     status = result.get("status")  # (under torchrun the exit code is the launcher's: trust the result file)
     if code == SHIM_CRASH or status == "crash":
         raise RunError(f"the script crashed before {opts.steps} training steps: {result.get('message', '')}",
@@ -174,18 +343,19 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
         raise RunError(result.get("message", "the script never trained"), output=output)
     if code == SHIM_USAGE or status == "usage-error":
         raise RunError(result.get("message") or output.strip() or "usage error", output=output)
+    if status == "exited":
+        raise RunError(result.get("message") or "the script ended its process itself", output=output)
+    if not result:
+        if code is not None and code < 0:
+            why = f"the script's process was killed by {_signal_name(-code)}"
+        else:
+            why = f"the script's process ended with status {code} without a result"
+        raise RunError(f"{why} before {opts.steps} training steps (it may call os._exit or be killed by the "
+                       f"system, e.g. out of memory)", output=output)
     if status != "ok" or (code != 0 and parts is None):
         raise RunError(f"the shim failed (exit {code}): {result.get('message', '')}",
                        traceback=result.get("traceback", ""), output=output)
     return result, output
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        proc.kill()
-    proc.wait()
 
 
 def _read(path: str) -> str:
@@ -245,9 +415,18 @@ def merge(report: Any, probes: List[Dict[str, Any]], script: Optional[str]) -> N
             ev = {"reason": p["reason"]}
         f.extra["runtime"] = {"status": status, "probe": name, "evidence": ev}
         seen_codes.add(f.code)
+    # one dead ReLU layer also blocks gradients, overfitting and learning from the input: one finding (TL505)
+    # that names those consequences, not four alarms
+    consequences: Dict[str, str] = {}
+    if any(p["name"] == "dead-units" and p["verdict"] == "problem" for p in probes):
+        for p in probes:
+            if p["verdict"] == "problem" and p["name"] in DEAD_UNIT_CONSEQUENCES:
+                consequences[p["name"]] = p.get("evidence") or p["reason"]
     for p in probes:
         if p["verdict"] != "problem":
             continue
+        if p["name"] in consequences:
+            continue  # said in the dead-units finding
         if any(v and c in seen_codes for c, v in p.get("confirms", {}).items()):
             continue  # a static finding it confirms already says it
         if p["name"] in SYMPTOM_PROBES and any(f.extra.get("runtime", {}).get("status") == "confirmed"
@@ -265,9 +444,12 @@ def merge(report: Any, probes: List[Dict[str, Any]], script: Optional[str]) -> N
             loc = p.get("location") or {}
             path = loc.get("path") or script or "?"
             line = int(loc.get("line") or 1)
+            also = ""
+            if p["name"] == "dead-units" and consequences:
+                also = "; consequences: " + "; ".join(f"{k}: {v}" for k, v in consequences.items())
             finding = Finding(code=code, name=name, severity=severity,
                               message=f"{p['reason'][0].upper()}{p['reason'][1:]} (found at runtime by {p['name']}: "
-                                      f"{p['evidence']})",
+                                      f"{p['evidence']}{also})",
                               path=_display(path), span=Span.point(line), hint=None)
             finding.extra["runtime"] = {"status": "confirmed", "probe": p["name"], "evidence": _evidence(p),
                                         "found_at_runtime": True}
@@ -416,7 +598,17 @@ def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str]
 
     if importlib.util.find_spec("torch") is None:  # (find_spec does not import it)
         raise RunError("trainlint run needs PyTorch: pip install 'trainlint[runtime]'")
-    result, _output = launch(opts)
+    try:
+        result, _output = launch(opts)
+    except RunError as exc:
+        exc.json_text = json.dumps({"findings": [], "probes": [],
+                                    "run": {"command": opts.command, "outcome": "error", "message": exc.message},
+                                    "error": {"message": exc.message, "traceback": exc.traceback,
+                                              "output": exc.output[-20000:]}}, indent=2) + "\n"
+        if report_dir:
+            _write_report(report_dir, None, {"target": opts.command, "message": exc.message, "outcome": "error"},
+                          opts.command, time.perf_counter() - t0, error=exc)
+        raise
     target = result.get("target") or []
     script = None if (target and target[0] == "-m") else os.path.abspath(target[0]) if target else None
     report = static_report(result.get("user_files") or ([script] if script else []))
@@ -450,14 +642,27 @@ def run(opts: RunOptions, output_format: str = "full", report_dir: Optional[str]
     else:
         text = render_full(report, result, opts.command, elapsed, color)
     if report_dir:
-        import json as _json
-
-        from trainlint.runtime.html import render as render_html
-
-        os.makedirs(report_dir, exist_ok=True)
-        data = render_json(report, result)
-        with open(os.path.join(report_dir, "trainlint-run.json"), "w", encoding="utf-8") as fh:
-            fh.write(data)
-        with open(os.path.join(report_dir, "report.html"), "w", encoding="utf-8") as fh:
-            fh.write(render_html(_json.loads(data), opts.command, elapsed, excerpts=_excerpts(report)))
+        _write_report(report_dir, report, result, opts.command, elapsed)
     return exit_code(report, probes), text
+
+
+def _write_report(report_dir: str, report: Any, result: Dict[str, Any], command: List[str], elapsed: float,
+                  error: Optional[RunError] = None) -> None:
+    """The JSON and the HTML page; after a failure, with what is known (the error, the script's output)."""
+    from trainlint.runtime.html import render as render_html
+
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+        if report is None:
+            from trainlint.report.base import Report
+
+            report = Report(findings=[], files_checked=0, rules={})
+        data = json.loads(render_json(report, result))
+        if error is not None:
+            data["error"] = {"message": error.message, "traceback": error.traceback, "output": error.output[-20000:]}
+        with open(os.path.join(report_dir, "trainlint-run.json"), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(data, indent=2, default=str) + "\n")
+        with open(os.path.join(report_dir, "report.html"), "w", encoding="utf-8") as fh:
+            fh.write(render_html(data, command, elapsed, excerpts=_excerpts(report) if report.findings else None))
+    except OSError as exc:
+        raise RunError(f"cannot write the report into {report_dir}: {exc}")

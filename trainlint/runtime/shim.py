@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 from trainlint.runtime import (PROBE_NAMES, SHIM_CRASH, SHIM_INTERNAL, SHIM_NO_TRAINING, SHIM_OK, SHIM_USAGE)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+_STARTED = time.time()  # before the script ran: files it wrote are newer
 DEFAULT_BUDGET = 20.0
 
 
@@ -35,6 +36,7 @@ def parse(argv: List[str]):
     p.add_argument("--device", default="auto")
     p.add_argument("--probe", action="append", default=[])
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="seconds per probe")
+    p.add_argument("--budget-total", type=float, default=None, help="seconds for all the probes together")
     p.add_argument("--losses-only", action="store_true", help="record the losses only (fresh runs of determinism)")
     args = p.parse_args(own)
     if not target:
@@ -100,8 +102,11 @@ def run_target(target: List[str], cap: Any) -> Dict[str, Any]:
                 return {"outcome": "finished"}
             return {"outcome": "crash", "traceback": _user_traceback(exc),
                     "message": f"the script exited with status {code}"}
-        except KeyboardInterrupt:
-            raise
+        except KeyboardInterrupt as exc:
+            if os.environ.get("TRAINLINT_INTERRUPTED"):  # trainlint itself was interrupted: stop here
+                raise
+            return {"outcome": "crash", "traceback": _user_traceback(exc),
+                    "message": "the script raised KeyboardInterrupt (it interrupted itself; no Ctrl-C was sent)"}
         except BaseException as exc:  # noqa: B902 - the user's crash, reported
             return {"outcome": "crash", "traceback": _user_traceback(exc),
                     "message": f"{type(exc).__name__}: {exc}"}
@@ -175,19 +180,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         return write("internal-error", SHIM_INTERNAL)
     from trainlint.runtime.capture import Capture, Hooks
 
-    torch.set_num_threads(1)
+    # (the script's own thread settings are kept: torch's defaults, or whatever the script sets)
     script = None if target[0] == "-m" else os.path.abspath(target[0])
     if script is not None and not os.path.isfile(script):
         result["message"] = f"no such script: {target[0]}"
         return write("usage-error", SHIM_USAGE)
     roots = sorted({os.path.realpath(os.getcwd())} | ({os.path.dirname(os.path.realpath(script))} if script else set()))
     cap = Capture(max_steps=max(1, args.steps), user_roots=roots)
+
+    def progress(steps: int, phase: str = "script") -> None:
+        try:
+            with open(args.out + ".progress", "w", encoding="utf-8") as fh:
+                json.dump({"steps": steps, "phase": phase}, fh)
+        except OSError:
+            pass
+
+    cap.on_step = progress
+    progress(0)
     hooks = Hooks(cap, losses_only=args.losses_only)
     hooks.install()
+    _watch_exit(result, args, cap, t0)
     try:
         outcome = run_target(target, cap)
+        if outcome["outcome"] != "stopped":
+            hooks.finish()
     finally:
         hooks.remove()
+        _unwatch_exit()
     t_run = time.perf_counter() - t0
     sys.stdout.flush()
     result["outcome"] = outcome["outcome"]
@@ -212,14 +231,49 @@ def main(argv: Optional[List[str]] = None) -> int:
         return write("ok", SHIM_OK)
     if outcome["outcome"] == "finished":
         result["message"] = f"the script finished after {len(cap.steps)} of the {args.steps} steps asked for"
+    progress(len(cap.steps), "probes")
     try:
+        from trainlint.runtime.probes import probe_threads
+
         result["captured"] = describe(cap)
-        result["probes"] = run_probes(cap, args, target, t_run)
+        with probe_threads():
+            result["probes"] = run_probes(cap, args, target, t_run)
     except Exception as exc:  # the shim's own bug: say so
         result["message"] = f"internal error: {type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()
         return write("internal-error", SHIM_INTERNAL)
     return write("ok", SHIM_OK)
+
+
+_REAL_EXIT = os._exit
+
+
+def _watch_exit(result: Dict[str, Any], args: Any, cap: Any, t0: float) -> None:
+    """A script that ends the process itself (``os._exit``) leaves a result that says so."""
+    pid = os.getpid()
+
+    def _exit(code: int = 0) -> None:
+        if os.getpid() == pid:  # (a forked child's own exit is its business)
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                result["status"] = "exited"
+                result["steps_seen"] = len(cap.steps)
+                result["message"] = (f"the script ended its process itself with os._exit({code}) after "
+                                     f"{len(cap.steps)} of the {args.steps} training steps asked for")
+                result["seconds"] = round(time.perf_counter() - t0, 3)
+                with open(args.out + ".tmp", "w", encoding="utf-8") as fh:
+                    json.dump(_clean(result), fh, default=_jsonable)
+                os.replace(args.out + ".tmp", args.out)
+            except Exception:
+                pass
+        _REAL_EXIT(code)
+
+    os._exit = _exit
+
+
+def _unwatch_exit() -> None:
+    os._exit = _REAL_EXIT
 
 
 def _rank():
@@ -249,22 +303,77 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
     if world > 1:
         _leave_process_group()
     ctx = ProbeContext(argv=list(target), cwd=os.getcwd(), device=args.device, env=dict(os.environ),
-                       run_seconds=run_seconds, world_size=world)
+                       run_seconds=run_seconds, world_size=world, started=_STARTED)
     out = []
-    for name in wanted:
+    total = max(1.0, args.budget_total) if getattr(args, "budget_total", None) else None
+    start = time.perf_counter()
+    fresh_run = 0.0  # the determinism probe's fresh run repeats the script: not counted in the probes' total
+    weights = {n: PROBE_WEIGHTS.get(n, 1.0) for n in wanted}
+    for k, name in enumerate(wanted):
         t = time.perf_counter()
+        budget = args.budget
+        if total is not None:  # the probes share one total: each its weighted share of what is left
+            left = max(0.5, total - (t - start - fresh_run))
+            share = weights[name] / max(1e-9, sum(weights[n] for n in wanted[k:]))
+            budget = max(0.5, min(args.budget, left * share))
+        if name == "determinism":  # a fresh run repeats the watched one (imports, data, model)
+            budget = max(budget, 2.0 * run_seconds + 5.0)
         cls = reg.get(name)
         if cls is None:
             res = ProbeResult(name, "skipped", "not implemented yet")
         else:
+            bound = budget * 2 + 10  # a probe stuck inside one long call is stopped here
             try:
-                res = cls().run(cap, args.budget, ctx)
+                with _time_bound(bound):
+                    res = cls().run(cap, budget, ctx)
+            except ProbeTimeout:
+                res = ProbeResult(name, "skipped", f"the probe ran past its {bound:.0f} s bound and was stopped")
             except Exception as exc:
                 res = ProbeResult(name, "skipped", f"the probe failed: {type(exc).__name__}: {exc}",
                                   metrics={"traceback": traceback.format_exc(limit=-3)})
         res.seconds = time.perf_counter() - t
+        if name == "determinism":
+            fresh_run = res.seconds
         out.append(res.to_dict())
     return out
+
+
+#: Shares of the total probe time (the probes that train a copy need more than those that look once).
+PROBE_WEIGHTS = {"overfit-one-batch": 4.0, "input-independent-baseline": 3.0, "determinism": 0.0,
+                 "batch-independence": 1.5}
+
+
+class ProbeTimeout(BaseException):
+    pass
+
+
+class _time_bound:
+    """SIGALRM-based bound on one probe (main thread, POSIX); a no-op elsewhere."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.armed = False
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+            def fire(signum, frame):
+                raise ProbeTimeout()
+
+            self.prev = signal.signal(signal.SIGALRM, fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            self.armed = True
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.prev)
+        return False
 
 
 def _clean(obj: Any) -> Any:

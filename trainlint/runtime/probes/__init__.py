@@ -62,16 +62,27 @@ class ProbeContext:
     env: Optional[Dict[str, str]] = None
     run_seconds: float = 0.0  # how long the watched run took to reach its N steps (imports included)
     world_size: int = 1  # > 1 under torchrun
+    started: float = 0.0  # time.time() when the shim started, before the script ran
 
 
 class Budget:
+    """A probe's time: counted in this process's CPU seconds (on a busy machine a probe gets as many training
+    steps as on an idle one, so its verdict does not depend on the load), and at most 3x that in wall time."""
+
+    WALL_FACTOR = 3.0
+
     def __init__(self, seconds: float):
         self.seconds = seconds
         self.start = time.perf_counter()
+        self.cpu = time.process_time()
+
+    @property
+    def used(self) -> float:
+        return max(time.process_time() - self.cpu, (time.perf_counter() - self.start) / self.WALL_FACTOR)
 
     @property
     def left(self) -> float:
-        return self.seconds - (time.perf_counter() - self.start)
+        return self.seconds - self.used
 
     @property
     def expired(self) -> bool:
@@ -136,6 +147,24 @@ def call_model(model: Any, call: Any, device: Any) -> Any:
     if not isinstance(args, tuple):
         args = (args,)
     return model(*args, **kwargs)
+
+
+class probe_threads:
+    """The probes work on small batches, where torch's intra-op threads cost more than they give (on a busy
+    machine, 20x): one thread while they run, the script's own setting restored afterwards."""
+
+    def __enter__(self):
+        import torch
+
+        self.prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.prev)
+        return False
 
 
 def registry() -> Dict[str, Type[Probe]]:

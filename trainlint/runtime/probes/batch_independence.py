@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, List
 
 from trainlint.runtime.probes import Budget, Probe, ProbeResult, num, to_device
-from trainlint.runtime.probes._setup import get_setup, model_location, output_tensor
+from trainlint.runtime.probes._setup import get_setup, model_location
 
 SAMPLES = 8
 TOL = 1e-7  # relative to the own-sample gradient
@@ -43,7 +43,7 @@ class BatchIndependence(Probe):
             return self.skipped("no floating-point input to differentiate (token ids?)")
         model = small.copy_model()
         model.eval()
-        out = output_tensor(small.forward(model))
+        out = small.raw_output(small.forward(model))
         if out is None or out.dim() == 0 or out.shape[0] != n:
             return self.skipped("the output's first dimension is not the batch")
         gen = torch.Generator(device="cpu").manual_seed(0)

@@ -1,27 +1,131 @@
-"""determinism (TL301): do two short runs from scratch give the same losses?
+"""determinism (TL301): does a second run from scratch give the same losses?
 
-Runs the user's script twice more under the shim in ``--losses-only`` mode (fresh processes, in parallel,
-N=2 steps by default) and compares their first losses with each other and with the watched run.
+Runs the user's script once more under the shim in ``--losses-only`` mode (a fresh process, after the watched
+run, N=2 steps by default) and compares its first losses with the watched run's.
+
+The user's files end as the watched run left them: before the fresh run the probe records the working folder
+and the script's folder (every path, size and modification time) and keeps a copy of each file the watched run
+wrote; afterwards every path the fresh run created is removed and every file it changed or removed is put back
+(contents and modification time). A folder too large to record (over MAX_ENTRIES paths), or written files
+too large to keep (over MAX_BACKUP bytes), skips the probe instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
-from typing import Any, List
+import time
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
 
 from trainlint.runtime.probes import Probe, ProbeResult, num
 
 RTOL = 1e-5
-FRESH_RUNS = 2
 FRESH_STEPS = 2
+MAX_ENTRIES = 50_000
+MAX_BACKUP = 512 * 1024 * 1024
 
 
 def _differ(a: float, b: float) -> bool:
     return abs(a - b) > RTOL * max(1.0, abs(a), abs(b))
+
+
+def tree_state(roots: List[str]) -> Optional[Dict[str, Tuple[bool, int, int]]]:
+    """{path: (is_dir, size, mtime_ns)} under ``roots`` (links not followed); None past MAX_ENTRIES."""
+    out: Dict[str, Tuple[bool, int, int]] = {}
+    for root in roots:
+        for d, dirs, files in os.walk(root):
+            for name in dirs + files:
+                p = os.path.join(d, name)
+                try:
+                    st = os.lstat(p)
+                except OSError:
+                    continue
+                is_dir = os.path.isdir(p) and not os.path.islink(p)
+                out[p] = (is_dir, 0 if is_dir else st.st_size, 0 if is_dir else st.st_mtime_ns)
+                if len(out) > MAX_ENTRIES:
+                    return None
+    return out
+
+
+class Guard:
+    """Keeps the folders as they are now across a fresh run (see the module doc)."""
+
+    def __init__(self, roots: List[str], since: float, tmp: str):
+        self.roots = roots
+        self.before = tree_state(roots)
+        self.backup: Dict[str, str] = {}
+        self.error = ""
+        if self.before is None:
+            self.error = f"the working folder has over {MAX_ENTRIES} paths: too many to restore after a fresh run"
+            return
+        since_ns = int(since * 1e9)
+        total = 0
+        for k, (p, (is_dir, size, mtime)) in enumerate(sorted(self.before.items())):
+            if is_dir or mtime < since_ns or os.path.islink(p):
+                continue
+            total += size
+            if total > MAX_BACKUP:
+                self.error = "the files the script wrote are too large to keep aside during a fresh run"
+                return
+            dest = os.path.join(tmp, f"{k}")
+            shutil.copy2(p, dest)
+            self.backup[p] = dest
+
+    def restore(self) -> List[str]:
+        """Undo what happened since; returns the paths that could not be put back."""
+        after = tree_state(self.roots) or {}
+        failed: List[str] = []
+        for p in sorted((q for q in after if q not in self.before), key=len, reverse=True):
+            try:
+                if after[p][0]:
+                    shutil.rmtree(p)
+                else:
+                    os.remove(p)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                failed.append(p)
+        for p, (is_dir, size, mtime) in self.before.items():
+            if is_dir:
+                if not os.path.isdir(p):
+                    os.makedirs(p, exist_ok=True)
+                continue
+            now = after.get(p)
+            if now == (is_dir, size, mtime):
+                continue
+            src = self.backup.get(p)
+            if src is None:
+                failed.append(p)
+                continue
+            try:
+                os.makedirs(os.path.dirname(p), exist_ok=True)
+                shutil.copy2(src, p)
+            except OSError:
+                failed.append(p)
+        return failed
+
+
+def kill_marked(var: str, value: str) -> None:
+    """SIGKILL every process whose environment carries ``var=value`` (Linux /proc; elsewhere nothing)."""
+    if not os.path.isdir("/proc"):
+        return
+    needle = f"{var}={value}".encode()
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if needle in fh.read().split(b"\0"):
+                    os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            continue
 
 
 class Determinism(Probe):
@@ -37,69 +141,85 @@ class Determinism(Probe):
         if ctx is None or not ctx.argv:
             return self.skipped("the script's command line is unknown: no fresh runs")
         steps = min(FRESH_STEPS, len(main))
-        # a fresh run repeats the watched one (imports, data, model): give it at least twice that long
-        budget_s = max(budget_s, 2.0 * getattr(ctx, "run_seconds", 0.0) + 5.0)
-        import shutil
-
-        tmp = tempfile.mkdtemp(prefix="trainlint-det-")
+        roots = [os.path.realpath(ctx.cwd)]
+        if ctx.argv[0] != "-m":
+            sd = os.path.dirname(os.path.realpath(os.path.join(ctx.cwd, ctx.argv[0])))
+            if not any(sd == r or sd.startswith(r + os.sep) for r in roots):
+                roots.append(sd)
+        tmp = tempfile.mkdtemp(prefix="trainlint-det-", dir=os.environ.get("TRAINLINT_TMP") or None)
         try:
-            runs, errors = self._fresh_runs(ctx, steps, budget_s, tmp)
+            guard = Guard(roots, getattr(ctx, "started", 0.0) or time.time(), os.path.join(tmp, "keep"
+                                                                                            ) if _mk(tmp) else tmp)
+            if guard.error:
+                return self.skipped(guard.error)
+            try:
+                run, error = self._fresh_run(ctx, steps, budget_s, tmp)
+            finally:
+                failed = guard.restore()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        if len(runs) < 1:
-            return self.skipped("the fresh runs did not finish: " + ("; ".join(errors) or "no result"))
-        seqs = [main[:steps]] + [r[:steps] for r in runs]
-        k = min(len(s) for s in seqs)
-        seqs = [s[:k] for s in seqs]
-        first = [s[0] for s in seqs]
-        differs = any(_differ(x, y) for s in seqs[1:] for x, y in zip(seqs[0], s))
-        metrics = {"runs": len(seqs), "steps_compared": k, "first_losses": first,
-                   "max_abs_difference": max(abs(x - y) for s in seqs[1:] for x, y in zip(seqs[0], s)),
-                   "seed_calls": capture.seed_calls[:10], "fresh_run_errors": errors}
-        series = {f"run{i}": s for i, s in enumerate(seqs)}
+        if run is None:
+            return self.skipped("the fresh run did not finish: " + error)
+        seqs = [main[:steps], run[:steps]]
+        k = min(len(x) for x in seqs)
+        if k == 0:
+            return self.skipped("the fresh run saw no loss")
+        seqs = [x[:k] for x in seqs]
+        first = [x[0] for x in seqs]
+        differs = any(_differ(x, y) for x, y in zip(seqs[0], seqs[1]))
+        metrics = {"runs": 2, "steps_compared": k, "first_losses": first,
+                   "max_abs_difference": max(abs(x - y) for x, y in zip(seqs[0], seqs[1])),
+                   "seed_calls": capture.seed_calls[:10], "not_restored": failed[:20]}
+        series = {f"run{i}": x for i, x in enumerate(seqs)}
         shown = ", ".join(num(x) for x in first)
         if differs:
             seeds = ", ".join(sorted({c["fn"] for c in capture.seed_calls})) or "no seed call seen"
             return self.result("problem", "two runs from scratch give different losses", metrics=metrics,
                                series=series, confirms={"TL301": True},
-                               evidence=f"first loss of {len(seqs)} runs from scratch: {shown} ({seeds})")
+                               evidence=f"first loss of 2 runs from scratch: {shown} ({seeds})")
         return self.result("ok", "runs from scratch give the same losses", metrics=metrics, series=series,
                            confirms={"TL301": False},
-                           evidence=f"first {k} losses identical in {len(seqs)} runs (first loss {num(first[0])})")
+                           evidence=f"first {k} losses identical in 2 runs (first loss {num(first[0])})")
 
-    def _fresh_runs(self, ctx: Any, steps: int, budget_s: float, tmp: str):
+    def _fresh_run(self, ctx: Any, steps: int, budget_s: float, tmp: str):
         env = dict(ctx.env or os.environ)
         env["TRAINLINT_SHIM_CHILD"] = "1"
-        procs = []
-        for i in range(FRESH_RUNS):
-            out = os.path.join(tmp, f"run{i}.json")
-            cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
-                   "--out", out, "--"] + list(ctx.argv)
-            procs.append((subprocess.Popen(cmd, cwd=ctx.cwd, env=env, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL, start_new_session=True), out))
-        runs: List[List[float]] = []
-        errors: List[str] = []
-        import time
-
-        deadline = time.monotonic() + budget_s
-        for p, out in procs:
+        mark = uuid.uuid4().hex
+        env["TRAINLINT_FRESH_ID"] = mark
+        out = os.path.join(tmp, "fresh.json")
+        cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
+               "--out", out, "--"] + list(ctx.argv)
+        p = subprocess.Popen(cmd, cwd=ctx.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
             try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+                p.wait(timeout=max(1.0, budget_s))
             except subprocess.TimeoutExpired:
+                return None, f"it exceeded the probe's {budget_s:.0f} s budget"
+            except BaseException:
+                raise
+        finally:
+            if p.poll() is None:
                 try:
-                    os.killpg(p.pid, 9)
+                    os.killpg(p.pid, signal.SIGKILL)
                 except OSError:
                     p.kill()
                 p.wait()
-                errors.append(f"a fresh run exceeded the probe's {budget_s:.0f} s budget")
-                continue
             try:
-                with open(out, encoding="utf-8") as fh:
-                    data = json.load(fh)
-                if data.get("status") != "ok":
-                    errors.append(f"a fresh run ended with status {data.get('status')}")
-                    continue
-                runs.append(data.get("losses", []))
-            except (OSError, ValueError) as exc:
-                errors.append(f"a fresh run wrote no result ({exc})")
-        return runs, errors
+                os.killpg(p.pid, signal.SIGKILL)  # what is left of its process group (DataLoader workers...)
+            except OSError:
+                pass
+            kill_marked("TRAINLINT_FRESH_ID", mark)
+        try:
+            with open(out, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except (OSError, ValueError) as exc:
+            return None, f"it wrote no result ({type(exc).__name__})"
+        if data.get("status") != "ok":
+            return None, f"it ended with status {data.get('status')}: {data.get('message', '')}"
+        return data.get("losses", []), ""
+
+
+def _mk(tmp: str) -> bool:
+    os.makedirs(os.path.join(tmp, "keep"), exist_ok=True)
+    return True

@@ -77,6 +77,8 @@ class DropoutBnVarianceShift(Probe):
         metrics = {"batchnorms": len(bns), "dropouts": len(drops), "variance_ratio": ratios,
                    "worst_layer": worst, "worst_ratio": ratios[worst]}
         series = {"variance_ratio": list(ratios.values())}
+        metrics["plot"] = {"bars": {"variance_ratio": list(ratios)},
+                           "thresholds": [{"value": THRESHOLD, "label": f"{THRESHOLD}x: a shift"}]}
         shifted = [n for n, r in ratios.items() if r > THRESHOLD or r < 1.0 / THRESHOLD]
         if shifted:
             ev = (f"BatchNorm '{worst}' input variance is {num(ratios[worst])}× larger with dropout active than at "

@@ -72,20 +72,25 @@ class GradientHealth(Probe):
         for n, p in named:
             if p.grad is None:
                 continue
-            layer = n.rsplit(".", 1)[0] if "." in n else n
+            layer = n.rsplit(".", 1)[0] if "." in n else "(model)"  # a bare Linear's weight and bias: one layer
             layers[layer] = layers.get(layer, 0.0) + float(p.grad.detach().float().pow(2).sum())
         norms = [(k, math.sqrt(v)) for k, v in layers.items()]
         metrics["layer_grad_norms"] = {k: v for k, v in norms}
         exploding = False
         if len(norms) >= 2 and not nonfinite:
             g_first, g_last = norms[0][1], norms[-1][1]
-            ratio = g_first / g_last if g_last > 0 else math.inf
+            # 0/0 (both layers without gradient, already reported above) is no ratio at all
+            ratio = g_first / g_last if g_last > 0 else (math.inf if g_first > 0 else None)
             metrics.update({"first_layer": norms[0][0], "last_layer": norms[-1][0], "first_last_ratio": ratio})
-            if ratio < VANISH_RATIO and g_first < VANISH_NORM:
+            if ratio is None:
+                pass
+            elif ratio < VANISH_RATIO and g_first < VANISH_NORM:
                 problems.append(f"vanishing gradients: ||g|| {num(g_first)} at {norms[0][0]} vs {num(g_last)} at "
                                 f"{norms[-1][0]} (ratio {num(ratio)} < {VANISH_RATIO:g})")
             big = [(k, v) for k, v in norms if v > EXPLODE_NORM]
-            if big and not ratio > EXPLODE_RATIO:
+            if ratio is None:
+                pass
+            elif big and not ratio > EXPLODE_RATIO:
                 exploding = True
                 problems.append(f"exploding gradients: ||g|| {num(big[0][1])} at {big[0][0]} (> {EXPLODE_NORM:g})")
             elif ratio > EXPLODE_RATIO:
@@ -96,8 +101,18 @@ class GradientHealth(Probe):
         if not nonfinite:
             before = {n: p.detach().clone() for n, p in named if p.dim() >= 2}
             opt, label = setup.optimizer([p for _, p in named])
+
+            def closure():  # (LBFGS needs one; the gradients are those computed above)
+                opt.zero_grad()
+                again = setup.loss(model)
+                again.backward()
+                return again
+
             try:
-                opt.step()
+                if type(opt).__name__ == "LBFGS":
+                    opt.step(closure)
+                else:
+                    opt.step()
                 ratios = {}
                 for n, p in named:
                     if n in before and float(before[n].norm()) > 0:
@@ -114,13 +129,14 @@ class GradientHealth(Probe):
             except Exception as exc:  # an optimizer that needs a closure...
                 metrics["update_ratio_error"] = f"{type(exc).__name__}: {exc}"
         series = {"layer_grad_norm": [v for _, v in norms]}
+        metrics["plot"] = {"bars": {"layer_grad_norm": [k for k, _ in norms]}}
         bad_grads = bool(nonfinite) or exploding or not math.isfinite(metrics["loss"])
         if problems:
             return self.result("problem", "unhealthy gradients", metrics=metrics, series=series,
                                evidence="; ".join(problems), confirms={"TL203": bad_grads}, found=["TL506"],
                                location=setup.location)
         ev = f"{len(named)} trainable tensors with finite, non-zero gradients"
-        if "first_last_ratio" in metrics:
+        if metrics.get("first_last_ratio") is not None:
             ev += f"; first/last layer gradient norm ratio {num(metrics['first_last_ratio'])}"
         return self.result("ok", "the gradients are healthy", metrics=metrics, series=series, evidence=ev,
                            confirms={"TL203": False})

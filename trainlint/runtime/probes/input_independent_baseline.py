@@ -30,7 +30,9 @@ class InputIndependentBaseline(Probe):
         if isinstance(setup, str):
             return self.skipped(setup)
         small = setup.take(slice(0, SMALL_BATCH))
-        zeroed = small.map_inputs(torch.zeros_like)
+        zeroed = small.zero_inputs()
+        if zeroed is small:
+            return self.skipped("no input to zero (no floating-point or integer input tensor)")
         real, _, label = train(small, Budget(budget.left / 2), fallback=False, steps=STEPS)
         zero, _, _ = train(zeroed, Budget(budget.left), fallback=False, steps=len(real))
         if not real or not zero:

@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from trainlint.runtime.probes import Probe, ProbeResult, num, to_device
-from trainlint.runtime.probes._setup import get_setup, output_tensor
+from trainlint.runtime.probes._setup import get_setup
 
 FACTOR = 3.0
 
@@ -29,20 +29,30 @@ class LossAtInit(Probe):
         if setup.first_loss is None:
             return self.skipped("no loss value at the first step")
         l0 = setup.first_loss
-        model = setup.copy_model()
-        model.eval()
-        with torch.no_grad():
-            out = output_tensor(setup.forward(model))
         tgt = to_device(setup.target, setup.device) if isinstance(setup.target, torch.Tensor) else None
         name = setup.loss_name.lower()
+        kind = setup.loss_kind
         expected, what = None, ""
-        if tgt is not None and not tgt.is_floating_point() and out is not None and out.dim() >= 2:
-            c = int(out.shape[1])
+        if setup.classes and (kind in ("nll", "own") or (not kind and tgt is not None and not tgt.is_floating_point())):
+            # the dimension the cross-entropy reduced over (the vocabulary of a (batch, time, vocab) output)
+            c = int(setup.classes)
             expected, what = math.log(c), f"ln {c} classes"
-        elif "bce" in name or "binary" in name:
+        elif kind in ("bce", "bce_logits") or (not kind and ("bce" in name or "binary" in name)):
             expected, what = math.log(2), "ln 2 (binary)"
-        elif setup.kind == "regression" and tgt is not None and tgt.is_floating_point() and "mse" in name:
-            expected, what = float(tgt.float().var()), "Var(y)"
+        elif kind == "mse" or (not kind and setup.kind == "regression" and "mse" in name):
+            if tgt is not None and tgt.is_floating_point() and tgt.numel() > 1:
+                expected, what = float(tgt.float().var()), "Var(y)"
+        elif not kind and tgt is not None and not tgt.is_floating_point():
+            model = setup.copy_model()
+            model.eval()
+            with torch.no_grad():
+                out = setup.pick(setup.forward(model))
+            if out is not None and out.dim() == 2:  # (batch, classes) only: a longer output's class dim is unknown
+                c = int(out.shape[1])
+                expected, what = math.log(c), f"ln {c} classes"
+        if expected is not None and expected > 0 and what.startswith("ln") and expected < math.log(2) + 1e-9 \
+                and what != "ln 2 (binary)":
+            expected = None  # one class: nothing to expect
         if expected is None or expected <= 0:
             return self.skipped(f"no known expectation for this loss ({setup.loss_name or 'unknown'})")
         ratio = l0 / expected

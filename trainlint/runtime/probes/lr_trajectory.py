@@ -110,15 +110,21 @@ class LrTrajectory(Probe):
         lrs = series
         metrics["final_lr"] = lrs[-1]
         metrics["min_lr"] = min(lrs)
-        first_low = next((i for i, v in enumerate(lrs) if base0 and v < FLOOR * base0), None)
+        # a warmup rises first: "decayed" is measured from the peak, after it
+        peak_i = max(range(len(lrs)), key=lambda i: lrs[i]) if lrs else 0
+        peak = lrs[peak_i] if lrs else base0
+        metrics["peak_lr"], metrics["peak_at"] = peak, peak_i
+        first_low = next((i for i, v in enumerate(lrs) if i > peak_i and peak and v < FLOOR * peak), None)
         metrics["below_1pct_at"] = first_low
         sampled = lrs if len(lrs) <= 2000 else [lrs[int(i * (len(lrs) - 1) / 1999)] for i in range(2000)]
+        if peak:
+            metrics["plot"] = {"thresholds": [{"value": FLOOR * peak, "label": "1% of the peak LR"}]}
         out_series = {"lr": sampled}
         what = f"stepped per {unit}" + (" (scheduler.step() between every two optimizer steps)" if per_batch else "")
         span = f"{horizon} scheduler steps" + (f" ({epochs} epochs × {per_epoch} batches)" if per_batch and epochs else
                                                 (f" ({epochs} epochs)" if not per_batch else " (one epoch; epochs unknown)"))
         if first_low is not None and first_low < EARLY * horizon:
-            evidence = (f"{cls} {what}: LR {num(base0)} → {num(lrs[first_low])} (< 1%) after {first_low} of "
+            evidence = (f"{cls} {what}: LR {num(peak)} → {num(lrs[first_low])} (< 1% of its peak) after {first_low} of "
                         f"{span} = {pct(first_low / horizon)} of the run; final LR {num(lrs[-1])}")
             return self.result("problem", "the LR decays to ~0 early in the planned run", metrics=metrics,
                                series=out_series, confirms={"TL201": True}, evidence=evidence, location=location)
@@ -126,7 +132,9 @@ class LrTrajectory(Probe):
             evidence = f"{cls} {what}: LR stays {num(base0)} over all {span}: its decay never happens in this run"
             return self.result("problem", "the schedule never decays in the planned run", metrics=metrics,
                                series=out_series, confirms={"TL201": True}, evidence=evidence, location=location)
-        evidence = (f"{cls} {what}: LR {num(base0)} → {num(lrs[-1])} over {span}"
+        rise = (f", rising to {num(peak)} at step {peak_i} (warmup)" if peak_i > 0 and lrs
+                and peak > lrs[0] * 1.0001 else "")
+        evidence = (f"{cls} {what}: LR {num(lrs[0])}{rise} → {num(lrs[-1])} over {span}"
                     + (f"; below 1% after {pct(first_low / horizon)} of it" if first_low is not None else ""))
         return self.result("ok", "the schedule spans the planned run", metrics=metrics, series=out_series,
                            confirms={"TL201": False}, evidence=evidence)
@@ -156,6 +164,14 @@ class LrTrajectory(Probe):
                         g["lr"] = g.get("initial_lr", g["lr"])
                 if hasattr(s2, "_last_lr"):
                     s2._last_lr = [g["lr"] for g in s2.optimizer.param_groups]
+                if type(s2).__name__ not in ("OneCycleLR", "SequentialLR", "ChainedScheduler"):
+                    try:  # as at construction: step to epoch 0 (a warmup's LambdaLR starts below its base LR)
+                        s2.last_epoch = -1
+                        if hasattr(s2, "_step_count"):
+                            s2._step_count = 0
+                        s2.step()
+                    except Exception:
+                        s2.last_epoch = 0
                 lrs = [float(s2.optimizer.param_groups[0]["lr"])]
                 for i in range(horizon):
                     if i % 1000 == 0 and budget.expired:

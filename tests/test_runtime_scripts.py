@@ -1,0 +1,313 @@
+"""`trainlint run` on the kinds of script people run (issue 11) and its process hygiene (issue 14): models that
+return dicts and compute their own loss, training without torch.optim, LBFGS closures, GAN loops, sequence
+outputs, side effects and helper processes, signals, bad options, scripts that end themselves.
+
+The end-to-end tests start `trainlint run` (tens of seconds each on 2 cores): marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = Path(__file__).resolve().parents[1]
+FIX = ROOT / "fixtures" / "runtime"
+
+
+def trainlint(*args, cwd=ROOT, timeout=300, env=None):
+    cmd = [sys.executable, "-m", "trainlint", "run", *args]
+    e = dict(os.environ, NO_COLOR="1", **(env or {}))
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=e)
+
+
+def run_json(script, *probes, cwd=ROOT, env=None, ok=(0, 1)):
+    args = ["--output-format", "json"]
+    for p in probes:
+        args += ["--probe", p]
+    proc = trainlint(*args, "--", "python", str(script), cwd=cwd, env=env)
+    assert proc.returncode in ok, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def probes_of(data):
+    return {p["name"]: p for p in data["probes"]}
+
+
+def no_probe_failed(data):
+    failed = [(p["name"], p["reason"]) for p in data["probes"] if "the probe failed" in (p["reason"] or "")]
+    assert not failed
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# -- scripts people run -----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_model_with_its_own_loss_and_a_dict_of_sequence_outputs():
+    data = run_json(FIX / "gpt_own_loss.py", "loss-at-init", "overfit-one-batch", "gradient-health", "dead-units",
+                    "loss-reduction")
+    no_probe_failed(data)
+    p = probes_of(data)
+    # the vocabulary (65) is the class dimension, not the 64 positions of the block
+    assert p["loss-at-init"]["verdict"] == "ok" and p["loss-at-init"]["metrics"]["expected_from"] == "ln 65 classes"
+    assert p["overfit-one-batch"]["verdict"] == "ok"
+    # dead-units counts the 64 features of the MLP, not the 64 positions... and a GELU layer is not dead
+    layers = p["dead-units"]["metrics"]["layers"]
+    assert layers and all(l["units"] == 64 for l in layers) and p["dead-units"]["verdict"] == "ok"
+    assert p["loss-reduction"]["verdict"] == "ok"
+
+
+@pytest.mark.slow
+def test_training_without_torch_optim_is_seen_and_probed():
+    data = run_json(FIX / "manual_sgd.py", "loss-at-init", "overfit-one-batch", "input-independent-baseline")
+    no_probe_failed(data)
+    assert data["run"]["steps"] == 3 and data["run"]["captured"]["model"]["class"] == "Sequential"
+    p = probes_of(data)
+    assert p["loss-at-init"]["verdict"] == "ok"
+    assert p["overfit-one-batch"]["verdict"] != "problem"
+    # the probes copy the manual update as SGD at the LR it was measured to use (0.05)
+    assert "SGD(lr=0.05" in p["overfit-one-batch"]["evidence"]
+
+
+@pytest.mark.slow
+def test_lbfgs_closure_loss_at_init_is_the_first_evaluation():
+    data = run_json(FIX / "lbfgs_closure.py", "loss-at-init", "overfit-one-batch", "gradient-health")
+    no_probe_failed(data)
+    p = probes_of(data)
+    # the first loss of the closure at init (sin(3x) against a fresh network), not the last of 20 evaluations
+    torch.manual_seed(0)
+    x = torch.linspace(-2, 2, 64).unsqueeze(1)
+    model = torch.nn.Sequential(torch.nn.Linear(1, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
+    first = float(torch.nn.functional.mse_loss(model(x), torch.sin(3 * x)).detach())
+    assert data["run"]["losses"][0] == pytest.approx(first, rel=1e-4)
+    assert p["loss-at-init"]["metrics"]["initial_loss"] == pytest.approx(first, rel=1e-4)
+    assert p["overfit-one-batch"]["verdict"] == "ok"
+
+
+@pytest.mark.slow
+def test_gan_loop_sigmoid_bce_and_a_target_changed_in_place():
+    data = run_json(FIX / "gan_bce_inplace.py", "loss-at-init", "overfit-one-batch")
+    no_probe_failed(data)
+    assert data["run"]["captured"]["model"]["name"] == "netD"  # not the parameterless Normalize module
+    p = probes_of(data)
+    assert p["loss-at-init"]["metrics"]["expected_from"] == "ln 2 (binary)"
+    assert p["overfit-one-batch"]["verdict"] == "ok", p["overfit-one-batch"]["evidence"]
+
+
+# -- side effects and processes ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_files_end_as_one_run_leaves_them_and_every_process_ends(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "side_effects.py").write_text((FIX / "side_effects.py").read_text())
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    pids = tmp_path / "pids.txt"
+    proc = trainlint("--output-format", "json", "--probe", "determinism", "--", "python", "side_effects.py",
+                     cwd=work, env={"PIDS_FILE": str(pids), "TMPDIR": str(tmpdir)})
+    assert proc.returncode in (0, 1), proc.stderr
+    data = json.loads(proc.stdout)
+    det = probes_of(data)["determinism"]
+    assert det["verdict"] == "ok", det  # the fresh run ran (and was undone)
+    time.sleep(1.0)
+    # one run's files: 3 steps watched, the third stopped inside optimizer.step()
+    assert (work / "train.log").read_text() == "start\nstep 0\nstep 1\n"
+    names = sorted(p.name for p in work.iterdir() if p.name != "__pycache__")
+    assert [n for n in names if n.startswith("run-")] and len([n for n in names if n.startswith("run-")]) == 1
+    assert [n for n in names if not n.startswith("run-")] == ["ckpt_0.pt", "ckpt_1.pt", "side_effects.py", "train.log"]
+    # the watched run's and the fresh run's helpers (a multiprocessing child, a setsid subprocess) have ended
+    listed = [int(x) for x in pids.read_text().split()]
+    assert len(listed) == 4
+    assert not [pid for pid in listed if alive(pid)]
+    assert not list(tmpdir.glob("trainlint-*"))  # trainlint's temp folders are gone (torch may keep its cache)
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_script_cleans_up_and_exits_2(tmp_path):
+    script = tmp_path / "hang.py"
+    pidfile = tmp_path / "pid"
+    script.write_text("import os, time\nimport torch\n"
+                      f"open({str(pidfile)!r}, 'w').write(str(os.getpid()))\n"
+                      "while True:\n    time.sleep(0.1)\n")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmpdir))
+    proc = subprocess.Popen([sys.executable, "-m", "trainlint", "run", "--", "python", str(script)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pidfile.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pidfile.exists()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "interrupted by SIGTERM" in err
+    time.sleep(1.0)
+    assert not alive(int(pidfile.read_text()))
+    assert not list(tmpdir.glob("trainlint-*"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_timeout_must_be_a_positive_finite_number(value):
+    proc = trainlint("--timeout", value, "--", "python", "train.py", timeout=60)
+    assert proc.returncode == 2 and "--timeout" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending,said", [
+    ("os._exit(0)", "ended its process itself with os._exit(0) after 0 of the 3 training steps"),
+    ("raise KeyboardInterrupt", "the script raised KeyboardInterrupt"),
+])
+def test_a_script_that_ends_itself_is_told_what_it_did(tmp_path, ending, said):
+    script = tmp_path / "ends.py"
+    script.write_text(f"import os\nimport torch\nprint('hello')\n{ending}\n")
+    proc = trainlint("--", "python", str(script), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert said in proc.stderr and "shim" not in proc.stderr and "trainlint/runtime" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_json_output_and_report_after_a_failure(tmp_path):
+    script = tmp_path / "crash.py"
+    script.write_text("import torch\nprint('loading')\nraise ValueError('no data here')\n")
+    out = tmp_path / "report"
+    proc = trainlint("--output-format", "json", "--report", str(out), "--", "python", str(script), cwd=tmp_path)
+    assert proc.returncode == 2
+    data = json.loads(proc.stdout)  # one valid JSON document, with the error
+    assert "no data here" in data["error"]["message"] and "loading" in data["error"]["output"]
+    assert data["probes"] == [] and data["findings"] == []
+    page = (out / "report.html").read_text()
+    assert "no data here" in page and "loading" in page
+    assert json.loads((out / "trainlint-run.json").read_text())["error"]["message"] == data["error"]["message"]
+
+
+# -- probe units ------------------------------------------------------------------------------------------
+
+def test_each_probe_has_its_own_time_bound():
+    from trainlint.runtime.shim import ProbeTimeout, _time_bound
+
+    t = time.monotonic()
+    with pytest.raises(ProbeTimeout):
+        with _time_bound(0.3):
+            time.sleep(5)
+    assert time.monotonic() - t < 2.5
+    with _time_bound(5):  # disarmed after the block
+        pass
+    time.sleep(0.1)
+
+
+def test_api_dead_units_counts_channels_of_sequence_outputs():
+    from trainlint.runtime.api import check
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 24), torch.nn.ReLU(), torch.nn.Linear(24, 5))
+    x = torch.randn(4, 16, 8)  # (batch, time, features)
+    res = check(model, (x, torch.randn(4, 16, 5)), torch.nn.functional.mse_loss, probes=["dead-units"])[0]
+    assert res.metrics["layers"][0]["units"] == 24  # channels, not the 16 positions
+    assert res.metrics["plot"]["bars"]["dead_share"] == ["1"]
+
+
+def test_api_gradient_health_zero_over_zero_is_not_exploding():
+    from trainlint.runtime.api import check
+
+    class Frozen(torch.nn.Module):  # no gradient reaches either layer: reported as zero, never as exploding
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(4, 4)
+            self.b = torch.nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.b(self.a(x)) * 0.0
+
+    res = check(Frozen(), (torch.randn(8, 4), torch.randn(8, 2)), torch.nn.functional.mse_loss,
+                probes=["gradient-health"])[0]
+    assert res.verdict == "problem" and "all-zero gradient" in res.evidence
+    assert "exploding" not in res.evidence and res.metrics["first_last_ratio"] is None
+
+
+def test_api_lr_warmup_that_rises_is_reported_as_rising():
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).parent))
+    from test_runtime import run_probe, watch
+
+    def train():
+        model = torch.nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50))  # warmup from 0.002
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(400, 4), torch.randn(400, 1)),
+                                             batch_size=4)
+        epochs = 3  # noqa: F841 (read by the shim from the frame)
+        for _ in range(epochs):
+            for x, y in loader:
+                opt.zero_grad()
+                torch.nn.functional.mse_loss(model(x), y).backward()
+                opt.step()
+                sched.step()
+
+    res = run_probe("lr-trajectory", watch(train))
+    assert res.verdict == "ok", res.evidence
+    assert "rising to 0.1" in res.evidence and res.metrics["peak_lr"] == pytest.approx(0.1)
+
+
+# -- the HTML report --------------------------------------------------------------------------------------
+
+def test_html_draws_the_threshold_labels_layer_bars_and_keeps_legends_off_the_data():
+    import re
+
+    from trainlint.runtime.html import render
+
+    losses = [2.0 * 0.99 ** i for i in range(200)]
+    result = {"probes": [
+        {"name": "overfit-one-batch", "verdict": "problem", "reason": "cannot overfit", "evidence": "accuracy 80%",
+         "series": {"loss (Adam)": losses},
+         "metrics": {"plot": {"thresholds": [{"value": 0.2, "label": "10% of the first loss", "series": "loss (Adam)"}]}}},
+        {"name": "dead-units", "verdict": "ok", "reason": "fine", "series": {"dead_share": [0.1, 0.75]},
+         "metrics": {"plot": {"bars": {"dead_share": ["features.1", "classifier.2"]},
+                              "thresholds": [{"value": 0.7, "label": "70% dead"}]}}},
+    ], "findings": []}
+    page = render(result)
+    assert 'data-threshold="10% of the first loss"' in page and 'data-threshold="70% dead"' in page
+    assert ">features.1<" in page and ">classifier.2<" in page and 'data-series="classifier.2"' in page
+    svg = page[page.index("<svg"):page.index("</svg>")]
+    height = 220  # the axes' area; legend rows are below it
+    for y in re.findall(r'<text class="legend" x="[^"]+" y="([^"]+)"', svg):
+        assert float(y) > height - 10
+    # the verdict is shown with the plot it was judged on
+    assert re.search(r'overfit-one-batch <span class="problem">problem</span>', page)
+
+
+def test_one_dead_relu_is_one_finding_that_names_its_consequences():
+    from trainlint.report.base import Report
+    from trainlint.runtime.runner import merge
+
+    def p(name, verdict, evidence, found):
+        return {"name": name, "verdict": verdict, "reason": f"{name} says so", "evidence": evidence,
+                "confirms": {}, "found": found, "metrics": {}, "location": {"path": "train.py", "line": 3}}
+
+    probes = [p("dead-units", "problem", "fc1: 30/32 units dead (94%)", ["TL505"]),
+              p("gradient-health", "problem", "2 trainable parameter(s) get an all-zero gradient", ["TL506"]),
+              p("overfit-one-batch", "problem", "Adam: loss 2.3 -> 2.3", ["TL502"]),
+              p("loss-reduction", "problem", "x2", ["TL508"])]
+    report = Report(findings=[], files_checked=0, rules={})
+    merge(report, probes, "train.py")
+    codes = sorted(f.code for f in report.findings)
+    assert codes == ["TL505", "TL508"]  # TL506 and TL502 follow from the dead layer; TL508 does not
+    (dead,) = [f for f in report.findings if f.code == "TL505"]
+    assert "consequences" in dead.message and "all-zero gradient" in dead.message and "2.3 -> 2.3" in dead.message
