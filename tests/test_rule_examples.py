@@ -90,7 +90,14 @@ def test_rule_metadata_and_doc_sections(code):
 
 @pytest.mark.parametrize("code", list(CHECKED))
 def test_rule_docs_cite_a_source_text(code):
-    assert re.search(r"seeds/\d{3}_[0-9a-f]+\.txt", CHECKED[code].doc()), "cite the source text (../shared/seeds/)"
+    """Rule docs cite the public originals with links (Karpathy's recipe, Holden's article, the PyTorch
+    docs), never file names of texts users do not have."""
+    doc = CHECKED[code].doc()
+    refs = doc.split("## References", 1)[1]
+    assert re.search(r"\]\(https://(karpathy\.github\.io/2019/04/25/recipe/|theorangeduck\.com/page/neural-network-not-working"
+                     r"|pytorch\.org/docs/)", refs), f"{code}: cite the original work with a link"
+    assert "seeds/" not in doc and not re.search(r"\d{3}_[0-9a-f]{16}\.txt", doc), f"{code}: cites a file users do not have"
+    assert not re.search(r"[\u4e00-\u9fff]", doc), f"{code}: quote the original (English) text"
 
 
 @pytest.mark.parametrize("code", list(CHECKED))

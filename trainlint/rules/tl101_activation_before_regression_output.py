@@ -68,7 +68,7 @@ class ActivationBeforeRegressionOutput(Rule):
     outside that range can never be reached, the loss floors above zero, and with ReLU every sample whose
     pre-activation goes negative gets zero gradient. Holden lists "wrong activation on the last layer" —
     "the most common mistake is a ReLU on the last layer, so the network can only output positive values;
-    for regression, use no activation on the last layer" (seeds/004_8738a23e34394b4c.txt, section 7).
+    for regression, use no activation on the last layer" (Holden 2017, section 7).
 
     Sigmoid and Tanh outputs are correct for bounded targets — an autoencoder reconstructing
     `ToTensor()` pixels in [0, 1], a GAN generator for images normalized to [-1, 1] — and Softplus is
@@ -113,8 +113,8 @@ class ActivationBeforeRegressionOutput(Rule):
     targets really are nonnegative, prefer Softplus or predicting a log to a ReLU output.
 
     ## References
-    - Holden, "My neural network isn't working! What should I do?" (seeds/004_8738a23e34394b4c.txt)
-    - Karpathy, "A Recipe for Training Neural Networks", on dying ReLUs (seeds/000_30a3596ff3d6045a.txt)
+    - Holden, ["My Neural Network isn't working! What should I do?"](https://theorangeduck.com/page/neural-network-not-working) (2017)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019), on dying ReLUs
     - [torch.nn.MSELoss](https://pytorch.org/docs/stable/generated/torch.nn.MSELoss.html)
     """
 

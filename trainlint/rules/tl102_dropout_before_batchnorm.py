@@ -42,7 +42,7 @@ class DropoutBeforeBatchnorm(Rule):
     training-time statistics and then normalizes evaluation-time activations with the wrong variance:
     the "variance shift" that makes models with dropout before BN evaluate worse than without dropout.
     Karpathy's recipe warns that dropout "does not seem to play well with batch normalization"
-    (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt, seeds/001_03b09401d31f6534.txt).
+    (Karpathy 2019).
 
     ## Example
     ```python
@@ -78,7 +78,7 @@ class DropoutBeforeBatchnorm(Rule):
     No automatic fix: moving a layer changes the architecture and the shapes around it.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - Li et al., "Understanding the Disharmony between Dropout and Batch Normalization by Variance Shift" (CVPR 2019)
     - [torch.nn.Dropout](https://pytorch.org/docs/stable/generated/torch.nn.Dropout.html)
     """

@@ -73,9 +73,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     The bug is silent: the loss still decreases at first, and — as the source texts advise checking —
     the loss at init is no help (2.29 against the -log(1/n_classes) = 2.30 Karpathy tells you to verify
-    for 10 classes, seeds/003_51f0b8e958bf560f.txt, step 4 "verify loss @ init"); what reveals it is
+    for 10 classes, Karpathy 2019, step 4 "verify loss @ init"); what reveals it is
     overfitting one batch (step 8 of the same text), where the loss floors far above zero. Holden's
-    "wrong activation on the last layer" (seeds/004_8738a23e34394b4c.txt, section 7) is the same
+    "wrong activation on the last layer" (Holden 2017, section 7) is the same
     mistake for classification: the last layer's activation must fit what the loss expects. PyTorch
     users have asked the framework to warn about it (pytorch/pytorch#55902).
 
@@ -151,9 +151,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     ## References
     - Karpathy, "A Recipe for Training Neural Networks": verify the loss at init (-log(1/n_classes)) and
-      overfit one batch (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
+      overfit one batch (Karpathy 2019)
     - Holden, "My neural network isn't working! What should I do?", wrong activation on the last layer
-      (seeds/004_8738a23e34394b4c.txt)
+      (Holden 2017)
     - [pytorch/pytorch#55902](https://github.com/pytorch/pytorch/issues/55902): warn about softmax before CrossEntropyLoss
     - [torch.nn.CrossEntropyLoss](https://pytorch.org/docs/stable/generated/torch.nn.CrossEntropyLoss.html)
     """

@@ -88,10 +88,10 @@ class DefaultLrSchedule(Rule):
     Karpathy's recipe warns: "do not trust learning-rate decay defaults ... ImageNet decays by 10 at epoch
     30; if you are not training ImageNet you almost certainly do not want this. If you are not careful your
     code could secretly be driving your learning rate to zero too early, not allowing your model to
-    converge" (seeds/003_51f0b8e958bf560f.txt; summarized in seeds/000_30a3596ff3d6045a.txt). Decay
+    converge" (Karpathy 2019). Decay
     schedules count epochs, and an epoch means very different amounts of training on different datasets;
     a schedule that never fires, fires far too late, or runs 1000× too fast because it is stepped per
-    batch trains silently worse (seeds/001_03b09401d31f6534.txt, on step/multistep/exp schedules). The
+    batch trains silently worse (the step, multistep and exponential schedules of [torch.optim](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)). The
     PyTorch issue tracker has users asking for a warning on a scheduler stepped per iteration
     (pytorch#40492).
 
@@ -144,8 +144,8 @@ class DefaultLrSchedule(Rule):
 
     ## References
     - Karpathy, "A Recipe for Training Neural Networks", "do not trust learning rate decay defaults"
-      (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
-    - Learning-rate schedules: step, multistep, exponential (seeds/001_03b09401d31f6534.txt)
+      (Karpathy 2019)
+    - [torch.optim: how to adjust the learning rate](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate) (step, multistep, exponential schedules)
     - [torch.optim.lr_scheduler](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)
     - [pytorch/pytorch#40492](https://github.com/pytorch/pytorch/issues/40492): warn when a scheduler is stepped per iteration
     """

@@ -28,9 +28,8 @@ class LossClippedNotGradients(Rule):
     batch's mean loss is over the cap, the whole batch gets zero gradient.
     The training still runs and the loss curve looks calm, so nothing tells you. Karpathy lists exactly this
     among the silent failures of neural-net training: "you tried to clip your gradients but instead clipped
-    the loss, causing the outlier examples to be ignored during training" (seeds/000_30a3596ff3d6045a.txt,
-    seeds/003_51f0b8e958bf560f.txt). Holden adds that clipping, rounding and min/max give zero gradients
-    wherever they saturate (seeds/004_8738a23e34394b4c.txt, "bad gradients").
+    the loss, causing the outlier examples to be ignored during training" (Karpathy 2019). Holden adds that clipping, rounding and min/max give zero gradients
+    wherever they saturate (Holden 2017, "bad gradients").
 
     ## Example
     ```python
@@ -77,8 +76,8 @@ class LossClippedNotGradients(Rule):
     the loss was clipped if you need the stability.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
-    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
+    - Holden, ["My Neural Network isn't working! What should I do?"](https://theorangeduck.com/page/neural-network-not-working) (2017)
     - [torch.nn.utils.clip_grad_norm_](https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html)
     """
 

@@ -43,9 +43,9 @@ class GradClipMisplaced(Rule):
     Clipping is there to keep one bad batch from blowing up the weights; a misplaced clip silently does
     nothing (or clips almost everything), and nothing in the loss curve says so until a spike wrecks the run.
     Holden points out how much gradient clipping changes training — it can hide a learning rate that is too
-    high, and it should be a deliberate, working setting (seeds/004_8738a23e34394b4c.txt, "梯度裁剪");
+    high, and it should be a deliberate, working setting (Holden 2017, "You Used an Incorrect Learning Rate");
     Karpathy lists mixing up what is clipped among the silent bugs that let a network train, only worse
-    (seeds/000_30a3596ff3d6045a.txt, "当我们尝试剪裁梯度，却剪裁了损失").
+    (Karpathy 2019: "you clipped your loss instead of your gradients").
 
     ## Example
     ```python
@@ -96,8 +96,8 @@ class GradClipMisplaced(Rule):
     ## References
     - [torch.nn.utils.clip_grad_norm_](https://pytorch.org/docs/stable/generated/torch.nn.utils.clip_grad_norm_.html)
     - [AMP examples: gradient clipping with unscale_](https://pytorch.org/docs/stable/notes/amp_examples.html#gradient-clipping)
-    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt)
+    - Holden, ["My Neural Network isn't working! What should I do?"](https://theorangeduck.com/page/neural-network-not-working) (2017)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     """
 
     code = "TL203"

@@ -39,7 +39,8 @@ class MissingZeroGrad(Rule):
     runs and the loss even goes down for a while. Users asked PyTorch to warn about this
     (pytorch/pytorch#47175); it is the most common of the silent bugs the source texts warn about, code that
     is syntactically fine but trains badly, where "most of the time it trains, only badly"
-    (seeds/000_30a3596ff3d6045a.txt, "一切在语法上可能正确的，构建的神经网络效果却很差……大部分时候它会训练，只不过效果很糟糕而已").
+    (Karpathy 2019: "Everything could be correct syntactically, but the whole thing isn't arranged properly";
+    "It will train but silently work a bit worse").
 
     ## Example
     ```python
@@ -78,7 +79,7 @@ class MissingZeroGrad(Rule):
     ## References
     - [Zeroing out gradients in PyTorch](https://pytorch.org/tutorials/recipes/recipes/zeroing_out_gradients.html)
     - pytorch/pytorch#47175 (warn when zero_grad is missing)
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     """
 
     code = "TL204"

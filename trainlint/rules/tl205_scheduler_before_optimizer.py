@@ -31,8 +31,8 @@ class SchedulerBeforeOptimizer(Rule):
     one epoch early — PyTorch itself warns "Detected call of `lr_scheduler.step()` before
     `optimizer.step()`" (pytorch/pytorch#40492, #117540 ask for more of these warnings). The run still
     trains, just not on the schedule you planned — the kind of quiet learning-rate trouble the source texts
-    warn about: do not trust the decay you think you have (seeds/003_51f0b8e958bf560f.txt,
-    "不要相信学习速率衰减默认值"; seeds/000_30a3596ff3d6045a.txt, "do not trust learning rate decay defaults").
+    warn about: do not trust the decay you think you have (Karpathy 2019,
+    "don't trust learning rate decay defaults").
 
     A scheduler stepped at the start of each epoch (before that epoch's batch loop) is the same bug one
     level up: the first epoch never runs at the initial learning rate, so it is flagged too.
@@ -82,7 +82,7 @@ class SchedulerBeforeOptimizer(Rule):
     ## References
     - [torch.optim: how to adjust the learning rate](https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate)
     - pytorch/pytorch#40492, pytorch/pytorch#117540 (schedulers stepped per iteration)
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     """
 
     code = "TL205"

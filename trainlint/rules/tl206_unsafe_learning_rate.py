@@ -81,10 +81,10 @@ class UnsafeLearningRate(Rule):
     update: with Adam at 0.1 each step moves each weight by about 0.1, which wrecks a network in a few
     iterations (loss spikes, NaNs, dead ReLUs) or leaves it bouncing without ever converging. Karpathy's
     recipe: "Adam is safe" at 3e-4 in the early stage — it forgives a bad learning rate, within reason
-    (seeds/000_30a3596ff3d6045a.txt, seeds/001_03b09401d31f6534.txt, seeds/003_51f0b8e958bf560f.txt).
+    (Karpathy 2019).
     Holden lists the wrong learning rate among the top reasons a network does not train, and notes that
     beginners set it far too high and then hide the damage with gradient clipping
-    (seeds/004_8738a23e34394b4c.txt, "使用了不适当的学习率"). Plain SGD has no normalization: at lr ≥ 1
+    (Holden 2017, "You Used an Incorrect Learning Rate"). Plain SGD has no normalization: at lr ≥ 1
     the steps are as large as the gradients themselves.
 
     ## Example
@@ -116,9 +116,8 @@ class UnsafeLearningRate(Rule):
     from 3e-4 for Adam/AdamW (0.01–0.1 for SGD with momentum) and tune with an LR range test.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
-    - Tricks for training neural networks (seeds/001_03b09401d31f6534.txt)
-    - Holden, "My neural network isn't working!" (seeds/004_8738a23e34394b4c.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
+    - Holden, ["My Neural Network isn't working! What should I do?"](https://theorangeduck.com/page/neural-network-not-working) (2017)
     - [torch.optim.Adam](https://pytorch.org/docs/stable/generated/torch.optim.Adam.html)
     """
 

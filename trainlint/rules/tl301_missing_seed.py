@@ -54,7 +54,7 @@ class MissingSeed(Rule):
     be a luckier initialization or data order, and a bug cannot be reproduced. Karpathy's recipe starts
     with it — "fix the random seed: always use a fixed random seed so that when you run the code twice you
     get the same result; this removes a factor of variation and helps keep you sane"
-    (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt, seeds/001_03b09401d31f6534.txt).
+    (Karpathy 2019).
     Seeding torch alone is not enough when the data split or the augmentation draws from numpy's or
     Python's global generator: those still change from run to run.
 
@@ -110,8 +110,7 @@ class MissingSeed(Rule):
     draw happens decides where the seed belongs.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
-    - Training tricks: fix the random seed (seeds/001_03b09401d31f6534.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019): fix the random seed
     - [PyTorch: Reproducibility](https://pytorch.org/docs/stable/notes/randomness.html)
     - [lightning.seed_everything](https://lightning.ai/docs/pytorch/stable/common/trainer.html#reproducibility)
     """

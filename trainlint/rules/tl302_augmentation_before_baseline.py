@@ -31,7 +31,7 @@ class AugmentationBeforeBaseline(Rule):
     build the first end-to-end training and evaluation skeleton, "simplify" — turn off any unnecessary
     fanciness, in particular data augmentation, which is one more opportunity to introduce a silly bug
     (he cites flipping images without flipping their labels); add it later, one change at a time, as the
-    second-best regularizer after more data (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt).
+    second-best regularizer after more data (Karpathy 2019).
     A pipeline that can only run augmented makes that first baseline — and the overfit-one-batch check —
     impossible without editing code. This is recipe advice (info), not a bug.
 
@@ -81,8 +81,8 @@ class AugmentationBeforeBaseline(Rule):
 
     ## References
     - Karpathy, "A Recipe for Training Neural Networks" — "simplify", "don't be a hero", regularize later
-      (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
-    - Holden, augmentation as a form of regularization (seeds/004_8738a23e34394b4c.txt)
+      (Karpathy 2019)
+    - Holden, ["My Neural Network isn't working! What should I do?"](https://theorangeduck.com/page/neural-network-not-working) (2017), on augmentation as a form of regularization
     """
 
     code = "TL302"

@@ -29,9 +29,9 @@ class AugmentationInEval(Rule):
     accuracy change from run to run and are biased low, so model selection, early stopping and the
     comparison with a baseline are made on noise. Karpathy's recipe asks for a trustworthy, deterministic
     evaluation before anything else — fix the seed, evaluate the whole test set, keep every run comparable
-    (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt). Test-time augmentation is the one
+    (Karpathy 2019). Test-time augmentation is the one
     place augmented evaluation belongs, and there the augmented passes are averaged on purpose
-    (seeds/001_03b09401d31f6534.txt, "TTA测试时增强").
+    (test-time augmentation, TTA).
 
     ## Example
     ```python
@@ -68,8 +68,7 @@ class AugmentationInEval(Rule):
     `RandomResizedCrop`, nothing for a flip) is a choice for the author.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/000_30a3596ff3d6045a.txt, seeds/003_51f0b8e958bf560f.txt)
-    - Test-time augmentation, averaged on purpose (seeds/001_03b09401d31f6534.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - [torchvision transforms](https://pytorch.org/vision/stable/transforms.html)
     """
 

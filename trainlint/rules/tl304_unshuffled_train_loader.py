@@ -37,10 +37,9 @@ class UnshuffledTrainLoader(Rule):
     `DataLoader` does not shuffle by default. Without shuffling, every epoch shows the model the same
     sequence of batches — often sorted by class or by file name, as `ImageFolder` and most CSV exports
     are — so the gradient of each step is biased toward one class at a time, the loss curve saw-tooths
-    and the model ends in a worse minimum. The source texts list "shuffle the training data every epoch"
-    among the basic training tricks: "每轮数据迭代保持不同的顺序，避免模型每轮都对相同的数据进行计算"
-    (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序"). Like the other silent failures in Karpathy's
-    recipe, nothing crashes: the network just trains worse (seeds/003_51f0b8e958bf560f.txt).
+    and the model ends in a worse minimum. That is what `shuffle=True` is for: "have the data
+    reshuffled at every epoch" ([torch.utils.data.DataLoader](https://pytorch.org/docs/stable/data.html#torch.utils.data.DataLoader)). Like the other silent failures in Karpathy's
+    recipe, nothing crashes: the network just trains worse (Karpathy 2019).
 
     ## Example
     ```python
@@ -88,8 +87,7 @@ class UnshuffledTrainLoader(Rule):
     `--unsafe-fixes`.
 
     ## References
-    - Tricks for training neural networks (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序")
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - [torch.utils.data.DataLoader](https://pytorch.org/docs/stable/data.html#torch.utils.data.DataLoader)
     """
 

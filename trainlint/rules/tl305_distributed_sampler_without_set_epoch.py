@@ -30,8 +30,8 @@ class DistributedSamplerWithoutSetEpoch(Rule):
     you call `set_epoch`. Without it, every epoch uses the permutation of epoch 0: each process sees
     exactly the same sequence of batches every epoch, as if the data were never reshuffled. The
     training still runs, just worse — the silent kind of failure Karpathy warns about
-    (seeds/003_51f0b8e958bf560f.txt), and precisely what the source texts say to avoid: "每轮数据迭代保持
-    不同的顺序，避免模型每轮都对相同的数据进行计算" (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序").
+    (Karpathy 2019), and precisely what shuffling is for: the data are reshuffled at every epoch
+    ([torch.utils.data.DataLoader](https://pytorch.org/docs/stable/data.html#torch.utils.data.DataLoader), `shuffle`).
     The PyTorch docs say it plainly: "calling the set_epoch() method at the beginning of each epoch
     before creating the DataLoader iterator is necessary to make shuffling work properly across
     multiple epochs. Otherwise, the same ordering will be always used."
@@ -82,8 +82,7 @@ class DistributedSamplerWithoutSetEpoch(Rule):
     every epoch but the first, so results change; it is never applied without `--unsafe-fixes`.
 
     ## References
-    - Tricks for training neural networks (seeds/001_03b09401d31f6534.txt, "每轮训练数据乱序")
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - [torch.utils.data.distributed.DistributedSampler](https://pytorch.org/docs/stable/data.html#torch.utils.data.distributed.DistributedSampler)
     """
 

@@ -37,8 +37,8 @@ class EvalWithoutEvalMode(Rule):
     after validation — silently removes the regularization and freezes the batch-norm statistics for the
     rest of training. Karpathy's recipe asks for a complete, trustworthy train + evaluate skeleton before
     anything else, and for evaluation over the whole test set that you can believe
-    (seeds/003_51f0b8e958bf560f.txt, "建立端到端的学习/评估框架" and "在评估中添加有效数字";
-    seeds/000_30a3596ff3d6045a.txt, 3.2 "构建完整的训练—评估框架"). PyTorch users ask for this warning
+    (Karpathy 2019, "Set up the end-to-end training/evaluation skeleton + get dumb baselines" and
+    "add significant digits to your eval"). PyTorch users ask for this warning
     (pytorch/pytorch#76383).
 
     ## Example
@@ -88,7 +88,7 @@ class EvalWithoutEvalMode(Rule):
     No automatic fix: where `model.eval()` and `model.train()` belong depends on the loop.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt, seeds/000_30a3596ff3d6045a.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - [pytorch/pytorch#76383](https://github.com/pytorch/pytorch/issues/76383)
     - [nn.Module.eval](https://pytorch.org/docs/stable/generated/torch.nn.Module.html#torch.nn.Module.eval)
     """

@@ -23,8 +23,7 @@ class EvalWithoutNoGrad(Rule):
     until the outputs are freed: evaluation takes more memory (often an out-of-memory error at a batch size
     that trains fine) and more time, and any metric accumulated as a tensor (`total_loss += loss`) keeps
     the graphs of all batches alive. Karpathy's recipe wants evaluation over the whole test set, every
-    time (seeds/003_51f0b8e958bf560f.txt, "在评估中添加有效数字": "对整个(大)测试集进行评估";
-    seeds/001_03b09401d31f6534.txt, "绘制测试集损失") — which is affordable only without the graph.
+    time (Karpathy 2019, "add significant digits to your eval": "evaluate on the entire (large) test set") — which is affordable only without the graph.
 
     ## Example
     ```python
@@ -68,7 +67,7 @@ class EvalWithoutNoGrad(Rule):
     No automatic fix: wrap the loop in `with torch.no_grad():` or decorate the function.
 
     ## References
-    - Karpathy, "A Recipe for Training Neural Networks" (seeds/003_51f0b8e958bf560f.txt, seeds/001_03b09401d31f6534.txt)
+    - Karpathy, ["A Recipe for Training Neural Networks"](https://karpathy.github.io/2019/04/25/recipe/) (2019)
     - [torch.no_grad](https://pytorch.org/docs/stable/generated/torch.no_grad.html),
       [torch.inference_mode](https://pytorch.org/docs/stable/generated/torch.inference_mode.html)
     """

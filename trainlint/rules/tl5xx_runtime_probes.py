@@ -23,7 +23,7 @@ class LossAtInit(RuntimeProbeRule):
     than 3x or less than 1/3 of that value; the evidence is the measured loss, the expected one and the ratio.
 
     ## Why is this bad?
-    Karpathy's recipe, "verify loss @ init" (seeds/003_51f0b8e958bf560f.txt): a wrong initial loss means a bad
+    Karpathy's recipe, "verify loss @ init" (Karpathy 2019): a wrong initial loss means a bad
     last-layer init (a bias far from the data), a wrong loss or wrong labels, and the first steps are spent
     undoing it (the "hockey stick"). TheDeepChecker flags abs(L0 - ln C) >= ln C (the same upper bound, 2x).
 
@@ -62,7 +62,7 @@ class CannotOverfitOneBatch(RuntimeProbeRule):
     classification accuracy below 95%; the evidence is the loss series of both attempts.
 
     ## Why is this bad?
-    Karpathy's recipe, "overfit one batch" (seeds/003_51f0b8e958bf560f.txt): a model that cannot memorize a
+    Karpathy's recipe, "overfit one batch" (Karpathy 2019): a model that cannot memorize a
     handful of samples has a bug or an unfit architecture or learning rate, and more data will not help.
     TheDeepChecker uses 16 samples and flags accuracy < 95%. It is a symptom: the finding is left out when a
     confirmed static finding of the same run names the cause (TL103, TL206).
@@ -101,7 +101,7 @@ class BatchMixing(RuntimeProbeRule):
     (i, j) pairs.
 
     ## Why is this bad?
-    Karpathy's recipe, "use backprop to chart dependencies" (seeds/003_51f0b8e958bf560f.txt): a `view` where a
+    Karpathy's recipe, "use backprop to chart dependencies" (Karpathy 2019): a `view` where a
     `transpose`/`permute` was meant mixes information across the batch; set the loss of example i to 1.0 and
     only example i may get a gradient. Such a model still trains (measured: loss 0.003 on one batch), so only
     this check finds it. TheDeepChecker's threshold is exactly 0 (abs, not the signed sum).
@@ -140,7 +140,7 @@ class InputIgnored(RuntimeProbeRule):
     the evidence is both final losses and their ratio.
 
     ## Why is this bad?
-    Karpathy's recipe, "input-independent baseline" (seeds/003_51f0b8e958bf560f.txt): a model that does no
+    Karpathy's recipe, "input-independent baseline" (Karpathy 2019): a model that does no
     better on real data than on zeros has learned nothing from its input (inputs detached, overwritten or never
     reaching the output). TheDeepChecker compares the two loss series (Mann-Whitney, p <= .05). It is a symptom:
     left out when a confirmed static finding of the same run names the cause.
@@ -181,7 +181,7 @@ class DeadUnits(RuntimeProbeRule):
     with >= 70% dead units is flagged, with the layer's name and its dead share as evidence.
 
     ## Why is this bad?
-    Holden's list, "dead ReLUs" (seeds/004_8738a23e34394b4c.txt): a unit that never fires gets no gradient and
+    Holden's list, "dead ReLUs" (Holden 2017): a unit that never fires gets no gradient and
     never recovers, so the layer's capacity is lost (a too-high learning rate, a bad init or a large negative
     bias). Thresholds: AUTOTRAINER flags >= 70% of gradient entries exactly 0, DeepDiagnosis >= 70% of ReLU
     outputs <= 0.
@@ -224,7 +224,7 @@ class UnhealthyGradients(RuntimeProbeRule):
     norm > 1e3; and log10(||dw||/||w||) outside [-4, -1]. The evidence names the parameters and the norms.
 
     ## Why is this bad?
-    Holden's list, "bad gradients" (seeds/004_8738a23e34394b4c.txt): parameters that get no gradient never
+    Holden's list, "bad gradients" (Holden 2017): parameters that get no gradient never
     train, and vanishing or exploding gradients stall or wreck training. Thresholds: AUTOTRAINER (norm ratio),
     TheDeepChecker (update/weight ratio).
 
@@ -264,7 +264,7 @@ class UnnormalizedData(RuntimeProbeRule):
     abs(mean) or std > 100 (targets in the thousands); the evidence is the measured mean and std.
 
     ## Why is this bad?
-    Holden's list, "forgot to normalize your data" (seeds/004_8738a23e34394b4c.txt): inputs and targets far
+    Holden's list, "forgot to normalize your data" (Holden 2017): inputs and targets far
     from zero-mean, unit-scale make the first layers saturate and the loss scale unpredictable, so no default
     learning rate or init fits. Standardize them (or set the last layer's bias and scale to the targets').
 
@@ -304,7 +304,7 @@ class SummedLoss(RuntimeProbeRule):
     ## Why is this bad?
     A summed loss scales the gradient, and so the effective learning rate, with the batch size: changing the
     batch size silently changes the learning rate, the batch-size/learning-rate link of
-    seeds/001_03b09401d31f6534.txt (the linear scaling rule). TheDeepChecker uses the same duplicated-batch
+    Karpathy 2019 (the linear scaling rule). TheDeepChecker uses the same duplicated-batch
     check. It is only advice (info) when the learning rate was chosen for it.
 
     ## Example
