@@ -546,12 +546,10 @@ class ModelWorld(World):
             if ist is None:
                 continue
             in_else = i + 1 < len(block) and isinstance(block[i + 1], int) and block[i + 1] < 100
-            from trainlint.analysis.values import fold
-
-            got = fold(ist.node.test, file.facts, scope, ist, self.program)
+            got = self.decided(ist.node.test, file, scope, ist)
             if got is None:
                 continue
-            if bool(got.value) == in_else:
+            if got == in_else:
                 return True
         return False
 
@@ -685,6 +683,8 @@ class ModelWorld(World):
                 training = pos[2] if len(pos) > 2 else kwarg(expr, "training")
                 if number(p) == 0.0 or _is_false(training):
                     return inner
+                if p is not None and number(p) is None and self.constant(p, file, scope, stmt) == 0:
+                    return inner  # p=self.drop_rate with a default of 0
                 ptxt = f"p={file.ctx.code(p).strip()}" if p is not None else "p=0.5"
                 op = Op("dropout", f"{_short_q(qc)}({ptxt})", expr, file)
                 return [c + (op,) for c in inner]
@@ -739,6 +739,8 @@ class ModelWorld(World):
             if not reaching:
                 return [()]  # the input
         defs = scope.reaching(name, stmt)
+        if len(defs) > 1:  # `if self.drop_rate > 0: x = F.dropout(x, ...)` with drop_rate=0 by default
+            defs = [a for a in defs if not self._branch_not_taken(a.stmt, file, scope)] or defs
         out: List[Chain] = []
         for a in defs[:_MAX_ALTS]:
             if a.kind == "inplace" and isinstance(a.value, cst.Call):

@@ -532,27 +532,63 @@ class World:
             return self._named(expr, name, file, scope, stmt, depth)
         return self._unknown(expr, file, scope, stmt)
 
+    def decided(self, test: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[bool]:
+        """What a condition evaluates to on the default path (argparse defaults, configs, constants,
+        parameter defaults, ``self.x`` set from them), or None when it cannot be told."""
+        return self._decided_arm(test, file, scope, stmt)
+
+    def constant(self, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> object:
+        """The one constant value ``expr`` holds on the default path, or None (folded constants first,
+        then the literals the objects layer follows: ``self.drop_rate`` set from a parameter default)."""
+        got = _fold(expr, file.facts, scope, stmt, self.program)
+        if got is not None:
+            return got.value
+        v = self._literal(expr, file, scope, stmt, 0)
+        return None if v is _ANY else v
+
     def _decided_arm(self, test, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[bool]:
         """True/False when the test of a conditional folds to a constant (defaults decide), else None."""
         got = _fold(test, file.facts, scope, stmt, self.program)
-        if got is None:
-            if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
-                left = _fold(test.left, file.facts, scope, stmt, self.program)
-                right = _fold(test.comparisons[0].comparator, file.facts, scope, stmt, self.program)
-                if left is None or right is None:
-                    return None
-                op = test.comparisons[0].operator
+        if got is not None:
+            return bool(got.value)
+        if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+            left = self.constant(test.left, file, scope, stmt)
+            right = self.constant(test.comparisons[0].comparator, file, scope, stmt)
+            if left is None or right is None:
+                return None
+            op = test.comparisons[0].operator
+            try:
                 if isinstance(op, cst.Equal):
-                    return left.value == right.value
+                    return left == right
                 if isinstance(op, cst.NotEqual):
-                    return left.value != right.value
-                if isinstance(op, cst.In) and isinstance(right.value, (tuple, str)):
-                    return left.value in right.value
-            if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
-                inner = self._decided_arm(test.expression, file, scope, stmt)
-                return None if inner is None else not inner
+                    return left != right
+                if isinstance(op, cst.In) and isinstance(right, (tuple, str)):
+                    return left in right
+                if isinstance(op, cst.NotIn) and isinstance(right, (tuple, str)):
+                    return left not in right
+                if isinstance(left, (int, float)) and isinstance(right, (int, float)):
+                    if isinstance(op, cst.GreaterThan):
+                        return left > right
+                    if isinstance(op, cst.GreaterThanEqual):
+                        return left >= right
+                    if isinstance(op, cst.LessThan):
+                        return left < right
+                    if isinstance(op, cst.LessThanEqual):
+                        return left <= right
+            except TypeError:
+                return None
             return None
-        return bool(got.value)
+        if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+            inner = self._decided_arm(test.expression, file, scope, stmt)
+            return None if inner is None else not inner
+        if isinstance(test, (cst.Name, cst.Attribute)):
+            v = self.constant(test, file, scope, stmt)
+            return None if v is None and not self._holds_none(test, file, scope, stmt) else bool(v)
+        return None
+
+    def _holds_none(self, expr, file, scope, stmt) -> bool:
+        objs = self.objects(expr, file, scope, stmt)
+        return bool(objs) and all(o.kind == "literal" and o.value is None for o in objs)
 
     def _named(self, expr, name: str, file: FileRef, scope: Scope, stmt: Optional[Stmt], depth: int) -> List[Obj]:
         facts = file.facts

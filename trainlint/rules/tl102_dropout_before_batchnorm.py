@@ -199,8 +199,42 @@ class Net(nn.Module):
         x = self.parts["drop"](self.parts["fc"](x))  # expect: TL102
         return self.parts["bn"](x)
 """,
+        # a guarded dropout whose rate is on by default
+        """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+class Block(nn.Module):
+    def __init__(self, c, drop_rate=0.2):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.drop_rate = drop_rate
+    def forward(self, x):
+        out = self.conv(x)
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)  # expect: TL102
+        return self.bn(out)
+""",
     )
     good = (
+        # the same guarded dropout with a rate of 0 by default: it never runs on the default path
+        """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+class Block(nn.Module):
+    def __init__(self, c, drop_rate=0.0):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.bn = nn.BatchNorm2d(c)
+        self.drop_rate = drop_rate
+    def forward(self, x):
+        out = self.conv(x)
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        return self.bn(out)
+""",
         # the same loop helper called without BatchNorm, or with a single turn
         """
 import torch.nn as nn
