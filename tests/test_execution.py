@@ -151,3 +151,34 @@ def test_tl401_near_misses_on_the_evaluated_object(tmp_path):
     # a switch on something the model cannot follow: trusted
     opaque = model + head + loop.format(train="model", switch="get_model()")
     assert _lint(tmp_path, opaque, "TL401") == []
+
+
+def test_guards_know_the_arm_the_default_run_takes(tmp_path):
+    program, ctx = _program(tmp_path, """
+        import argparse
+        p = argparse.ArgumentParser()
+        p.add_argument("--amp", action="store_true")
+        p.add_argument("--sched", default="step")
+        p.add_argument("--warmup", type=int, default=0)
+        args = p.parse_args()
+        first = True
+        for epoch in range(3):
+            for x, y in loader:
+                opt.zero_grad()
+                model(x).sum().backward()
+                if args.amp:
+                    opt.step()
+                elif args.sched == "step" and not args.warmup > 0:
+                    opt.step()
+                if first:
+                    opt.step()
+                    first = False
+    """)
+    from trainlint.analysis.execution import timelines
+
+    (tl,) = timelines(ctx.facts, program)
+    amp_step, default_step, flag_step = tl.of("optimizer_step")
+    assert [g.default_taken(program) for g in amp_step.real_guards()] == [False]  # --amp is off
+    assert [g.default_taken(program) for g in default_step.real_guards()] == [True, True]  # the else of `if args.amp`, then the elif
+    # a local flag set to a literal changes between iterations: not settled by defaults
+    assert [g.default_taken(program) for g in flag_step.real_guards()] == [None]

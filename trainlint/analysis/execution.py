@@ -660,6 +660,18 @@ class Guard:
         """A ``try`` body (or its ``else``) runs unless something raises: not a real condition."""
         return isinstance(self.node, (cst.Try,)) and self.branch in (0, 2)
 
+    def default_taken(self, program: Any = None) -> Optional[bool]:
+        """Does the run take this branch when the user passes nothing? ``if args.amp:`` with ``--amp``
+        off by default: the body is not taken, the ``else`` is; ``if opt.lr_scheduler == 'multistep':``
+        with that default: taken. None when the test cannot be decided from defaults and constants."""
+        if not isinstance(self.node, cst.If) or self.scope is None:
+            return None
+        stmt = next((s for s in self.scope.stmts if s.node is self.node), None)
+        value = condition_value(self.node.test, self.facts, self.scope, stmt, program)
+        if value is None:
+            return None
+        return value if self.branch == 0 else not value
+
     @property
     def is_accumulation(self) -> bool:
         """``if (i + 1) % accum_steps == 0:`` / ``if step % k == 0`` / ``if accelerator.sync_gradients:``
@@ -677,6 +689,80 @@ class Guard:
                         if a.value is not None and _accumulation_expr(a.value):
                             return True
         return False
+
+
+def condition_value(test: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any = None,
+                    depth: int = 0) -> Optional[bool]:
+    """The truth of a branch test on the default path, from folded constants and argparse / config
+    defaults (:func:`trainlint.analysis.values.fold`): ``args.amp``, ``not opt.no_train``,
+    ``cfg.scheduler == "cosine"``, ``a and b``; None when any part is unknown."""
+    if depth > 8:
+        return None
+    if isinstance(test, cst.UnaryOperation) and isinstance(test.operator, cst.Not):
+        inner = condition_value(test.expression, facts, scope, stmt, program, depth + 1)
+        return None if inner is None else not inner
+    if isinstance(test, cst.BooleanOperation):
+        left = condition_value(test.left, facts, scope, stmt, program, depth + 1)
+        right = condition_value(test.right, facts, scope, stmt, program, depth + 1)
+        if isinstance(test.operator, cst.And):
+            if left is False or right is False:
+                return False
+            return True if left and right else None
+        if left is True or right is True:
+            return True
+        return False if left is False and right is False else None
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        a = _settled(test.left, facts, scope, stmt, program)
+        comp = test.comparisons[0]
+        b = _settled(comp.comparator, facts, scope, stmt, program)
+        if a is None or b is None:
+            return None
+        x, y, op = a.value, b.value, comp.operator
+        try:
+            if isinstance(op, (cst.Is, cst.Equal)):
+                return x == y
+            if isinstance(op, (cst.IsNot, cst.NotEqual)):
+                return x != y
+            if isinstance(op, cst.In) and isinstance(y, (tuple, str)):
+                return x in y
+            if isinstance(op, cst.NotIn) and isinstance(y, (tuple, str)):
+                return x not in y
+            nums = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+            if nums and isinstance(op, cst.LessThan):
+                return x < y
+            if nums and isinstance(op, cst.LessThanEqual):
+                return x <= y
+            if nums and isinstance(op, cst.GreaterThan):
+                return x > y
+            if nums and isinstance(op, cst.GreaterThanEqual):
+                return x >= y
+        except TypeError:
+            return None
+        return None
+    f = _settled(test, facts, scope, stmt, program)
+    if f is None or not isinstance(f.value, (bool, int, float, str, type(None), tuple)):
+        return None
+    return bool(f.value)
+
+
+_LITERALS = (cst.Integer, cst.Float, cst.SimpleString)
+
+
+def _settled(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any) -> Optional[Folded]:
+    """``expr`` folded when its value is settled for the whole run: a literal written in the test, a
+    module constant, a config value, an argparse or parameter default. A local flag set to a literal
+    (``first = True`` ... ``first = False`` later in the loop) is not: it changes between iterations."""
+    for n in walk(expr):
+        name = dotted(n) if isinstance(n, (cst.Name, cst.Attribute)) else None
+        if name is not None and len(scope.assigns.get(name, ())) + (
+                len(facts.module.assigns.get(name, ())) if scope is not facts.module else 0) > 1:
+            return None  # rebound somewhere (a flag flipped in the loop): not one value for the run
+    f = fold(expr, facts, scope, stmt, program)
+    if f is None:
+        return None
+    if f.how == "literal" and not (isinstance(expr, _LITERALS) or (isinstance(expr, cst.Name) and expr.value in ("True", "False", "None"))):
+        return None
+    return f
 
 
 def _accumulation_expr(expr: cst.CSTNode) -> bool:

@@ -146,6 +146,11 @@ def _argdef(call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[_ArgDef]:
             dest = a.value.evaluated_value
         elif a.keyword.value == "default":
             default = a.value
+    if default is None:
+        # action="store_true" / "store_false" without a default: False / True when the flag is not passed
+        action = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "action"), None)
+        if isinstance(action, cst.SimpleString) and action.evaluated_value in ("store_true", "store_false"):
+            default = cst.Name("False" if action.evaluated_value == "store_true" else "True")
     if not options:
         return None
     longs = [o for o in options if o.startswith("--")]
@@ -614,6 +619,16 @@ class _Folder:
                 helper = facts.function(fname)
                 if helper is not None:
                     return any(v is not None and self._is_namespace(v, facts, helper, s, depth + 1) for v, s in helper.returns)
+            if self.program is not None and fname:
+                # opt = parse_opts(), imported from opts.py
+                q = facts.aliases.qualify_dotted(fname)
+                if q is not None:
+                    from trainlint.analysis.execution import _imported_function
+
+                    hit = _imported_function(q, facts, self.program)
+                    if hit is not None:
+                        hfacts, helper = hit
+                        return any(v is not None and self._is_namespace(v, hfacts, helper, s, depth + 1) for v, s in helper.returns)
             return False
         if isinstance(expr, cst.Subscript):  # parse_known_args()[0]
             return self._is_namespace(expr.value, facts, scope, stmt, depth + 1)

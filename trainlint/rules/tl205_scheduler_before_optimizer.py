@@ -71,6 +71,9 @@ class SchedulerBeforeOptimizer(Rule):
     explicit argument (the value is set, not advanced), a scheduler step guarded by a condition on the epoch
     or step counter (`if epoch > 0: scheduler.step()`), library schedulers with their own stepping contract
     (timm's `scheduler.step(epoch)`), and Lightning / HF Trainer, which step schedulers in the right order.
+    A guard the default run takes is no condition: `if opt.lr_scheduler == "multistep": scheduler.step()` with
+    `--lr_scheduler` defaulting to `multistep` (argparse defaults, config values and module constants, also
+    through a `get_opt()` helper in another file) is judged like an unguarded step.
 
     ## Fix safety
     An unsafe fix, applied only with `--unsafe-fixes`, when `scheduler.step()` is the statement directly
@@ -343,8 +346,10 @@ for epoch in range(10):
         kind = scheduler_kind(s, program)
         if kind in ("plateau", "other"):
             return None
-        if any(not _trivial_guard(g.test, s) for g in s.real_guards() if g.is_if) or any(
-                not g.is_if for g in s.real_guards()):
+        # guards the run takes by default (`if opt.lr_scheduler == "multistep":` with that default) are
+        # the default path, not a condition
+        guards = [g for g in s.real_guards() if not (g.is_if and g.default_taken(program) is True)]
+        if any(not _trivial_guard(g.test, s) for g in guards if g.is_if) or any(not g.is_if for g in guards):
             # `if epoch > 0: scheduler.step()`: unsure; unless the optimizer step shares the guard
             later = [p for p in steps if same_iteration_before(s, p) and _shares_guards(s, p)]
             if not later:
