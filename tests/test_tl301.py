@@ -556,10 +556,11 @@ def test_a_training_loop_counts_in_any_function(tmp_path):
     assert _where(found) == ["exp.py:6"]
 
 
-def test_a_seed_helper_of_the_projects_own_package_counts_in_a_src_layout(tmp_path):
+def test_a_seed_helper_of_the_projects_own_package_counts(tmp_path):
+    # the helper's name says nothing about seeding: it counts because it is resolved and it seeds
     found = _run(tmp_path, {
-        "src/mypkg/__init__.py": "",
-        "src/mypkg/env.py": """
+        "mypkg/__init__.py": "",
+        "mypkg/env.py": """
             import random
             import numpy as np
             import torch
@@ -634,5 +635,26 @@ def test_one_step_in_a_helper_called_from_a_loop_is_training(tmp_path):
         if __name__ == "__main__":
             for x, y in loader:
                 step(model, opt, x, y)
+    """})
+    assert len(found) == 1
+
+
+def test_a_step_function_handed_to_a_framework_engine_is_training(tmp_path):
+    found = _run(tmp_path, {"t.py": """
+        import torch
+        from ignite.engine import Engine
+
+        def training(config):
+            def train_step(engine, batch):
+                x, y = batch
+                optimizer.zero_grad()
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+            trainer = Engine(train_step)
+            trainer.run(train_loader, max_epochs=3)
+
+        if __name__ == "__main__":
+            training({})
     """})
     assert len(found) == 1

@@ -314,3 +314,26 @@ def test_the_same_pipeline_in_a_program_that_trains_is_flagged(tmp_path):
         opt.step()
     """
     assert _where(_run(tmp_path, {"look.py": trains})) == ["look.py:5"]
+
+
+def test_a_program_that_calls_a_training_helper_it_cannot_follow_still_trains(tmp_path):
+    # `d2l.train(...)` of a course package re-exported through a star import: the call says it trains
+    trains = LOOKS_AT_DATA.replace("show_grid(images)", "d2l.train(loader, net, loss, optimizer, num_epochs=5)")
+    assert _where(_run(tmp_path, {"look.py": trains})) == ["look.py:5"]
+
+
+def test_a_plain_training_set_in_another_file_is_not_a_baseline_of_this_one(tmp_path):
+    found = _run(tmp_path, {
+        "utils.py": """
+            import torchvision
+            import torchvision.transforms as T
+            def load_mnist():
+                return torchvision.datasets.MNIST("data", train=True, transform=T.ToTensor())
+        """,
+        "look.py": LOOKS_AT_DATA.replace("import torch\n", "import torch\n    import utils\n", 1) + """
+    for x, y in loader:
+        opt.zero_grad()
+        crit(model(x), y).backward()
+        opt.step()
+    """})
+    assert [w for w in _where(found)] == ["look.py:6"]

@@ -134,8 +134,6 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
     base = importer_dir
     for _ in range(9):
         found = _find(base, parts)
-        if not found and "src" in _entries(base):  # the project's own package in a src/ layout
-            found = _find(os.path.join(base, "src"), parts)
         if found:
             return Path(found)
         if base in root_texts:

@@ -796,6 +796,13 @@ def _repeated_signs(signs, stmt_calls: Dict[int, Set[int]], reached: Dict[int, R
             for t in stmt_calls.get(id(row.stmt), ()):
                 callers.setdefault(t, []).append((row.stmt, r.scope))
 
+    def called_here(stmt: Stmt, name: str) -> bool:
+        """Is ``name`` called in ``stmt`` (not passed as a value: ``Engine(train_step)`` runs it in a loop)?"""
+        found: List[cst.Call] = []
+        for part in _header_parts(stmt.node):
+            _walk(part, found, [])
+        return any((dotted(c.func) or "").rsplit(".", 1)[-1] == name for c in found)
+
     def repeats(stmt: Stmt, scope: Scope, depth: int) -> bool:
         if stmt.loops or depth > 4:
             return True
@@ -804,7 +811,7 @@ def _repeated_signs(signs, stmt_calls: Dict[int, Set[int]], reached: Dict[int, R
         found = callers.get(id(scope))
         if not found:
             return True  # called in a way we do not follow: assume it trains
-        return any(repeats(s, sc, depth + 1) for s, sc in found)
+        return any(not called_here(s, scope.name) or repeats(s, sc, depth + 1) for s, sc in found)
 
     return [(pf, g) for pf, g in signs if not g.needs_update or repeats(g.stmt, g.scope, 0)]
 
@@ -915,6 +922,19 @@ def _lenient_helpers(program: Program, reached: Dict[int, Reached], reach) -> No
             hit = called.get(scope.name)
             if hit is not None:
                 reach(pf, scope, 1, (hit[0], hit[1], scope.name))
+
+
+#: A call of a training helper in the entry's text (``train_ch5(...)``, ``d2l.train(...)``, ``trainer.fit(``).
+_CALLS_TRAINING = re.compile(r"(?<![\w.])(?:\w+\.)*(?:train|fit)(?:_(?!test_split)\w+)?\s*\(|\.backward\s*\(")
+
+
+def may_train(program: Program) -> bool:
+    """Does the program train, or at least call something named like training from its entry (a helper
+    of a package we cannot follow, such as a course's ``d2l.train(...)``)? A notebook that only looks at
+    its data does neither."""
+    if program_seeds(program).trains:
+        return True
+    return bool(_CALLS_TRAINING.search(program.entry.ctx.source.text))
 
 
 def display_name(program: Program, pf: ProgramFile) -> str:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterable, Set, Tuple
 
 from trainlint.analysis.data import PATH_EVIDENCE, might_augment, data_model, random_op_names
-from trainlint.analysis.seeds import program_seeds
+from trainlint.analysis.seeds import may_train
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -241,17 +241,18 @@ for epoch in range(10):
         if not might_augment(program):
             return
         model = data_model(program)
-        if model.plain_train_uses():
-            return  # it also trains without augmentation: the baseline exists
+        plain = {id(u.file) for u in model.plain_train_uses()}
         trains = None
         for use in model.train_uses():
             p = use.pipeline
             if not use.structural or p.gated:
                 continue
+            if id(use.file) in plain:
+                continue  # the same file also trains without augmentation: the baseline exists
             if use.evidence.startswith(PATH_EVIDENCE):
                 # a folder name says "train": only a program that trains has a training pipeline (a
                 # notebook that only looks at the data does not)
-                trains = program_seeds(program).trains if trains is None else trains
+                trains = may_train(program) if trains is None else trains
                 if not trains:
                     continue
             ops = p.random_ops
