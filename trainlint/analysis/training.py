@@ -37,8 +37,10 @@ _LOSSY_NAME = re.compile(r"(^|_)(loss|losses|criterion|objective|nll|cost)(_|$|\
 _NOT_LOSS_NAME = re.compile(r"(weight|scale|coef|lambda|factor|ratio|log|hist|meter|avg|ema|running|best|prev)", re.I)
 
 
-def is_loss_callee(func: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0) -> bool:
-    """Does calling ``func`` compute a loss? (torch losses, criterion objects, loss helpers)."""
+def is_loss_callee(func: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0, world=None) -> bool:
+    """Does calling ``func`` compute a loss? (torch losses, criterion objects, loss helpers). With a
+    ``world`` (:class:`trainlint.analysis.objects.World`), the object model is asked what ``func``
+    holds: a criterion passed as a parameter, kept in a dict, built by ``getattr(nn, name)()``."""
     q = facts.qualify(func)
     if q is not None:
         q = canonical(q)
@@ -56,7 +58,20 @@ def is_loss_callee(func: cst.BaseExpression, facts: FileFacts, scope: Scope, stm
         if isinstance(a.value, cst.Call) and is_loss_class(a.value.func, facts):
             return True
     last = name.rsplit(".", 1)[-1]
-    return bool(re.search(r"(loss|criterion)", last, re.I))
+    if re.search(r"(loss|criterion)", last, re.I):
+        return True
+    if world is not None:
+        file = world.file_of(facts)
+        if file is not None:
+            return any(_is_torch_loss(o.qname) and o.kind in ("instance", "function") for o in world.objects(func, file, scope, stmt))
+    return False
+
+
+def _is_torch_loss(q: str) -> bool:
+    q = canonical(q) if q else ""
+    if q.startswith("torch.nn.functional."):
+        return q.rsplit(".", 1)[1] in FUNCTIONAL_LOSSES
+    return q.startswith("torch.nn.") and q.endswith("Loss")
 
 
 def is_loss_class(func: cst.BaseExpression, facts: FileFacts) -> bool:
@@ -191,28 +206,29 @@ def _first_arg(call: cst.Call) -> Optional[cst.BaseExpression]:
     return None
 
 
-def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0, seen: Optional[Set[int]] = None) -> bool:
-    """Is ``expr`` (at ``stmt``) a loss value: a loss call, a variable holding one, ``outputs.loss``...?"""
+def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int = 0, seen: Optional[Set[int]] = None, world=None) -> bool:
+    """Is ``expr`` (at ``stmt``) a loss value: a loss call, a variable holding one, ``outputs.loss``...?
+    (``world``: ask the object model what a callee holds, see :func:`is_loss_callee`.)"""
     if depth > 12:
         return False
     seen = seen if seen is not None else set()
     if isinstance(expr, cst.Call):
         func = expr.func
-        if is_loss_callee(func, facts, scope, stmt):
+        if is_loss_callee(func, facts, scope, stmt, world=world):
             return True
         if isinstance(func, cst.Attribute):
             if func.attr.value == "item":
                 return False
             if func.attr.value in PASS_THROUGH_METHODS:
-                return is_lossy(func.value, facts, scope, stmt, depth + 1, seen)
+                return is_lossy(func.value, facts, scope, stmt, depth + 1, seen, world)
         q = facts.qualify(func)
         if q in PASS_THROUGH_FUNCS and expr.args:
-            return is_lossy(expr.args[0].value, facts, scope, stmt, depth + 1, seen)
+            return is_lossy(expr.args[0].value, facts, scope, stmt, depth + 1, seen, world)
         return False
     if isinstance(expr, cst.BinaryOperation):
-        return is_lossy(expr.left, facts, scope, stmt, depth + 1, seen) or is_lossy(expr.right, facts, scope, stmt, depth + 1, seen)
+        return is_lossy(expr.left, facts, scope, stmt, depth + 1, seen, world) or is_lossy(expr.right, facts, scope, stmt, depth + 1, seen, world)
     if isinstance(expr, cst.UnaryOperation):
-        return is_lossy(expr.expression, facts, scope, stmt, depth + 1, seen)
+        return is_lossy(expr.expression, facts, scope, stmt, depth + 1, seen, world)
     if isinstance(expr, cst.Subscript):
         for el in expr.slice:
             idx = el.slice
@@ -220,7 +236,7 @@ def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stm
                 key = idx.value.evaluated_value
                 if isinstance(key, str) and "loss" in key.lower():
                     return True
-        return is_lossy(expr.value, facts, scope, stmt, depth + 1, seen)
+        return is_lossy(expr.value, facts, scope, stmt, depth + 1, seen, world)
     name = dotted(expr)
     if name is None:
         return False
@@ -235,7 +251,7 @@ def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stm
         if id(a) in seen or a.value is None:
             continue
         seen.add(id(a))
-        if is_lossy(a.value, facts, a.scope or scope, a.stmt, depth + 1, seen):
+        if is_lossy(a.value, facts, a.scope or scope, a.stmt, depth + 1, seen, world):
             return True
     return False
 

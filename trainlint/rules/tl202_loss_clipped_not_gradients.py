@@ -4,6 +4,7 @@ from typing import Iterable, Set
 
 import libcst as cst
 
+from trainlint.analysis.objects import World
 from trainlint.analysis.training import as_cap, backward_roots, direct_caps, flow_back, is_lossy
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
@@ -190,6 +191,16 @@ for idx, targets in loader:
     loss = loss.clamp(0, 8.0)  # expect: TL202
     loss.backward()
 """,
+        # the criterion is known only through the object model (getattr(nn, name)()), capped term of a sum
+        """
+import torch
+import torch.nn as nn
+fn = getattr(nn, "SmoothL1Loss")()
+for x, y in loader:
+    v = fn(model(x), y)
+    total = torch.clamp(v, max=2.0) + 0.01 * reg  # expect: TL202
+    total.backward()
+""",
     )
     good = (
         # a hinge: clamped from below only, the margin term is the loss (not capped from above)
@@ -321,6 +332,7 @@ for x, y in loader:
         if not any(word in text for word in ("clamp", "clip", "min(", "minimum", "fmin")):
             return  # no cap anywhere: nothing to find, and the facts pass is skipped
         facts = ctx.facts
+        world = World.of_file(ctx)  # what a criterion holds: a parameter, a dict entry, getattr(nn, name)()
         reported: Set[int] = set()
         for root in backward_roots(facts):
             # the backpropagated value itself is capped: a capped loss, whatever the criterion is
@@ -336,11 +348,11 @@ for x, y in loader:
                 if cap is None:
                     continue
                 operand, bound = cap.operand, cap.bound
-                operand_lossy = is_lossy(operand, facts, scope, stmt)
+                operand_lossy = is_lossy(operand, facts, scope, stmt, world=world)
                 if cap.is_min:
                     # min(a, b): a cap only when exactly one side is the loss; the min of two
                     # objectives (PPO's clipped surrogate) is a loss of its own.
-                    bound_lossy = bound is not None and is_lossy(bound, facts, scope, stmt)
+                    bound_lossy = bound is not None and is_lossy(bound, facts, scope, stmt, world=world)
                     if operand_lossy == bound_lossy:
                         continue
                     if bound_lossy:
