@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from trainlint.findings import Severity
+from trainlint.source import DEFAULT_MAX_FILE_SIZE, MAX_AUX_FILE_SIZE, FileTooLarge, SourceError, format_size, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,6 +44,7 @@ KNOWN_KEYS = {
     "fail-level": "exit 1 only for findings at or above this severity (default info: every finding fails)",
     "extend": "path of a configuration file to inherit (relative to this one), e.g. \"../pyproject.toml\"",
     "unsafe-fixes": "also apply (and count as fixable) unsafe fixes, like --unsafe-fixes (default false)",
+    "max-file-size": "largest file linted, in bytes or with a unit (\"2MB\", \"512KiB\"); bigger files are skipped with a warning (default 1MiB)",
 }
 
 DEFAULT_EXCLUDE = (
@@ -76,6 +78,7 @@ class Config:
     fix: bool = False
     unsafe_fixes: bool = False
     fail_level: Severity = Severity.INFO
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
 
     # -- selection -------------------------------------------------------------------------
     def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
@@ -164,20 +167,23 @@ def find_config(start: Path) -> Optional[Path]:
     for folder in (start, *start.parents):
         for name in CONFIG_FILES:
             candidate = folder / name
-            if not candidate.is_file():
+            try:
+                if not os.path.lexists(candidate):
+                    continue
+            except (OSError, ValueError):
                 continue
             if name != "pyproject.toml":
-                return candidate
+                return candidate  # (load_config says what is wrong with it, if anything)
             try:
-                with open(candidate, "rb") as fh:
-                    data = tomllib.load(fh)
-            except (OSError, tomllib.TOMLDecodeError):
+                raw = read_regular(str(candidate), MAX_AUX_FILE_SIZE)
+            except SourceError:
+                continue  # a pyproject.toml that is not a readable regular file is not ours to judge
+            try:
+                data = tomllib.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError, ValueError):
                 # A broken pyproject.toml that may not even be ours: only an error if it mentions us.
-                try:
-                    if "[tool.trainlint" in candidate.read_text(encoding="utf-8", errors="replace"):
-                        return candidate
-                except OSError:
-                    pass
+                if b"[tool.trainlint" in raw:
+                    return candidate
                 continue
             if isinstance(data.get("tool"), dict) and "trainlint" in data["tool"]:
                 return candidate
@@ -188,14 +194,22 @@ def load_config(path: Path, all_codes: Sequence[str], _chain: Tuple[Path, ...] =
     if path.resolve() in _chain:
         raise ConfigError(f"{path}: `extend` makes a cycle: {' -> '.join(str(p) for p in (*_chain, path.resolve()))}")
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+        raw = read_regular(str(path), MAX_AUX_FILE_SIZE)
+    except FileTooLarge:
+        raise ConfigError(f"{path}: over {format_size(MAX_AUX_FILE_SIZE)}; not read as a configuration file") from None
+    except SourceError as exc:  # (a FIFO or a device is refused, never read: it could hang or be endless)
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {raw[exc.start:exc.start + 1]!r} at offset {exc.start}); "
+                          "TOML files are UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (RecursionError, ValueError) as exc:  # (nesting too deep for the parser...)
+        raise ConfigError(f"{path}: invalid TOML: {type(exc).__name__}") from None
     tool = data.get("tool", {})
     if path.name == "pyproject.toml":
         table = tool.get("trainlint", {}) if isinstance(tool, dict) else {}
@@ -293,6 +307,8 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
         if not isinstance(fmt, str) or fmt not in FORMATS:
             raise ConfigError(f"{prefix} output-format: unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
         cfg.output_format = fmt
+    if "max-file-size" in table:
+        cfg.max_file_size = parse_size(table["max-file-size"], f"{prefix} max-file-size")
     for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions"),
                       ("fix", "fix"), ("unsafe-fixes", "unsafe_fixes")):
         if key in table:
@@ -311,6 +327,29 @@ def _rebase(pattern: str, old_root: Path, new_root: Path) -> str:
     if pattern.startswith("**") or rel in ("", "."):
         return pattern
     return f"{rel}/{pattern}"
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000 ** 2, "mb": 1000 ** 2, "mib": 1024 ** 2,
+          "g": 1000 ** 3, "gb": 1000 ** 3, "gib": 1024 ** 3}
+
+
+def parse_size(value: Any, where: str) -> int:
+    """A byte count: an integer, or a string with a unit (``"2MB"``, ``"512 KiB"``)."""
+    import re
+
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{where}: expected a size in bytes or a string such as \"2MB\", got {value!r}")
+    if isinstance(value, int):
+        size = value
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        unit = m.group(2).lower() if m else ""
+        if m is None or unit not in _UNITS:
+            raise ConfigError(f"{where}: cannot read {value!r} as a size (examples: 1048576, \"2MB\", \"512KiB\")")
+        size = int(float(m.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ConfigError(f"{where}: must be positive, got {value!r}")
+    return size
 
 
 def _check_patterns(patterns: Sequence[str], where: str) -> None:

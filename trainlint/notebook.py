@@ -271,14 +271,24 @@ def is_python_notebook(nb: dict) -> bool:
     return found is None or str(found).lower() in ("python", "python3", "ipython", "ipython3")
 
 
+def _json_int(text: str):
+    """A JSON integer; one too long for ``int()`` (Python 3.11 refuses more than 4,300 digits) is kept
+    as its text: no notebook field trainlint reads is such a number."""
+    return int(text) if len(text) <= 4000 else text
+
+
 def to_script(data: str) -> Tuple[str, CellMap]:
     """The joined Python text of a notebook's code cells, and the map back to cells."""
     if not data.strip():
         return "", CellMap(())  # an empty file: nothing to lint, like an empty .py
     try:
-        nb = json.loads(data)
+        nb = json.loads(data, parse_int=_json_int)
     except json.JSONDecodeError as exc:
         raise NotebookError(f"invalid notebook JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise NotebookError("invalid notebook: its JSON is nested too deeply to read") from None
+    except (ValueError, MemoryError) as exc:
+        raise NotebookError(f"invalid notebook JSON: {str(exc)[:200]}") from None
     if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
         raise NotebookError("not a Jupyter notebook (nbformat 4): no 'cells' list")
     if not is_python_notebook(nb):

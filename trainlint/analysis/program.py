@@ -298,10 +298,11 @@ class _ImporterFinder:
             if node is not None:
                 text = node.ctx.source.text
             else:
-                try:
-                    with open(real, encoding="utf-8", errors="replace") as fh:
-                        text = fh.read()
-                except OSError:
+                from trainlint.source import DEFAULT_MAX_FILE_SIZE, SourceError, read_regular
+
+                try:  # (only a regular file: a FIFO or a /dev/zero link named *.py must not hang the run)
+                    text = read_regular(real, DEFAULT_MAX_FILE_SIZE).decode("utf-8", errors="replace")
+                except SourceError:
                     text = ""
             self._texts[real] = text
         return text
