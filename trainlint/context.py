@@ -35,7 +35,9 @@ class FileContext:
         if self._positions is None:
             wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
             self._positions = dict(wrapper.resolve(PositionProvider))
-        rng = self._positions[node]
+        rng = self._positions.get(node)
+        if rng is None:  # (a KeyError would carry the node: its repr is the whole subtree)
+            raise LookupError(f"no position for a {type(node).__name__} node that is not in this file's tree")
         return Span(rng.start.line, rng.start.column + 1, rng.end.line, rng.end.column + 1)
 
     def code(self, node: cst.CSTNode) -> str:

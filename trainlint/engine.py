@@ -16,7 +16,7 @@ from trainlint.config import Config
 from trainlint.analysis.walk import clear_caches
 from trainlint.context import FileContext
 from trainlint.files import discover
-from trainlint.parsing import parse
+from trainlint.parsing import ParseRefused, TooDeep, parse
 from trainlint.findings import Finding, Severity, Span
 from trainlint.report.base import FileError, Report, RuleInfo
 from trainlint.rules import Rule, registry
@@ -60,12 +60,12 @@ def _instances(codes: Sequence[str]) -> List[Rule]:
     return [reg[c]() for c in codes]
 
 
-def _syntax_finding(source: SourceFile, exc: cst.ParserSyntaxError, py_error: Optional[SyntaxError] = None) -> Finding:
+def _syntax_finding(source: SourceFile, exc: Optional[cst.ParserSyntaxError], py_error: Optional[SyntaxError] = None) -> Finding:
     """TL001 at the parse error. Python's own SyntaxError, when there is one, has the better position
     (libcst reports tokenizer errors at 1:1 and parser errors at the next token) and message."""
-    line = max(1, exc.raw_line)
-    col = max(1, exc.raw_column + 1)
-    message = exc.message.strip().splitlines()[0] if exc.message else "invalid syntax"
+    line = max(1, exc.raw_line) if exc is not None else 1
+    col = max(1, exc.raw_column + 1) if exc is not None else 1
+    message = exc.message.strip().splitlines()[0] if exc is not None and exc.message else "invalid syntax"
     if py_error is not None and py_error.lineno:
         line = max(1, min(py_error.lineno, max(1, len(source.lines))))
         col = max(1, py_error.offset or 1) if py_error.lineno == line else 1
@@ -120,8 +120,42 @@ class _FileState:
     seen: set = field(default_factory=set)  # program findings already kept (code, span, message)
 
 
+def describe_exception(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an exception, safe to build whatever it holds: a KeyError's key may be a
+    libcst node, whose repr walks the whole subtree (RecursionError on a deep one, megabytes on a big one)."""
+    name = type(exc).__name__
+    if isinstance(exc, RecursionError):
+        return f"{name}: maximum recursion depth exceeded"
+    try:
+        args = exc.args
+        if isinstance(exc, LookupError) and args and not isinstance(args[0], (str, int)):
+            text = f"a {type(args[0]).__name__} object"
+        else:
+            text = str(exc)
+    except Exception:  # (RecursionError, MemoryError, a broken __str__)
+        text = "(message unavailable)"
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return f"{name}: {text}" if text else name
+
+
 def _internal_error(path: str, code: str, exc: BaseException) -> FileError:
-    return FileError(path, f"internal error in rule {code} ({type(exc).__name__}: {exc}); please report it")
+    where = f"rule {code}" if code.startswith("TL") else code
+    if isinstance(exc, (RecursionError, MemoryError)):
+        return FileError(path, f"too deeply nested or too large for {where} ({type(exc).__name__}); the file was not fully checked")
+    return FileError(path, f"internal error in {where} ({describe_exception(exc)}); please report it")
+
+
+def _too_deep_warning(source: SourceFile, exc: BaseException) -> str:
+    if isinstance(exc, TooDeep):
+        why = f"too deeply nested to analyse ({exc}; a file like this is usually generated)"
+    elif isinstance(exc, ParseRefused):
+        why = f"{exc} is too long to analyse"
+    elif isinstance(exc, MemoryError):
+        why = "too large to parse (out of memory)"
+    else:
+        why = "too deeply nested to parse"
+    return f"{source.path}: skipped: {why}"
 
 
 def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _FileState:
@@ -146,11 +180,24 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _Fi
         if SYNTAX_ERROR in enabled:
             state.raw.append(_syntax_finding(source, exc, py_error if isinstance(py_error, SyntaxError) else None))
         return state
-    except RecursionError:
-        result.error = FileError(source.path, "too deeply nested to parse")
+    except (ParseRefused, RecursionError, MemoryError) as exc:
+        py_error = _python_error(source.text)
+        if isinstance(py_error, SyntaxError) and not isinstance(py_error, RecursionError):
+            # Python itself refuses it (more than 200 nested brackets, "too complex"...): a syntax error.
+            if SYNTAX_ERROR in enabled:
+                state.raw.append(_syntax_finding(source, None, py_error))
+            return state
+        result.warning = _too_deep_warning(source, exc)
         state.done = True
         return state
-    state.ctx = FileContext(source, module)
+    ctx = FileContext(source, module)
+    try:
+        ctx.facts  # what every rule reads: built here, so that a failure costs this file only
+    except Exception as exc:
+        result.error = _internal_error(source.path, "the analysis", exc)
+        state.done = True
+        return state
+    state.ctx = ctx
     if source.cells is not None and SYNTAX_ERROR in enabled:
         state.raw.extend(_cell_syntax_findings(source))
     for rule in rules:
@@ -214,11 +261,20 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     def load(real: str):
         try:
             source = _read(real, _display(real), options)
-            return FileContext(source, parse(source.text)[0])
-        except (SourceError, cst.ParserSyntaxError, RecursionError):
+            ctx = FileContext(source, parse(source.text)[0])
+            ctx.facts
+            return ctx
+        except Exception:  # unreadable, a syntax error, too deep...: not part of the program
             return None
 
-    for program in build_programs(run_files, load):
+    try:
+        programs = build_programs(run_files, load)
+    except Exception as exc:  # the files were checked on their own: say the program rules were not
+        for st in states.values():
+            if st.ctx is not None and st.result.error is None:
+                st.result.error = _internal_error(st.source.path, "the program analysis (imports between files)", exc)
+        return
+    for program in programs:
         for rule in program_rules:
             try:
                 found = list(rule.check_program(program))
@@ -249,7 +305,7 @@ def _read(real: str, display: str, options: Options) -> SourceFile:
 
                 return notebook_source(text.encode("utf-8"), display)
             return SourceFile(display, text)
-    return read_source(real, display)
+    return read_source(real, display, options.config.max_file_size)
 
 
 def _display(real: str) -> str:
@@ -326,7 +382,14 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
         except SourceError as exc:
             report.errors.append(FileError(display, str(exc)))
             continue
-        state = _prepare(source, options, rules)
+        except Exception as exc:  # one file never costs the run
+            report.errors.append(_internal_error(display, "reading the file", exc))
+            continue
+        try:
+            state = _prepare(source, options, rules)
+        except Exception as exc:
+            report.errors.append(_internal_error(display, "the engine", exc))
+            continue
         if state is not None:
             states[os.path.realpath(real)] = state
             report.real_paths[source.path] = os.path.realpath(real)

@@ -14,7 +14,9 @@ node classes, ``module.code`` round-trips the text), so every layer and rule rea
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from typing import Optional, Tuple
 
 import libcst as cst
@@ -22,6 +24,174 @@ import libcst as cst
 #: The newest grammar in which ``async`` and ``await`` are identifiers.
 LEGACY_VERSION = "3.6"
 _OLD_KEYWORDS = re.compile(r"\b(async|await)\b")
+
+
+#: The deepest nesting (as measured by :func:`nesting_depth`) trainlint parses. libcst's tree code and the
+#: analysis recurse once or more per level: under Python's default recursion limit a 137-deep list or a
+#: 318-link attribute chain raises RecursionError, and libcst's native parser overflows the C stack (the
+#: interpreter dies) on ~1,300 nested parentheses or a 20,000-link chain. The interpreter itself refuses
+#: more than 200 nested brackets. Hand-written code stays far below: a file deeper than this is generated.
+MAX_NESTING = 100
+
+
+#: The longest number literal: Python 3.11 refuses a decimal integer of more than 4,300 digits (and
+#: converting one costs quadratic time).
+MAX_NUMBER_LENGTH = 4300
+
+
+class ParseRefused(Exception):
+    """A file trainlint will not hand to the parser; the message says why, ``line`` where."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class TooDeep(ParseRefused):
+    """A file nested too deeply to parse safely; ``depth`` is the estimate, ``line`` where it was reached."""
+
+    def __init__(self, depth: int, line: int, limit: int = MAX_NESTING) -> None:
+        super().__init__(f"more than {limit} levels of nested expressions or blocks at line {line}", line)
+        self.depth = depth
+
+
+class LiteralTooLong(ParseRefused):
+    """A number literal too long to convert."""
+
+
+#: Tokens that nest the expression they continue one level deeper in the tree (an operator chain
+#: ``a + b + c`` is a left-leaning tree, ``a.b.c`` an attribute chain...).
+_CHAIN_OPS = frozenset(
+    ". + - * / // % ** @ << >> & | ^ ~ < > <= >= == != -> :=".split()
+)
+_CHAIN_WORDS = frozenset(("and", "or", "not", "if", "lambda", "in", "is", "await", "for", "async", "yield"))
+#: Tokens that end one element of a bracket (a list item, a call argument, a dict value...).
+_SEPARATORS = frozenset((",", ":", "=", ";"))
+_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
+
+
+def nesting_depth(text: str, limit: int = MAX_NESTING) -> Optional[Tuple[int, int]]:
+    """A cheap upper estimate of the depth of ``text``'s syntax tree, from Python's tokenizer (no tree is
+    built). Returns (depth, line) where the estimate first passes ``limit``, else None. A file the
+    tokenizer cannot read returns None too (the parser reports it).
+
+    The estimate adds, at each token: the block depth (indentation, plus one per ``elif`` of a chain:
+    libcst nests each ``elif`` in the previous one's ``orelse``), the bracket depth, and for each open
+    bracket the chain of operators, dots and keywords since its last separator (a 400-link ``a.b.b...``
+    is 400 levels deep; a 400-item list is one level).
+    """
+    indent = 0
+    elifs = [0]  # elif-chain length per block level
+    chains = [0]  # operator chain per bracket level
+    lambdas = [0]  # lambdas waiting for their ':' per bracket level
+    nested = 0  # sum(elifs) + sum(chains) + bracket depth, kept incrementally
+    first = True  # the next token starts a logical line
+    prev_string = False
+    NAME, OP, STRING, NUMBER, NEWLINE, INDENT, DEDENT = (
+        tokenize.NAME, tokenize.OP, tokenize.STRING, tokenize.NUMBER, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            kind, string = tok.type, tok.string
+            if kind == OP:
+                if string in _OPEN:
+                    chains.append(0)
+                    lambdas.append(0)
+                    nested += 1
+                elif string in _CLOSE:
+                    if len(chains) > 1:
+                        nested -= chains.pop() + 1
+                        lambdas.pop()
+                        chains[-1] += 1  # f(x)(y), a[0][1]: each trailer nests the expression before it
+                        nested += 1
+                elif string == ":" and lambdas[-1]:
+                    lambdas[-1] -= 1  # a lambda's colon continues the chain
+                elif string in _SEPARATORS:
+                    nested -= chains[-1]
+                    chains[-1] = 0
+                elif string in _CHAIN_OPS:
+                    chains[-1] += 1
+                    nested += 1
+                first = False
+            elif kind == NAME:
+                if first:
+                    if string == "elif":
+                        elifs[-1] += 1
+                        nested += 1
+                    elif string != "else" and elifs[-1]:
+                        nested -= elifs[-1]
+                        elifs[-1] = 0
+                    first = False
+                elif string in _CHAIN_WORDS:
+                    chains[-1] += 1
+                    nested += 1
+                    if string == "lambda":
+                        lambdas[-1] += 1
+            elif kind == STRING:
+                if prev_string:  # "a" "b": implicit concatenation nests
+                    chains[-1] += 1
+                    nested += 1
+                if "{" in string and "f" in string[:3].lower():  # the expressions of an f-string
+                    inner = _fstring_depth(string)
+                    if indent + nested + inner > limit:
+                        return indent + nested + inner, tok.start[0]
+                first = False
+            elif kind == NUMBER:
+                if len(string) > MAX_NUMBER_LENGTH:
+                    raise LiteralTooLong(f"a number literal of {len(string):,} characters at line {tok.start[0]}", tok.start[0])
+                first = False
+            elif kind == NEWLINE:
+                nested -= sum(chains) + len(chains) - 1
+                chains, lambdas = [0], [0]
+                first = True
+            elif kind == INDENT:
+                indent += 1
+                elifs.append(0)
+            elif kind == DEDENT:
+                indent -= 1
+                if len(elifs) > 1:
+                    nested -= elifs.pop()
+                if elifs[-1]:
+                    first = True  # (the statement after the block may end the chain; handled at its NAME)
+            elif kind not in (tokenize.COMMENT, tokenize.NL):
+                first = False
+            prev_string = kind == STRING
+            if indent + nested > limit:
+                return indent + nested, tok.start[0]
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return None
+
+
+_FIELD_CHAIN = frozenset(".+-*/%@<>&|^~([{!=:")
+
+
+def _fstring_depth(string: str) -> int:
+    """An upper estimate of the depth of the expressions inside one f-string token (the tokenizer of
+    Python < 3.12 reads an f-string as one string): per replacement field, its brackets and operators."""
+    worst = depth = 0
+    i, n = 0, len(string)
+    while i < n:
+        c = string[i]
+        if c == "{":
+            if depth == 0 and string.startswith("{{", i):
+                i += 2
+                continue
+            depth += 1
+        elif c == "}" and depth:
+            depth -= 1
+        elif depth and c in _FIELD_CHAIN:
+            depth += 1  # (an over-estimate: every operator counts as a level)
+        worst = max(worst, depth)
+        i += 1
+    return worst
+
+
+def check_nesting(text: str, limit: int = MAX_NESTING) -> None:
+    """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`), and
+    :class:`LiteralTooLong` for a number literal too long to convert."""
+    found = nesting_depth(text, limit)
+    if found is not None:
+        raise TooDeep(found[0], found[1], limit)
 
 
 def parse_legacy(text: str, version: str = LEGACY_VERSION) -> Optional[cst.Module]:
@@ -46,7 +216,9 @@ def parse_legacy(text: str, version: str = LEGACY_VERSION) -> Optional[cst.Modul
 
 def parse(text: str) -> Tuple[cst.Module, Optional[str]]:
     """The tree of ``text`` and the old grammar's version when only that one reads it (else None).
-    Raises the native parser's ``ParserSyntaxError`` when no grammar reads it."""
+    Raises the native parser's ``ParserSyntaxError`` when no grammar reads it, and :class:`TooDeep`
+    (before any parser sees the text) when it is nested too deeply to parse safely."""
+    check_nesting(text)
     try:
         return cst.parse_module(text), None
     except cst.ParserSyntaxError:

@@ -41,6 +41,11 @@ _HOW_ORDER = ("literal", "constant", "default", "config", "argparse")
 
 _ARGS_LIKE = re.compile(r"^(args|arguments|opt|opts|options|flags|FLAGS|hparams|hps|hp|a)$")
 _MAX_DEPTH = 24
+#: Values are never folded into huge objects: at most this many items in a tuple, bits in an integer,
+#: characters in a number literal.
+_MAX_ITEMS = 10_000
+_MAX_BITS = 4096
+_MAX_LITERAL = 1000
 _BUDGET = 3000
 
 
@@ -77,6 +82,18 @@ def format_value(v: Any) -> str:
 
 def _worst(a: str, b: str) -> str:
     return a if _HOW_ORDER.index(a) >= _HOW_ORDER.index(b) else b
+
+
+def _small_enough(a: Any, b: Any, op: cst.BaseBinaryOp) -> bool:
+    """Whether ``a op b`` of two numbers stays a reasonable size (an integer result under _MAX_BITS bits)."""
+    if not (isinstance(a, int) and isinstance(b, int)):
+        return True  # floats overflow to inf or raise OverflowError, both handled
+    bits = max(abs(a).bit_length(), abs(b).bit_length())
+    if isinstance(op, cst.Multiply):
+        return abs(a).bit_length() + abs(b).bit_length() <= _MAX_BITS
+    if isinstance(op, cst.Power):
+        return abs(b) <= 64 and abs(a).bit_length() * abs(b) <= _MAX_BITS
+    return bits <= _MAX_BITS
 
 
 def _num(v: Any) -> bool:
@@ -188,6 +205,8 @@ class _Folder:
 
     def _fold(self, expr, facts, scope, stmt, depth) -> Optional[Folded]:
         if isinstance(expr, cst.Integer):
+            if len(expr.value) > _MAX_LITERAL:  # (Python 3.11 refuses decimal literals over 4,300 digits)
+                return None
             return Folded(int(expr.evaluated_value), expr, facts)
         if isinstance(expr, cst.Float):
             return Folded(float(expr.evaluated_value), expr, facts)
@@ -236,12 +255,18 @@ class _Folder:
         try:
             if isinstance(a, tuple) or isinstance(b, tuple):
                 if isinstance(op, cst.Add) and isinstance(a, tuple) and isinstance(b, tuple):
+                    if len(a) + len(b) > _MAX_ITEMS:
+                        return None
                     v = a + b
-                elif isinstance(op, cst.Multiply) and isinstance(a, tuple) and isinstance(b, int):
+                elif isinstance(op, cst.Multiply) and isinstance(a, tuple) and isinstance(b, int) and not isinstance(b, bool):
+                    if len(a) * max(b, 0) > _MAX_ITEMS:  # `(1,) * 10**10`: never built
+                        return None
                     v = a * b
                 else:
                     return None
             elif not (_num(a) and _num(b)):
+                return None
+            elif not _small_enough(a, b, op):
                 return None
             elif isinstance(op, cst.Add):
                 v = a + b
