@@ -563,25 +563,26 @@ def test_read_source_errors(tree):
 def test_unreadable_file(tree, monkeypatch):
     """A file the user cannot read: its own error (exit 2), the others still linted. Permissions
     cannot stop root (CI runs as root), so the denial is simulated where the source is opened."""
-    import builtins
-
-    import trainlint.source as source_module
+    import os
 
     p = write(tree / "secret.py")
     write(tree / "ok.py")
-    real_open = builtins.open
+    real_open = os.open
+    denied = []
 
     def guarded_open(path, *args, **kwargs):
         if str(path).endswith("secret.py"):
+            denied.append(path)
             raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(source_module, "open", guarded_open, raising=False)
+    monkeypatch.setattr(os, "open", guarded_open)
     r = run(".")
     assert r.code == 2
     assert "secret.py" in r.out + r.err and "permission" in (r.out + r.err).lower()
     assert r.paths == ["ok.py"]
     assert p.exists()
+    assert denied  # the denial was really met (the test cannot pass by not reaching it)
 
 
 def test_stdin_with_bom_and_crlf(tree):

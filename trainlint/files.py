@@ -9,7 +9,9 @@ walked forever.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pathspec
 
 from trainlint.config import Config
+from trainlint.source import MAX_AUX_FILE_SIZE, SourceError, read_regular
 
 SUFFIXES = (".py", ".pyi", ".ipynb")
 
@@ -50,26 +53,61 @@ def display_path(path: Path) -> str:
 
 def _git_root(start: Path) -> Optional[Path]:
     for folder in (start, *start.parents):
-        if (folder / ".git").exists():
+        if os.path.lexists(folder / ".git"):
             return folder
     return None
+
+
+def _valid_patterns(lines: Sequence[str], where: str, warnings: List[str]) -> List[str]:
+    """The lines of an ignore file that pathspec can compile. Git skips a line it cannot read (``!``
+    alone, a trailing ``\\``); pathspec raises on the whole file: drop the line, say so once."""
+    out = []
+    for number, line in enumerate(lines, 1):
+        try:
+            _spec((line,))
+        except Exception as exc:  # (pathspec raises ValueError subclasses: GitWildMatchPatternError...)
+            warnings.append(f"{where}:{number}: ignored the invalid pattern {line!r} ({type(exc).__name__})")
+            continue
+        out.append(line)
+    return out
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir() that says False, not raise, when the path cannot be examined (no permission...)."""
+    try:
+        return os.path.isdir(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):
+        return False
 
 
 class _Ignores:
     """The .gitignore files that apply to a folder, each relative to its own folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, warnings: Optional[List[str]] = None) -> None:
         self._cache: Dict[Path, Optional[pathspec.PathSpec]] = {}
+        self._warnings = warnings if warnings is not None else []
 
     def spec_for(self, folder: Path) -> Optional[pathspec.PathSpec]:
         if folder not in self._cache:
             lines: List[str] = []
-            for name in (".gitignore",) + ((".git/info/exclude",) if (folder / ".git").is_dir() else ()):
+            for name in (".gitignore",) + ((".git/info/exclude",) if _is_dir(folder / ".git") else ()):
+                if not os.path.lexists(folder / name):
+                    continue
                 try:
-                    with open(folder / name, encoding="utf-8", errors="replace") as fh:
-                        lines.extend(fh.read().splitlines())
-                except OSError:
-                    pass
+                    # Only a regular file, and not a huge one: a FIFO named .gitignore would block the run.
+                    data = read_regular(str(folder / name), MAX_AUX_FILE_SIZE)
+                except SourceError as exc:
+                    self._warnings.append(f"{display_path(folder / name)}: ignored: {exc}")
+                    continue
+                lines.extend(_valid_patterns(data.decode("utf-8", errors="replace").splitlines(),
+                                             display_path(folder / name), self._warnings))
             self._cache[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
         return self._cache[folder]
 
@@ -95,13 +133,13 @@ class _Ignores:
 
 
 def _is_venv(folder: Path) -> bool:
-    return (folder / "pyvenv.cfg").is_file()
+    return _is_file(folder / "pyvenv.cfg")
 
 
 def discover(paths: Sequence[str], config: Config) -> Discovery:
     result = Discovery()
     exclude = _spec(tuple(config.exclude) + tuple(config.extend_exclude))
-    ignores = _Ignores()
+    ignores = _Ignores(result.warnings)
     seen_files: set = set()
 
     anchor: List[Path] = [config.root]  # what patterns are relative to for paths outside the root
@@ -134,55 +172,73 @@ def discover(paths: Sequence[str], config: Config) -> Discovery:
         seen_files.add(real)
         result.files.append((str(path), display_path(path)))
 
+    walked: set = set()  # real folders already walked: a symlink "diamond" is walked once, not 2^n times
     for raw in paths:
         path = Path(raw)
-        if not os.path.lexists(path):
-            result.errors.append((raw, "no such file or directory"))
+        kind, problem = _examine(path)
+        if problem is not None:
+            result.errors.append((raw, problem))
             continue
-        if path.is_symlink() and not path.exists():
-            result.errors.append((raw, "broken symbolic link"))
-            continue
-        if path.is_file():
+        if kind == "file":
             anchor[0] = Path(os.path.normpath(os.path.abspath(path))).parent
             if not excluded(path.absolute(), False):
                 add_file(path)
             continue
-        if not path.is_dir():
-            result.errors.append((raw, "not a regular file or directory"))
-            continue
         before = len(result.files)
         root = Path(os.path.normpath(os.path.abspath(path)))
         anchor[0] = root
-        git_root = _git_root(root.resolve()) if config.respect_gitignore else None
+        resolved = Path(os.path.realpath(root))  # (never Path.resolve(): it raises on a symlink loop)
+        git_root = _git_root(resolved) if config.respect_gitignore else None
         # .gitignore files above the starting folder (up to the repository root) apply too.
         chain: List[Path] = []
         if git_root is not None:
-            resolved = root.resolve()
             chain = [p for p in reversed(resolved.parents) if p == git_root or git_root in p.parents]
             chain.append(resolved)
         elif config.respect_gitignore:
             # Not in a git repository: the .gitignore files from the project root (the folder of the
             # config file) down apply, so `trainlint src` skips what `trainlint .` skips.
-            resolved = root.resolve()
             top = config.root if config.path is not None else resolved
             chain = [p for p in reversed(resolved.parents) if p == top or top in p.parents]
             chain.append(resolved)
-        _walk(root, root.resolve(), chain, config, ignores, excluded, add_file, result, {str(root.resolve())})
+        if str(resolved) not in walked:
+            walked.add(str(resolved))
+            _walk(root, resolved, chain, config, ignores, excluded, add_file, result, {str(resolved)}, walked)
         if len(result.files) == before:
             result.warnings.append(f"no Python files found under {raw}")
     return result
 
 
-def _walk(folder, resolved, chain, config, ignores, excluded, add_file, result, visiting) -> None:
+def _examine(path: Path) -> Tuple[Optional[str], Optional[str]]:
+    """("file" | "dir", None) for a path to lint, else (None, what is wrong with it): never raises."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        st = os.stat(path)  # follows symlinks
+    except FileNotFoundError:
+        return None, ("broken symbolic link" if os.path.islink(path) else "no such file or directory")
     except PermissionError:
-        result.errors.append((display_path(folder), "permission denied"))
-        return
+        return None, "permission denied"
     except OSError as exc:
-        result.errors.append((display_path(folder), exc.strerror or str(exc)))
-        return
-    for entry in entries:
+        if exc.errno == errno.ELOOP:
+            return None, "symbolic link loop"
+        return None, exc.strerror or str(exc)
+    except ValueError as exc:  # (a NUL byte in the name)
+        return None, str(exc)
+    if stat.S_ISREG(st.st_mode):
+        return "file", None
+    if stat.S_ISDIR(st.st_mode):
+        return "dir", None
+    return None, "not a regular file or directory"
+
+
+def _walk(folder, resolved, chain, config, ignores, excluded, add_file, result, visiting, walked) -> None:
+    """Depth-first, in name order, with an explicit stack (a folder nested thousands deep is no
+    RecursionError)."""
+    stack = [(folder, resolved, chain, visiting, _entries(folder, result))]
+    while stack:
+        folder, resolved, chain, visiting, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         path = folder / entry.name
         real_path = resolved / entry.name
         try:
@@ -200,16 +256,25 @@ def _walk(folder, resolved, chain, config, ignores, excluded, add_file, result, 
             if target in visiting:
                 result.warnings.append(f"skipped {display_path(path)}: symbolic link loop")
                 continue
-            sub_resolved = Path(target) if entry.is_symlink() else real_path
+            if target in walked:  # the same folder reached by another link: its files are listed once
+                continue
+            walked.add(target)
+            try:
+                link = entry.is_symlink()
+            except OSError:
+                link = False
+            sub_resolved = Path(target) if link else real_path
             sub_chain = chain + [real_path] if config.respect_gitignore else chain
-            _walk(path, sub_resolved, sub_chain, config, ignores, excluded, add_file, result, visiting | {target})
+            stack.append((path, sub_resolved, sub_chain, visiting | {target}, _entries(path, result)))
         else:
             if not entry.name.endswith(SUFFIXES):
                 continue
             try:
                 if not entry.is_file():
-                    if entry.is_symlink():
+                    if entry.is_symlink() and not os.path.exists(path):
                         result.warnings.append(f"skipped {display_path(path)}: broken symbolic link")
+                    else:  # a FIFO, a device, a socket: never read (it could block or never end)
+                        result.warnings.append(f"skipped {display_path(path)}: not a regular file")
                     continue
             except OSError:
                 continue
@@ -218,3 +283,17 @@ def _walk(folder, resolved, chain, config, ignores, excluded, add_file, result, 
             if config.respect_gitignore and ignores.ignored(real_path, False, chain):
                 continue
             add_file(path)
+
+
+def _entries(folder: Path, result: Discovery):
+    """The entries of a folder in name order; an unreadable folder is reported and has none."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except PermissionError:
+        result.errors.append((display_path(folder), "permission denied"))
+        return iter(())
+    except OSError as exc:
+        result.errors.append((display_path(folder), exc.strerror or str(exc)))
+        return iter(())
+    return iter(entries)
