@@ -136,7 +136,11 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         config = resolve_config(config_file, [stdin_filename] if paths == ["-"] and stdin_filename else paths, all_codes, isolated)
         cli_layer = Selection()
         if select:
-            cli_layer.select = validate_selectors(_split(select), "--select", all_codes)
+            chosen = _split(select)
+            if not chosen:  # `--select ""` would turn every rule off and report "All checks passed!"
+                _fail("--select needs at least one rule code or prefix (an empty selection checks nothing; "
+                      "to turn rules off use --ignore)")
+            cli_layer.select = validate_selectors(chosen, "--select", all_codes)
         if extend_select:
             cli_layer.extend_select = validate_selectors(_split(extend_select), "--extend-select", all_codes)
         if ignore:
@@ -291,7 +295,8 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
     text = buf.getvalue()
     if output_file:
         try:
-            with open(output_file, "w", encoding="utf-8") as fh:
+            # errors="replace": a file name that is not UTF-8 (surrogate escapes) must not lose the report
+            with open(output_file, "w", encoding="utf-8", errors="replace") as fh:
                 fh.write(text)
         except OSError as exc:
             _fail(f"cannot write {output_file}: {exc.strerror}")

@@ -47,7 +47,9 @@ def artifact_location(path: str) -> Dict[str, str]:
     rel = posix_path(path)
     while rel.startswith("./"):
         rel = rel[2:]
-    return {"uri": quote(rel, safe="/"), "uriBaseId": SRCROOT}
+    # The file name's own bytes, percent-encoded: a name that is not UTF-8 (its bytes are surrogate
+    # escapes in Python) is still a valid URI of the real file.
+    return {"uri": quote(os.fsencode(rel), safe="/"), "uriBaseId": SRCROOT}
 
 
 def fingerprints(report: Report) -> List[str]:
