@@ -94,6 +94,22 @@ def test_nesting_estimate_is_cheap_and_bounded():
         check_nesting("x = " + "9" * 5000 + "\n")
 
 
+def test_token_cap_follows_max_file_size():
+    from trainlint.engine import Options, lint_source
+    from trainlint.config import Config, Selection
+    from trainlint.parsing import TooManyTokens, max_tokens_for
+    from trainlint.source import SourceFile
+
+    text = "x = [" + ", ".join(["1"] * 3000) + "]\n"  # ~6,000 tokens
+    with pytest.raises(TooManyTokens):
+        check_nesting(text, MAX_NESTING, 5000)
+    check_nesting(text, MAX_NESTING, 10_000)
+    assert max_tokens_for(1024 * 1024) > 100_000  # the default: a 10,000-line file of real code fits
+    config = Config(layers=[Selection()], max_file_size=40_000)  # 4,000 tokens
+    result = lint_source(SourceFile("data.py", text), Options(config=config, enabled=["TL001"]))
+    assert result.error is None and "data.py: skipped: too large to analyse (more than 4,000 tokens" in result.warning
+
+
 def test_error_handler_does_not_recurse_on_a_libcst_node():
     from trainlint.engine import describe_exception
 

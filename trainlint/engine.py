@@ -16,7 +16,7 @@ from trainlint.config import Config
 from trainlint.analysis.walk import clear_caches
 from trainlint.context import FileContext
 from trainlint.files import discover
-from trainlint.parsing import ParseRefused, TooDeep, parse
+from trainlint.parsing import ParseRefused, TooDeep, TooManyTokens, parse
 from trainlint.findings import Finding, Severity, Span
 from trainlint.report.base import FileError, Report, RuleInfo
 from trainlint.rules import Rule, registry
@@ -149,6 +149,8 @@ def _internal_error(path: str, code: str, exc: BaseException) -> FileError:
 def _too_deep_warning(source: SourceFile, exc: BaseException) -> str:
     if isinstance(exc, TooDeep):
         why = f"too deeply nested to analyse ({exc}; a file like this is usually generated)"
+    elif isinstance(exc, TooManyTokens):
+        why = f"too large to analyse ({exc}; raise max-file-size in [tool.trainlint] to lint it)"
     elif isinstance(exc, ParseRefused):
         why = f"{exc} is too long to analyse"
     elif isinstance(exc, MemoryError):
@@ -169,7 +171,7 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _Fi
         state.done = True
         return state
     try:
-        module, _ = parse(source.text)  # the current grammar, else Python 3.6's (`x.cuda(async=True)`)
+        module, _ = parse(source.text, options.config.max_file_size)  # the current grammar, else Python 3.6's (`x.cuda(async=True)`)
     except cst.ParserSyntaxError as exc:
         py_error = _python_error(source.text)
         if py_error is None:
@@ -261,7 +263,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     def load(real: str):
         try:
             source = _read(real, _display(real), options)
-            ctx = FileContext(source, parse(source.text)[0])
+            ctx = FileContext(source, parse(source.text, options.config.max_file_size)[0])
             ctx.facts
             return ctx
         except Exception:  # unreadable, a syntax error, too deep...: not part of the program

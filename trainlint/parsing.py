@@ -59,6 +59,16 @@ class LiteralTooLong(ParseRefused):
     """A number literal too long to convert."""
 
 
+class TooManyTokens(ParseRefused):
+    """A file with more tokens than trainlint parses: libcst's tree costs ~2.5 nodes a token, and positions
+    for a finding are computed over the whole tree (a 50,000-item list literal: 100k tokens, ~15-30 s)."""
+
+
+#: Tokens per byte of ``max-file-size``: the default 1 MiB allows ~105k tokens (a 10,000-line file of
+#: ordinary code has ~90k). Raising max-file-size raises this too.
+TOKENS_PER_BYTE = 0.1
+
+
 #: Tokens that nest the expression they continue one level deeper in the tree (an operator chain
 #: ``a + b + c`` is a left-leaning tree, ``a.b.c`` an attribute chain...).
 _CHAIN_OPS = frozenset(
@@ -70,7 +80,7 @@ _SEPARATORS = frozenset((",", ":", "=", ";"))
 _OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
 
 
-def nesting_depth(text: str, limit: int = MAX_NESTING) -> Optional[Tuple[int, int]]:
+def nesting_depth(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """A cheap upper estimate of the depth of ``text``'s syntax tree, from Python's tokenizer (no tree is
     built). Returns (depth, line) where the estimate first passes ``limit``, else None. A file the
     tokenizer cannot read returns None too (the parser reports it).
@@ -89,9 +99,13 @@ def nesting_depth(text: str, limit: int = MAX_NESTING) -> Optional[Tuple[int, in
     prev_string = False
     NAME, OP, STRING, NUMBER, NEWLINE, INDENT, DEDENT = (
         tokenize.NAME, tokenize.OP, tokenize.STRING, tokenize.NUMBER, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+    count = 0
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             kind, string = tok.type, tok.string
+            count += 1
+            if max_tokens is not None and count > max_tokens:
+                raise TooManyTokens(f"more than {max_tokens:,} tokens (line {tok.start[0]})", tok.start[0])
             if kind == OP:
                 if string in _OPEN:
                     chains.append(0)
@@ -186,10 +200,11 @@ def _fstring_depth(string: str) -> int:
     return worst
 
 
-def check_nesting(text: str, limit: int = MAX_NESTING) -> None:
-    """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`), and
-    :class:`LiteralTooLong` for a number literal too long to convert."""
-    found = nesting_depth(text, limit)
+def check_nesting(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int] = None) -> None:
+    """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`),
+    :class:`LiteralTooLong` for a number literal too long to convert, :class:`TooManyTokens` past
+    ``max_tokens``."""
+    found = nesting_depth(text, limit, max_tokens)
     if found is not None:
         raise TooDeep(found[0], found[1], limit)
 
@@ -214,11 +229,17 @@ def parse_legacy(text: str, version: str = LEGACY_VERSION) -> Optional[cst.Modul
     return module if isinstance(module, cst.Module) else None
 
 
-def parse(text: str) -> Tuple[cst.Module, Optional[str]]:
+def max_tokens_for(max_file_size: Optional[int]) -> Optional[int]:
+    return None if max_file_size is None else max(1000, int(max_file_size * TOKENS_PER_BYTE))
+
+
+def parse(text: str, max_file_size: Optional[int] = None) -> Tuple[cst.Module, Optional[str]]:
     """The tree of ``text`` and the old grammar's version when only that one reads it (else None).
     Raises the native parser's ``ParserSyntaxError`` when no grammar reads it, and :class:`TooDeep`
     (before any parser sees the text) when it is nested too deeply to parse safely."""
-    check_nesting(text)
+    from trainlint.source import DEFAULT_MAX_FILE_SIZE
+
+    check_nesting(text, MAX_NESTING, max_tokens_for(max_file_size or DEFAULT_MAX_FILE_SIZE))
     try:
         return cst.parse_module(text), None
     except cst.ParserSyntaxError:
