@@ -483,6 +483,8 @@ def run_case(case: Case, workdir: Path) -> Outcome:
             return Outcome(False, "abort", f"exit {code}", seconds)
         if "sentinel.py" in out:
             return Outcome(True, seconds=seconds)
+        if case.config_case and "sentinel.py: skipped: the file is" in err:
+            return Outcome(True, seconds=seconds)  # a max-file-size below the sentinel's size: told, not lost
         if case.config_case and code == 2 and "trainlint: error:" in err and (
                 "toml" in err or "select" in err or "max-file-size" in err):
             return Outcome(True, seconds=seconds)  # a bad configuration stops the run, naming the file

@@ -449,6 +449,14 @@ def test_empty_select_is_a_usage_error(tmp_path):
         assert "--select needs at least one rule code" in proc.stderr and "All checks passed" not in proc.stdout
 
 
+def test_empty_select_in_the_config_is_an_error(tmp_path):
+    write(tmp_path / "ok.py")
+    for value in ("[]", '""'):
+        (tmp_path / "trainlint.toml").write_text(f"select = {value}\n", encoding="utf-8")
+        proc = cli("ok.py", cwd=tmp_path)
+        assert proc.returncode == 2 and "trainlint.toml select: an empty selection checks nothing" in proc.stderr
+
+
 def test_python_m_trainlint_ignores_modules_in_the_current_folder(tmp_path):
     for shadow in ("click", "libcst", "pathspec"):
         (tmp_path / f"{shadow}.py").write_text(f'raise SystemExit("the local {shadow}.py was imported")\n', encoding="utf-8")

@@ -259,6 +259,9 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
     layer = Selection()
     if "select" in table:
         layer.select = validate_selectors(table["select"], f"{prefix} select", all_codes)
+        if not layer.select:  # like `--select ""`: it would check nothing and say "All checks passed!"
+            raise ConfigError(f"{prefix} select: an empty selection checks nothing; name at least one rule "
+                              "code or prefix (to turn rules off, use ignore)")
     if "extend-select" in table:
         layer.extend_select = validate_selectors(table["extend-select"], f"{prefix} extend-select", all_codes)
     if "ignore" in table:
