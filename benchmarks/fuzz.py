@@ -573,8 +573,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 i = current + 1
             else:
                 i = stop
-            bad = sum(1 for r in results.values() if not r["ok"])
-            print(f"{len(results)}/{len(cases)} cases, {bad} failing, {time.perf_counter() - started:.0f}s", file=sys.stderr)
+            bad = [r for r in results.values() if not r["ok"]]
+            for r in bad:
+                if not r.get("told"):
+                    r["told"] = True
+                    c = cases[r["i"]]
+                    print(f"  FAIL #{r['i']} {r['problem']} [{c.kind}: {c.what[:100]}] {r['detail'][:300]}", file=sys.stderr)
+            print(f"{len(results)}/{len(cases)} cases, {len(bad)} failing, {time.perf_counter() - started:.0f}s", file=sys.stderr)
     finally:
         progress.unlink(missing_ok=True)
         case_file.unlink(missing_ok=True)

@@ -467,3 +467,41 @@ def test_python_m_trainlint_ignores_modules_in_the_current_folder(tmp_path):
     # The user's own modules of that name are still linted as their files.
     proc = cli("--isolated", ".", cwd=tmp_path)
     assert proc.returncode == 1 and "click.py" not in proc.stderr
+
+
+def test_stdin_is_capped_at_max_file_size(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "trainlint", "check", "--isolated", "-"], cwd=tmp_path,
+                          input=b"x = 1\n" * 200_000, capture_output=True, timeout=60)
+    assert proc.returncode == 2 and b"-: stdin is over max-file-size (1 MiB)" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "trainlint", "check", "--isolated", "-"], cwd=tmp_path,
+                          input=BAD.encode(), capture_output=True, timeout=60)
+    assert proc.returncode == 1 and b"TL202" in proc.stdout
+
+
+def test_importer_search_walks_deep_trees_without_recursion(tmp_path):
+    from trainlint.analysis.program import _walk_tree
+
+    folders = [tmp_path / "d"]
+    for _ in range(200):
+        folders.append(folders[-1] / "d")
+    frames, frame = 0, sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    limit = sys.getrecursionlimit()
+    try:
+        for folder in folders:
+            folder.mkdir()
+        write(folders[-1] / "x.py")
+        (tmp_path / ".hidden").mkdir()
+        sys.setrecursionlimit(frames + 100)  # os.walk of Python 3.11 would need 200 more
+        try:
+            seen = list(_walk_tree(str(tmp_path)))
+        finally:
+            sys.setrecursionlimit(limit)
+        assert len(seen) == 203 and seen[0][0] == str(tmp_path) and sorted(seen[0][1]) == [".hidden", "d"]
+        assert seen[-1][2] == ["x.py"] or any(files == ["x.py"] for _, _, files in seen)
+    finally:
+        (folders[-1] / "x.py").unlink(missing_ok=True)
+        for folder in reversed(folders):
+            if folder.exists():
+                folder.rmdir()

@@ -203,10 +203,14 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
     if "-" in paths:
         if len(paths) > 1:
             _fail("'-' (stdin) cannot be combined with other paths")
-        data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
-        from trainlint.source import SourceError, decode
+        from trainlint.source import SourceError, decode, format_size
 
         display = stdin_filename or "-"
+        limit = config.max_file_size
+        stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+        data = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode()
+        if len(data) > limit:  # (`trainlint - < /dev/zero` must not fill the memory)
+            _fail(f"{display}: stdin is over max-file-size ({format_size(limit)}); not linted")
         try:
             stdin_text = decode(data, display)
         except SourceError as exc:

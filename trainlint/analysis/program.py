@@ -269,6 +269,29 @@ def project_root(path: str) -> str:
     return folder
 
 
+def _walk_tree(root: str) -> Iterator[Tuple[str, List[str], List[str]]]:
+    """``os.walk(root)`` (top-down, symlinked folders not entered, ``dirs`` may be pruned) with a stack:
+    Python 3.11's os.walk recurses once per level, and a project may be nested deeper than that."""
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        dirs: List[str] = []
+        files: List[str] = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(entry.name)
+        yield folder, dirs, files
+        stack.extend(os.path.join(folder, d) for d in reversed(dirs))
+
+
 class _ImporterFinder:
     """Which project files import a given file: a text search first (no parse), then the parsed imports."""
 
@@ -281,7 +304,7 @@ class _ImporterFinder:
         hit = self._listing.get(root)
         if hit is None:
             hit = []
-            for folder, dirs, files in os.walk(root):
+            for folder, dirs, files in _walk_tree(root):
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info"))
                 for name in sorted(files):
                     if name.endswith(".py"):
