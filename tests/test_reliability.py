@@ -505,3 +505,22 @@ def test_importer_search_walks_deep_trees_without_recursion(tmp_path):
         for folder in reversed(folders):
             if folder.exists():
                 folder.rmdir()
+
+
+def test_the_last_resort_handler_does_not_recurse(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import trainlint.engine as engine
+    from trainlint.cli import main
+
+    deep = cst.parse_expression("a" + ".b" * 900)  # repr() of it recurses past the limit
+
+    def broken(paths, options):
+        raise KeyError(deep)
+
+    monkeypatch.setattr(engine, "lint_paths", broken)
+    write(tmp_path / "ok.py")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["check", "--isolated", "ok.py"])
+    assert result.exit_code == 2 and not isinstance(result.exception, RecursionError)
+    assert "internal error (KeyError: a Attribute object); please report it" in result.output

@@ -112,7 +112,9 @@ def check(**kwargs) -> None:
     except (click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
         raise
     except Exception as exc:  # exit code 2 and one line, never a traceback (ruff's convention)
-        _fail(f"internal error ({type(exc).__name__}: {exc}); please report it")
+        from trainlint.engine import describe_exception  # (never str() of a libcst node: it recurses)
+
+        _fail(f"internal error ({describe_exception(exc)}); please report it")
 
 
 def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
