@@ -362,8 +362,14 @@ class ModelWorld(World):
         activations chosen by a string). [] when one of them cannot be followed."""
         if depth > _MAX_DEPTH:
             return []
+        objs = self.objects(expr, file, scope, stmt)
+        name = dotted(expr)
+        if name is not None and "." not in name and name in scope.params() and len({id(o.node) for o in objs}) > 1:
+            # a parameter bound differently at several call sites (subclasses handing their own
+            # `head` to a base __init__): the alternatives belong to different models, never one chain
+            return []
         out: List[Chain] = []
-        for o in self.objects(expr, file, scope, stmt)[:_MAX_ALTS]:
+        for o in objs[:_MAX_ALTS]:
             if o.kind != "instance" or o.file is None or not isinstance(o.node, cst.Call):
                 return []
             if o.cls is not None:

@@ -218,6 +218,23 @@ class Block(nn.Module):
 """,
     )
     good = (
+        # two subclasses hand their own bottleneck and head to one base __init__: never one chain
+        """
+import torch.nn as nn
+class Base(nn.Module):
+    def __init__(self, bottleneck, head):
+        super().__init__()
+        self.bottleneck = bottleneck
+        self.head = head
+    def forward(self, x):
+        return self.head(self.bottleneck(x))
+class Classifier(Base):
+    def __init__(self):
+        super().__init__(nn.Sequential(nn.Linear(8, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.5)), nn.Linear(8, 2))
+class Regressor(Base):
+    def __init__(self):
+        super().__init__(nn.Sequential(nn.Linear(8, 8), nn.ReLU()), nn.Sequential(nn.BatchNorm1d(8), nn.Linear(8, 1)))
+""",
         # the same guarded dropout with a rate of 0 by default: it never runs on the default path
         """
 import torch
