@@ -356,6 +356,42 @@ class ModelWorld(World):
             return out
         return []
 
+    def output_width(self, chain: Sequence[Op]) -> Optional[int]:
+        """The width of the Linear layer that produces a chain's last values (``nn.Linear(128, 10)`` ->
+        10: the number of classes a softmax is over), when the objects tell it: a Sequential element,
+        or ``self.fc(x)`` with ``self.fc = nn.Linear(...)`` in the model's class (or a base class)."""
+        for op in reversed(chain):
+            if op.kind in ("dropout", "shape"):
+                continue
+            if op.kind != "layer" or "Linear" not in op.label:
+                return None
+            node, file = op.node, op.file
+            if not isinstance(node, cst.Call):
+                return None
+            ctor, scope, stmt = None, file.facts.module, None
+            q = file.facts.qualify(node.func)
+            if q is not None and canonical(q) == "torch.nn.Linear":
+                ctor = node
+            elif (dotted(node.func) or "").startswith("self."):
+                found = []
+                for info in file.facts.classes.values():
+                    for c, a in self.attribute(ClassRef(file, info), dotted(node.func) or ""):
+                        for o in self.objects(a.value, c.file, a.scope or c.file.facts.module, a.stmt):
+                            if o.kind == "instance" and o.qname == "torch.nn.Linear" and isinstance(o.node, cst.Call):
+                                found.append(o)
+                if len({id(o.node) for o in found}) == 1:
+                    ctor, scope, stmt = found[0].node, found[0].scope or scope, found[0].stmt
+                    file = found[0].file or file
+            if ctor is None:
+                return None
+            pos = positional(ctor)
+            arg = kwarg(ctor, "out_features") or (pos[1] if len(pos) > 1 else None)
+            if arg is None:
+                return None
+            v = self.constant(arg, file, scope, stmt)
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+        return None
+
     def _object_layer_chains(self, expr, file: FileRef, scope: Scope, stmt: Optional[Stmt], owner: Optional[ClassRef], depth: int, at: Optional[cst.CSTNode]) -> List[Chain]:
         """What calling the module ``expr`` does, from the objects it holds (conditional expressions,
         containers with constant keys, local class aliases, ``functools.partial``, ``getattr(nn, ...)``,

@@ -7,7 +7,6 @@ from typing import Dict, Iterable, List, Optional, Set
 import libcst as cst
 
 from trainlint.analysis.models import (
-    FileRef,
     LossCall,
     ModelWorld,
     Origin,
@@ -18,8 +17,6 @@ from trainlint.analysis.models import (
     wrapper_losses,
     wrapper_origins,
 )
-from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.values import fold
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 
@@ -600,7 +597,7 @@ class Lit(L.LightningModule):
             subject = f"The output of `{_snip(ctx.code(op.node))}`"
         loss = lc.label
         if lc.loss in _CE:
-            classes = _num_classes(origin.chain, program)
+            classes = world.output_width(origin.chain)
             if classes is None and not origin.model and isinstance(op.node, cst.Call):
                 # F.softmax(logits, 1) with logits = model(x): the model's last Linear
                 first = [a.value for a in op.node.args if a.keyword is None and a.star == ""]
@@ -609,7 +606,7 @@ class Lit(L.LightningModule):
                 else:
                     inner = first[0] if first else None
                 if inner is not None:
-                    widths = {_num_classes(o.chain, program) for o in value_origins(world, inner, lc.file, lc.scope, lc.stmt) if o.chain}
+                    widths = {world.output_width(o.chain) for o in value_origins(world, inner, lc.file, lc.scope, lc.stmt) if o.chain}
                     if len(widths) == 1:
                         classes = widths.pop()
             floor = (
@@ -671,53 +668,6 @@ def _wrong_origins(origins: List[Origin], wrong: str, ambiguous_loss: bool) -> L
         if all(bad(o) for o in members):
             out.extend(members)
     return out
-
-
-def _num_classes(chain, program) -> Optional[int]:
-    """The width of the layer that feeds the softmax (``nn.Linear(128, 10)`` -> 10), when it can be
-    read: a Sequential element, or ``self.fc(x)`` in forward with ``self.fc = nn.Linear(...)``."""
-    for op in reversed(chain):
-        if op.kind in ("dropout", "shape"):
-            continue
-        if op.kind != "layer" or "Linear" not in op.label:
-            return None
-        node = op.node
-        file: FileRef = op.file
-        facts = file.facts
-        ctor: Optional[cst.Call] = None
-        where = (facts.module, None)
-        if isinstance(node, cst.Call) and facts.qualify(node.func) is not None and canonical(facts.qualify(node.func) or "") == "torch.nn.Linear":
-            ctor = node
-        elif isinstance(node, cst.Call) and (dotted(node.func) or "").startswith("self."):
-            name = dotted(node.func)
-            found = []
-            for attrs in facts.attributes.values():
-                for a in attrs.get(name or "", []):
-                    if isinstance(a.value, cst.Call) and canonical(facts.qualify(a.value.func) or "") == "torch.nn.Linear":
-                        found.append(a)
-            if len(found) == 1:
-                ctor = found[0].value
-                where = (found[0].scope or facts.module, found[0].stmt)
-        if ctor is None:
-            return None
-        arg = None
-        for i, a in enumerate(x for x in ctor.args if x.keyword is None):
-            if i == 1:
-                arg = a.value
-        for a in ctor.args:
-            if a.keyword is not None and a.keyword.value == "out_features":
-                arg = a.value
-        if isinstance(arg, cst.Integer):
-            return int(arg.evaluated_value)
-        if arg is not None:
-            try:
-                got = fold(arg, facts, where[0], where[1], program)
-            except Exception:  # pragma: no cover - folding is best effort
-                got = None
-            if got is not None and isinstance(got.value, int) and not isinstance(got.value, bool):
-                return got.value
-        return None
-    return None
 
 
 def _snip(text: str, limit: int = 50) -> str:
