@@ -529,6 +529,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--hang", type=float, default=30.0, help="seconds after which a case is a hang")
     parser.add_argument("--grammar-share", type=float, default=0.3)
     parser.add_argument("--odd-share", type=float, default=0.1)
+    parser.add_argument("--light", action="store_true",
+                        help="the CI variety: fixture programs up to 80 lines, no giant collection literals (cheaper)")
     parser.add_argument("--report", help="write every failing case (JSON) here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
@@ -542,7 +544,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import pickle
 
     started = time.perf_counter()
-    cases = make_cases(args.cases, args.seed, args.grammar_share, args.odd_share)
+    cases = make_cases(args.cases, args.seed, args.grammar_share, args.odd_share, light=args.light)
     print(f"{len(cases)} cases made in {time.perf_counter() - started:.0f}s", file=sys.stderr)
     case_file = Path(tempfile.mkstemp(prefix="trainlint-fuzz-cases-")[1])
     case_file.write_bytes(pickle.dumps(cases))
@@ -588,7 +590,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     counts = {p: sum(1 for r in failing if r["problem"] == p) for p in ("abort", "traceback", "hang")}
     by_kind = {k: sum(1 for c in cases if c.kind == k) for k in ("grammar", "mutant", "odd")}
     slowest = max(results.values(), key=lambda r: r["seconds"], default={"i": 0, "seconds": 0.0})
-    print(f"programs: {len(results)} ({', '.join(f'{k} {v}' for k, v in by_kind.items())})")
+    print(f"programs: {len(results)} ({', '.join(f'{k} {v}' for k, v in by_kind.items())}){' light' if args.light else ''}, seed {args.seed}")
     print(f"whole-run aborts: {counts['abort']}  tracebacks: {counts['traceback']}  hangs over {args.hang:g}s: {counts['hang']}")
     print(f"slowest case: {slowest['seconds']:.1f}s ({cases[slowest['i']].kind}: {cases[slowest['i']].what[:80]}); "
           f"total {time.perf_counter() - started:.0f}s")
