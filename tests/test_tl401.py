@@ -255,3 +255,31 @@ def test_custom_trainer_train_method_is_followed_not_taken_as_a_mode(tmp_path):
     found = _run(tmp_path, files)
     assert _where(found) == ["train.py:16"]
     assert "never called again" in found[0].message
+
+
+# ---- inference scripts: the whole program is an evaluation --------------------------------------------
+
+
+PREDICT = """
+import torch
+from nets import Net
+if __name__ == "__main__":
+    model = Net()
+    model.load_state_dict(torch.load("net.pt"))
+    {before}
+    image = torch.load("image.pt")
+    print(model({arg}).argmax(1))
+"""
+
+
+def test_an_inference_script_without_eval_is_flagged_and_its_near_misses_are_not(tmp_path):
+    found = _run(tmp_path / "a", {"nets.py": MODEL, "predict.py": PREDICT.format(before="", arg="image")})
+    assert [(Path(f.path).name, f.line) for f in found] == [("predict.py", 8)]
+    assert "only runs inference" in found[0].message and "predictions" in found[0].message
+    # switched to eval first
+    assert _run(tmp_path / "b", {"nets.py": MODEL, "predict.py": PREDICT.format(before="model.eval()", arg="image")}) == []
+    # a made-up input: a shape check or an export trace, not an inference
+    assert _run(tmp_path / "c", {"nets.py": MODEL, "predict.py": PREDICT.format(before="dummy = torch.randn(1, 8)", arg="dummy")}) == []
+    # a program that trains somewhere is not an inference script (its loops are judged as evaluations)
+    trains = PREDICT.format(before="", arg="image") + "    opt = torch.optim.SGD(model.parameters(), lr=0.1)\n    model(image).sum().backward()\n    opt.step()\n"
+    assert _run(tmp_path / "d", {"nets.py": MODEL, "predict.py": trains}) == []

@@ -80,8 +80,8 @@ _DROPOUT_ARG_LAYERS = {
 class EvalLoop:
     pf: Any  # ProgramFile
     scope: Scope
-    stmt: Stmt  # the For statement
-    node: cst.For
+    stmt: Stmt  # the For statement (an inference call: its statement)
+    node: Optional[cst.For]  # None for an inference call outside any loop (:func:`inference_calls`)
     forwards: List[Tuple[cst.Call, Stmt]]
     evidence: str  # why it is an evaluation ("iterates `val_loader`", "in validate()")
     no_grad: bool  # the loop (or every forward in it) runs without autograd
@@ -168,6 +168,58 @@ def eval_loops(program: Any) -> List[EvalLoop]:
         out.extend(_file_eval_loops(pf, r))
     program._tl_eval_loops = out
     return out
+
+
+#: What a program that trains calls somewhere (text check, before any parse of the statements).
+_TRAINS_TEXT = re.compile(r"\.backward\(|\.step\(|\.fit\(|Trainer\(|\.train\(\s*\)|autograd\.grad|manual_backward|accelerator|deepspeed")
+
+
+def inference_calls(program: Any) -> List[EvalLoop]:
+    """Forward passes of an inference script: the program never trains (no backward, optimizer step,
+    ``fit``, ``.train()`` or trainer anywhere in its files), and its entry file calls a model outside any
+    loop (``out = model(spect)`` in ``predict.py``) — every such call is an evaluation. One record per
+    call, with ``node`` None (there is no loop). Memoised on the program."""
+    cached = getattr(program, "_tl_inference_calls", None)
+    if cached is not None:
+        return cached
+    out: List[EvalLoop] = []
+    pf = program.entry
+    base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
+    if not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and not any(
+            _TRAINS_TEXT.search(f.ctx.source.text) for f in program.files):
+        facts = pf.facts
+        # a model file's `__main__` smoke test (`Net()(torch.randn(1, 3, 224, 224)).shape`) is no inference
+        defines_module = any(b.rsplit(".", 1)[-1] in ("Module", "LightningModule") for c in facts.classes.values() for b in c.bases)
+        for scope in ([] if defines_module else facts.scopes()):
+            if scope.name in ("forward", "__call__", "__init__") or scope.class_name is not None:
+                continue
+            for s in _small(scope):
+                if s.loops:
+                    continue  # loops are eval_loops' business
+                for c in _stmt_calls(s):
+                    if _is_forward(c, facts, scope, s) and not _synthetic_input(c, facts, scope, s):
+                        fn_text = pf.ctx.code(scope.node) if scope.kind == "function" else ""
+                        purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
+                        out.append(EvalLoop(pf, scope, s, None, [(c, s)], f"{base} only runs inference",
+                                            under_no_grad(s, scope, facts), purpose))
+    program._tl_inference_calls = out
+    return out
+
+
+_SYNTHETIC = {"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty", "torch.randint", "torch.full",
+              "torch.arange", "torch.randn_like", "torch.rand_like", "torch.zeros_like", "torch.ones_like"}
+
+
+def _synthetic_input(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> bool:
+    """Is the model fed a made-up tensor (a shape check, a benchmark, an export trace), directly or
+    through a name assigned from one?"""
+    exprs = [a.value for a in call.args]
+    for e in list(exprs):
+        for n in walk(e):
+            if isinstance(n, cst.Name):
+                exprs.extend(a.value for a in scope.reaching(n.value, stmt) if a.value is not None)
+    return any(isinstance(n, cst.Call) and canonical(facts.qualify(n.func) or "") in _SYNTHETIC
+               for e in exprs for n in walk(e))
 
 
 def _framework_scope(scope: Scope, facts: FileFacts) -> bool:

@@ -5,7 +5,7 @@ from typing import Iterable, Set
 
 import libcst as cst
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, inference_calls
 from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
 from trainlint.analysis.walk import calls
@@ -23,6 +23,13 @@ class EvalWithoutEvalMode(Rule):
       function, in a helper called before it, or at every call site of the helper;
     - a training loop that switches the model to `eval()` for validation and never back to `train()`:
       every epoch after the first evaluation trains with dropout off and batch norm frozen.
+
+    An inference script is an evaluation too: a program that never trains (no backward, optimizer step,
+    `fit` or `train()` anywhere) and calls a model on real input outside any loop (`out = model(spect)` in
+    `predict.py`) is checked like an evaluation loop; a call on a made-up tensor (`torch.randn(...)`: a
+    shape check, an export trace) and a model file's own `__main__` smoke test are not. A mode switch counts
+    only for the model it acts on: `teacher.eval()` (or `ema.eval()`, a `copy.deepcopy` of the model) says
+    nothing about the student that is evaluated.
 
     The model's layers are read from its class (also across files, through submodules, factories,
     `accelerator.prepare(...)` and `Trainer(model)` attributes), `nn.Sequential` stacks, torchvision
@@ -483,7 +490,7 @@ for epoch in range(10):
 
     # -- evaluation in train mode -------------------------------------------------------------
     def _missing_eval(self, program) -> Iterable[Finding]:
-        for loop in eval_loops(program):
+        for loop in eval_loops(program) + inference_calls(program):
             if loop.on_purpose:
                 continue
             # the mode at the first forward pass (``model.eval()`` may sit inside the loop, before it)
@@ -508,13 +515,13 @@ for epoch in range(10):
             state = "after a .train() call" if mode == "train" else "with no model.eval() anywhere before it"
             message = (
                 f"`{who}` ({ml.name}, with {ml.counts()}) is evaluated in training mode ({loop.evidence}, {state}): "
-                f"{ml.effect()}, so the metrics are noisy and biased"
+                f"{ml.effect()}, so the {'metrics' if loop.node is not None else 'predictions'} are noisy and biased"
             )
             related = [Related(l.file.ctx.path, l.file.ctx.span(l.node), f"mode-dependent layer: {l.label}") for l in ml.layers[:4]]
             related.insert(0, Related(ctx.path, ctx.span(call), "the model is called here"))
             yield self.finding(
                 ctx,
-                _head_span(ctx, loop.node),
+                _head_span(ctx, loop.node) if loop.node is not None else ctx.span(call),
                 message,
                 hint="Call model.eval() before the evaluation loop (and model.train() before training resumes)",
                 related=related,
