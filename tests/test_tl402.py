@@ -114,3 +114,31 @@ def test_two_forwards_counted_and_loop_header_is_the_location(tmp_path):
     })
     assert _where(found) == ["gan_eval.py:6"]
     assert "2 times" in found[0].message
+
+
+DETECT = """
+import torch
+import torchvision
+from data import ImageFolderStream
+
+def detect(source):
+    model = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights="DEFAULT")
+    model.eval()
+    for path, img in ImageFolderStream(source):
+        {line}
+        print(path, pred[0]["boxes"].shape)
+
+if __name__ == "__main__":
+    detect("images/")
+"""
+
+
+def test_a_loop_of_an_inference_script_is_an_evaluation(tmp_path):
+    data = "class ImageFolderStream:\n    def __init__(self, root):\n        self.root = root\n"
+    found = _run(tmp_path / "a", {"data.py": data, "detect.py": DETECT.format(line="pred = model([img])")})
+    assert _where(found) == ["detect.py:8"] and "never trains" in found[0].message
+    clean = DETECT.format(line="with torch.no_grad():\n            pred = model([img])")
+    assert _run(tmp_path / "b", {"data.py": data, "detect.py": clean}) == []
+    # the same loop in a script that trains (fine-tuning first) is judged by the usual evidence: not here
+    trains = DETECT.format(line="pred = model([img])").replace("    model.eval()\n", "    train_one_epoch(model)\n    model.eval()\n")
+    assert _run(tmp_path / "c", {"data.py": data, "detect.py": trains}) == []

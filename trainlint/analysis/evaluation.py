@@ -158,6 +158,7 @@ def eval_loops(program: Any) -> List[EvalLoop]:
         return cached
     out: List[EvalLoop] = []
     r = reach(program)
+    inference = never_trains(program)
     for pf in program.files:
         text = pf.ctx.source.text
         if "for " not in text:
@@ -165,13 +166,29 @@ def eval_loops(program: Any) -> List[EvalLoop]:
         base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
         if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
             continue
-        out.extend(_file_eval_loops(pf, r))
+        out.extend(_file_eval_loops(pf, r, inference and pf is program.entry and not _defines_module(pf.facts)))
     program._tl_eval_loops = out
     return out
 
 
 #: What a program that trains calls somewhere (text check, before any parse of the statements).
 _TRAINS_TEXT = re.compile(r"\.backward\(|\.step\(|\.fit\(|Trainer\(|\.train\(\s*\)|autograd\.grad|manual_backward|accelerator|deepspeed")
+
+
+_CALLS_TRAINING = re.compile(r"\b(train\w*|fit\w*|\w*_train\w*|\w*_fit|run_epoch|\w*one_epoch)\s*\(", re.I)
+
+
+def never_trains(program: Any) -> bool:
+    """Does nothing in the program train (no backward, optimizer step, ``fit``, ``.train()``, trainer)?
+    Then every forward pass of its entry script is an inference."""
+    cached = getattr(program, "_tl_never_trains", None)
+    if cached is None:
+        # the entry neither trains itself nor calls a training helper (train(), fit_one_epoch(), ...);
+        # the library files it imports may well hold training code it does not run
+        text = program.entry.ctx.source.text
+        cached = not _TRAINS_TEXT.search(text) and not _CALLS_TRAINING.search(text)
+        program._tl_never_trains = cached
+    return cached
 
 
 def inference_calls(program: Any) -> List[EvalLoop]:
@@ -185,12 +202,10 @@ def inference_calls(program: Any) -> List[EvalLoop]:
     out: List[EvalLoop] = []
     pf = program.entry
     base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
-    if not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and not any(
-            _TRAINS_TEXT.search(f.ctx.source.text) for f in program.files):
+    if not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and never_trains(program):
         facts = pf.facts
         # a model file's `__main__` smoke test (`Net()(torch.randn(1, 3, 224, 224)).shape`) is no inference
-        defines_module = any(b.rsplit(".", 1)[-1] in ("Module", "LightningModule") for c in facts.classes.values() for b in c.bases)
-        for scope in ([] if defines_module else facts.scopes()):
+        for scope in ([] if _defines_module(facts) else facts.scopes()):
             if scope.name in ("forward", "__call__", "__init__") or scope.class_name is not None:
                 continue
             for s in _small(scope):
@@ -204,6 +219,11 @@ def inference_calls(program: Any) -> List[EvalLoop]:
                                             under_no_grad(s, scope, facts), purpose))
     program._tl_inference_calls = out
     return out
+
+
+def _defines_module(facts: FileFacts) -> bool:
+    """A model file (its ``__main__`` block is a smoke test, not an inference)."""
+    return any(b.rsplit(".", 1)[-1] in ("Module", "LightningModule") for c in facts.classes.values() for b in c.bases)
 
 
 _SYNTHETIC = {"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty", "torch.randint", "torch.full",
@@ -231,7 +251,7 @@ def _framework_scope(scope: Scope, facts: FileFacts) -> bool:
     return any(b.endswith(("LightningModule", "Trainer", "Callback")) for b in info.bases)
 
 
-def _file_eval_loops(pf: Any, r: _Reach) -> List[EvalLoop]:
+def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False) -> List[EvalLoop]:
     facts = pf.facts
     out: List[EvalLoop] = []
     for scope in facts.scopes():
@@ -260,6 +280,8 @@ def _file_eval_loops(pf: Any, r: _Reach) -> List[EvalLoop]:
                 evidence = f"it iterates `{it_eval[0]}`"
             elif fn_eval and not it_train:
                 evidence = f"it is in {scope.name}()"
+            elif inference and not it_train and scope.class_name is None and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1]):
+                evidence = "the program never trains: an inference script"
             else:
                 continue
             taken.add(id(node))
