@@ -169,6 +169,8 @@ def test_help_lists_the_new_options():
         assert opt in out, opt
     top = run(["--help"]).output
     assert "version" in top and "server" in top
+    for opt in ("--fix", "--unsafe-fixes", "--diff", "--fix-only", "--add-noqa", "--fail-level", "--show-settings"):
+        assert opt in top, opt
 
 
 def test_pre_commit_manifest_declares_a_minimum_version():

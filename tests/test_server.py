@@ -188,3 +188,22 @@ def test_help_lists_the_new_commands_and_options():
     check = CliRunner().invoke(main, ["check", "--help"]).output
     for opt in ("--fix", "--unsafe-fixes", "--diff", "--fix-only", "--exit-non-zero-on-fix", "--add-noqa"):
         assert opt in check, opt
+
+
+@pytest.mark.asyncio
+async def test_rapid_edits_end_on_the_last_version(client: LanguageClient):
+    """A burst of edits is debounced and a lint of an older version is never published over a newer one:
+    after the burst settles, the diagnostics are those of the last text, and stay so."""
+    clean = UNSHUFFLED.replace("batch_size=32)", "batch_size=32, shuffle=True)")
+    uri = _open(client, client.root / "train.py", clean)
+    await _diagnostics(client, uri, lambda d: not any(x.code == "TL304" for x in d))
+    for version in range(2, 9):  # buggy, clean, buggy, ... ending clean
+        text = UNSHUFFLED if version % 2 == 0 else clean
+        client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)]))
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=9),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=clean)]))
+    await asyncio.sleep(3)
+    assert not any(x.code == "TL304" for x in client.diagnostics[uri])

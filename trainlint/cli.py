@@ -47,7 +47,13 @@ def _looks_like_command(word: str) -> bool:
 def main() -> None:
     """trainlint: find the pitfalls of neural-network training code before a GPU-hour is spent.
 
-    `trainlint PATH...` is short for `trainlint check PATH...`.
+    `trainlint PATH...` is short for `trainlint check PATH...`. Its options (`trainlint check --help`):
+
+    \b
+      --select / --extend-select / --ignore, --output-format, -o FILE
+      --fix, --unsafe-fixes, --diff, --fix-only, --exit-non-zero-on-fix, --add-noqa
+      --fail-level, --severity, --per-file-ignores, --exclude, --extend-exclude
+      --statistics, --show-settings, --show-files, -v/--verbose, -q/--quiet
     """
 
 
