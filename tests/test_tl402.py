@@ -142,3 +142,10 @@ def test_a_loop_of_an_inference_script_is_an_evaluation(tmp_path):
     # the same loop in a script that trains (fine-tuning first) is judged by the usual evidence: not here
     trains = DETECT.format(line="pred = model([img])").replace("    model.eval()\n", "    train_one_epoch(model)\n    model.eval()\n")
     assert _run(tmp_path / "c", {"data.py": data, "detect.py": trains}) == []
+
+
+def test_an_inference_function_under_a_project_no_grad_decorator_is_not_flagged(tmp_path):
+    data = "class ImageFolderStream:\n    def __init__(self, root):\n        self.root = root\n"
+    utils = "import torch\ndef smart_inference_mode():\n    def decorate(fn):\n        return torch.inference_mode()(fn)\n    return decorate\n"
+    src = DETECT.format(line="pred = model([img])").replace("def detect(source):", "from utils import smart_inference_mode\n\n@smart_inference_mode()\ndef detect(source):")
+    assert _run(tmp_path, {"data.py": data, "utils.py": utils, "detect.py": src}) == []

@@ -206,7 +206,7 @@ def inference_calls(program: Any) -> List[EvalLoop]:
         facts = pf.facts
         # a model file's `__main__` smoke test (`Net()(torch.randn(1, 3, 224, 224)).shape`) is no inference
         for scope in ([] if _defines_module(facts) else facts.scopes()):
-            if scope.name in ("forward", "__call__", "__init__") or scope.class_name is not None:
+            if scope.name in ("forward", "__call__", "__init__") or scope.class_name is not None or _decorated(scope):
                 continue
             for s in _small(scope):
                 if s.loops:
@@ -219,6 +219,11 @@ def inference_calls(program: Any) -> List[EvalLoop]:
                                             under_no_grad(s, scope, facts), purpose))
     program._tl_inference_calls = out
     return out
+
+
+def _decorated(scope: Scope) -> bool:
+    """A decorated function: the decorator may switch autograd or the mode off (we cannot always tell)."""
+    return isinstance(scope.node, cst.FunctionDef) and bool(scope.node.decorators)
 
 
 def _defines_module(facts: FileFacts) -> bool:
@@ -280,7 +285,8 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False) -> List[EvalLo
                 evidence = f"it iterates `{it_eval[0]}`"
             elif fn_eval and not it_train:
                 evidence = f"it is in {scope.name}()"
-            elif inference and not it_train and scope.class_name is None and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1]):
+            elif (inference and not it_train and scope.class_name is None and not _decorated(scope)
+                  and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1])):
                 evidence = "the program never trains: an inference script"
             else:
                 continue

@@ -1353,6 +1353,9 @@ def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
             dec = dec.func
         if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
             return True
+        # a project's own wrapper: @smart_inference_mode() (YOLOv5), @torch_no_grad
+        if re.search(r"no_grad|inference_mode", (dotted(dec) or "").rsplit(".", 1)[-1]):
+            return True
     return False
 
 
