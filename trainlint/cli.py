@@ -517,7 +517,7 @@ def _seconds(ctx, param, value):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto", show_default=True,
               help="Device of the probes: auto = the device the script's model is on; cpu also hides GPUs from the script.")
 @click.option("--probe", "probes", multiple=True, metavar="NAME", help="Run only these probes (repeatable; default: all).")
-@click.option("--budget", type=float, default=20.0, show_default=True, callback=_seconds, help="Seconds each probe may take (all of them together: 30 s, or this when it is larger).")
+@click.option("--budget", type=float, default=20.0, show_default=True, callback=_seconds, help="Seconds each probe may take (all of them together: 20 s, or this when it is larger).")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), help="Also write the run's JSON report into this folder.")
 @click.option("--output-format", type=click.Choice(["full", "json", "sarif"]), default="full", show_default=True)
 @click.option("--show-output", is_flag=True, help="Show the script's own stdout/stderr.")
@@ -534,7 +534,7 @@ def run_cmd(steps, timeout, device, probes, budget, report_dir, output_format, s
 
     opts = RunOptions(command=list(command), steps=steps, timeout=timeout, device=device,
                       probes=_split(probes) or [], budget=budget, show_output=show_output,
-                      budget_total=max(30.0, budget))
+                      budget_total=max(20.0, budget), subreaper=True)
     try:
         code, text = run(opts, output_format, report_dir, color=_use_color(color, None) and output_format == "full")
     except RunError as exc:

@@ -21,6 +21,13 @@ NANOGPT = ("karpathy/nanoGPT", "3adf61e1")
 MINGPT = ("karpathy/minGPT", "37baab7")
 MAKEMORE = ("karpathy/makemore", "988aa59")
 CIFAR = ("kuangliu/pytorch-cifar", "49b7aa9")
+#: Left out of CASES: kuangliu/pytorch-cifar's main.py (SimpleDLA, batch 128 hard-coded) takes ~50 s a step on
+#: 2 busy cores, so its 3 watched steps and probes cost minutes. It runs with this entry (and compat/bin's stty,
+#: as its utils.py asks the terminal's size):
+HEAVY = [
+    {"id": "pytorch-cifar", "repo": CIFAR, "paths": ["main.py", "utils.py", "models/"], "cwd": ".",
+     "argv": ["main.py", "--lr", "0.1"], "data": ["cifar10:./data"], "plain_timeout": 300, "path": ["compat/bin"]},
+]
 TUTORIAL = ("yunjey/pytorch-tutorial", "0500d3d")
 
 CASES = [
@@ -87,9 +94,6 @@ CASES = [
      "argv": ["makemore.py", "-i", "names.txt", "-o", "out", "--max-steps", "30", "--num-workers", "0",
               "--type", "rnn", "--n-embd", "32", "--n-embd2", "32", "--batch-size", "16"],
      "data": ["names:names.txt"]},
-    {"id": "pytorch-cifar", "repo": CIFAR, "paths": ["main.py", "utils.py", "models/"], "cwd": ".",
-     "argv": ["main.py", "--lr", "0.1"], "data": ["cifar10:./data"], "plain_timeout": 60,
-     "path": ["compat/bin"]},  # utils.py runs `stty size`: a terminal's size without a terminal
     {"id": "tutorial-feedforward", "repo": TUTORIAL,
      "paths": ["tutorials/01-basics/feedforward_neural_network/main.py"],
      "cwd": "tutorials/01-basics/feedforward_neural_network", "argv": ["main.py"], "data": ["mnist:../../data"]},

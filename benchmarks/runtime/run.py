@@ -26,7 +26,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from manifest import CASES, DEFAULT_PLAIN_TIMEOUT, STEPS  # noqa: E402
+from manifest import CASES, DEFAULT_PLAIN_TIMEOUT, HEAVY, STEPS  # noqa: E402
 
 #: Skip reasons that say the script has nothing for the probe to look at.
 INHERENT = [
@@ -266,8 +266,8 @@ def main() -> int:
         with open(args.plain_from) as fh:
             prev = {r["id"]: r for r in json.load(fh)}
     results = []
-    for case in CASES:
-        if args.cases and case["id"] not in args.cases:
+    for case in CASES + HEAVY:  # (a HEAVY case only when named)
+        if (args.cases and case["id"] not in args.cases) or (case in HEAVY and case["id"] not in args.cases):
             continue
         args.no_plain = case["id"] in prev
         r = run_case(case, args)

@@ -44,7 +44,10 @@ class RunOptions:
     probes: List[str] = field(default_factory=list)
     budget: float = 20.0
     show_output: bool = False
-    budget_total: Optional[float] = 30.0  # seconds for all the probes together (None: budget each)
+    budget_total: Optional[float] = 20.0  # seconds for all the probes together (None: budget each)
+    #: Become the child subreaper of the script's orphans (Linux) and reap them: for the CLI process, not for a
+    #: host process (a test runner) that has children of its own.
+    subreaper: bool = False
 
 
 #: torchrun options that take no value (every other option takes one, as --opt=V or --opt V).
@@ -202,7 +205,8 @@ def _marked(var: str, value: str) -> List[int]:
     return out
 
 
-def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL, grace: float = 0.0) -> None:
+def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL, grace: float = 0.0,
+                  reap: bool = False) -> None:
     """End the shim, its process group and every process that inherited the run's marker: DataLoader workers,
     multiprocessing children, children in sessions of their own (``start_new_session=True``), torchrun ranks."""
     if grace and proc.poll() is None:
@@ -226,7 +230,7 @@ def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL
         pass
     deadline = time.monotonic() + 5.0
     while True:
-        pids = _marked("TRAINLINT_RUN_ID", run_id)
+        pids = _marked("TRAINLINT_RUN_ID", run_id) + (_orphans() if reap else [])
         if not pids or time.monotonic() > deadline:
             break
         for pid in pids:
@@ -234,9 +238,30 @@ def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        _reap()
+        if reap:
+            _reap()
         time.sleep(0.05)
-    _reap()
+    if reap:
+        _reap()
+
+
+def _orphans() -> List[int]:
+    """Processes reparented to this (subreaper) process: the script's orphans, whatever their environment."""
+    if not os.path.isdir("/proc"):
+        return []
+    me = str(os.getpid()).encode()
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[-1].split()
+            if fields[1] == me and fields[0] != b"Z":
+                out.append(int(pid))
+        except (OSError, IndexError):
+            continue
+    return out
 
 
 def _reap() -> None:
@@ -293,7 +318,8 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
     env["TRAINLINT_TMP"] = tmp
     if opts.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
-    _subreaper()
+    if opts.subreaper:
+        _subreaper()
     t0 = time.monotonic()
     with open(log, "wb") as fh, _Forward():
         stdout = None if opts.show_output else fh
@@ -304,7 +330,7 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
             try:
                 code = proc.wait(timeout=opts.timeout)
             except subprocess.TimeoutExpired:
-                end_processes(proc, run_id)
+                end_processes(proc, run_id, reap=opts.subreaper)
                 prog = _progress(out + ".progress")
                 seen = prog.get("steps", 0)
                 head = f"the script did not reach {opts.steps} training steps and its probes within {opts.timeout:g} s"
@@ -317,15 +343,15 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
                     what = (f"{head}: no training step was seen; the script hangs, waits for input, is still loading, "
                             f"or trains in child processes the shim does not watch (a hang, or raise --timeout)")
                 raise RunError(what, output=_read(log))
-            end_processes(proc, run_id, grace=0.0)
+            end_processes(proc, run_id, grace=0.0, reap=opts.subreaper)
         except Interrupted as exc:
             if proc is not None:
-                end_processes(proc, run_id, sig=exc.signum, grace=2.0)
+                end_processes(proc, run_id, sig=exc.signum, grace=2.0, reap=opts.subreaper)
             raise RunError(f"interrupted by {_signal_name(exc.signum)}: the script and its processes were ended",
                            output=_read(log))
         except KeyboardInterrupt:
             if proc is not None:
-                end_processes(proc, run_id, sig=signal.SIGINT, grace=2.0)
+                end_processes(proc, run_id, sig=signal.SIGINT, grace=2.0, reap=opts.subreaper)
             raise RunError("interrupted by SIGINT: the script and its processes were ended", output=_read(log))
     output = _read(log)
     result: Dict[str, Any] = {}

@@ -1,7 +1,8 @@
 """determinism (TL301): does a second run from scratch give the same losses?
 
 Runs the user's script once more under the shim in ``--losses-only`` mode (a fresh process, after the watched
-run, N=2 steps by default) and compares its first losses with the watched run's.
+run, N=2 steps by default; the shim runs the other probes meanwhile) and compares its first losses with the
+watched run's.
 
 The user's files end as the watched run left them: before the fresh run the probe records the working folder
 and the script's folder (every path, size and modification time) and keeps a copy of each file the watched run
@@ -133,6 +134,13 @@ class Determinism(Probe):
     codes = ("TL301",)
 
     def run(self, capture: Any, budget_s: float, ctx: Any) -> ProbeResult:
+        started = self.start(capture, budget_s, ctx)
+        if isinstance(started, ProbeResult):
+            return started
+        return self.finish(started)
+
+    def start(self, capture: Any, budget_s: float, ctx: Any) -> Any:
+        """Start the fresh run (the shim runs the other probes meanwhile); a ProbeResult when it cannot."""
         main = [s.loss.value for s in capture.steps if s.loss is not None]
         if not main:
             return self.skipped("no loss was seen in the watched run")
@@ -147,17 +155,43 @@ class Determinism(Probe):
             if not any(sd == r or sd.startswith(r + os.sep) for r in roots):
                 roots.append(sd)
         tmp = tempfile.mkdtemp(prefix="trainlint-det-", dir=os.environ.get("TRAINLINT_TMP") or None)
+        keep = os.path.join(tmp, "keep")
+        os.makedirs(keep)
         try:
-            guard = Guard(roots, getattr(ctx, "started", 0.0) or time.time(), os.path.join(tmp, "keep"
-                                                                                            ) if _mk(tmp) else tmp)
-            if guard.error:
-                return self.skipped(guard.error)
-            try:
-                run, error = self._fresh_run(ctx, steps, budget_s, tmp)
-            finally:
-                failed = guard.restore()
-        finally:
+            guard = Guard(roots, getattr(ctx, "started", 0.0) or time.time(), keep)
+        except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
+            return self.skipped(f"the working folder could not be recorded: {exc}")
+        if guard.error:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return self.skipped(guard.error)
+        env = dict(ctx.env or os.environ)
+        env["TRAINLINT_SHIM_CHILD"] = "1"
+        mark = uuid.uuid4().hex
+        env["TRAINLINT_FRESH_ID"] = mark
+        out = os.path.join(tmp, "fresh.json")
+        cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
+               "--out", out, "--"] + list(ctx.argv)
+        proc = subprocess.Popen(cmd, cwd=ctx.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        return {"proc": proc, "guard": guard, "tmp": tmp, "out": out, "mark": mark, "main": main, "steps": steps,
+                "deadline": time.monotonic() + max(1.0, budget_s), "budget": budget_s, "capture": capture}
+
+    def finish(self, h: Dict[str, Any]) -> ProbeResult:
+        p = h["proc"]
+        try:
+            try:
+                p.wait(timeout=max(0.1, h["deadline"] - time.monotonic()))
+                run, error = self._read(h["out"])
+            except subprocess.TimeoutExpired:
+                run, error = None, f"it exceeded the probe's {h['budget']:.0f} s budget"
+        finally:
+            self._end(p, h["mark"])
+            try:
+                failed = h["guard"].restore()
+            finally:
+                shutil.rmtree(h["tmp"], ignore_errors=True)
+        capture, main, steps = h["capture"], h["main"], h["steps"]
         if run is None:
             return self.skipped("the fresh run did not finish: " + error)
         seqs = [main[:steps], run[:steps]]
@@ -181,35 +215,22 @@ class Determinism(Probe):
                            confirms={"TL301": False},
                            evidence=f"first {k} losses identical in 2 runs (first loss {num(first[0])})")
 
-    def _fresh_run(self, ctx: Any, steps: int, budget_s: float, tmp: str):
-        env = dict(ctx.env or os.environ)
-        env["TRAINLINT_SHIM_CHILD"] = "1"
-        mark = uuid.uuid4().hex
-        env["TRAINLINT_FRESH_ID"] = mark
-        out = os.path.join(tmp, "fresh.json")
-        cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
-               "--out", out, "--"] + list(ctx.argv)
-        p = subprocess.Popen(cmd, cwd=ctx.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
+    @staticmethod
+    def _end(p: Any, mark: str) -> None:
+        if p.poll() is None:
             try:
-                p.wait(timeout=max(1.0, budget_s))
-            except subprocess.TimeoutExpired:
-                return None, f"it exceeded the probe's {budget_s:.0f} s budget"
-            except BaseException:
-                raise
-        finally:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGKILL)
-                except OSError:
-                    p.kill()
-                p.wait()
-            try:
-                os.killpg(p.pid, signal.SIGKILL)  # what is left of its process group (DataLoader workers...)
+                os.killpg(p.pid, signal.SIGKILL)
             except OSError:
-                pass
-            kill_marked("TRAINLINT_FRESH_ID", mark)
+                p.kill()
+        p.wait()
+        try:
+            os.killpg(p.pid, signal.SIGKILL)  # what is left of its process group (DataLoader workers...)
+        except OSError:
+            pass
+        kill_marked("TRAINLINT_FRESH_ID", mark)
+
+    @staticmethod
+    def _read(out: str):
         try:
             with open(out, encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -220,6 +241,3 @@ class Determinism(Probe):
         return data.get("losses", []), ""
 
 
-def _mk(tmp: str) -> bool:
-    os.makedirs(os.path.join(tmp, "keep"), exist_ok=True)
-    return True
