@@ -311,3 +311,15 @@ def test_one_dead_relu_is_one_finding_that_names_its_consequences():
     assert codes == ["TL505", "TL508"]  # TL506 and TL502 follow from the dead layer; TL508 does not
     (dead,) = [f for f in report.findings if f.code == "TL505"]
     assert "consequences" in dead.message and "all-zero gradient" in dead.message and "2.3 -> 2.3" in dead.message
+
+
+def test_api_overfit_with_soft_bce_targets_is_judged_above_their_entropy():
+    from trainlint.runtime.api import check
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.ReLU(), torch.nn.Linear(64, 20), torch.nn.Sigmoid())
+    x = torch.rand(16, 20)  # reconstruct pixel intensities (a VAE's BCE, summed): the loss never nears 0
+    res = check(model, (x, x), lambda o, t: torch.nn.functional.binary_cross_entropy(o, t, reduction="sum"),
+                probes=["overfit-one-batch"])[0]
+    a = res.metrics["attempts"][0]
+    assert a["loss_floor"] > 100 and res.verdict == "ok", res.evidence

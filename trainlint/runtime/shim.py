@@ -199,6 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     progress(0)
     hooks = Hooks(cap, losses_only=args.losses_only)
     hooks.install()
+    _count_children()
     _watch_exit(result, args, cap, t0)
     try:
         outcome = run_target(target, cap)
@@ -226,6 +227,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not cap.steps:
         result["message"] = ("the script ended without a single optimizer step: nothing trains (no optimizer.step() "
                              "was called)")
+        if _CHILDREN[0]:
+            result["message"] = (f"no training step ran in the script's own process; it started {_CHILDREN[0]} "
+                                 f"multiprocessing child process(es), where the training may run (Hogwild): "
+                                 f"trainlint run watches the main process only")
         return write("no-training", SHIM_NO_TRAINING)
     if args.losses_only or rank > 0:
         return write("ok", SHIM_OK)
@@ -243,6 +248,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         result["traceback"] = traceback.format_exc()
         return write("internal-error", SHIM_INTERNAL)
     return write("ok", SHIM_OK)
+
+
+_CHILDREN = [0]
+
+
+def _count_children() -> None:
+    """Count multiprocessing children (a Hogwild script trains in them, out of the hooks' sight)."""
+    try:
+        import multiprocessing.process as mpp
+
+        orig = mpp.BaseProcess.start
+
+        def start(self, *a, **k):
+            _CHILDREN[0] += 1
+            return orig(self, *a, **k)
+
+        mpp.BaseProcess.start = start
+    except Exception:
+        pass
 
 
 _REAL_EXIT = os._exit

@@ -39,6 +39,7 @@ class Setup:
     loss_kind: str = ""  # nll | bce | bce_logits | mse | l1 | smooth_l1 | huber | own | "" (a loss module)
     batch0: int = 0  # the batch size the ops were recorded at
     ignore_index: int = -100  # the NLL's ignored target value
+    reduction: str = "mean"  # the loss function's reduction (mean | sum | none)
 
     def raw_output(self, out: Any) -> Any:
         """The output tensor the loss came from (for a model computing its own loss: its largest tensor)."""
@@ -310,7 +311,8 @@ def _from_recipe(capture: Any, step: Any, call: Any, ctx: Any) -> Any:
                  first_loss=first if first is not None else next(
                      (s.loss.value for s in capture.steps if s.loss is not None), None),
                  location=location, out_index=oi, ops=list(ops), classes=info.classes, own_loss=own,
-                 loss_kind=kind, batch0=b0, ignore_index=int(spec.get("ignore_index", -100)))
+                 loss_kind=kind, batch0=b0, ignore_index=int(spec.get("ignore_index", -100)),
+                 reduction=REDUCTIONS.get(int(spec.get("reduction", 1)), "mean"))
 
 
 def from_capture(capture: Any, ctx: Any) -> Any:
@@ -418,6 +420,9 @@ def from_objects(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], opt
     loss = setup.loss(m)
     setup.first_loss = float(loss.detach().float().item())
     setup.kind, node = loss_kind(loss)
+    from trainlint.runtime.capture import LOSS_NODES
+
+    setup.loss_kind = LOSS_NODES.get(node, "")
     return setup
 
 

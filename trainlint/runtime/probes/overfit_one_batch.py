@@ -55,6 +55,32 @@ def _probability_like(out: Any) -> bool:
         return bool(float(out.min()) >= 0 and torch.allclose(out.sum(1), torch.ones_like(out.sum(1)), atol=1e-3))
 
 
+def _loss_floor(setup: Any) -> float:
+    """The least loss a perfect model reaches: 0, except for a binary cross-entropy against soft targets (a VAE's
+    pixel intensities), whose minimum is the targets' own entropy (with the loss's reduction)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = setup.target
+    if setup.loss_kind not in ("bce", "bce_logits") or not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        return 0.0
+    if not bool(((t > 0) & (t < 1)).any()):
+        return 0.0
+    y = t.float().clamp(1e-6, 1 - 1e-6)
+    perfect = y if setup.loss_kind == "bce" else torch.log(y / (1 - y))
+    with torch.no_grad():
+        if not setup.ops and not setup.own_loss:  # the loss function takes the output as it is: ask it
+            try:
+                return float(setup.loss_fn(perfect.to(setup.device), t.to(setup.device)))
+            except Exception:
+                pass
+        try:
+            val = F.binary_cross_entropy(y, t.float(), reduction="none")
+            return float(val.sum()) if setup.reduction == "sum" else float(val.mean())
+        except Exception:
+            return 0.0
+
+
 def _still_falling(losses: List[float]) -> bool:
     """The last tenth of the curve is at least 3% below the tenth before it."""
     k = max(5, len(losses) // 10)
@@ -129,7 +155,11 @@ class OverfitOneBatch(Probe):
             acc = _accuracy(out[0], small.target,
                             probabilities=small.loss_kind == "bce" or small.loss_name.lower() in ("bceloss",),
                             ignore_index=int(small.ignore_index))
-            ratio = (losses[-1] / losses[0]) if losses and losses[0] > 0 else None
+            floor = _loss_floor(small)
+            if losses and floor and losses[0] > floor:  # the part of the loss that can be removed
+                ratio = (losses[-1] - floor) / (losses[0] - floor)
+            else:
+                ratio = (losses[-1] / losses[0]) if losses and losses[0] > 0 else None
             ok = bool(losses) and losses[-1] == losses[-1] and (
                 (ratio is not None and ratio <= MAX_LOSS_RATIO) or losses[-1] < 1e-3) and (
                 acc is None or acc >= MIN_ACCURACY)
@@ -140,7 +170,7 @@ class OverfitOneBatch(Probe):
             ok = ok or slow
             attempts.append({"optimizer": label, "steps": len(losses), "initial_loss": losses[0] if losses else None,
                              "final_loss": losses[-1] if losses else None, "loss_ratio": ratio, "accuracy": acc,
-                             "reached": ok, "probability_output": _probability_like(out[1]),
+                             "reached": ok, "probability_output": _probability_like(out[1]), "loss_floor": floor,
                              "still_falling": slow})
             series[f"loss ({label})"] = losses
             if ok:
@@ -149,7 +179,8 @@ class OverfitOneBatch(Probe):
                    "min_accuracy": MIN_ACCURACY, "max_loss_ratio": MAX_LOSS_RATIO,
                    # the line each attempt's loss had to end below (the verdict also asks accuracy >= 95%)
                    "plot": {"thresholds": [
-                       {"value": MAX_LOSS_RATIO * a["initial_loss"], "series": f"loss ({a['optimizer']})",
+                       {"value": (a.get("loss_floor") or 0.0) + MAX_LOSS_RATIO * (a["initial_loss"] - (a.get("loss_floor") or 0.0)),
+                        "series": f"loss ({a['optimizer']})",
                         "label": f"10% of the first loss ({a['optimizer']})"
                                  + (f"; accuracy {pct(a['accuracy'])}, needs {pct(MIN_ACCURACY)}"
                                     if a["accuracy"] is not None else "")}
@@ -158,7 +189,8 @@ class OverfitOneBatch(Probe):
         def say(a: Dict[str, Any]) -> str:
             acc = f", accuracy {pct(a['accuracy'])}" if a["accuracy"] is not None else ""
             return (f"{a['optimizer']}: loss {num(a['initial_loss'])} -> {num(a['final_loss'])} in {a['steps']} "
-                    f"steps on {small.n} samples{acc}" + ("; still falling" if a.get("still_falling") else ""))
+                    f"steps on {small.n} samples{acc}" + ("; still falling" if a.get("still_falling") else "")
+                    + (f" (least possible {num(a['loss_floor'])}: the soft targets' entropy)" if a.get("loss_floor") else ""))
 
         evidence = "; ".join(say(a) for a in attempts)
         last = attempts[-1]
