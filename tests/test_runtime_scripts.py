@@ -323,3 +323,25 @@ def test_api_overfit_with_soft_bce_targets_is_judged_above_their_entropy():
                 probes=["overfit-one-batch"])[0]
     a = res.metrics["attempts"][0]
     assert a["loss_floor"] > 100 and res.verdict == "ok", res.evidence
+
+
+def test_api_batch_independence_of_a_token_model_through_its_embeddings():
+    from trainlint.runtime.api import check
+
+    class Tokens(torch.nn.Module):
+        def __init__(self, mix):
+            super().__init__()
+            self.emb, self.out, self.mix = torch.nn.Embedding(10, 8), torch.nn.Linear(8, 10), mix
+
+        def forward(self, x):
+            h = self.emb(x)
+            return self.out(h + h.mean(0, keepdim=True) if self.mix else h)  # mix: averages over the batch
+
+    torch.manual_seed(0)
+    x, y = torch.randint(0, 10, (8, 5)), torch.randint(0, 10, (8, 5))
+
+    def loss(o, t):
+        return torch.nn.functional.cross_entropy(o.reshape(-1, 10), t.reshape(-1))
+
+    assert check(Tokens(False), (x, y), loss, probes=["batch-independence"])[0].verdict == "ok"
+    assert check(Tokens(True), (x, y), loss, probes=["batch-independence"])[0].verdict == "problem"

@@ -39,11 +39,28 @@ class BatchIndependence(Probe):
             return x
 
         small = small.map_inputs(leaf)
-        if not leaves:
-            return self.skipped("no floating-point input to differentiate (token ids?)")
         model = small.copy_model()
         model.eval()
-        out = small.raw_output(small.forward(model))
+        handles = []
+        if not leaves:  # token ids: differentiate with respect to what the embeddings look up
+            def emb_leaf(mod, inp, out):
+                if isinstance(out, torch.Tensor) and out.dim() > 0 and out.shape[0] == n and out.is_floating_point():
+                    x = out.detach().clone().requires_grad_(True)
+                    leaves.append(x)
+                    return x
+                return None
+
+            handles = [m.register_forward_hook(emb_leaf) for m in model.modules()
+                       if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+            if not handles:
+                return self.skipped("no floating-point input to differentiate and no embedding layer")
+        try:
+            out = small.raw_output(small.forward(model))
+        finally:
+            for h in handles:
+                h.remove()
+        if not leaves:
+            return self.skipped("no floating-point input to differentiate (token ids?)")
         if out is None or out.dim() == 0 or out.shape[0] != n:
             return self.skipped("the output's first dimension is not the batch")
         gen = torch.Generator(device="cpu").manual_seed(0)
