@@ -221,7 +221,9 @@ class UnhealthyGradients(RuntimeProbeRule):
     The `gradient-health` probe runs one backward pass and one optimizer step on a copy. It flags a trainable
     parameter with a None or all-zero gradient; NaN/Inf (naming the first module whose output was not finite);
     ||g_first||/||g_last|| < 1e-3 with ||g_first|| < 1e-4 (vanishing) or > 70 (exploding); a layer gradient
-    norm > 1e3; and log10(||dw||/||w||) outside [-4, -1]. The evidence names the parameters and the norms.
+    norm > 1e3; and log10(||dw||/||w||) below -4 or above 0 on this first step (TheDeepChecker's upper bound,
+    -1, is for trained weights: at init a step of 10^-0.5 of the weights is common, e.g. SGD at LR 20 for an
+    LSTM language model). The evidence names the parameters and the norms.
 
     ## Why is this bad?
     Holden's list, "bad gradients" (Holden 2017): parameters that get no gradient never

@@ -150,6 +150,7 @@ class Capture:
     loaders_iterated: List[int] = field(default_factory=list)
     seed_calls: List[Dict[str, Any]] = field(default_factory=list)
     clip_calls: int = 0
+    clip_norm: Optional[float] = None  # the max_norm of the script's clip_grad_norm_ (the probes clip alike)
     names: Dict[int, str] = field(default_factory=dict)  # id(object) -> the script's variable name
     int_vars: Dict[str, int] = field(default_factory=dict)  # epochs etc. seen in the script's frames
     # working state
@@ -677,6 +678,12 @@ class Hooks:
         def make_clip(orig):
             def clip(*a, **k):
                 cap.clip_calls += 1
+                try:
+                    mn = a[1] if len(a) > 1 else k.get("max_norm")
+                    if mn is not None and cap.clip_norm is None:
+                        cap.clip_norm = float(mn)
+                except Exception:
+                    pass
                 return orig(*a, **k)
             return clip
 
@@ -787,7 +794,12 @@ class Hooks:
                         continue
                     ratios.append(float((p.detach() - before).norm()) / float(g.norm()))
                 if ratios:
-                    cap.manual_lr = sorted(ratios)[len(ratios) // 2]
+                    lr = sorted(ratios)[len(ratios) // 2]
+                    if cap.clip_norm:  # the update used the clipped gradient: undo the clip's factor
+                        total = sum(float(g.float().pow(2).sum()) for g in cap._manual_grads.values()) ** 0.5
+                        factor = min(1.0, cap.clip_norm / (total + 1e-6))
+                        lr = lr / factor if factor > 0 else lr
+                    cap.manual_lr = lr
             except Exception:
                 pass
         cap._manual_before = cap._manual_grads = None

@@ -40,6 +40,9 @@ class Setup:
     batch0: int = 0  # the batch size the ops were recorded at
     ignore_index: int = -100  # the NLL's ignored target value
     reduction: str = "mean"  # the loss function's reduction (mean | sum | none)
+    clip_norm: Optional[float] = None  # the script's gradient clipping (max_norm), copied by the training probes
+    #: The optimizer copy is the script's own (class, LR); False for a manual update's estimated SGD
+    opt_exact: bool = True
 
     def raw_output(self, out: Any) -> Any:
         """The output tensor the loss came from (for a model computing its own loss: its largest tensor)."""
@@ -312,7 +315,8 @@ def _from_recipe(capture: Any, step: Any, call: Any, ctx: Any) -> Any:
                      (s.loss.value for s in capture.steps if s.loss is not None), None),
                  location=location, out_index=oi, ops=list(ops), classes=info.classes, own_loss=own,
                  loss_kind=kind, batch0=b0, ignore_index=int(spec.get("ignore_index", -100)),
-                 reduction=REDUCTIONS.get(int(spec.get("reduction", 1)), "mean"))
+                 reduction=REDUCTIONS.get(int(spec.get("reduction", 1)), "mean"),
+                 clip_norm=getattr(capture, "clip_norm", None), opt_exact=capture.optimizer() is not None)
 
 
 def from_capture(capture: Any, ctx: Any) -> Any:
@@ -390,7 +394,8 @@ def from_capture(capture: Any, ctx: Any) -> Any:
         location = {"path": info.site[0], "line": info.site[1]}
     return Setup(model=model, device=device, args=args, kwargs=dict(call.kwargs or {}), target=target,
                  loss_fn=loss_fn, kind=info.kind, opt_class=opt_class, opt_kwargs=opt_kwargs, loss_name=name,
-                 first_loss=first, location=location, classes=info.classes, out_index=out_index)
+                 first_loss=first, location=location, classes=info.classes, out_index=out_index,
+                 clip_norm=getattr(capture, "clip_norm", None), opt_exact=capture.optimizer() is not None)
 
 
 def from_objects(model: Any, batch: Any, loss_fn: Callable[[Any, Any], Any], optimizer: Any = None,

@@ -42,7 +42,7 @@ class LossAtInit(Probe):
         elif kind == "mse" or (not kind and setup.kind == "regression" and "mse" in name):
             if tgt is not None and tgt.is_floating_point() and tgt.numel() > 1:
                 expected, what = float(tgt.float().var()), "Var(y)"
-        elif not kind and tgt is not None and not tgt.is_floating_point():
+        elif kind in ("", "nll") and tgt is not None and not tgt.is_floating_point():
             model = setup.copy_model()
             model.eval()
             with torch.no_grad():
