@@ -124,7 +124,7 @@ def bsds300(d: str, rng: random.Random) -> None:
     import numpy as np
     from PIL import Image
 
-    for part, n in (("train", 8), ("test", 4)):
+    for part, n in (("train", 16), ("test", 4)):
         out = os.path.join(d, "BSDS300", "images", part)
         os.makedirs(out, exist_ok=True)
         g = np.random.default_rng(rng.randrange(1 << 30))
