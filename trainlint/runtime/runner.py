@@ -174,6 +174,17 @@ class _Forward:
     def _raise(signum, frame):
         raise Interrupted(signum)
 
+    @classmethod
+    def hold(cls) -> None:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in cls.SIGNALS:
+                try:
+                    signal.signal(sig, signal.SIG_IGN)
+                except (OSError, ValueError):
+                    pass
+
     def __exit__(self, *exc):
         for sig, h in self.prev.items():
             try:
@@ -345,11 +356,13 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
                 raise RunError(what, output=_read(log))
             end_processes(proc, run_id, grace=0.0, reap=opts.subreaper)
         except Interrupted as exc:
+            _Forward.hold()  # a second Ctrl-C during the clean-up does not cut it short
             if proc is not None:
                 end_processes(proc, run_id, sig=exc.signum, grace=2.0, reap=opts.subreaper)
             raise RunError(f"interrupted by {_signal_name(exc.signum)}: the script and its processes were ended",
                            output=_read(log))
         except KeyboardInterrupt:
+            _Forward.hold()
             if proc is not None:
                 end_processes(proc, run_id, sig=signal.SIGINT, grace=2.0, reap=opts.subreaper)
             raise RunError("interrupted by SIGINT: the script and its processes were ended", output=_read(log))
