@@ -27,6 +27,11 @@ class BatchIndependence(Probe):
         setup = get_setup(capture, ctx)
         if isinstance(setup, str):
             return self.skipped(setup)
+        seq = [m for m in setup.model.modules() if hasattr(m, "batch_first") and isinstance(
+            getattr(m, "batch_first", None), bool)]
+        if seq and not any(m.batch_first for m in seq):
+            return self.skipped("the model is time-major (batch_first=False): its batch is dim 1, which this probe "
+                                "does not follow yet")
         n = min(SAMPLES, setup.n)
         if n < 2:
             return self.skipped("a batch of fewer than 2 samples")

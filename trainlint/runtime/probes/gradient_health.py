@@ -111,6 +111,8 @@ class GradientHealth(Probe):
                 return again
 
             try:
+                if getattr(setup, "clip_norm", None):  # the script clips before its step: so does the copy
+                    torch.nn.utils.clip_grad_norm_([p for _, p in named], setup.clip_norm)
                 if type(opt).__name__ == "LBFGS":
                     opt.step(closure)
                 else:
