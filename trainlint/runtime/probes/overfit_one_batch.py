@@ -91,8 +91,6 @@ def _still_falling(losses: List[float]) -> bool:
 
 
 def train(setup: Any, budget: Budget, fallback: bool, steps: int = STEPS) -> Tuple[List[float], Any, str]:
-    import torch
-
     from trainlint.runtime.probes import to_device
 
     model = setup.copy_model()
@@ -103,14 +101,10 @@ def train(setup: Any, budget: Budget, fallback: bool, steps: int = STEPS) -> Tup
     out = None
     target = to_device(setup.target, setup.device) if setup.target is not None else None
 
-    clip = getattr(setup, "clip_norm", None)
-
     def closure():  # (LBFGS evaluates it several times a step; other optimizers once)
         opt.zero_grad()
         loss = setup.loss_fn(setup.forward(model), target)
         loss.backward()
-        if clip and not fallback:  # the script clips its gradients: so does its optimizer's copy
-            torch.nn.utils.clip_grad_norm_(params, clip)
         return loss
 
     for _ in range(steps):
@@ -169,10 +163,13 @@ class OverfitOneBatch(Probe):
             ok = bool(losses) and losses[-1] == losses[-1] and (
                 (ratio is not None and ratio <= MAX_LOSS_RATIO) or losses[-1] < 1e-3) and (
                 acc is None or acc >= MIN_ACCURACY)
-            # a classifier at full accuracy whose loss is still falling steadily (a small LR, e.g. a GAN's 2e-4)
-            # does overfit, only slowly; a double softmax's loss has flattened at its floor instead
-            slow = bool(not ok and acc is not None and acc >= MIN_ACCURACY and _still_falling(losses)
-                        and not _probability_like(out[1]))
+            # a classifier at full accuracy whose loss is still falling steadily (a small LR, e.g. a GAN's 2e-4,
+            # or clipped gradients) does overfit, only slowly; a double softmax's loss has flattened at its floor
+            # (a regression, no accuracy to ask: a loss already below half its start and still falling steadily)
+            slow = bool(not ok and losses and losses[-1] == losses[-1] and _still_falling(losses)
+                        and not _probability_like(out[1])
+                        and ((acc is not None and acc >= MIN_ACCURACY)
+                             or (acc is None and ratio is not None and ratio < 0.5)))
             ok = ok or slow
             attempts.append({"optimizer": label, "steps": len(losses), "initial_loss": losses[0] if losses else None,
                              "final_loss": losses[-1] if losses else None, "loss_ratio": ratio, "accuracy": acc,
