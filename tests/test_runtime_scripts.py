@@ -345,3 +345,26 @@ def test_api_batch_independence_of_a_token_model_through_its_embeddings():
 
     assert check(Tokens(False), (x, y), loss, probes=["batch-independence"])[0].verdict == "ok"
     assert check(Tokens(True), (x, y), loss, probes=["batch-independence"])[0].verdict == "problem"
+
+
+def test_a_model_copy_rebinds_closures_over_its_own_layers():
+    from trainlint.runtime.api import check
+    from trainlint.runtime.probes import model_copy
+
+    class Block(torch.nn.Module):  # minGPT / makemore: the MLP is called through a lambda over a ModuleDict
+        def __init__(self):
+            super().__init__()
+            self.mlp = torch.nn.ModuleDict(dict(c_fc=torch.nn.Linear(4, 8), c_proj=torch.nn.Linear(8, 2)))
+            m = self.mlp
+            self.mlpf = lambda x: m.c_proj(torch.tanh(m.c_fc(x)))
+
+        def forward(self, x):
+            return self.mlpf(x)
+
+    model = Block()
+    copy = model_copy(model, "cpu")
+    copy(torch.randn(3, 4)).sum().backward()
+    assert copy.mlp.c_fc.weight.grad is not None and model.mlp.c_fc.weight.grad is None
+    res = check(model, (torch.randn(8, 4), torch.randn(8, 2)), torch.nn.functional.mse_loss,
+                probes=["gradient-health"])[0]
+    assert not res.metrics["none_grad"], res.evidence

@@ -130,9 +130,39 @@ def unwrap(model: Any) -> Any:
 
 
 def model_copy(model: Any, device: Any) -> Any:
-    """A deep copy of the model on ``device``; the user's model is left as it was."""
-    m = copy.deepcopy(unwrap(model))
+    """A deep copy of the model on ``device``; the user's model is left as it was.
+
+    deepcopy shares functions: a module attribute ``self.mlpf = lambda x: m.c_proj(m.c_fc(x))`` (minGPT,
+    makemore) would still call the original's layers, so such closures are rebuilt over the copies."""
+    memo: Dict[int, Any] = {}
+    src = unwrap(model)
+    m = copy.deepcopy(src, memo)
+    _rebind_closures(m, memo)
     return m.to(device)
+
+
+def _rebind_closures(copied: Any, memo: Dict[int, Any]) -> None:
+    import types
+
+    for mod in copied.modules():
+        for name, val in list(vars(mod).items()):
+            if not isinstance(val, types.FunctionType) or not val.__closure__:
+                continue
+            cells = []
+            changed = False
+            for c in val.__closure__:
+                try:
+                    obj = c.cell_contents
+                except ValueError:  # an empty cell
+                    cells.append(c)
+                    continue
+                new = memo.get(id(obj), obj)
+                changed = changed or new is not obj
+                cells.append(types.CellType(new))
+            if changed:
+                f = types.FunctionType(val.__code__, val.__globals__, val.__name__, val.__defaults__, tuple(cells))
+                f.__kwdefaults__ = val.__kwdefaults__
+                setattr(mod, name, f)
 
 
 def to_device(obj: Any, device: Any) -> Any:
