@@ -15,8 +15,10 @@ Each case is a folder holding the case's files and ``sentinel.py`` (a known TL20
 checks the folder in-process (``trainlint check``, a rotating output format). A case passes when the
 run ends with exit 0/1/2, prints no traceback and no "internal error", and still reports the sentinel's
 finding (only a configuration error may stop the run, and its message must name the file). Cases run
-in batches in child processes with a watchdog: a case running past ``--hang`` seconds (default 30) is a
-hang, a child that dies (a segfault) is an abort; the next batch starts after that case.
+in batches in child processes with a watchdog: a case using more than ``--hang`` CPU seconds (default 30),
+or not returning within ``--wall-limit`` seconds (default 300; a read blocked on a FIFO uses no CPU, and
+CPU time, unlike the wall clock, does not depend on how loaded a shared machine is) is a hang; a child that
+dies (a segfault) is an abort; the next batch starts after that case.
 
     nice -n 10 python benchmarks/fuzz.py --cases 10000            # the acceptance run
     python benchmarks/fuzz.py --cases 300 --seed 1 --batch 300     # quick
@@ -410,7 +412,8 @@ class Outcome:
     ok: bool
     problem: str = ""  # abort | traceback | hang
     detail: str = ""
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall clock
+    cpu: float = 0.0  # CPU seconds of this process (the machine may be shared and loaded)
 
 
 def build(case: Case, folder: Path) -> None:
@@ -447,8 +450,18 @@ def remove(folder: Path) -> None:
         os.rmdir(folder)
 
 
-def run_case(case: Case, workdir: Path) -> Outcome:
-    """Build the case, run `trainlint check` on it in-process, judge the result."""
+def run_case(case: Case, workdir: Path, hang: float = 30.0) -> Outcome:
+    """Build the case, run `trainlint check` on it in-process, judge the result (over ``hang`` CPU
+    seconds is a hang; a run that never returns is caught by the caller's watchdog)."""
+    cpu_start = time.process_time()
+    outcome = _run_case(case, workdir)
+    outcome.cpu = time.process_time() - cpu_start
+    if outcome.ok and outcome.cpu > hang:
+        outcome.ok, outcome.problem, outcome.detail = False, "hang", f"{outcome.cpu:.0f} CPU seconds"
+    return outcome
+
+
+def _run_case(case: Case, workdir: Path) -> Outcome:
     from click.testing import CliRunner
 
     from trainlint.cli import main
@@ -461,13 +474,14 @@ def run_case(case: Case, workdir: Path) -> Outcome:
             args.append("--isolated")
         cwd = os.getcwd()
         os.chdir(folder)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         try:
             runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
             result = runner.invoke(main, args + ["."], catch_exceptions=True)
         finally:
             os.chdir(cwd)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu_start
         out = result.stdout_bytes.decode("utf-8", errors="replace")
         err = result.stderr_bytes.decode("utf-8", errors="replace") if result.stderr_bytes is not None else ""
         code = result.exit_code
@@ -510,11 +524,13 @@ def _child(args: argparse.Namespace) -> int:
         for i in range(args.start, min(args.stop, len(cases))):
             progress.write(f"{i}\n")
             progress.flush()
-            faulthandler.dump_traceback_later(args.hang, exit=True)  # a hang kills the child: the parent sees it
-            out = run_case(cases[i], workdir)
+            # A case that never returns (blocked on a FIFO...) uses no CPU: the wall-clock watchdog kills
+            # the child and the parent records the hang.
+            faulthandler.dump_traceback_later(args.wall_limit, exit=True)
+            out = run_case(cases[i], workdir, args.hang)
             faulthandler.cancel_dump_traceback_later()
             sys.stdout.write(json.dumps({"i": i, "ok": out.ok, "problem": out.problem, "detail": out.detail,
-                                         "seconds": round(out.seconds, 3)}) + "\n")
+                                         "seconds": round(out.seconds, 3), "cpu": round(out.cpu, 3)}) + "\n")
             sys.stdout.flush()
     finally:
         remove(workdir)
@@ -526,7 +542,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--cases", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--batch", type=int, default=500, help="cases per child process")
-    parser.add_argument("--hang", type=float, default=30.0, help="seconds after which a case is a hang")
+    parser.add_argument("--hang", type=float, default=30.0, help="CPU seconds after which a case is a hang")
+    parser.add_argument("--wall-limit", type=float, default=300.0,
+                        help="wall-clock seconds after which a case that has not returned is killed (a hang)")
     parser.add_argument("--grammar-share", type=float, default=0.3)
     parser.add_argument("--odd-share", type=float, default=0.1)
     parser.add_argument("--light", action="store_true",
@@ -555,7 +573,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         while i < len(cases):
             stop = min(i + args.batch, len(cases))
             cmd = [sys.executable, __file__, "--child", "--case-file", str(case_file), "--start", str(i),
-                   "--stop", str(stop), "--hang", str(args.hang), "--progress", str(progress)]
+                   "--stop", str(stop), "--hang", str(args.hang), "--wall-limit", str(args.wall_limit),
+                   "--progress", str(progress)]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
             for line in proc.stdout.splitlines():
                 with contextlib.suppress(ValueError):
@@ -570,8 +589,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if current not in results:
                     hang = "Timeout" in proc.stderr
                     results[current] = {"i": current, "ok": False, "problem": "hang" if hang else "abort",
-                                        "detail": f"child exit {proc.returncode}: {proc.stderr[-800:]}",
-                                        "seconds": args.hang if hang else 0.0}
+                                        "detail": f"child exit {proc.returncode}: {proc.stderr[:1500]}",
+                                        "seconds": args.wall_limit if hang else 0.0, "cpu": 0.0}
                 i = current + 1
             else:
                 i = stop
@@ -589,13 +608,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     failing = [dict(r, kind=cases[r["i"]].kind, what=cases[r["i"]].what) for r in results.values() if not r["ok"]]
     counts = {p: sum(1 for r in failing if r["problem"] == p) for p in ("abort", "traceback", "hang")}
     by_kind = {k: sum(1 for c in cases if c.kind == k) for k in ("grammar", "mutant", "odd")}
-    slowest = max(results.values(), key=lambda r: r["seconds"], default={"i": 0, "seconds": 0.0})
+    slowest = max(results.values(), key=lambda r: r["cpu"], default={"i": 0, "seconds": 0.0, "cpu": 0.0})
     print(f"programs: {len(results)} ({', '.join(f'{k} {v}' for k, v in by_kind.items())}){' light' if args.light else ''}, seed {args.seed}")
-    print(f"whole-run aborts: {counts['abort']}  tracebacks: {counts['traceback']}  hangs over {args.hang:g}s: {counts['hang']}")
-    print(f"slowest case: {slowest['seconds']:.1f}s ({cases[slowest['i']].kind}: {cases[slowest['i']].what[:80]}); "
-          f"total {time.perf_counter() - started:.0f}s")
-    for r in sorted(results.values(), key=lambda r: -r["seconds"])[:5]:
-        print(f"  {r['seconds']:.1f}s #{r['i']} [{cases[r['i']].kind}: {cases[r['i']].what[:80]}]")
+    print(f"whole-run aborts: {counts['abort']}  tracebacks: {counts['traceback']}  "
+          f"hangs (over {args.hang:g} CPU s, or no return in {args.wall_limit:g} s): {counts['hang']}")
+    print(f"slowest case: {slowest['cpu']:.1f} CPU s, {slowest['seconds']:.1f} s wall "
+          f"({cases[slowest['i']].kind}: {cases[slowest['i']].what[:80]}); total {time.perf_counter() - started:.0f}s")
+    for r in sorted(results.values(), key=lambda r: -r["cpu"])[:5]:
+        print(f"  {r['cpu']:.1f} CPU s / {r['seconds']:.1f} s #{r['i']} [{cases[r['i']].kind}: {cases[r['i']].what[:80]}]")
     for r in failing[:20]:
         print(f"  #{r['i']} {r['problem']} [{r['kind']}: {r['what'][:80]}] {r['detail'][:300]}")
     if args.report:
