@@ -290,3 +290,56 @@ def test_near_miss_shadowed_names_and_reassignment(tmp_path):
             f()
     """})
     assert sorted(o.qname for o in _ask(w)) == ["torch.nn.HuberLoss", "torch.nn.L1Loss"]
+
+
+def test_a_helper_called_twice_answers_per_call(tmp_path):
+    w = _world(tmp_path, {"train.py": """
+        import torch.nn as nn
+        ACTS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+        def act(name):
+            return ACTS[name]()
+        class Net(nn.Module):
+            def __init__(self, hidden="relu", out="tanh"):
+                super().__init__()
+                self.h = act(hidden)
+                self.o = act(out)
+            def forward(self, x):
+                return self.o  # ask
+        if __name__ == "__main__":
+            Net()
+    """})
+    assert _names(_ask(w)) == ["torch.nn.Tanh"]
+
+
+def test_defaults_decide_conditions_on_self_attributes(tmp_path):
+    w = _world(tmp_path, {"train.py": """
+        import torch.nn as nn
+        class Block(nn.Module):
+            def __init__(self, drop_rate=0.0, norm="bn"):
+                super().__init__()
+                self.drop_rate = drop_rate
+                self.norm = nn.BatchNorm1d(8) if norm == "bn" else nn.LayerNorm(8)
+            def forward(self, x):
+                return self.norm  # ask
+        if __name__ == "__main__":
+            Block()
+    """})
+    objs = _ask(w)
+    assert _names(objs) == ["torch.nn.BatchNorm1d"]
+    file = w.files[0]
+    cls = file.facts.classes["Block"]
+    fwd = cls.methods["forward"]
+    test = cst.parse_expression("self.drop_rate > 0")
+    assert w.decided(test, file, fwd, fwd.stmts[0]) is False
+    assert w.constant(cst.parse_expression("self.drop_rate"), file, fwd, fwd.stmts[0]) == 0.0
+
+
+def test_near_miss_an_undecidable_condition_keeps_both_arms(tmp_path):
+    w = _world(tmp_path, {"train.py": """
+        import sys
+        import torch.nn as nn
+        if __name__ == "__main__":
+            norm = nn.BatchNorm1d(8) if len(sys.argv) > 2 else nn.LayerNorm(8)
+            n = norm  # ask
+    """})
+    assert _names(_ask(w)) == ["torch.nn.BatchNorm1d", "torch.nn.LayerNorm"]
