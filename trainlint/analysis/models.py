@@ -68,10 +68,16 @@ def loss_calls(world: ModelWorld, file: FileRef, wanted: Optional[set] = None, m
     (``nn.MSELoss()(...)``) or through a criterion object (``criterion = nn.MSELoss()`` local, module-level,
     ``self.criterion``, a parameter bound at the call sites, or imported from another file).
     ``min_args`` skips calls with fewer arguments cheaply (a loss call has an input and a target)."""
+    memo = world.__dict__.setdefault("_loss_of_call", {})
     for call, scope, st in file_calls(file):
         if min_args and len(call.args) < min_args:
             continue
-        found = _loss_of_callee(world, call.func, file, scope, st)
+        key = id(call)
+        if key in memo:
+            found = memo[key][1]
+        else:
+            found = _loss_of_callee(world, call.func, file, scope, st)
+            memo[key] = (call, found)  # the node is kept so that its id is not reused
         if found is None:
             continue
         q, ctor, cfile = found
@@ -96,6 +102,15 @@ def _loss_of_callee(world: ModelWorld, func, file: FileRef, scope: Scope, stmt: 
         if lq is not None and lq.startswith("torch.nn.functional."):
             return (lq, None, file)
         if q.startswith("torch"):
+            return None
+    if isinstance(func, cst.Attribute):
+        # x.view(...), logits.argmax(1): a method of a value is not a criterion; attributes of self,
+        # of an imported module and dotted names assigned as such (trainer.criterion = ...) may be
+        name = dotted(func)
+        if name is None:
+            return None
+        head = name.split(".", 1)[0]
+        if head != "self" and q is None and not world.defs(name, file, scope, stmt):
             return None
     results = []
     for o in world.objects(func, file, scope, stmt):

@@ -58,7 +58,6 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.syntax import positional
-from trainlint.analysis.walk import walk
 
 _MAX_DEPTH = 16
 _MAX_ALTS = 8
@@ -1040,13 +1039,39 @@ def bound_arg(call: cst.Call, index: int, param: str) -> Optional[cst.BaseExpres
 # -- every call of a file ----------------------------------------------------------------------------
 
 _STOP = (cst.Lambda, cst.FunctionDef, cst.ClassDef, cst.IndentedBlock, cst.BaseString, cst.Integer, cst.Float, cst.Name)
+_SKIP_FIELDS = {"lpar", "rpar", "comma", "semicolon", "dot", "equal", "colon", "whitespace_before", "whitespace_after",
+                "whitespace_after_func", "whitespace_before_args", "whitespace_after_star", "whitespace_after_arg",
+                "leading_lines", "trailing_whitespace", "header", "footer", "lbracket", "rbracket", "lbrace", "rbrace",
+                "operator", "whitespace_before_equal", "whitespace_after_equal", "whitespace_after_param"}
+_CODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
+
+
+def _code_fields(cls: type) -> Tuple[str, ...]:
+    names = _CODE_FIELDS.get(cls)
+    if names is None:
+        names = tuple(n for n in cls.__dataclass_fields__ if n not in _SKIP_FIELDS and not n.startswith("whitespace"))  # type: ignore[attr-defined]
+        _CODE_FIELDS[cls] = names
+    return names
 
 
 def calls_in(node: cst.CSTNode):
-    """Calls inside a statement, outermost first, without entering nested defs or lambdas."""
-    for n in walk(node):
+    """Calls inside a statement, outermost first, without entering nested defs or lambdas. Reads the
+    dataclass fields directly and stops at leaves (names, literals): the hot path of every call index."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
         if isinstance(n, cst.Call):
             yield n
+        if n is not node and isinstance(n, _STOP):
+            continue
+        kids = []
+        for name in _code_fields(type(n)):
+            v = getattr(n, name)
+            if isinstance(v, cst.CSTNode):
+                kids.append(v)
+            elif isinstance(v, (list, tuple)):
+                kids.extend(x for x in v if isinstance(x, cst.CSTNode))
+        stack.extend(reversed(kids))
 
 
 def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:

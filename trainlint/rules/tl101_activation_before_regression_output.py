@@ -350,7 +350,7 @@ for x, y in loader:
         evidence_cache: List = []
         for file in world.files:
             # no per-file text gate: the criterion may be imported from another file of the program
-            for lc in loss_calls(world, file, REGRESSION_LOSSES):
+            for lc in loss_calls(world, file, REGRESSION_LOSSES, min_args=2):
                 a = lc.argument(0, "input")
                 b = lc.argument(1, "target")
                 if a is None or b is None:
