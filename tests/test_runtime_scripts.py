@@ -368,3 +368,18 @@ def test_a_model_copy_rebinds_closures_over_its_own_layers():
     res = check(model, (torch.randn(8, 4), torch.randn(8, 2)), torch.nn.functional.mse_loss,
                 probes=["gradient-health"])[0]
     assert not res.metrics["none_grad"], res.evidence
+
+
+def test_overfit_floor_of_next_tokens_that_share_a_prefix():
+    from trainlint.runtime.probes._setup import Setup
+    from trainlint.runtime.probes.overfit_one_batch import _loss_floor
+
+    x = torch.tensor([[0, 1, 2], [0, 1, 3], [0, 4, 5]])  # every name starts with the start token 0
+    y = torch.tensor([[1, 2, 9], [1, 3, 9], [4, 5, 9]])
+    setup = Setup(model=None, device="cpu", args=(x,), kwargs={}, target=y.view(-1), loss_fn=None, loss_kind="nll")
+    # after (0,): 1, 1 or 4; after (0, 1): 2 or 3; every other prefix has one next token
+    expected = (-2 * math.log(2 / 3) - math.log(1 / 3) - 2 * math.log(1 / 2)) / 9
+    assert _loss_floor(setup) == pytest.approx(expected)
+    unique = Setup(model=None, device="cpu", args=(x[2:],), kwargs={}, target=y[2:].view(-1), loss_fn=None,
+                   loss_kind="nll")
+    assert _loss_floor(unique) == 0.0

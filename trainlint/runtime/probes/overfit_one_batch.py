@@ -62,6 +62,8 @@ def _loss_floor(setup: Any) -> float:
     import torch.nn.functional as F
 
     t = setup.target
+    if setup.loss_kind in ("nll", "own"):
+        return _sequence_floor(setup)
     if setup.loss_kind not in ("bce", "bce_logits") or not isinstance(t, torch.Tensor) or not t.is_floating_point():
         return 0.0
     if not bool(((t > 0) & (t < 1)).any()):
@@ -79,6 +81,45 @@ def _loss_floor(setup: Any) -> float:
             return float(val.sum()) if setup.reduction == "sum" else float(val.mean())
         except Exception:
             return 0.0
+
+
+def _sequence_floor(setup: Any) -> float:
+    """A next-token model's least loss on the batch: where two samples share the whole prefix up to a position
+    (a start token, a common first syllable) but their next tokens differ, no model can tell them apart; the
+    floor is the mean entropy of the next token given its prefix (0 when every prefix is unique)."""
+    import math
+
+    import torch
+
+    try:
+        x = setup.args[0] if setup.args else None
+        y = setup.target
+        if y is None and setup.own_loss and len(setup.args) > 1:
+            y = setup.args[1]
+        y = y if y is not None else setup.kwargs.get("targets")
+        if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)) or x.is_floating_point() \
+                or x.dim() != 2 or y.numel() != x.numel() or y.is_floating_point():
+            return 0.0
+        y = y.reshape(x.shape)
+        ignore = int(getattr(setup, "ignore_index", -100))
+        xs, ys = x.tolist(), y.tolist()
+        groups: dict = {}
+        for i, row in enumerate(xs):
+            for t in range(len(row)):
+                if ys[i][t] == ignore or ys[i][t] < 0:
+                    continue
+                groups.setdefault(tuple(row[:t + 1]), []).append(ys[i][t])
+        total = sum(len(v) for v in groups.values())
+        if not total:
+            return 0.0
+        nll = 0.0
+        for v in groups.values():
+            for tok in set(v):
+                c = v.count(tok)
+                nll += -c * math.log(c / len(v))
+        return nll / total if setup.reduction != "sum" else nll
+    except Exception:
+        return 0.0
 
 
 def _still_falling(losses: List[float]) -> bool:
@@ -193,7 +234,7 @@ class OverfitOneBatch(Probe):
             acc = f", accuracy {pct(a['accuracy'])}" if a["accuracy"] is not None else ""
             return (f"{a['optimizer']}: loss {num(a['initial_loss'])} -> {num(a['final_loss'])} in {a['steps']} "
                     f"steps on {small.n} samples{acc}" + ("; still falling" if a.get("still_falling") else "")
-                    + (f" (least possible {num(a['loss_floor'])}: the soft targets' entropy)" if a.get("loss_floor") else ""))
+                    + (f" (least possible {num(a['loss_floor'])}: the targets' own entropy)" if a.get("loss_floor") else ""))
 
         evidence = "; ".join(say(a) for a in attempts)
         last = attempts[-1]
