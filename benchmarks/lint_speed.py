@@ -1,16 +1,22 @@
-"""How fast is trainlint? A script, not a test: ``python benchmarks/lint_speed.py [PATH] [--repeat N]``.
+"""How fast is trainlint? A script, not a test: ``python benchmarks/lint_speed.py [PATH] [--repeat N]
+[--big-file REL]``. Prints, in one run over the .py files of PATH (ratios are meant to be read within one
+run: the machine's load moves absolute times):
 
-Over one set of .py files (found by ``trainlint.files.discover`` with a default ``Config``) it measures
+  (a) a bare ``libcst.parse_module`` of each file, in this process (texts read beforehand);
+  (b) cold serial: ``trainlint.engine.lint_paths`` in this process, no cache, no workers, every rule on;
+  (c) cold parallel: the same with 2 worker processes;
+  (d) the CLI (``trainlint PATH``, interpreter start-up included) on a copy of PATH: cold with an empty
+      cache, warm (nothing changed), and after touching one file (its programs are re-analysed), with
+      the peak RSS of each run;
+  (e) one file: a ~200-line training script alone, cold (``--no-cache``) and warm, wall time including
+      interpreter start-up; ``python -c pass`` and a one-line file for scale;
+  (f) one file inside a big package, linted in place (``--big-file``, default
+      timm/models/vision_transformer.py when PATH holds it), cold and warm;
+  (g) time per line of synthetic multi-file training programs of 1k to 16k lines (must stay flat);
+  (h) ruff's time on the same copy, for scale, when ruff is installed.
 
-  (a) a bare ``libcst.parse_module`` of each file (texts read beforehand; only the parse is timed),
-  (b) trainlint's full in-process lint, ``trainlint.engine.lint_paths``, with every rule enabled
-      (discovery, reading, parsing, facts, rules, suppressions),
-  (c) one ``trainlint PATH`` subprocess, wall time including interpreter start-up, and its peak RSS,
-  (d) ``python -c "import trainlint.cli"`` alone (start-up cost), next to ``python -c pass``,
-
-plus ``trainlint`` on one ~200-line script (the largest file, or a synthesized training script).
-Every time is the best of N runs (default 3). PATH defaults to the repository's fixtures/ folder; when
-that holds fewer than 3 .py files the script falls back to tests/, then trainlint/, and says so.
+PATH defaults to the repository's fixtures/ folder (then tests/, then trainlint/). Every time is the best
+of N runs (default 3); the machine's load (``os.getloadavg``) is printed with the results.
 """
 
 from __future__ import annotations
@@ -233,10 +239,55 @@ def synthesized_script(lines: int = SCRIPT_LINES) -> str:
     return head + body + tail
 
 
+
+def copy_tree(files: Sequence[Tuple[str, str]], src: Path, dest: Path) -> None:
+    """The .py files of ``src`` (and the project markers linking needs) copied under ``dest``."""
+    base = src.resolve()
+    for real, _ in files:
+        rel = Path(real).resolve().relative_to(base) if Path(real).resolve().is_relative_to(base) else Path(Path(real).name)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(real, target)
+    for marker in base.rglob(".git"):
+        rel = marker.relative_to(base)
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+
+
+def synthetic_program(root: Path, lines: int) -> int:
+    """A multi-file training program of about ``lines`` lines: a package of model and helper modules
+    (each ~250 lines, each importing the previous one) and a train.py that imports them all."""
+    unit = synthesized_script(250)
+    head, _, rest = unit.partition("\ndef main():")
+    pkg = root / "proj"
+    pkg.mkdir(parents=True, exist_ok=True)
+    (pkg / "__init__.py").write_text("", encoding="utf-8")
+    total, k = 0, 0
+    imports = []
+    while total < lines - 60:
+        text = head.replace("class Net(", f"class Net{k}(").replace("class Block(", f"class Block{k}(")
+        text = text.replace("Block(3, width), Block(width, width)", f"Block{k}(3, width), Block{k}(width, width)")
+        text = text.replace("def evaluate_", f"def evaluate{k}_")
+        if k:
+            text = text.replace('import argparse\n', f'import argparse\nfrom proj.part{k - 1} import Net{k - 1}\n', 1)
+        (pkg / f"part{k}.py").write_text(text, encoding="utf-8")
+        imports.append(f"from proj.part{k} import Net{k}, evaluate{k}_0")
+        total += len(text.splitlines())
+        k += 1
+    last = k - 1
+    train = synthesized_script(60).replace("model = Net().to(device)", f"model = Net{last}().to(device)")
+    train = train.replace("acc = evaluate_0(", f"acc = evaluate{last}_0(")
+    train = train.replace("import argparse\n", "import argparse\n" + "\n".join(imports) + "\n", 1)
+    (root / "train.py").write_text(train, encoding="utf-8")
+    return total + len(train.splitlines())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", help="file or folder to lint (default: fixtures/, else tests/, else trainlint/)")
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="best of N runs (default 3)")
+    parser.add_argument("--big-file", metavar="REL", help="a file inside a big package of PATH, linted in place "
+                        "(default: timm/models/vision_transformer.py when PATH holds it)")
+    parser.add_argument("--sizes", default="1000,2000,4000,8000,16000", help="synthetic program sizes in lines")
     args = parser.parse_args(argv)
     n = max(1, args.repeat)
     torch_before = "torch" in sys.modules
@@ -258,7 +309,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     nlines = sum(len(t.splitlines()) for t in texts)
     nbytes = sum(len(t.encode("utf-8")) for t in texts)
     print(f"path: {_rel(path)}  files: {nfiles}  lines: {nlines}  size: {nbytes / 1024:.0f} KiB  best of {n}")
-    print(f"python {sys.version.split()[0]}, libcst {_version('libcst')}, trainlint {_version('trainlint')}")
+    print(f"python {sys.version.split()[0]}, libcst {_version('libcst')}, trainlint {_version('trainlint')}, "
+          f"{os.cpu_count()} CPUs, load average at start {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
     # (a) bare parse
     syntax_errors = 0
@@ -274,77 +326,138 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     t_parse = best_of(n, parse_all)
 
-    # (b) full in-process lint, every rule on (as cli.py builds Options)
+    # (b) cold serial, (c) cold parallel: in-process, every rule on (as cli.py builds Options), no cache
     config = default_config()
     enabled = list(registry())
-    options = Options(config=config, enabled=enabled, report_unused_suppressions="TL002" in enabled,
-                      min_severity=config.min_severity)
     result: dict = {}
 
-    def lint_all() -> None:
-        result["report"], result["warnings"] = lint_paths([str(path)], options)
+    def lint_with(jobs: int) -> Callable[[], None]:
+        def run() -> None:
+            options = Options(config=config, enabled=enabled, report_unused_suppressions="TL002" in enabled,
+                              min_severity=config.min_severity, jobs=jobs)
+            result[jobs] = lint_paths([str(path)], options)[0]
+        return run
 
-    t_lint = best_of(n, lint_all)
-    report = result["report"]
+    t_serial = best_of(n, lint_with(1))
+    t_parallel = best_of(n, lint_with(2))
+    report = result[1]
+    same = [(f.path, f.span, f.code, f.message) for f in result[1].findings] == \
+           [(f.path, f.span, f.code, f.message) for f in result[2].findings]
     torch_after = "torch" in sys.modules
 
     def rate(seconds: float) -> str:
         return f"{nfiles / seconds:8.1f} files/s  {nlines / seconds:9.0f} lines/s  ({seconds * 1000:8.1f} ms)"
 
     print()
-    print(f"(a) libcst.parse_module only     {rate(t_parse)}" + (f"  [{syntax_errors} syntax error(s)]" if syntax_errors else ""))
-    print(f"(b) in-process lint_paths        {rate(t_lint)}  [{len(enabled)} rules: {', '.join(enabled)}; "
-          f"{report.files_checked} files checked, {len(report.findings)} findings, {len(report.errors)} errors]")
-    if "TL002" in enabled:
-        print("    (TL002, unused suppressions, is on here; the CLI leaves it off by default, so (c) may find fewer)")
-    print(f"    ratio (b)/(a): {t_lint / t_parse:.2f}x   (the rest of (b) over a bare parse: "
-          f"{(t_lint - t_parse) * 1000:.1f} ms, {(t_lint - t_parse) / nfiles * 1000:.2f} ms/file)")
+    print(f"(a) libcst.parse_module only      {rate(t_parse)}" + (f"  [{syntax_errors} syntax error(s)]" if syntax_errors else ""))
+    print(f"(b) cold serial (in-process)      {rate(t_serial)}  ratio to (a): {t_serial / t_parse:.2f}x  "
+          f"[{len(enabled)} rules; {report.files_checked} files checked, {len(report.findings)} findings, {len(report.errors)} errors]")
+    print(f"(c) cold, 2 worker processes      {rate(t_parallel)}  ratio to (a): {t_parallel / t_parse:.2f}x  "
+          f"(findings identical to (b): {same})")
     print(f"    torch in sys.modules after the in-process lint: {torch_after}"
           + (" (it was already imported before)" if torch_before else "")
           + ("  <-- the static path must not import torch!" if torch_after and not torch_before else "  (good)"))
 
-    # (c) one subprocess over the same path, (d) start-up alone
     cmd = trainlint_command()
-    t_sub, code, rss = best_child(n, [*cmd, str(path.resolve())], ROOT, ok=(0, 1))
-    t_import, _, rss_import = best_child(n, [sys.executable, "-c", "import trainlint.cli"], ROOT)
-    t_pass, _, _ = best_child(n, [sys.executable, "-c", "pass"], ROOT)
-    children_peak = _kib(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    print()
-    print(f"(c) `trainlint {_rel(path)}` subprocess: {t_sub * 1000:8.1f} ms wall (exit {code}), "
-          f"peak RSS {rss / 1024:.1f} MiB")
-    print(f"(d) `python -c 'import trainlint.cli'`: {t_import * 1000:8.1f} ms wall, peak RSS {rss_import / 1024:.1f} MiB "
-          f"(`python -c pass`: {t_pass * 1000:.1f} ms)")
-    print(f"    so of (c): interpreter {t_pass * 1000:.0f} ms + importing the CLI {max(0.0, t_import - t_pass) * 1000:.0f} ms "
-          f"+ the rest {max(0.0, t_sub - t_import) * 1000:.0f} ms (importing libcst, the engine and the rules: see "
-          f"'fixed cost' below; then the lint, which in-process (b) did warm in {t_lint * 1000:.0f} ms)")
-    print(f"    (peak RSS: each command's own ru_maxrss, from os.wait4 in a small launcher; this process's "
-          f"getrusage(RUSAGE_CHILDREN).ru_maxrss reads {children_peak / 1024:.1f} MiB because a child forked from it "
-          f"inherits its {_kib(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024:.1f} MiB high-water mark)")
+    with tempfile.TemporaryDirectory(prefix="trainlint-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        copy = tmp / "copy"
+        copy_tree(files, path if path.is_dir() else path.parent, copy)
+        cache = tmp / "cache"
 
-    # one ~200-line script
-    sizes = sorted(((len(t.splitlines()), real) for t, (real, _) in zip(texts, files)), reverse=True)
-    with tempfile.TemporaryDirectory(prefix="trainlint-bench-") as tmp:
-        if sizes and sizes[0][0] >= SCRIPT_LINES * 3 // 4:
-            script, script_lines, origin = Path(sizes[0][1]), sizes[0][0], "the largest file"
-        else:
-            script = Path(tmp) / "train.py"
-            script.write_text(synthesized_script(), encoding="utf-8")
-            script_lines = len(script.read_text(encoding="utf-8").splitlines())
-            biggest = f"{sizes[0][0]} lines" if sizes else "none"
-            origin = f"synthesized (largest file here: {biggest})"
-        t_one, code_one, rss_one = best_child(n, [*cmd, str(script)], Path(tmp), ok=(0, 1))
-        shown = _rel(script) if tmp not in str(script) else script.name
-        tiny = Path(tmp) / "tiny.py"
-        tiny.write_text("x = 1\n", encoding="utf-8")
-        t_tiny, _, rss_tiny = best_child(n, [*cmd, str(tiny)], Path(tmp))
-        t_engine, _, _ = best_child(n, [sys.executable, "-c", "import trainlint.engine, trainlint.rules; trainlint.rules.registry()"], ROOT)
+        # (d) the CLI on the copy: cold (empty cache), warm, after touching one file
+        cli = [*cmd, ".", "--cache-dir", str(cache), "--output-format", "concise"]
+        t_cold, code, rss_cold = best_child(1, cli, copy, ok=(0, 1))
+        t_warm, _, rss_warm = best_child(n, cli, copy, ok=(0, 1))
+        t_nocache, _, rss_nocache = best_child(1, [*cmd, ".", "--no-cache", "--output-format", "concise"], copy, ok=(0, 1))
+        sizes = sorted(((len(t.splitlines()), real) for t, (real, _) in zip(texts, files)), reverse=True)
+        touched = _touch_target(files, path, copy)
+        touch_times = []
+        for i in range(n):
+            with open(touched, "a", encoding="utf-8") as fh:
+                fh.write(f"\n# touched {i}\n")
+            touch_times.append(run_child(cli, copy)[0])
+        t_touch = min(touch_times)
         print()
-        print(f"one ~{SCRIPT_LINES}-line script: `trainlint {shown}` ({script_lines} lines, {origin}): "
-              f"{t_one * 1000:.1f} ms wall (exit {code_one}), peak RSS {rss_one / 1024:.1f} MiB")
-        print(f"fixed cost: `trainlint tiny.py` (1 line): {t_tiny * 1000:.1f} ms wall, peak RSS {rss_tiny / 1024:.1f} MiB; "
-              f"of it `python -c 'import trainlint.engine, trainlint.rules; registry()'` (libcst and the rules): "
-              f"{t_engine * 1000:.1f} ms")
+        print(f"(d) CLI `trainlint .` on a copy (exit {code}; interpreter start-up included):")
+        print(f"    no cache (default jobs)       {t_nocache * 1000:9.1f} ms  peak RSS {rss_nocache / 1024:.0f} MiB (main process)")
+        print(f"    cold, empty cache             {t_cold * 1000:9.1f} ms  peak RSS {rss_cold / 1024:.0f} MiB")
+        print(f"    warm, nothing changed         {t_warm * 1000:9.1f} ms  peak RSS {rss_warm / 1024:.0f} MiB")
+        print(f"    warm, one file touched        {t_touch * 1000:9.1f} ms  ({touched.relative_to(copy)}; its programs re-analysed)")
+
+        # (e) one file
+        script = tmp / "one" / "train.py"
+        script.parent.mkdir()
+        script.write_text(synthesized_script(), encoding="utf-8")
+        one = [*cmd, "train.py", "--cache-dir", str(tmp / "one-cache")]
+        t_one_cold, code_one, rss_one = best_child(n, [*cmd, "train.py", "--no-cache"], script.parent, ok=(0, 1))
+        run_child(one, script.parent)
+        t_one_warm, _, rss_one_warm = best_child(n, one, script.parent, ok=(0, 1))
+        tiny = script.parent / "tiny.py"
+        tiny.write_text("x = 1\n", encoding="utf-8")
+        t_tiny, _, _ = best_child(n, [*cmd, "tiny.py", "--no-cache"], script.parent)
+        t_pass, _, _ = best_child(n, [sys.executable, "-c", "pass"], ROOT)
+        print()
+        print(f"(e) one file, `trainlint train.py` ({len(script.read_text().splitlines())}-line training script, exit {code_one}):"
+              f" cold {t_one_cold * 1000:.1f} ms (peak RSS {rss_one / 1024:.0f} MiB), warm {t_one_warm * 1000:.1f} ms "
+              f"(peak RSS {rss_one_warm / 1024:.0f} MiB); a one-line file {t_tiny * 1000:.1f} ms; `python -c pass` {t_pass * 1000:.1f} ms")
+
+        # (f) one file inside a big package
+        big = args.big_file or ("timm/models/vision_transformer.py" if path.is_dir() else None)
+        big_hits = [c for c in ([copy / big] + list(copy.glob(f"*/{big}")) if big else []) if c.is_file()]
+        if big_hits:
+            target = big_hits[0]
+            where = target.parent
+            while where != copy and not (where / "setup.py").exists() and not (where / "pyproject.toml").exists() \
+                    and not (where / ".git").exists():
+                where = where.parent
+            rel = target.relative_to(where)
+            bcache = tmp / "big-cache"
+            t_big_cold, code_big, rss_big = best_child(1, [*cmd, str(rel), "--no-cache"], where, ok=(0, 1))
+            run_child([*cmd, str(rel), "--cache-dir", str(bcache)], where)
+            t_big_warm, _, _ = best_child(n, [*cmd, str(rel), "--cache-dir", str(bcache)], where, ok=(0, 1))
+            print(f"(f) one file inside a big package, in place: `trainlint {rel}` (exit {code_big}): "
+                  f"cold {t_big_cold * 1000:.1f} ms (peak RSS {rss_big / 1024:.0f} MiB), warm {t_big_warm * 1000:.1f} ms")
+        else:
+            print(f"(f) one file inside a big package: skipped ({big or 'no --big-file'} not under {_rel(path)})")
+
+        # (h) ruff for scale
+        ruff = shutil.which("ruff") or (str(Path(sys.executable).parent / "ruff") if (Path(sys.executable).parent / "ruff").exists() else None)
+        if ruff:
+            t_ruff, _, _ = best_child(n, [ruff, "check", ".", "--no-cache", "--exit-zero", "--quiet", "--isolated"], copy, ok=(0, 1))
+            print(f"(h) ruff check (default rules, --no-cache) on the copy: {t_ruff * 1000:.1f} ms  "
+                  f"(trainlint cold/no cache: {t_nocache / t_ruff:.1f}x, warm: {t_warm / t_ruff:.1f}x)")
+        else:
+            print("(h) ruff: not installed")
+
+    # (g) synthetic programs: time per line
+    print()
+    print("(g) synthetic multi-file programs (in-process, serial, no cache):")
+    per_line = []
+    for size in [int(x) for x in args.sizes.split(",") if x.strip()]:
+        with tempfile.TemporaryDirectory(prefix="trainlint-synth-") as tmp_s:
+            root = Path(tmp_s)
+            lines = synthetic_program(root, size)
+            texts_s = [p.read_text(encoding="utf-8") for p in sorted(root.rglob("*.py"))]
+            t_p = best_of(n, lambda: [libcst.parse_module(t) for t in texts_s])
+            t_l = best_of(n, lambda: lint_paths([str(root)], Options(config=config, enabled=enabled, jobs=1)))
+            per_line.append(t_l / lines)
+            print(f"    {lines:6d} lines in {len(texts_s):3d} files: {t_l * 1000:8.1f} ms, {t_l / lines * 1e6:6.1f} us/line "
+                  f"(bare parse {t_p / lines * 1e6:5.1f} us/line, ratio {t_l / t_p:.2f}x)")
+    if per_line:
+        print(f"    largest/smallest time per line: {max(per_line) / min(per_line):.2f}x (flat is 1.0)")
+    print(f"\nload average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     return 0
+
+
+def _touch_target(files: Sequence[Tuple[str, str]], path: Path, copy: Path) -> Path:
+    """The file to touch: a training entry script (the first ``train*.py``), else the largest file."""
+    base = (path if path.is_dir() else path.parent).resolve()
+    rels = [Path(real).resolve().relative_to(base) for real, _ in files if Path(real).resolve().is_relative_to(base)]
+    for rel in sorted(rels, key=lambda r: (len(r.parts), str(r))):
+        if rel.name.startswith("train") and rel.suffix == ".py":
+            return copy / rel
+    return copy / max(rels, key=lambda r: (copy / r).stat().st_size)
 
 
 if __name__ == "__main__":

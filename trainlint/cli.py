@@ -8,6 +8,7 @@ import io
 import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import click
@@ -94,7 +95,9 @@ def _format_choices() -> List[str]:
 @click.option("--report-unused-suppressions", is_flag=True, default=None, help="Report suppression comments that silence nothing (TL002).")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when findings are reported.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True, help="Color the human-readable output.")
-@click.option("--no-cache", is_flag=True, hidden=True, help="Accepted for ruff compatibility; trainlint keeps no cache.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the results cache.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="TRAINLINT_CACHE_DIR", show_envvar=True,
+              help="Folder of the results cache (default: cache-dir in the config, else .trainlint_cache at the project root).")
 @click.option("--fix/--no-fix", default=None, help="Apply fixes (safe ones; unsafe ones too with --unsafe-fixes), then report what is left. Config: fix.")
 @click.option("--unsafe-fixes/--no-unsafe-fixes", default=None,
               help="Include fixes that change what the training does (apply them with --fix, count them as fixable). Config: unsafe-fixes.")
@@ -111,6 +114,8 @@ def _format_choices() -> List[str]:
 @click.option("--show-settings", is_flag=True, help="Print the settings the run would use (config file, rules, excludes...) and exit.")
 @click.option("--show-files", is_flag=True, help="Print the files the run would lint and exit.")
 @click.option("-v", "--verbose", is_flag=True, help="Say which configuration is used, which files are linted, and how long it takes (on stderr).")
+@click.option("-j", "--jobs", type=click.IntRange(1), default=None, metavar="N",
+              help="Worker processes (default: one per CPU core, when there is enough to analyse; 1: none).")
 def check(**kwargs) -> None:
     """Lint training programs: files and folders (default: the current folder); '-' reads stdin."""
     try:
@@ -126,7 +131,8 @@ def check(**kwargs) -> None:
 def _check(paths, select, extend_select, ignore, min_severity, output_format, output_file, statistics, quiet,
            config_file, isolated, stdin_filename, report_unused_suppressions, exit_zero, color, no_cache,
            fix, unsafe_fixes, diff, fix_only, exit_non_zero_on_fix, add_noqa, per_file_ignores=(), exclude=(),
-           extend_exclude=(), fail_level=None, show_settings=False, show_files=False, verbose=False) -> None:
+           extend_exclude=(), fail_level=None, show_settings=False, show_files=False, verbose=False,
+           cache_dir=None, jobs=None) -> None:
     import gc
 
     # A short-lived process: syntax trees live until exit, and collecting them after the lint (the
@@ -136,10 +142,10 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
     from trainlint.engine import Options, lint_paths, lint_text
     from trainlint.findings import Severity
     from trainlint.report import FORMATS, render
-    from trainlint.rules import registry
+    from trainlint.rules import codes
 
     paths = list(paths) or (["-"] if stdin_filename else ["."])
-    all_codes = list(registry())
+    all_codes = codes()  # (the rule modules themselves are imported only if a file needs them)
     try:
         config = resolve_config(config_file, [stdin_filename] if paths == ["-"] and stdin_filename else paths, all_codes, isolated)
         cli_layer = Selection()
@@ -189,7 +195,13 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         enabled=enabled,
         report_unused_suppressions=report_unused or "TL002" in enabled,
         min_severity=Severity.parse(min_severity) if min_severity else config.min_severity,
+        jobs=jobs,
     )
+    if not no_cache and "-" not in paths:
+        from trainlint.cache import Cache, default_dir, fingerprint
+
+        folder = Path(cache_dir) if cache_dir else (config.cache_dir or default_dir(config.root))
+        options.cache = Cache(folder, fingerprint(enabled, options.parse_all))
     unsafe = config.unsafe_fixes if unsafe_fixes is None else unsafe_fixes
     if show_settings:
         _show_settings(config, options, fmt, unsafe, fix)
@@ -448,6 +460,30 @@ def version_cmd(output_format: str) -> None:
         click.echo(json.dumps({"version": __version__}))
     else:
         click.echo(f"trainlint {__version__}")
+
+@main.command("clean")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Use this pyproject.toml / trainlint.toml instead of searching for one.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), envvar="TRAINLINT_CACHE_DIR", show_envvar=True,
+              help="The cache folder to delete (default: as `check` finds it).")
+def clean_cmd(config_file: Optional[str], cache_dir: Optional[str]) -> None:
+    """Delete the results cache (.trainlint_cache at the project root, or the configured cache-dir)."""
+    from trainlint.cache import clean, default_dir
+    from trainlint.config import ConfigError, resolve_config
+    from trainlint.rules import codes
+
+    if cache_dir:
+        folder = Path(cache_dir)
+    else:
+        try:
+            config = resolve_config(config_file, ["."], codes())
+        except ConfigError as exc:
+            _fail(str(exc))
+        folder = config.cache_dir or default_dir(config.root)
+    try:
+        removed = clean(folder)
+    except OSError as exc:
+        _fail(str(exc))
+    click.echo(f"Removed {folder}" if removed else f"No cache at {folder}", err=True)
 
 
 @main.command("rule")

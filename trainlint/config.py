@@ -45,6 +45,7 @@ KNOWN_KEYS = {
     "extend": "path of a configuration file to inherit (relative to this one), e.g. \"../pyproject.toml\"",
     "unsafe-fixes": "also apply (and count as fixable) unsafe fixes, like --unsafe-fixes (default false)",
     "max-file-size": "largest file linted, in bytes or with a unit (\"2MB\", \"512KiB\"); bigger files are skipped with a warning (default 1MiB)",
+    "cache-dir": "folder of the results cache (default: .trainlint_cache at the project root)",
 }
 
 DEFAULT_EXCLUDE = (
@@ -79,6 +80,7 @@ class Config:
     unsafe_fixes: bool = False
     fail_level: Severity = Severity.INFO
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    cache_dir: Optional[Path] = None  # None: <root>/.trainlint_cache
 
     # -- selection -------------------------------------------------------------------------
     def enabled_codes(self, all_codes: Sequence[str]) -> List[str]:
@@ -312,6 +314,11 @@ def config_from_table(table: Mapping[str, Any], prefix: str, path: Optional[Path
         cfg.output_format = fmt
     if "max-file-size" in table:
         cfg.max_file_size = parse_size(table["max-file-size"], f"{prefix} max-file-size")
+    if "cache-dir" in table:
+        val = table["cache-dir"]
+        if not isinstance(val, str) or not val.strip():
+            raise ConfigError(f"{prefix} cache-dir: expected a folder path, got {val!r}")
+        cfg.cache_dir = (cfg.root / os.path.expanduser(val)).resolve()
     for key, attr in (("respect-gitignore", "respect_gitignore"), ("report-unused-suppressions", "report_unused_suppressions"),
                       ("fix", "fix"), ("unsafe-fixes", "unsafe_fixes")):
         if key in table:

@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import gc
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
-
-import libcst as cst
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from trainlint import __version__, docs_url
 from trainlint.config import Config
-from trainlint.analysis.walk import clear_caches
-from trainlint.context import FileContext
 from trainlint.files import discover
-from trainlint.parsing import ParseRefused, TooDeep, TooManyTokens, parse
 from trainlint.findings import Finding, Severity, Span
 from trainlint.report.base import FileError, Report, RuleInfo
-from trainlint.rules import Rule, registry
+from trainlint.rules import Rule, codes as rule_codes, registry, rule_class
 from trainlint.source import SourceError, SourceFile, SourceSkipped, read_source
 from trainlint import suppressions as supp
+
+if TYPE_CHECKING:  # pragma: no cover
+    import libcst as cst
+
+    from trainlint.context import FileContext
+
+# libcst, the analysis and the rules are imported on first use: a run whose files all come from the
+# cache, or that holds no training code, never pays for them (pre-commit runs one file at a time).
 
 SYNTAX_ERROR = "TL001"
 SUPPRESSION = "TL002"
@@ -36,6 +41,13 @@ class Options:
     #: Texts that take precedence over the files on disk, by real path (the fix engine's edited files,
     #: an editor's open buffers). A notebook's entry is its JSON text.
     overlay: Dict[str, str] = field(default_factory=dict)
+    #: Parse every file, even those without training code (tests compare both ways).
+    parse_all: bool = False
+    #: The results cache (trainlint.cache.Cache), or None to compute everything.
+    cache: Optional[object] = None
+    #: Worker processes: 1 (the default of the Python API) none; None one per CPU core when there is
+    #: enough to analyse (the command line's default).
+    jobs: Optional[int] = 1
 
 
 @dataclass
@@ -44,9 +56,41 @@ class FileResult:
     source: Optional[SourceFile] = None
     error: Optional[FileError] = None
     warning: Optional[str] = None
+    checked: bool = True  # False: the engine failed on it (an error, not counted as checked)
+
+
+class _LazyRuleInfos(dict):
+    """``Report.rules``, filled on first use: only some formats (SARIF) read the rules' documentation,
+    and reading it imports every rule module."""
+
+    def __init__(self, options: Options) -> None:
+        super().__init__()
+        self._options: Optional[Options] = options
+
+    def _fill(self) -> None:
+        if self._options is not None:
+            options, self._options = self._options, None
+            dict.update(self, _rule_infos(options))
+
+    def _filled(name):  # noqa: N805 - a decorator factory used in the class body
+        def method(self, *args, **kwargs):
+            self._fill()
+            return getattr(dict, name)(self, *args, **kwargs)
+
+        method.__name__ = name
+        return method
+
+    for _name in ("__getitem__", "__iter__", "__len__", "__contains__", "__eq__", "__repr__", "__setitem__",
+                  "__delitem__", "keys", "values", "items", "get", "copy", "pop", "setdefault", "update"):
+        locals()[_name] = _filled(_name)
+    del _name, _filled
 
 
 def rule_infos(options: Options) -> Dict[str, RuleInfo]:
+    return _LazyRuleInfos(options)
+
+
+def _rule_infos(options: Options) -> Dict[str, RuleInfo]:
     infos = {}
     for code in options.enabled:
         cls = registry()[code]
@@ -55,9 +99,95 @@ def rule_infos(options: Options) -> Dict[str, RuleInfo]:
     return infos
 
 
-def _instances(codes: Sequence[str]) -> List[Rule]:
-    reg = registry()
-    return [reg[c]() for c in codes]
+class _LazyRules:
+    """The enabled rules, instantiated (their modules, libcst and the analysis imported) on first use."""
+
+    def __init__(self, codes: Sequence[str]) -> None:
+        self.codes = list(codes)
+        self._rules: Optional[List[Rule]] = None
+
+    def __iter__(self):
+        if self._rules is None:
+            reg = registry()
+            self._rules = [reg[c]() for c in self.codes]
+        return iter(self._rules)
+
+
+def _instances(codes: Sequence[str]) -> _LazyRules:
+    return _LazyRules(codes)
+
+
+def clear_caches() -> None:
+    import sys
+
+    walk = sys.modules.get("trainlint.analysis.walk")
+    if walk is not None:  # nothing to clear when no file was analysed
+        walk.clear_caches()
+
+
+#: Words without which a file cannot be part of a training program by itself: the frameworks trainlint
+#: understands. A file without them is parsed only when a training file imports it (or it imports a
+#: project module, which may be one), or when Python rejects its syntax (TL001 stays the same).
+_FRAMEWORK_RE = re.compile(
+    r"torch|lightning|accelerate|transformers|timm|deepspeed|apex|kornia|albumentations|keras|jax|flax|optax"
+)
+#: ``import a.b, c as d`` / ``from .x import (y, z)``, matched at a line that holds ``import``.
+_FROM_RE = re.compile(r"\bfrom[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(\([^)]*\)?|[^\n;#]*)")
+_IMPORT_RE = re.compile(r"\bimport[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+(?:[ \t]+as[ \t]+\w+)?)*)")
+_NAME_RE = re.compile(r"[A-Za-z_]\w*")
+
+
+def scan_imports(text: str) -> List[str]:
+    """Module names ``text`` may import, as the facts list them (``from pkg import name`` gives ``pkg``
+    and ``pkg.name``), and then some: a text scan of the lines that say ``import``, no parse."""
+    out: List[str] = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if "import" not in line:
+            continue
+        for m in _FROM_RE.finditer(line):
+            base, names = m.group(1), m.group(2)
+            if names.startswith("(") and ")" not in names:  # continued on the next lines
+                for j in range(i + 1, min(len(lines), i + 200)):
+                    names += " " + lines[j]
+                    if ")" in lines[j]:
+                        break
+                names = names.split(")", 1)[0]
+            if base:
+                out.append(base)
+            sep = "" if base.endswith(".") or not base else "."
+            for part in names.strip().strip("()").split(","):
+                words = part.split()
+                if words and _NAME_RE.fullmatch(words[0]):
+                    out.append(f"{base}{sep}{words[0]}")
+        for m in _IMPORT_RE.finditer(line):
+            start = m.start()
+            if "from" in line[:start] and _FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
+                continue
+            for part in m.group(1).split(","):
+                words = part.split()
+                if words:
+                    out.append(words[0])
+    return out
+
+
+def _may_train(source: SourceFile, path: str, roots: Optional[Sequence[Path]]) -> bool:
+    """Can this file be part of a training program on its own evidence? (A cheap text check: a
+    framework is named, or a project module is imported.) Files that fail it are parsed only when a
+    training file imports them."""
+    text = source.text
+    if _FRAMEWORK_RE.search(text):
+        return True
+    if roots is None:
+        return True
+    from trainlint.analysis.program import resolve_module
+
+    real = os.path.realpath(path)
+    for name in scan_imports(text):
+        target = resolve_module(name, real, list(roots))
+        if target is not None and os.path.realpath(target) != real:
+            return True
+    return False
 
 
 def _syntax_finding(source: SourceFile, exc: Optional[cst.ParserSyntaxError], py_error: Optional[SyntaxError] = None) -> Finding:
@@ -73,7 +203,7 @@ def _syntax_finding(source: SourceFile, exc: Optional[cst.ParserSyntaxError], py
     text = source.line(line)
     col = min(col, len(text) + 1)
     end = col + 1
-    rule = registry()[SYNTAX_ERROR]
+    rule = rule_class(SYNTAX_ERROR)
     return Finding(
         code=SYNTAX_ERROR,
         name=rule.name,
@@ -88,7 +218,7 @@ def _syntax_finding(source: SourceFile, exc: Optional[cst.ParserSyntaxError], py
 def _cell_syntax_findings(source: SourceFile) -> List[Finding]:
     """TL001 for each notebook cell the kernel could not compile (left out of the program; the other
     cells were checked)."""
-    rule = registry()[SYNTAX_ERROR]
+    rule = rule_class(SYNTAX_ERROR)
     out = []
     for err in source.cells.errors:
         text = source.cells.original_line(err.line) or ""
@@ -117,6 +247,12 @@ class _FileState:
     ctx: Optional[FileContext] = None  # None: not parsed (syntax error, skip-file...)
     raw: List[Finding] = field(default_factory=list)
     done: bool = False  # nothing more to report for this file (skip-file, unsupported syntax...)
+    #: Not parsed: no training code in it (see ``_may_train``); parsed later if a training file imports it.
+    deferred: bool = False
+    #: What program linking sees of the file: its FileContext, or its facts from the cache.
+    node: Optional[object] = None
+    real: str = ""
+    digest: str = ""  # content hash, for the cache
     seen: set = field(default_factory=set)  # program findings already kept (code, span, message)
 
 
@@ -147,6 +283,8 @@ def _internal_error(path: str, code: str, exc: BaseException) -> FileError:
 
 
 def _too_deep_warning(source: SourceFile, exc: BaseException) -> str:
+    from trainlint.parsing import ParseRefused, TooDeep, TooManyTokens
+
     if isinstance(exc, TooDeep):
         why = f"too deeply nested to analyse ({exc}; a file like this is usually generated)"
     elif isinstance(exc, TooManyTokens):
@@ -160,16 +298,134 @@ def _too_deep_warning(source: SourceFile, exc: BaseException) -> str:
     return f"{source.path}: skipped: {why}"
 
 
-def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule]) -> _FileState:
-    """Phase one for one file: suppressions, per-file ignores, parse, file-level rules."""
+def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule], skip_roots: Optional[Sequence[Path]] = None,
+             real: Optional[str] = None) -> _FileState:
+    """Phase one for one file: suppressions, per-file ignores, parse, file-level rules. With
+    ``skip_roots`` (the run's project roots), a file without training code is deferred, not parsed."""
     result = FileResult(source=source)
-    sup = supp.parse(source.text, list(registry()))
+    sup = supp.parse(source.text, rule_codes())
     file_ignores = options.config.ignored_for_file(_relative_to(source.path, options.config.root))
     enabled = [c for c in options.enabled if not any(c.startswith(s) or s == "ALL" for s in file_ignores)]
     state = _FileState(source, result, sup, enabled, file_ignores)
     if sup.skip_file:
         state.done = True
         return state
+    state.real = os.path.realpath(real or source.path)
+    if (skip_roots is not None and not (source.cells is not None and source.cells.errors)
+            and not _may_train(source, real or source.path, skip_roots) and _python_accepts(source.text)):
+        state.deferred = True
+        return state
+    return _parse_and_check(state, options, rules)
+
+
+class _CachedFacts:
+    """The facts program linking reads (see trainlint.analysis.program), from the cache."""
+
+    __slots__ = ("imports", "runs_at_module_level", "classes")
+
+    def __init__(self, data: Dict[str, object]) -> None:
+        self.imports = list(data["i"])
+        self.runs_at_module_level = bool(data["r"])
+        self.classes = dict.fromkeys(data["c"])
+
+
+class _CachedFile:
+    """Stands in for a FileContext in program linking when the file's facts came from the cache; the
+    engine swaps in the parsed FileContext before a program rule sees the file."""
+
+    def __init__(self, source: SourceFile, facts: _CachedFacts) -> None:
+        self.source = source
+        self.facts = facts
+        self.in_run = False
+
+    @property
+    def path(self) -> str:
+        return self.source.path
+
+
+def _facts_record(ctx) -> Dict[str, object]:
+    facts = ctx.facts
+    return {"i": list(facts.imports), "r": bool(facts.runs_at_module_level), "c": sorted(facts.classes)}
+
+
+def _digest(source: SourceFile, real: str) -> str:
+    from trainlint.cache import content_hash
+
+    extra = b""
+    if source.cells is not None:  # the cells' layout is not in the joined text
+        try:
+            with open(real, "rb") as fh:
+                extra = fh.read()
+        except OSError:
+            extra = b"?"
+    return content_hash(source.text, extra)
+
+
+def _file_key(state: _FileState, fingerprint: str) -> str:
+    from trainlint.cache import key_of
+
+    return key_of("file", fingerprint, state.real, state.source.path, state.enabled, state.digest)
+
+
+def _from_cache(state: _FileState, cache) -> bool:
+    record = cache.get("file", _file_key(state, cache.fingerprint))
+    if record is None:
+        return False
+    from trainlint.cache import findings_from_json
+
+    try:
+        raw = findings_from_json(record["raw"])
+        facts = _CachedFacts(record["facts"]) if record["facts"] is not None else None
+        status = record["status"]
+        error = FileError(*record["error"]) if record["error"] else None
+        warning = record["warning"]
+    except (KeyError, TypeError, ValueError):  # an entry of another shape: recompute
+        return False
+    state.raw = raw
+    state.result.error = error
+    state.result.warning = warning
+    state.done = status == "done"
+    if facts is not None:
+        state.node = _CachedFile(state.source, facts)
+    return True
+
+
+def _to_cache(state: _FileState, cache) -> None:
+    from trainlint.cache import findings_to_json
+
+    err = state.result.error
+    cache.put("file", _file_key(state, cache.fingerprint), {
+        "status": "done" if state.done else ("parsed" if state.ctx is not None else "unparsed"),
+        "raw": findings_to_json(state.raw),
+        "facts": _facts_record(state.ctx) if state.ctx is not None else None,
+        "error": [err.path, err.message] if err is not None else None,
+        "warning": state.result.warning,
+    })
+
+
+def _parse_and_check(state: _FileState, options: Options, rules: Sequence[Rule]) -> _FileState:
+    """Parse the file and run the file-level rules, or read their outcome from the cache."""
+    cache = options.cache
+    state.deferred = False
+    if cache is not None:
+        state.digest = _digest(state.source, state.real)
+        if _from_cache(state, cache):
+            return state
+    _parse_and_check_uncached(state, options, rules)
+    state.node = state.ctx
+    if cache is not None:
+        _to_cache(state, cache)
+    return state
+
+
+def _parse_and_check_uncached(state: _FileState, options: Options, rules: Sequence[Rule]) -> _FileState:
+    import libcst as cst
+
+    from trainlint.context import FileContext
+    from trainlint.parsing import ParseRefused, parse
+
+    source, result, enabled = state.source, state.result, state.enabled
+    state.deferred = False
     try:
         module, _ = parse(source.text, options.config.max_file_size)  # the current grammar, else Python 3.6's (`x.cuda(async=True)`)
     except cst.ParserSyntaxError as exc:
@@ -231,7 +487,8 @@ def _finish(state: _FileState, options: Options) -> FileResult:
     ignores_tl002 = any(SUPPRESSION.startswith(s) or s == "ALL" for s in state.file_ignores)
     if options.report_unused_suppressions and not ignores_tl002:
         # Without a parse no rule ran, so every suppression would look unused: report only malformed ones.
-        unused_enabled = state.enabled if state.ctx is not None else None
+        # (A deferred file was judged free of training code: every rule ran on it, in effect.)
+        unused_enabled = state.enabled if state.node is not None or state.deferred else None
         for f in _suppression_findings(state.source, state.sup, unused_enabled):
             f.severity = config.severity_of(f.code, f.severity)
             if f.severity >= options.min_severity:
@@ -251,39 +508,97 @@ def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]
         clear_caches()
 
 
-def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
-    program_rules = [r for r in rules if r.is_program_rule()]
-    if not program_rules:
+def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule],
+                       roots: Optional[List[Path]] = None, loaded: Optional[set] = None) -> None:
+    if not any(st.node is not None for st in states.values()):  # nothing parsed: no program to build
         return
+    if isinstance(rules, _LazyRules) and rules._rules is not None or not isinstance(rules, _LazyRules):
+        if not any(r.is_program_rule() for r in rules):
+            return
     from trainlint.analysis.program import build_programs
 
-    run_files = {real: st.ctx for real, st in states.items() if st.ctx is not None}
+    cache = options.cache
+    run_files = {real: st.node for real, st in states.items() if st.node is not None}
     by_display = {st.source.path: st for st in states.values()}
+    digests: Dict[str, str] = {}  # real path -> content hash, of the files loaded from outside the run
+    outside: set = set()  # the files loaded from outside ``states``
 
     def load(real: str):
+        st = states.get(real)
+        if st is not None and st.deferred:  # a file of the run without training code, imported by one
+            _parse_and_check(st, options, rules)
+            if st.node is not None:
+                st.node.in_run = True
+            return st.node
+        outside.add(real)
         try:
             source = _read(real, _display(real), options)
-            ctx = FileContext(source, parse(source.text, options.config.max_file_size)[0])
-            ctx.facts
-            return ctx
-        except Exception:  # unreadable, a syntax error, too deep...: not part of the program
+        except Exception:  # unreadable...: not part of the program
             return None
+        if cache is not None:
+            from trainlint.cache import key_of
 
+            digest = digests[real] = _digest(source, real)
+            key = key_of("dep", cache.fingerprint, real, source.path, digest)
+            record = cache.get("dep", key)
+            if record is not None:
+                try:
+                    return _CachedFile(source, _CachedFacts(record)) if record.get("ok") else None
+                except (KeyError, TypeError, ValueError):
+                    pass
+        ctx = _parse_context(source, options)
+        if cache is not None:
+            cache.put("dep", key, dict(_facts_record(ctx), ok=True) if ctx is not None else {"ok": False})
+        return ctx
+
+    program_rules: Optional[List[Rule]] = None
+    deferred = [real for real, st in states.items() if st.deferred and "__main__" not in st.source.text]
     try:
-        programs = build_programs(run_files, load)
+        programs = build_programs(run_files, load, roots, deferred)
     except Exception as exc:  # the files were checked on their own: say the program rules were not
         for st in states.values():
-            if st.ctx is not None and st.result.error is None:
+            if st.node is not None and st.result.error is None:
                 st.result.error = _internal_error(st.source.path, "the program analysis (imports between files)", exc)
         return
+    if loaded is not None:  # files from outside these states that a program holds
+        loaded.update(pf.path for program in programs for pf in program.files if pf.path in outside)
+    # Programs that share a file are judged together: rules remember on a file's context what they
+    # reported for it in an earlier program (a model shared by train.py and finetune.py is reported once),
+    # so such programs are cached, and recomputed, as one unit, in the run's order.
+    outcomes: Dict[int, list] = {}
+    for cluster in _clusters(programs):
+        key = None
+        if cache is not None:
+            key = _cluster_key(cluster, states, digests, cache.fingerprint)
+            stored = cache.get("programs", key)
+            got = _cluster_from_cache(stored, len(cluster)) if stored is not None else None
+            if got is not None:
+                for program, found_all in zip(cluster, got):
+                    outcomes[id(program)] = found_all
+                continue
+        if program_rules is None:
+            program_rules = [r for r in rules if r.is_program_rule()]
+        for program in cluster:
+            _materialize(program, states, options, rules)
+        for program in cluster:
+            found_all = []
+            for rule in program_rules:
+                try:
+                    found_all.append((rule.code, list(rule.check_program(program)), None))
+                except Exception as exc:
+                    found_all.append((rule.code, [], _internal_error(program.entry.display, rule.code, exc).message))
+            outcomes[id(program)] = found_all
+        if cache is not None:
+            from trainlint.cache import findings_to_json
+
+            cache.put("programs", key, [[[code, findings_to_json(found), err] for code, found, err in outcomes[id(p)]]
+                                        for p in cluster])
     for program in programs:
-        for rule in program_rules:
-            try:
-                found = list(rule.check_program(program))
-            except Exception as exc:
+        for code, found, err in outcomes[id(program)]:
+            if err is not None:
                 st = by_display.get(program.entry.display)
                 if st is not None:
-                    st.result.error = _internal_error(program.entry.display, rule.code, exc)
+                    st.result.error = FileError(program.entry.display, err)
                 continue
             for f in found:
                 st = by_display.get(f.path)
@@ -291,10 +606,106 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                     continue
                 # A file shared by two programs (a model used by train.py and finetune.py) is judged
                 # in each: report each finding once.
-                key = (f.code, f.span, f.message)
-                if key not in st.seen:
-                    st.seen.add(key)
+                key_f = (f.code, f.span, f.message)
+                if key_f not in st.seen:
+                    st.seen.add(key_f)
                     st.raw.append(f)
+
+
+def _clusters(programs: list) -> List[list]:
+    """The programs in groups that share no file, each in the run's order, ordered by first program."""
+    owner: Dict[str, int] = {}
+    parent = list(range(len(programs)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, program in enumerate(programs):
+        for pf in program.files:
+            j = owner.setdefault(pf.path, i)
+            a, b = find(i), find(j)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    clusters: Dict[int, list] = {}
+    for i, program in enumerate(programs):
+        clusters.setdefault(find(i), []).append(program)
+    return list(clusters.values())
+
+
+def _parse_context(source: SourceFile, options: Options):
+    """A FileContext for a file outside the run (None when it does not parse, is too deep...)."""
+    from trainlint.context import FileContext
+    from trainlint.parsing import parse
+
+    try:
+        ctx = FileContext(source, parse(source.text, options.config.max_file_size)[0])
+        ctx.facts
+        return ctx
+    except Exception:  # unreadable, a syntax error, too deep...: not part of the program
+        return None
+
+
+def _materialize(program, states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
+    """Parse the program's files that came from the cache (program rules read syntax trees). A file of
+    the run also gets its file-level rules again (their findings came from the cache; some rules leave
+    on the file's context what the program-level pass must not repeat)."""
+    for pf in program.files:
+        if isinstance(pf.ctx, _CachedFile):
+            st = states.get(pf.path)
+            if st is not None and st.ctx is not None:
+                ctx = st.ctx
+            else:
+                ctx = _parse_context(pf.ctx.source, options)
+                if ctx is None:  # cannot happen for a file whose facts were cached; stay safe
+                    raise RuntimeError(f"{pf.display} no longer parses")
+                if st is not None:
+                    st.ctx = ctx
+                    for rule in rules:
+                        if rule.code in st.enabled:
+                            try:
+                                for _ in rule.check(ctx):
+                                    pass
+                            except Exception:  # reported from the cache already
+                                pass
+            ctx.in_run = pf.ctx.in_run
+            if st is not None:
+                st.node = ctx
+            pf.ctx = ctx
+
+
+def _cluster_key(cluster: list, states: Dict[str, _FileState], digests: Dict[str, str], fingerprint: str) -> str:
+    """Every file of every program of the cluster: path, name shown, content, part of the run or not,
+    and what it imports; the programs in order."""
+    from trainlint.cache import key_of
+
+    programs = []
+    for program in cluster:
+        files = []
+        for pf in program.files:
+            st = states.get(pf.path)
+            digest = st.digest if st is not None else digests.get(pf.path, "")
+            files.append([pf.path, pf.display, digest, pf.in_run, st.enabled if st is not None else None,
+                          [d.path for d in pf.imports]])
+        programs.append(files)
+    return key_of("programs", fingerprint, programs)
+
+
+def _cluster_from_cache(stored, count: int) -> Optional[list]:
+    from trainlint.cache import findings_from_json
+
+    try:
+        out = [[(code, findings_from_json(found), err) for code, found, err in outcome] for outcome in stored]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return out if len(out) == count else None
+
+
+def _roots(reals: Sequence[str]) -> List[Path]:
+    """The run's project roots, as program linking computes them."""
+    return sorted({Path(os.path.commonpath(list(reals)))}) if reals else [Path.cwd()]
 
 
 def _read(real: str, display: str, options: Options) -> SourceFile:
@@ -318,7 +729,7 @@ def _display(real: str) -> str:
 
 def _suppression_findings(source: SourceFile, sup: supp.Suppressions, enabled: Optional[Sequence[str]]) -> List[Finding]:
     """TL002 findings: malformed directives, then (unless ``enabled`` is None) unused suppressions."""
-    rule = registry()[SUPPRESSION]
+    rule = rule_class(SUPPRESSION)
     out = []
     for problem in sup.problems:
         out.append(Finding(SUPPRESSION, rule.name, rule.severity, problem.message[0].upper() + problem.message[1:],
@@ -373,8 +784,7 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
                     root=str(options.config.root))
     warnings = list(found.warnings)
     report.errors.extend(FileError(p, m) for p, m in found.errors)
-    rules = _instances(options.enabled)
-    states: Dict[str, _FileState] = {}
+    items: Dict[str, Tuple[str, SourceFile]] = {}  # real path -> (path to read, source), in discovery order
     for real, display in found.files:
         try:
             source = _read(real, display, options)
@@ -387,19 +797,174 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
         except Exception as exc:  # one file never costs the run
             report.errors.append(_internal_error(display, "reading the file", exc))
             continue
-        try:
-            state = _prepare(source, options, rules)
-        except Exception as exc:
-            report.errors.append(_internal_error(display, "the engine", exc))
-            continue
-        if state is not None:
-            states[os.path.realpath(real)] = state
-            report.real_paths[source.path] = os.path.realpath(real)
-    _run_program_rules(states, options, rules)
-    for state in states.values():
-        _collect(report, _finish(state, options), warnings)
+        items[os.path.realpath(real)] = (real, source)
+        report.real_paths[source.path] = os.path.realpath(real)
+    # The run's project roots (where absolute imports stop climbing): the common folder of its files.
+    roots = _roots(list(items))
+    results = None
+    jobs = _jobs(options, items)
+    if jobs > 1:
+        results = _lint_parallel(items, options, roots, jobs)
+    if results is None:
+        results, _ = _lint_group(items, options, roots)
+    for real in items:
+        _collect(report, results[real], warnings)
     report.findings.sort(key=Finding.sort_key)
     return report, warnings
+
+
+def _lint_group(items: Dict[str, Tuple[str, SourceFile]], options: Options,
+                roots: List[Path]) -> Tuple[Dict[str, FileResult], set]:
+    """Lint some files of the run together: every program they hold. Returns each file's result and
+    the files that were loaded from outside these ones (linking)."""
+    rules = _instances(options.enabled)
+    skip_roots = None if options.parse_all else roots
+    states: Dict[str, _FileState] = {}
+    failed: Dict[str, FileResult] = {}
+    for real, (path, source) in items.items():
+        try:
+            states[real] = _prepare(source, options, rules, skip_roots, path)
+        except Exception as exc:  # one file never costs the run
+            failed[real] = FileResult(error=_internal_error(source.path, "the engine", exc), checked=False)
+    loaded: set = set()
+    _run_program_rules(states, options, rules, roots, loaded)
+    results = {real: _finish(st, options) for real, st in states.items()}
+    results.update(failed)
+    return results, loaded
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+#: Below this much source to analyse (bytes not answered by the cache), workers cost more than they save.
+PARALLEL_MIN_BYTES = 200_000
+
+
+def _jobs(options: Options, items: Dict[str, Tuple[str, SourceFile]]) -> int:
+    jobs = options.jobs
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+        try:
+            jobs = min(jobs, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            pass
+    if jobs <= 1 or len(items) < 2:
+        return 1
+    if options.jobs is None:  # by default only when there is enough to do
+        todo = 0
+        for real, (_, source) in items.items():
+            if options.cache is None or not _cached(real, source, options):
+                todo += len(source.text)
+                if todo >= PARALLEL_MIN_BYTES:
+                    break
+        if todo < PARALLEL_MIN_BYTES:
+            return 1
+    return jobs
+
+
+def _cached(real: str, source: SourceFile, options: Options) -> bool:
+    """Is this file's per-file entry in the cache? (a quick look; the lint reads and checks it)"""
+    cache = options.cache
+    state = _FileState(source, FileResult(source=source), supp.Suppressions(), [], [])
+    file_ignores = options.config.ignored_for_file(_relative_to(source.path, options.config.root))
+    state.enabled = [c for c in options.enabled if not any(c.startswith(s) or s == "ALL" for s in file_ignores)]
+    state.real = real
+    state.digest = _digest(source, real)
+    return cache.exists("file", _file_key(state, cache.fingerprint))
+
+
+def _groups(items: Dict[str, Tuple[str, SourceFile]], roots: List[Path]) -> List[List[str]]:
+    """The run's files in groups that no import crosses (a text scan, no parse): each program lies in one."""
+    from trainlint.analysis.program import resolve_module
+
+    parent = {real: real for real in items}
+    memo: Dict[Tuple[str, str], Optional[str]] = {}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for real, (_, source) in items.items():
+        folder = os.path.dirname(real)
+        for name in set(scan_imports(source.text)):
+            if (name, folder) in memo:
+                dep = memo[name, folder]
+            else:
+                target = resolve_module(name, real, roots)
+                dep = memo[name, folder] = _realpath(str(target)) if target is not None else None
+            if dep is not None and dep in parent and dep != real:
+                a, b = find(real), find(dep)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    groups: Dict[str, List[str]] = {}
+    for real in items:
+        groups.setdefault(find(real), []).append(real)
+    return list(groups.values())
+
+
+_REAL_DIRS: Dict[str, str] = {}
+
+
+def _realpath(path: str) -> str:
+    """os.path.realpath, resolving each folder once per process."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    folder, name = os.path.split(path)
+    real = _REAL_DIRS.get(folder)
+    if real is None:
+        real = _REAL_DIRS[folder] = os.path.realpath(folder)
+    return os.path.join(real, name)
+
+
+def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, roots: List[Path],
+                   jobs: int) -> Optional[Dict[str, FileResult]]:
+    """The groups of the run linted in worker processes, biggest first. None when it cannot be done
+    that way (one group; a program that reached into another group through a file outside the run: the
+    caller then lints serially, so the output is always the serial one)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    groups = _groups(items, roots)
+    if len(groups) < 2:
+        return None
+    groups.sort(key=lambda g: -sum(len(items[r][1].text) for r in g))
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    results: Dict[str, FileResult] = {}
+    loaded: set = set()
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context(method)) as ex:
+            futures = [ex.submit(_group_worker, [(real, items[real][0], items[real][1].path) for real in g], options, roots)
+                       for g in groups]
+            for fut in futures:
+                part, outside = fut.result()
+                results.update(part)
+                loaded |= outside
+    except Exception:  # a worker that died (memory...), an unpicklable value: lint serially instead
+        return None
+    if loaded & set(items) or set(results) != set(items):
+        return None
+    for real, result in results.items():
+        result.source = items[real][1]
+    return results
+
+
+def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: List[Path]):
+    items: Dict[str, Tuple[str, SourceFile]] = {}
+    errors: Dict[str, FileResult] = {}
+    for real, path, display in group:
+        try:
+            items[real] = (path, _read(path, display, options))
+        except SourceError as exc:  # changed since the main process read it
+            errors[real] = FileResult(error=FileError(display, str(exc)))
+    try:
+        results, loaded = _lint_group(items, options, roots)
+    finally:
+        clear_caches()
+    results.update(errors)
+    for result in results.values():
+        result.source = None  # the main process has the text
+    return results, loaded
 
 
 def lint_text(text: str, display: str, options: Options) -> Tuple[Report, List[str]]:
@@ -412,7 +977,7 @@ def lint_text(text: str, display: str, options: Options) -> Tuple[Report, List[s
 
 
 def _collect(report: Report, result: FileResult, warnings: List[str]) -> None:
-    report.files_checked += 1
+    report.files_checked += 1 if result.checked else 0
     if result.error is not None:
         report.errors.append(result.error)
     if result.warning:

@@ -21,11 +21,12 @@ import re
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-import libcst as cst
+from typing import TYPE_CHECKING
 
-from trainlint.analysis.facts import FileFacts
+if TYPE_CHECKING:  # pragma: no cover
+    from trainlint.analysis.facts import FileFacts
 
 #: How many project files one program may pull in (a guard against walking a whole monorepo).
 MAX_PROGRAM_FILES = 200
@@ -155,13 +156,19 @@ def is_entry(facts: FileFacts, text: str) -> bool:
 def build_programs(
     run_files: Dict[str, object],
     load: Callable[[str], Optional[object]],
+    roots: Optional[List[Path]] = None,
+    deferred: Sequence[str] = (),
 ) -> List[Program]:
     """``run_files``: real path -> FileContext of every parsed file of the run; ``load`` parses another
-    file on demand (or returns None). Returns the programs of the run."""
+    file on demand (or returns None; a context it returns with ``in_run`` set is a file of the run that
+    was not parsed up front). ``roots``: the run's project roots (default: the common folder of
+    ``run_files``). ``deferred``: real paths of files of the run that were not parsed (no training code in
+    them): ``load`` parses one when a program imports it. Returns the programs of the run."""
     nodes: Dict[str, ProgramFile] = {}
     for real, ctx in run_files.items():
         nodes[real] = ProgramFile(real, ctx.path, ctx, True)
-    roots = sorted({Path(os.path.commonpath([p for p in run_files])) if run_files else Path.cwd()})
+    if roots is None:
+        roots = sorted({Path(os.path.commonpath([p for p in run_files])) if run_files else Path.cwd()})
 
     def node_for(real: str) -> Optional[ProgramFile]:
         if real in nodes:
@@ -169,7 +176,7 @@ def build_programs(
         ctx = load(real)
         if ctx is None:
             return None
-        nodes[real] = ProgramFile(real, ctx.path, ctx, False)
+        nodes[real] = ProgramFile(real, ctx.path, ctx, bool(getattr(ctx, "in_run", False)))
         return nodes[real]
 
     linked: Set[str] = set()
@@ -216,6 +223,9 @@ def build_programs(
     # `__main__` smoke test still wants the scripts that train it)
     covered = {f.path for p in programs for f in p.files if f is not p.entry}
     orphans = [pf for real, pf in list(nodes.items()) if pf.in_run and real not in covered and not _runs_by_itself(pf)]
+    # a file of the run left unparsed (no training code) that nothing of the run imported: the scripts
+    # that import it still judge it (only its path is needed to look for them)
+    orphans += [ProgramFile(real, real, None, True) for real in deferred if real not in nodes]
     if orphans:
         finder = _ImporterFinder(nodes, node_for, link)
         entries: List[ProgramFile] = []

@@ -124,6 +124,35 @@ def registry() -> Dict[str, type]:
     return _REGISTRY
 
 
+_MODULE_CODE_RE = re.compile(r"^tl(\d{3})_")
+
+
+def codes() -> List[str]:
+    """Every rule code, sorted, from the module names alone (``tl202_...`` holds TL202): no rule module,
+    libcst or analysis is imported. Equal to ``list(registry())`` (tested)."""
+    if _REGISTRY is not None:
+        return list(_REGISTRY)
+    found = set()
+    for info in pkgutil.iter_modules(__path__):
+        m = _MODULE_CODE_RE.match(info.name)
+        if m:
+            found.add(f"TL{m.group(1)}")
+    return sorted(found)
+
+
+def rule_class(code: str) -> type:
+    """One rule's class, importing only its module (the engine's TL001/TL002 need no other rule)."""
+    if _REGISTRY is not None:
+        return _REGISTRY[code]
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith(code.lower() + "_"):
+            module = importlib.import_module(f"{__name__}.{info.name}")
+            for value in vars(module).values():
+                if isinstance(value, type) and issubclass(value, Rule) and getattr(value, "code", None) == code:
+                    return value
+    return registry()[code]
+
+
 def get_rule(code: str) -> type:
     return registry()[code]
 
@@ -132,9 +161,29 @@ def all_codes() -> List[str]:
     return list(registry())
 
 
+_OPT_IN_RE = re.compile(r"^[ \t]+opt_in(?:[ \t]*:[^=\n]*)?[ \t]*=[ \t]*True\b", re.M)
+
+
 def opt_in_codes() -> List[str]:
-    """Rules off in the default selection (see ``Rule.opt_in``)."""
-    return [code for code, cls in registry().items() if getattr(cls, "opt_in", False)]
+    """Rules off in the default selection (see ``Rule.opt_in``). Read from the rule modules' text unless
+    they are imported already (a run that needs no rule imports none); equal to the classes' flags (tested)."""
+    if _REGISTRY is not None:
+        return [code for code, cls in _REGISTRY.items() if getattr(cls, "opt_in", False)]
+    import os
+
+    out = []
+    for info in pkgutil.iter_modules(__path__):
+        m = _MODULE_CODE_RE.match(info.name)
+        if not m:
+            continue
+        try:
+            with open(os.path.join(info.module_finder.path, info.name + ".py"), encoding="utf-8") as fh:
+                text = fh.read()
+        except (OSError, AttributeError):  # not a plain folder of sources (a zip...): ask the classes
+            return [code for code, cls in registry().items() if getattr(cls, "opt_in", False)]
+        if _OPT_IN_RE.search(text):
+            out.append(f"TL{m.group(1)}")
+    return sorted(out)
 
 
 #: Codes that were used once and retired; never reuse them (pylint's practice).

@@ -1,0 +1,196 @@
+"""The results cache and worker processes change how fast trainlint is, never what it reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures"
+
+
+def _trainlint(args, cwd, env=None):
+    full_env = dict(os.environ, NO_COLOR="1", **(env or {}))
+    full_env.pop("TRAINLINT_CACHE_DIR", None)
+    return subprocess.run([sys.executable, "-m", "trainlint", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, env=full_env)
+
+
+def _copy_fixtures(tmp_path: Path) -> Path:
+    dest = tmp_path / "fixtures"
+    shutil.copytree(FIXTURES, dest, ignore=shutil.ignore_patterns("__pycache__", "expected.txt"))
+    return dest
+
+
+def test_findings_are_identical_without_cache_cold_warm_and_with_any_jobs(tmp_path):
+    project = _copy_fixtures(tmp_path)
+    args = [".", "--output-format", "json", "--extend-select", "ALL", "--report-unused-suppressions"]
+    reference = _trainlint([*args, "--no-cache", "-j1"], project)
+    assert reference.returncode == 1, reference.stderr
+    assert len(json.loads(reference.stdout)) > 30
+    assert not (project / ".trainlint_cache").exists()
+    runs = {
+        "cold cache, -j2": [*args, "-j2"],
+        "warm cache, -j1": [*args, "-j1"],
+        "warm cache, -j2": [*args, "-j2"],
+        "no cache, -j2": [*args, "--no-cache", "-j2"],
+    }
+    for label, run_args in runs.items():
+        out = _trainlint(run_args, project)
+        assert (out.returncode, out.stdout) == (reference.returncode, reference.stdout), label
+    assert (project / ".trainlint_cache" / ".gitignore").read_text().strip().endswith("*")
+    # touch one file: only its programs are recomputed (their other files come from the cache and are
+    # parsed again), and the result is what a fresh run says
+    for target in (next(project.glob("tl202_*/train*.py")), project / "tl102_multifile_repeated_blocks" / "train.py"):
+        target.write_text(target.read_text() + "\n# touched\n")
+    fresh = _trainlint([*args, "--no-cache"], project)
+    again = _trainlint(args, project)
+    assert again.stdout == fresh.stdout
+
+
+TRAIN = """\
+import torch
+from model import Net
+
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for x, y in [(torch.randn(4, 2), torch.randn(4, 1))]:
+    opt.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    loss = torch.clamp(loss, max=1.0)
+    loss.backward()
+    opt.step()
+"""
+MODEL = """\
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+"""
+
+
+def _project(tmp_path: Path) -> Path:
+    (tmp_path / "train.py").write_text(TRAIN)
+    (tmp_path / "model.py").write_text(MODEL)
+    return tmp_path
+
+
+def test_a_corrupt_or_foreign_cache_entry_is_ignored(tmp_path):
+    project = _project(tmp_path)
+    first = _trainlint(["train.py", "--output-format", "concise"], project)
+    assert "TL202" in first.stdout
+    entries = list((project / ".trainlint_cache").rglob("*.json"))
+    assert entries
+    for i, entry in enumerate(entries):
+        if i % 2:
+            entry.write_text("{not json")
+        else:  # valid JSON claiming another key: never trusted
+            data = json.loads(entry.read_text())
+            data["key"] = "0" * 64
+            data["value"] = {"raw": [], "facts": None, "status": "done", "error": None, "warning": None}
+            entry.write_text(json.dumps(data))
+    again = _trainlint(["train.py", "--output-format", "concise"], project)
+    assert again.stdout == first.stdout
+    assert again.returncode == first.returncode
+
+
+def test_a_warm_one_file_run_does_not_import_libcst(tmp_path):
+    project = _project(tmp_path)
+    _trainlint(["train.py"], project)
+    code = ("import sys, runpy; sys.argv = ['trainlint', 'train.py', '--output-format', 'concise']\n"
+            "try:\n    runpy.run_module('trainlint', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "sys.stderr.write('LIBCST=%s' % ('libcst' in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=120)
+    assert "TL202" in proc.stdout
+    assert "LIBCST=False" in proc.stderr
+
+
+def test_editing_an_imported_file_recomputes_the_program(tmp_path):
+    project = _project(tmp_path)
+    first = _trainlint(["train.py", "--output-format", "concise"], project)
+    assert "TL101" not in first.stdout
+    # the model changes (train.py does not): its program is analysed again, as a fresh run would
+    (project / "model.py").write_text(MODEL.replace("return self.fc(x)", "return nn.functional.relu(self.fc(x))"))
+    fresh = _trainlint(["train.py", "--output-format", "concise", "--no-cache"], project)
+    warm = _trainlint(["train.py", "--output-format", "concise"], project)
+    assert warm.stdout == fresh.stdout
+
+
+def test_cache_dir_from_config_and_trainlint_clean(tmp_path):
+    project = _project(tmp_path)
+    (project / "pyproject.toml").write_text('[tool.trainlint]\ncache-dir = "build/lint-cache"\n')
+    out = _trainlint(["train.py"], project)
+    assert out.returncode == 1, out.stderr
+    folder = project / "build" / "lint-cache"
+    assert (folder / "CACHEDIR.TAG").is_file()
+    assert not (project / ".trainlint_cache").exists()
+    cleaned = _trainlint(["clean"], project)
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not folder.exists()
+    assert (project / "train.py").read_text() == TRAIN  # nothing of the user's touched
+
+
+def test_clean_refuses_a_folder_that_is_not_a_trainlint_cache(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "data.txt").write_text("keep me")
+    out = _trainlint(["clean", "--cache-dir", "precious"], tmp_path)
+    assert out.returncode == 2
+    assert "not deleted" in out.stderr
+    assert (tmp_path / "precious" / "data.txt").read_text() == "keep me"
+
+
+def test_an_unwritable_cache_folder_only_costs_the_cache(tmp_path):
+    project = _project(tmp_path)
+    (project / "blocked").write_text("a file where the cache folder would go")
+    out = _trainlint(["train.py", "--cache-dir", "blocked/cache", "--output-format", "concise"], project)
+    assert out.returncode == 1, out.stderr
+    assert "TL202" in out.stdout
+
+
+def test_two_runs_sharing_a_cache_at_once_agree(tmp_path):
+    project = _copy_fixtures(tmp_path)
+    args = [sys.executable, "-m", "trainlint", ".", "--output-format", "json"]
+    env = dict(os.environ, NO_COLOR="1")
+    procs = [subprocess.Popen(args, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert outs[0][0] == outs[1][0]
+    assert not list((project / ".trainlint_cache").rglob(".tmp-*"))
+    warm = _trainlint([".", "--output-format", "json"], project)
+    assert warm.stdout == outs[0][0]
+
+
+def test_workers_lint_each_group_of_files_as_the_serial_run_does():
+    """Groups are cut where no import crosses; a group that reached into another one (through a file
+    outside the run) makes the whole run serial, so the output never depends on the cut."""
+    from trainlint.config import Config, Selection
+    from trainlint.engine import Options, _groups, _lint_parallel, _roots, lint_paths
+    from trainlint.files import discover
+    from trainlint.rules import registry
+    from trainlint.source import read_source
+
+    config = Config(layers=[Selection()])
+    options = Options(config=config, enabled=list(registry()), jobs=2)
+    found = discover([str(FIXTURES)], config)
+    items = {os.path.realpath(r): (r, read_source(r, d)) for r, d in found.files}
+    roots = _roots(list(items))
+    groups = _groups(items, roots)
+    assert len(groups) > 20
+    parallel = _lint_parallel(items, options, roots, 2)
+    assert parallel is not None  # the fixtures' programs do not cross groups
+    report, _ = lint_paths([str(FIXTURES)], Options(config=config, enabled=list(registry()), jobs=1))
+    merged = sorted((f for r in parallel.values() for f in r.findings), key=lambda f: f.sort_key())
+    assert [(f.path, f.span, f.code, f.message) for f in merged] == [(f.path, f.span, f.code, f.message) for f in report.findings]
