@@ -194,3 +194,11 @@ def test_workers_lint_each_group_of_files_as_the_serial_run_does():
     report, _ = lint_paths([str(FIXTURES)], Options(config=config, enabled=list(registry()), jobs=1))
     merged = sorted((f for r in parallel.values() for f in r.findings), key=lambda f: f.sort_key())
     assert [(f.path, f.span, f.code, f.message) for f in merged] == [(f.path, f.span, f.code, f.message) for f in report.findings]
+
+
+def test_the_fingerprint_follows_what_decides_the_parse():
+    from trainlint.cache import fingerprint
+
+    assert fingerprint(["TL101"], False, 1 << 20) == fingerprint(["TL101"], False, 1 << 20)
+    assert fingerprint(["TL101"], False, 1 << 20) != fingerprint(["TL101"], False, 1 << 10)
+    assert fingerprint(["TL101"], False) != fingerprint(["TL101", "TL202"], False)

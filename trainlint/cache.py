@@ -68,8 +68,11 @@ def _libcst_version() -> str:
         return "?"
 
 
-def fingerprint(enabled: Sequence[str], parse_all: bool) -> str:
-    data = json.dumps([FORMAT, __version__, _package_stamp(), sys.version, _libcst_version(), sorted(enabled), parse_all])
+def fingerprint(enabled: Sequence[str], parse_all: bool, max_file_size: Optional[int] = None) -> str:
+    """What every entry depends on besides its files: trainlint (version and sources), Python, libcst, the
+    enabled rules and the settings that decide what is parsed (max-file-size caps the parser too)."""
+    data = json.dumps([FORMAT, __version__, _package_stamp(), sys.version, _libcst_version(), sorted(enabled), parse_all,
+                       max_file_size])
     return hashlib.sha256(data.encode()).hexdigest()
 
 

@@ -201,7 +201,7 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
         from trainlint.cache import Cache, default_dir, fingerprint
 
         folder = Path(cache_dir) if cache_dir else (config.cache_dir or default_dir(config.root))
-        options.cache = Cache(folder, fingerprint(enabled, options.parse_all))
+        options.cache = Cache(folder, fingerprint(enabled, options.parse_all, config.max_file_size))
     unsafe = config.unsafe_fixes if unsafe_fixes is None else unsafe_fixes
     if show_settings:
         _show_settings(config, options, fmt, unsafe, fix)
