@@ -302,6 +302,9 @@ def _walk_tree(root: str) -> Iterator[Tuple[str, List[str], List[str]]]:
         stack.extend(os.path.join(folder, d) for d in reversed(dirs))
 
 
+_WORD_RE = re.compile(r"[A-Za-z_]\w*")
+
+
 class _ImporterFinder:
     """Which project files import a given file: a text search first (no parse), then the parsed imports."""
 
@@ -309,6 +312,7 @@ class _ImporterFinder:
         self.nodes, self.node_for, self.link = nodes, node_for, link
         self._listing: Dict[str, List[str]] = {}
         self._texts: Dict[str, str] = {}
+        self._import_words: Dict[str, frozenset] = {}
 
     def _py_files(self, root: str) -> List[str]:
         hit = self._listing.get(root)
@@ -340,21 +344,36 @@ class _ImporterFinder:
             self._texts[real] = text
         return text
 
+    def _words_of_imports(self, real: str) -> frozenset:
+        """The names on a file's import lines (``from``/``import`` at the start of a line, with the lines of
+        a parenthesised name list), computed once per file: asking it for every target is a set lookup, where
+        a regular expression per target over every file of a big package was quadratic (timm: 5 s of 7)."""
+        hit = self._import_words.get(real)
+        if hit is None:
+            words: set = set()
+            open_paren = False
+            for line in self._text(real).split("\n"):
+                stripped = line.lstrip(" \t")
+                if open_paren or stripped.startswith(("from ", "from\t", "import ", "import\t", "import(")):
+                    words.update(_WORD_RE.findall(line))
+                    if open_paren:
+                        open_paren = ")" not in line
+                    elif "(" in line and ")" not in line.split("(", 1)[1]:
+                        open_paren = True
+            hit = self._import_words[real] = frozenset(words)
+        return hit
+
     def importers(self, target: ProgramFile, root: str) -> List[ProgramFile]:
         """Project files under ``root`` whose imports resolve to ``target``."""
         base = os.path.basename(target.path)
         stem = os.path.basename(os.path.dirname(target.path)) if base == "__init__.py" else base[:-3]
         if not stem.isidentifier():
             return []
-        pattern = re.compile(
-            rf"(?m)^[ \t]*(?:from|import)[ \t][^\n]*\b{re.escape(stem)}\b|\bimport[ \t]*\([^)]*\b{re.escape(stem)}\b"
-        )
         out = []
         for real in self._py_files(root):
             if real == target.path:
                 continue
-            text = self._text(real)
-            if stem not in text or not pattern.search(text):
+            if stem not in self._words_of_imports(real):
                 continue
             node = self.node_for(real)
             if node is None:
