@@ -28,12 +28,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from trainlint import __version__
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
+from trainlint.source import write_atomic
 
 CACHE_DIR_NAME = ".trainlint_cache"
 #: Bumped when the layout of an entry changes.
@@ -129,17 +129,8 @@ class Cache:
         try:
             self._prepare()
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"kind": kind, "key": key, "value": value}, fh, separators=(",", ":"))
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            data = json.dumps({"kind": kind, "key": key, "value": value}, separators=(",", ":")).encode("utf-8")
+            write_atomic(str(path), data, durable=False)
         except (OSError, TypeError, ValueError):
             # A read-only checkout, a full disk, a value JSON cannot hold: lint without caching.
             self._broken = True

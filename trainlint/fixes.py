@@ -28,12 +28,12 @@ import io
 import json
 import os
 import re
-import tempfile
 import tokenize
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from trainlint.findings import Applicability, Edit, Finding, Fix, Span
+from trainlint.source import write_atomic  # noqa: F401  (re-exported: cli and tests import it from here)
 
 #: Lint-and-fix passes at most (ruff uses 100; training-code fixes rarely need more than two).
 MAX_PASSES = 10
@@ -360,32 +360,6 @@ def encode_like(text: str, original: bytes, notebook: bool = False) -> bytes:
             encoding = "utf-8"
     data = text.encode(encoding)
     return (codecs.BOM_UTF8 + data) if bom and not data.startswith(codecs.BOM_UTF8) else data
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Replace ``path``'s bytes: a temporary file next to it, then ``os.replace`` (atomic on POSIX and
-    Windows); the file keeps its permission bits. On any error the original is untouched."""
-    real = os.path.realpath(path)
-    folder = os.path.dirname(real) or "."
-    try:
-        mode = os.stat(real).st_mode & 0o7777
-    except OSError:
-        mode = None
-    fd, tmp = tempfile.mkstemp(prefix=".trainlint-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_fixes(run: FixRun) -> List[str]:

@@ -6,6 +6,7 @@ import codecs
 import io
 import os
 import stat
+import tempfile
 import tokenize
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, List, Optional
@@ -169,3 +170,31 @@ def notebook_source(data: bytes, display: str) -> SourceFile:
     except NotebookError as exc:
         raise SourceError(str(exc)) from None
     return SourceFile(display, text, cells)
+
+
+def write_atomic(path: str, data: bytes, durable: bool = True) -> None:
+    """Replace ``path``'s bytes: a temporary file next to it, then ``os.replace`` (atomic on POSIX and
+    Windows); the file keeps its permission bits. On any error the original is untouched. ``durable``
+    fsyncs the data first (a user's file); a cache entry that can be recomputed skips it."""
+    real = os.path.realpath(path)
+    folder = os.path.dirname(real) or "."
+    try:
+        mode = os.stat(real).st_mode & 0o7777
+    except OSError:
+        mode = None
+    fd, tmp = tempfile.mkstemp(prefix=".trainlint-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -207,18 +207,7 @@ def build_programs(
             continue
         if real in imported_by_run and "__main__" not in pf.ctx.source.text:
             continue
-        files = [pf]
-        seen = {pf.path}
-        queue = [pf]
-        while queue and len(files) < MAX_PROGRAM_FILES:
-            cur = queue.pop(0)
-            link(cur)
-            for dep in cur.imports:
-                if dep.path not in seen:
-                    seen.add(dep.path)
-                    files.append(dep)
-                    queue.append(dep)
-        programs.append(Program(pf, files))
+        programs.append(Program(pf, _closure(pf, link)))
     # files some entry of the run imports (a lone model.py that is its own entry because of a
     # `__main__` smoke test still wants the scripts that train it)
     covered = {f.path for p in programs for f in p.files if f is not p.entry}
