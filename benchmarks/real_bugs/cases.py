@@ -131,8 +131,8 @@ def check(cases: Sequence[Case]) -> List[str]:
         if not c.files or len(set(c.files)) != len(c.files):
             problems.append(f"{where}: files must be a non-empty list without repeats")
         for f in c.files:
-            if f.startswith("/") or ".." in Path(f).parts or not f.endswith(".py"):
-                problems.append(f"{where}: file {f!r} is not a relative .py path inside the repository")
+            if f.startswith("/") or ".." in Path(f).parts or not f.endswith((".py", ".ipynb")):
+                problems.append(f"{where}: file {f!r} is not a relative .py or .ipynb path inside the repository")
         for loc in (c.bug,) + c.anchors:
             if loc.path not in c.files:
                 problems.append(f"{where}: {loc} is not in the case's files")
