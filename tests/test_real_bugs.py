@@ -55,7 +55,7 @@ def test_manifest_is_well_formed_and_mines_only_the_allowed_repositories():
     assert cs.check(cases) == []
     assert {c.repo for c in cases} <= ALLOWED, sorted({c.repo for c in cases} - ALLOWED)
     for c in cases:
-        assert c.bug.path in c.files and c.files[0].endswith(".py")
+        assert c.bug.path in c.files and c.files[0].endswith((".py", ".ipynb"))
         assert c.parent != c.fix
 
 
