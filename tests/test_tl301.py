@@ -658,3 +658,56 @@ def test_a_step_function_handed_to_a_framework_engine_is_training(tmp_path):
             training({})
     """})
     assert len(found) == 1
+
+
+def test_a_loss_object_with_an_inner_solve_trains_only_where_it_is_called(tmp_path):
+    # CSG's visual.py builds the loss object of the training script (its __call__ runs backward() on
+    # sample weights) but only explains predictions: not a training program; the training script is one.
+    found = _run(tmp_path, {
+        "methods.py": """
+            import torch
+            class CNBBLoss:
+                def __init__(self, lr, n_iter):
+                    self.lr, self.n_iter = lr, n_iter
+                def __call__(self, feat, logits, y):
+                    weight = torch.full([feat.shape[0]], 1.0 / feat.shape[0], requires_grad=True)
+                    for it in range(self.n_iter):
+                        loss = ((feat.T @ weight) ** 2).sum()
+                        loss.backward()
+                        with torch.no_grad():
+                            weight -= self.lr * weight.grad
+                            weight.grad.zero_()
+                    return weight.detach() @ torch.nn.functional.cross_entropy(logits, y, reduction="none")
+        """,
+        "utils_main.py": """
+            import torch
+            from methods import CNBBLoss
+            def ood_methods(ag):
+                return CNBBLoss(ag.lr_w, ag.n_iter_w)
+            def main_stem(ag, model, loader, opt):
+                lossfn = ood_methods(ag)
+                for epoch in range(ag.n_epk):
+                    for x, y in loader:
+                        opt.zero_grad()
+                        lossfn(model.feat(x), model(x), y).backward()
+                        opt.step()
+        """,
+        "visual.py": """
+            import torch
+            from utils_main import ood_methods
+            def get_visual(ag, model, loader):
+                lossfn = ood_methods(ag)
+                model.eval()
+                for x, y in loader:
+                    explain(model, x)
+            if __name__ == "__main__":
+                get_visual(parse(), torch.load("ckpt.pt"), loader)
+        """,
+        "train.py": """
+            import torch
+            from utils_main import main_stem
+            if __name__ == "__main__":
+                main_stem(parse(), build(), loader, opt)
+        """,
+    })
+    assert sorted(Path(f.path).name for f in found) == ["train.py"]

@@ -138,6 +138,14 @@ class FileSeeds:
     main_guards: Set[int] = field(default_factory=set)  # ids of `if __name__ == "__main__":` nodes
     updates: Set[int] = field(default_factory=set)  # ids of scopes that update parameters (step, zero_grad, p.grad)
     imports_torch_family: bool = False
+    #: optimizer constructions (``torch.optim.Adam(params, ...)``): what they update decides whether
+    #: the program trains a model or optimises an input (style transfer, deep dream)
+    optimizers: List[Tuple[cst.Call, Scope, Stmt]] = field(default_factory=list)
+    #: sources of torch randomness other than the global draws above: random tensors and in-place random
+    #: fills, random ``nn.init``, shuffled loaders, random samplers and splits, random transforms
+    randomness: List[Tuple[cst.Call, Scope, Stmt, str]] = field(default_factory=list)
+    #: dotted targets written over a tensor's values (``img.weight.data = x.data``, ``p.copy_(x)``)
+    overwritten: Set[str] = field(default_factory=set)
 
 
 # -- per file ----------------------------------------------------------------------------------
@@ -325,7 +333,13 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
                 for t in stmt.node.targets:
                     if facts.qualify(t.target) == "torch.backends.cudnn.deterministic" and _is_true(stmt.node.value):
                         out.determinism.append((stmt.node, scope, stmt, "torch.backends.cudnn.deterministic = True"))
+            _overwrites(stmt.node, out.overwritten)
             for call in calls:
+                kind = _torch_randomness(call, facts)
+                if kind is not None:
+                    out.randomness.append((call, scope, stmt, kind))
+                elif _is_optimizer(call, facts):
+                    out.optimizers.append((call, scope, stmt))
                 spelling = _short(dotted(call.func) or "")
                 seeded = classify_library_call(call, facts)
                 if seeded is not None:
@@ -362,6 +376,63 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
             out.signs.append(Sign(root.call, root.scope, root.stmt, root.how, needs_update=True))
     facts._seeds_cache = out  # type: ignore[attr-defined]
     return out
+
+
+#: torch functions that draw from the global torch generator.
+TORCH_RANDOM = {
+    "torch.randn", "torch.rand", "torch.randint", "torch.randperm", "torch.normal", "torch.bernoulli",
+    "torch.multinomial", "torch.poisson", "torch.randn_like", "torch.rand_like", "torch.randint_like",
+    "torch.nn.functional.dropout", "torch.nn.functional.dropout2d", "torch.nn.functional.dropout3d",
+    "torch.nn.functional.gumbel_softmax", "torch.utils.data.random_split", "torch.utils.data.RandomSampler",
+    "torch.utils.data.sampler.RandomSampler", "torch.utils.data.SubsetRandomSampler",
+    "torch.utils.data.WeightedRandomSampler", "torch.nn.Dropout", "torch.nn.Dropout2d", "torch.nn.Dropout3d",
+}
+#: Tensor methods that fill a tensor at random.
+_RANDOM_FILLS = {"normal_", "uniform_", "random_", "bernoulli_", "exponential_", "cauchy_", "log_normal_", "geometric_"}
+_DETERMINISTIC_INIT = {"zeros_", "ones_", "constant_", "eye_", "dirac_", "calculate_gain", "zero_"}
+
+
+def _torch_randomness(call: cst.Call, facts: FileFacts) -> Optional[str]:
+    """What kind of torch randomness ``call`` is (``"torch.randn"``, ``"shuffle=True"``...), or None."""
+    func = call.func
+    q = facts.qualify(func)
+    if q is not None:
+        if q in TORCH_RANDOM:
+            return q
+        last = q.rsplit(".", 1)[-1]
+        if q.startswith("torch.nn.init.") and last not in _DETERMINISTIC_INIT:
+            return q
+        if q.startswith("torchvision.transforms.") and last.startswith("Random"):
+            return q
+        if last in ("DataLoader",) and any(a.keyword is not None and a.keyword.value == "shuffle"
+                                           and not (isinstance(a.value, cst.Name) and a.value.value in ("False", "None"))
+                                           for a in call.args):
+            return "DataLoader(shuffle=...)"
+        return None
+    if isinstance(func, cst.Attribute) and func.attr.value in _RANDOM_FILLS:
+        return "." + func.attr.value
+    return None
+
+
+def _is_optimizer(call: cst.Call, facts: FileFacts) -> bool:
+    q = facts.qualify(call.func) or ""
+    return q.startswith("torch.optim.") and "lr_scheduler" not in q and "swa_utils" not in q \
+        and q.rsplit(".", 1)[-1][:1].isupper()
+
+
+def _overwrites(node: cst.CSTNode, out: Set[str]) -> None:
+    """Targets whose values a statement replaces: ``a.w.data = x``, ``a.w.data.copy_(x)``, ``a.w.copy_(x)``."""
+    if isinstance(node, cst.Assign):
+        for t in node.targets:
+            name = dotted(t.target)
+            if name is not None and name.endswith(".data"):
+                out.add(name[: -len(".data")])
+    elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call):
+        func = node.value.func
+        if isinstance(func, cst.Attribute) and func.attr.value == "copy_":
+            name = dotted(func.value)
+            if name is not None:
+                out.add(name[: -len(".data")] if name.endswith(".data") else name)
 
 
 _NOT_OPTIMIZER = re.compile(r"sched|env|lr_|warmup|progress|pbar|bar$", re.I)
@@ -709,8 +780,12 @@ def program_seeds(program: Program) -> ProgramSeeds:
         return True
 
     seeds, generators, draws, signs, determinism = [], [], [], [], []
+    optimizers, randomness, overwritten = [], [], set()
     for pf in program.files:
         fs = _fs(pf)
+        optimizers.extend((pf, c, sc, st) for c, sc, st in fs.optimizers if runs(pf, sc, st))
+        randomness.extend((pf, c, sc, st) for c, sc, st, _ in fs.randomness if runs(pf, sc, st))
+        overwritten |= fs.overwritten
         for s in fs.seeds:
             if not runs(pf, s.scope, s.stmt):
                 continue
@@ -754,6 +829,13 @@ def program_seeds(program: Program) -> ProgramSeeds:
 
     signs = [(pf, g) for pf, g in signs if not g.needs_update or near_update(id(g.scope))]
     signs = _repeated_signs(signs, stmt_calls, reached)
+    signs = _invoked_signs(program, signs, reached)
+    if signs and optimizers and all(_updates_tensors(program, pf, c, sc, st) for pf, c, sc, st in optimizers) \
+            and not draws and not any(not _overwritten_start(st, overwritten) for _, _, _, st in randomness):
+        # Every optimizer updates an input (an image in style transfer or deep dream, a tensor of a module
+        # whose forward takes no input) that starts from data, and nothing else in the program draws at
+        # random: no model is trained, and two runs compute the same thing.
+        signs = [(pf, g) for pf, g in signs if not g.needs_update]
     # scopes that train: a sign in them, or a call into one that trains
     distance: Dict[int, int] = {}
     for _, g in signs:
@@ -783,6 +865,139 @@ def program_seeds(program: Program) -> ProgramSeeds:
                           stmt_calls, distance)
     program._seeds_cache = result  # type: ignore[attr-defined]
     return result
+
+
+def _invoked_signs(program: Program, signs, reached: Dict[int, Reached]) -> list:
+    """Drop the signs in a class's ``__call__`` when no running statement calls an instance of that class:
+    a loss object with an inner solve (``CNBBLoss.__call__`` running ``backward()`` on sample weights) that
+    a visualisation script builds but never calls trains nothing there."""
+    inside = [(pf, g) for pf, g in signs if g.scope.kind == "function" and g.scope.name == "__call__" and g.scope.class_name]
+    if not inside:
+        return signs
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    memo: Dict[Tuple[int, str], bool] = {}
+
+    def called(pf: ProgramFile, class_name: str) -> bool:
+        key = (id(pf), class_name)
+        if key in memo:
+            return memo[key]
+        info = pf.facts.classes.get(class_name)
+        memo[key] = True
+        if info is None:
+            return True
+        for r in list(reached.values()):
+            file = world.file_of(r.pf.facts)
+            if file is None:
+                continue
+            for call, _, scope, stmt in _fs(r.pf).local_calls:
+                if scope is not r.scope or not isinstance(call.func, (cst.Name, cst.Attribute)):
+                    continue
+                for o in world.objects(call.func, file, scope, stmt):
+                    if o.kind == "instance" and o.cls is not None and o.cls.info is info:
+                        return True
+        memo[key] = False
+        return False
+
+    return [(pf, g) for pf, g in signs if (pf, g) not in inside or called(pf, g.scope.class_name)]
+
+
+_PARAMS_CALLS = {"parameters", "named_parameters"}
+
+
+def _updates_tensors(program: Program, pf: ProgramFile, call: cst.Call, scope: Scope, stmt: Stmt) -> bool:
+    """Does the optimizer built by ``call`` update tensors rather than a model: tensors made from data
+    (``[target]`` with ``target = content.clone().requires_grad_()``), or the parameters of a project
+    module whose ``forward`` takes no input (a learnable image)? What we cannot follow is a model."""
+    from trainlint.analysis.objects import World
+
+    params = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "params"), None)
+    if params is None:
+        pos = [a.value for a in call.args if a.keyword is None and not a.star]
+        if not pos:
+            return False
+        params = pos[0]
+    world = World.of_program(program)
+    file = world.file_of(pf.facts)
+    if file is None:
+        return False
+    resolver = _Resolver(program)
+    budget = [40]
+
+    def tensors(expr: cst.BaseExpression, sc: Scope, st: Stmt, depth: int) -> bool:
+        budget[0] -= 1
+        if depth > 6 or budget[0] < 0:
+            return False
+        if isinstance(expr, (cst.List, cst.Tuple)):
+            return bool(expr.elements) and all(not isinstance(e, cst.StarredElement) and tensors(e.value, sc, st, depth + 1)
+                                               for e in expr.elements)
+        if isinstance(expr, cst.Dict):  # a param group: {"params": [...], "lr": ...}
+            return all(isinstance(e, cst.DictElement) and (not isinstance(e.key, cst.SimpleString)
+                       or e.key.evaluated_value != "params" or tensors(e.value, sc, st, depth + 1)) for e in expr.elements)
+        if isinstance(expr, cst.Attribute) and expr.attr.value == "data":
+            return tensors(expr.value, sc, st, depth + 1)
+        if isinstance(expr, cst.Call):
+            func = expr.func
+            if isinstance(func, cst.Attribute) and func.attr.value in _PARAMS_CALLS:
+                objs = world.objects(func.value, file, sc, st)
+                return bool(objs) and all(_input_free_module(world, o) for o in objs)
+            if isinstance(func, cst.Attribute) and func.attr.value in _TENSOR_METHODS:
+                return tensors(func.value, sc, st, depth + 1)
+            q = pf.facts.qualify(func) or ""
+            if q in ("torch.nn.Parameter", "torch.nn.parameter.Parameter", "torch.autograd.Variable"):
+                args = [a.value for a in expr.args if a.keyword is None and not a.star]
+                return bool(args) and tensors(args[0], sc, st, depth + 1)
+            if q.startswith("torch.") and not q.startswith("torch.nn."):
+                return True  # a tensor made by torch
+            name = dotted(func)
+            if q or name is None:
+                return False
+            targets = resolver.resolve(pf, sc, name)
+            # a helper of the project that builds the tensor from data (load_image(...), preprocess(...))
+            return bool(targets) and all(isinstance(t, Scope) and "parameters(" not in tpf.ctx.code(t.node)
+                                         for tpf, t in targets)
+        name = dotted(expr) if isinstance(expr, cst.Name) else None
+        if name is None:
+            return False
+        found = sc.reaching(name, st) or (pf.facts.module.assigns.get(name, []) if sc is not pf.facts.module else [])
+        return bool(found) and all(a.value is not None and a.kind == "assign"
+                                   and tensors(a.value, a.scope or sc, a.stmt, depth + 1) for a in found)
+
+    return tensors(params, scope, stmt, 0)
+
+
+#: Tensor methods that give (a view or copy of) the same values.
+_TENSOR_METHODS = {"clone", "detach", "requires_grad_", "to", "cuda", "cpu", "float", "double", "half", "contiguous",
+                   "view", "reshape", "unsqueeze", "squeeze", "detach_", "type"}
+
+
+def _input_free_module(world, obj) -> bool:
+    """An instance of a project module whose ``forward`` takes nothing but ``self``: a learnable tensor
+    (the generated image of style transfer), not a model."""
+    if obj.kind != "instance" or obj.cls is None:
+        return False
+    found = world.method(obj.cls, "forward")
+    if found is None:
+        return False
+    params = [p for p in found[1].params() if p not in ("self",)]
+    return not params
+
+
+def _overwritten_start(stmt: Stmt, overwritten: Set[str]) -> bool:
+    """A random start the program replaces: ``self.weight = nn.Parameter(torch.rand(...))`` in the class,
+    and ``img.weight.data = content.data`` where it is used."""
+    node = stmt.node
+    if not isinstance(node, cst.Assign) or not overwritten:
+        return False
+    for t in node.targets:
+        name = dotted(t.target)
+        if name is None:
+            continue
+        last = name.rsplit(".", 1)[-1]
+        if any(o == name or o.endswith("." + last) for o in overwritten):
+            return True
+    return False
 
 
 def _repeated_signs(signs, stmt_calls: Dict[int, Set[int]], reached: Dict[int, Reached]) -> list:

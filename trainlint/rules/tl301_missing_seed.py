@@ -45,6 +45,11 @@ class MissingSeed(Rule):
     Hugging Face `Trainer`, which seeds itself from `TrainingArguments.seed` (42 by default). Programs
     that do not train are not judged: data preparation, plotting and inference scripts, and a `backward()`
     with no parameter update near it (`optimizer.step()`, `zero_grad()`, `p.grad`) such as a speed profiler.
+    Nor are programs that optimise an input instead of a model: style transfer or deep dream started
+    from the content image through a pretrained network, whose optimizers update an image (tensors made
+    from data, or a module whose `forward` takes no input) while nothing draws at random — two runs compute
+    the same image. Started from noise (`torch.randn(...)`), they are judged. A `backward()` in a class's
+    `__call__` (a loss object with an inner solve) counts only where an instance of the class is called.
     A program trains when it runs a `backward()` with an update, a Lightning `training_step`,
     `trainer.fit(...)` or an HF `trainer.train()`. Test files (`test_*.py`, `tests/`) and benchmarks
     (`*bench*.py`, `*profil*.py`) are not judged either: their runs are not meant to be reproduced.
@@ -198,6 +203,19 @@ for x, y in make_batches(files):  # expect: TL301
     loss.backward()
     opt.step()
 """,
+        # style transfer from noise: the start image is random, so two runs give different images
+        """
+import torch
+from torchvision import models
+vgg = models.vgg19(pretrained=True).features.eval()
+target = torch.randn(1, 3, 224, 224).requires_grad_(True)
+optimizer = torch.optim.Adam([target], lr=0.003)
+for step in range(2000):  # expect: TL301
+    loss = style_loss(vgg(target), style_features) + content_loss(vgg(target), content_features)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+""",
         # only a seeded generator for the split: the global torch RNG (init, dropout, shuffle) is not
         """
 import torch
@@ -316,6 +334,82 @@ with torch.no_grad():
     for x in loader:
         print(model(x).argmax(1))
 idx = np.random.permutation(10)
+""",
+        # style transfer from the content image through a pretrained network in eval mode: the optimizer
+        # updates an image, not a model, and nothing is drawn at random
+        """
+import torch
+from torchvision import models, transforms
+
+def load_image(path, transform):
+    return transform(Image.open(path)).unsqueeze(0)
+
+def main(config):
+    content = load_image(config.content, transforms.ToTensor())
+    target = content.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([target], lr=config.lr, betas=[0.5, 0.999])
+    vgg = models.vgg19(pretrained=True).features.eval()
+    for step in range(config.total_step):
+        loss = torch.mean((vgg(target) - vgg(content)) ** 2)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+if __name__ == "__main__":
+    main(parser.parse_args())
+""",
+        # the generated image as a module whose forward takes no input, its start replaced by the content
+        """
+import torch
+
+class GeneratedImage(torch.nn.Module):
+    def __init__(self, img_shape):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.rand(*img_shape))
+
+    def forward(self):
+        return self.weight
+
+def train(X, contents_Y, lr, max_epochs):
+    gen_img = GeneratedImage(X.shape)
+    gen_img.weight.data = X.data
+    optimizer = torch.optim.Adam(gen_img.parameters(), lr=lr)
+    for i in range(max_epochs):
+        l = compute_loss(gen_img(), contents_Y)
+        optimizer.zero_grad()
+        l.backward()
+        optimizer.step()
+    return gen_img().detach()
+
+output = train(content_X, contents_Y, 0.01, 500)
+""",
+        # a loss object whose __call__ runs an inner solve: built by a visualisation script, never called
+        """
+import torch
+
+class ReweightedLoss:
+    def __init__(self, lr, n_iter):
+        self.lr, self.n_iter = lr, n_iter
+
+    def __call__(self, feat, logits, y):
+        weight = torch.full([feat.shape[0]], 1.0 / feat.shape[0], requires_grad=True)
+        for it in range(self.n_iter):
+            loss = ((feat.T @ weight) ** 2).sum()
+            loss.backward()
+            with torch.no_grad():
+                weight -= self.lr * weight.grad
+                weight.grad.zero_()
+        return weight.detach() @ torch.nn.functional.cross_entropy(logits, y, reduction="none")
+
+def show(model, loader):
+    lossfn = ReweightedLoss(0.1, 10)
+    model.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            plot(x, model(x).argmax(1), y)
+
+if __name__ == "__main__":
+    show(torch.load("model.pt"), loader)
 """,
         # draws from a seeded generator object are fine; worker-side draws are seeded by torch
         """
