@@ -110,6 +110,26 @@ def test_gan_loop_sigmoid_bce_and_a_target_changed_in_place():
     assert p["overfit-one-batch"]["verdict"] == "ok", p["overfit-one-batch"]["evidence"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("method,n", [("spawn", 2), ("fork", 1)])
+def test_hogwild_training_in_multiprocessing_children_is_watched_there(method, n):
+    # the script's own process never steps: the first child that does is watched and probed; its siblings train
+    # on, and the script still sees its children end with status 0 (else it exits 1: trainlint would say crash)
+    data = run_json(FIX / "hogwild.py", "determinism", "overfit-one-batch", "gradient-health",
+                    env={"START_METHOD": method, "NUM_PROCESSES": str(n)})
+    no_probe_failed(data)
+    assert data["run"]["steps"] == 3
+    assert "multiprocessing child process Process-" in data["run"]["message"]
+    assert data["run"]["captured"]["model"]["class"] == "Net"
+    p = probes_of(data)
+    assert p["overfit-one-batch"]["verdict"] == "ok" and p["gradient-health"]["verdict"] == "ok"
+    det = p["determinism"]
+    if n > 1:  # two children update the shared parameters at once: their losses depend on timing, by design
+        assert det["verdict"] == "skipped" and "Hogwild" in det["reason"]
+    else:  # one child: its fresh run watches the same child (it is seeded) and compares
+        assert det["verdict"] == "ok", det
+
+
 # -- side effects and processes ---------------------------------------------------------------------------
 
 @pytest.mark.slow

@@ -162,11 +162,25 @@ class Capture:
     _grad_norm: Optional[float] = None
     _pending: Any = None  # a manual update's (loss, calls, parameter fingerprints) until the next backward
     on_step: Any = None  # called with the number of steps seen after each step (the shim's progress file)
+    #: Set when another process of the run watches the training (Hogwild: the first process that steps is
+    #: watched): the hooks of this one then only pass through.
+    off: bool = False
     _manual_before: Any = None  # parameter copies at the pending backward (manual updates: the LR estimate)
     _manual_grads: Any = None
     manual_lr: Optional[float] = None  # |update| / |gradient| of a manual SGD update
     started: float = field(default_factory=time.perf_counter)
     step_times: List[float] = field(default_factory=list)
+
+    def reset(self) -> None:
+        """Forget the steps seen (a forked child starts counting its own; a process that is not watched keeps
+        nothing)."""
+        self.steps = []
+        self.step_times = []
+        self._calls = []
+        self._loss = None
+        self._pending = None
+        self._depth = 0
+        self._manual_before = self._manual_grads = None
 
     # -- what the probes ask -----------------------------------------------------------------
     def optimizer(self) -> Any:
@@ -566,6 +580,8 @@ class Hooks:
 
         # optimizer steps
         def pre_step(opt, args, kwargs):
+            if cap.off:
+                return
             if opt not in cap.optimizers:
                 cap.optimizers.append(opt)
             cap._grad_norm = None
@@ -581,6 +597,8 @@ class Hooks:
                     pass
 
         def post_step(opt, args, kwargs):
+            if cap.off:
+                return
             idx = len(cap.steps) + 1
             cap.steps.append(Step(
                 index=idx, calls=list(cap._calls), loss=cap._loss,
@@ -593,6 +611,9 @@ class Hooks:
             cap._pending = None
             if cap.on_step is not None:
                 cap.on_step(idx)
+            if cap.off:
+                cap.reset()
+                return
             if idx >= cap.max_steps:
                 raise StopTraining()
 
@@ -603,6 +624,8 @@ class Hooks:
         # backward: the loss tensor and the top of its graph (the first backward of a step: an LBFGS closure
         # runs several, the first is the loss at the step's start)
         def on_backward(t):
+            if cap.off:
+                return
             if not isinstance(t, torch.Tensor) or t.numel() != 1 or t.grad_fn is None:
                 return
             if not cap.optimizers:
@@ -696,11 +719,15 @@ class Hooks:
 
         # outermost module calls
         def fpre(module, args):
+            if cap.off:
+                return
             cap._depth += 1
 
         loss_base = torch.nn.modules.loss._Loss
 
         def fpost(module, args, kwargs, output):
+            if cap.off:
+                return
             cap._depth = max(0, cap._depth - 1)
             if cap._depth == 0 and len(cap._calls) < MAX_CALLS_PER_STEP and torch.is_grad_enabled():
                 # only modules that can be the model (they have parameters) or the loss: a transforms.Normalize
@@ -812,6 +839,9 @@ class Hooks:
         cap._loss = None
         if cap.on_step is not None:
             cap.on_step(idx)
+        if cap.off:
+            cap.reset()
+            return
         if idx >= cap.max_steps:
             raise StopTraining()
 

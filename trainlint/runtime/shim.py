@@ -189,21 +189,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     cap = Capture(max_steps=max(1, args.steps), user_roots=roots)
 
     def progress(steps: int, phase: str = "script") -> None:
-        try:
-            with open(args.out + ".progress", "w", encoding="utf-8") as fh:
-                json.dump({"steps": steps, "phase": phase}, fh)
-        except OSError:
-            pass
+        progress_file(args.out, steps, phase)
 
-    cap.on_step = progress
+    def on_step(steps: int) -> None:
+        if not _claim(args.out):  # another process of the run (Hogwild: a child) is watched
+            cap.off = True
+            return
+        progress(steps)
+
+    cap.on_step = on_step
     progress(0)
     hooks = Hooks(cap, losses_only=args.losses_only)
     hooks.install()
     _count_children()
+    _watch_children(cap, hooks, args, target, roots)
     _watch_exit(result, args, cap, t0)
     try:
         outcome = run_target(target, cap)
-        if outcome["outcome"] != "stopped":
+        if outcome["outcome"] != "stopped" and not cap.off:
             hooks.finish()
     finally:
         hooks.remove()
@@ -211,6 +214,44 @@ def main(argv: Optional[List[str]] = None) -> int:
     t_run = time.perf_counter() - t0
     sys.stdout.flush()
     result["outcome"] = outcome["outcome"]
+    result["user_files"] = _user_files(roots, script)
+    if outcome["outcome"] == "crash":
+        _observed(result, cap, t_run)
+        result["traceback"] = outcome["traceback"]
+        result["message"] = outcome["message"]
+        return write("crash", SHIM_CRASH)
+    if not cap.steps:
+        child = _child_result(args.out)
+        if child is not None:  # the training ran (and was watched) in a multiprocessing child
+            for k in ("steps_seen", "losses", "step_seconds", "lrs", "run_seconds", "captured", "probes", "child"):
+                if k in child:
+                    result[k] = child[k]
+            result["message"] = child.get("message", "")
+            return write(child.get("status", "ok"), SHIM_OK if child.get("status", "ok") == "ok" else SHIM_INTERNAL)
+        _observed(result, cap, t_run)
+        result["message"] = ("the script ended without a single optimizer step: nothing trains (no optimizer.step() "
+                             "was called)")
+        if _CHILDREN[0]:
+            result["message"] = (f"no training step ran in the script's own process nor in the "
+                                 f"{_CHILDREN[0]} multiprocessing child process(es) it started")
+        return write("no-training", SHIM_NO_TRAINING)
+    _observed(result, cap, t_run)
+    if args.losses_only or rank > 0:
+        return write("ok", SHIM_OK)
+    if outcome["outcome"] == "finished":
+        result["message"] = f"the script finished after {len(cap.steps)} of the {args.steps} steps asked for"
+    progress(len(cap.steps), "probes")
+    try:
+        _probe_into(result, cap, args, target, t_run)
+    except Exception as exc:  # the shim's own bug: say so
+        result["message"] = f"internal error: {type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc()
+        return write("internal-error", SHIM_INTERNAL)
+    return write("ok", SHIM_OK)
+
+
+def _observed(result: Dict[str, Any], cap: Any, t_run: float) -> None:
+    """What the watched steps were: their losses, LRs and wall time."""
     result["steps_seen"] = len(cap.steps)
     result["losses"] = [s.loss.value if s.loss else None for s in cap.steps]
     # One training step's wall time (median gap between watched optimizer steps; the first step, which
@@ -218,36 +259,206 @@ def main(argv: Optional[List[str]] = None) -> int:
     gaps = sorted(b - a for a, b in zip(cap.step_times, cap.step_times[1:]))
     result["step_seconds"] = round(gaps[len(gaps) // 2], 6) if gaps else None
     result["lrs"] = [s.lr for s in cap.steps]
-    result["user_files"] = _user_files(roots, script)
     result["run_seconds"] = round(t_run, 3)
-    if outcome["outcome"] == "crash":
-        result["traceback"] = outcome["traceback"]
-        result["message"] = outcome["message"]
-        return write("crash", SHIM_CRASH)
-    if not cap.steps:
-        result["message"] = ("the script ended without a single optimizer step: nothing trains (no optimizer.step() "
-                             "was called)")
-        if _CHILDREN[0]:
-            result["message"] = (f"no training step ran in the script's own process; it started {_CHILDREN[0]} "
-                                 f"multiprocessing child process(es), where the training may run (Hogwild): "
-                                 f"trainlint run watches the main process only")
-        return write("no-training", SHIM_NO_TRAINING)
-    if args.losses_only or rank > 0:
-        return write("ok", SHIM_OK)
-    if outcome["outcome"] == "finished":
-        result["message"] = f"the script finished after {len(cap.steps)} of the {args.steps} steps asked for"
-    progress(len(cap.steps), "probes")
-    try:
-        from trainlint.runtime.probes import probe_threads
 
-        result["captured"] = describe(cap)
-        with probe_threads():
-            result["probes"] = run_probes(cap, args, target, t_run)
-    except Exception as exc:  # the shim's own bug: say so
-        result["message"] = f"internal error: {type(exc).__name__}: {exc}"
-        result["traceback"] = traceback.format_exc()
-        return write("internal-error", SHIM_INTERNAL)
-    return write("ok", SHIM_OK)
+
+def _probe_into(result: Dict[str, Any], cap: Any, args: Any, target: List[str], t_run: float) -> None:
+    from trainlint.runtime.probes import probe_threads
+
+    result["captured"] = describe(cap)
+    with probe_threads():
+        result["probes"] = run_probes(cap, args, target, t_run)
+
+
+# -- training in multiprocessing children (Hogwild) --------------------------------------------------------
+#
+# The first process of the run that takes a training step is the watched one (it claims ``OUT.claim``): the
+# script's own process, or a child it started with multiprocessing (fork: the child inherits the hooks; spawn /
+# torch.multiprocessing: the child's command line installs them, see trainlint.runtime.child). A watched child
+# stops its own training after N steps, runs the probes there (on copies; its siblings go on training) and
+# writes ``OUT.child``, which the script's process reports as its result when it saw no step itself.
+
+_CLAIMED = [0]  # the pid that holds the claim in this process (0: none)
+_OWNER = [os.getpid()]
+
+
+def _claim(out: str) -> bool:
+    """Whether this process is the watched one (the first call of each process decides). A fresh run of the
+    determinism probe (``TRAINLINT_WATCH_NAME``) watches the process of the same multiprocessing name as the
+    watched run did, not whichever steps first."""
+    me = os.getpid()
+    if _CLAIMED[0] == me:
+        return True
+    if _CLAIMED[0] == -me:
+        return False
+    want = os.environ.get("TRAINLINT_WATCH_NAME")
+    if want:
+        import multiprocessing
+
+        if multiprocessing.current_process().name != want:
+            _CLAIMED[0] = -me
+            return False
+    try:
+        fd = os.open(out + ".claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        _CLAIMED[0] = -me
+        try:  # another process of the run trains too (Hogwild): the watched one's probes want to know
+            with open(out + ".others", "a", encoding="utf-8") as fh:
+                fh.write(f"{me}\n")
+        except OSError:
+            pass
+        return False
+    except OSError:
+        return me == _OWNER[0]  # no claim file possible: the script's own process watches
+    with os.fdopen(fd, "w") as fh:
+        fh.write(str(me))
+    _CLAIMED[0] = me
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    try:  # a zombie (ended, not yet collected) is not alive
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _child_result(out: str) -> Optional[Dict[str, Any]]:
+    """The watched child's result; waits while the child that claimed the watch still runs its probes."""
+    try:
+        with open(out + ".claim", encoding="utf-8") as fh:
+            pid = int(fh.read().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid():
+        return None
+    while True:
+        try:
+            with open(out + ".child", encoding="utf-8") as fh:
+                return json.load(fh)
+        except (OSError, ValueError):
+            pass
+        if not pid or not _pid_alive(pid):
+            try:  # (written just before it ended)
+                with open(out + ".child", encoding="utf-8") as fh:
+                    return json.load(fh)
+            except (OSError, ValueError):
+                return None
+        time.sleep(0.1)
+
+
+def child_config(args: Any, target: List[str], roots: List[str]) -> Dict[str, Any]:
+    return {"steps": args.steps, "out": args.out, "device": args.device, "probe": list(args.probe),
+            "budget": args.budget, "budget_total": args.budget_total, "losses_only": args.losses_only,
+            "target": list(target), "roots": roots, "cwd": os.getcwd(), "started": _STARTED,
+            "owner": _OWNER[0]}
+
+
+def _watch_children(cap: Any, hooks: Any, args: Any, target: List[str], roots: List[str]) -> None:
+    """Spawned children get the hooks through their command line; forked ones inherit them. Both report."""
+    cfg = child_config(args, target, roots)
+    os.environ["TRAINLINT_SHIM_CONFIG"] = json.dumps(cfg)
+    try:
+        import multiprocessing.spawn as sp
+
+        orig = sp.get_command_line
+
+        def get_command_line(**kwds):
+            cmd = orig(**kwds)
+            try:
+                i = cmd.index("-c")
+                cmd[i + 1] = "import trainlint.runtime.child as _tl; _tl.install(); " + cmd[i + 1]
+            except (ValueError, IndexError):
+                pass
+            return cmd
+
+        sp.get_command_line = get_command_line
+    except Exception:
+        pass
+    patch_process_run(cap, hooks, cfg)
+
+
+def patch_process_run(cap: Any, hooks: Any, cfg: Dict[str, Any]) -> None:
+    """``multiprocessing.Process.run`` of a child: when the child is the watched one and reaches N steps, it
+    runs the probes and writes its result instead of dying of StopTraining."""
+    import multiprocessing.process as mpp
+
+    from trainlint.runtime.capture import StopTraining
+
+    orig = mpp.BaseProcess.run
+    if getattr(orig, "_trainlint", False):
+        return
+
+    def run(self):
+        if os.getpid() == cfg["owner"]:  # (called directly in the script's process)
+            return orig(self)
+        if _CLAIMED[0] != os.getpid():
+            cap.reset()  # a forked child counts its own steps
+        t0 = time.perf_counter()
+        try:
+            return orig(self)
+        except StopTraining as exc:
+            child_report(cap, hooks, cfg, exc, time.perf_counter() - t0)
+            return None
+
+    run._trainlint = True
+    mpp.BaseProcess.run = run
+
+
+def child_report(cap: Any, hooks: Any, cfg: Dict[str, Any], exc: BaseException, t_run: float) -> None:
+    """In the watched child, after its N steps: the probes, into OUT.child."""
+    from trainlint.runtime.capture import harvest_names
+
+    harvest_names(exc.__traceback__, cap)
+    hooks.remove()
+    sys.stdout.flush()
+    import multiprocessing
+
+    me = multiprocessing.current_process()
+    result: Dict[str, Any] = {"child": {"pid": os.getpid(), "name": me.name}}
+    _observed(result, cap, t_run)
+    status = "ok"
+    result["message"] = (f"the training ran in the multiprocessing child process {me.name} (pid {os.getpid()}): "
+                         f"trainlint watched its first {len(cap.steps)} steps and probed there")
+    if not cfg.get("losses_only"):
+        args = argparse.Namespace(steps=cfg["steps"], out=cfg["out"], device=cfg["device"], probe=cfg["probe"],
+                                  budget=cfg["budget"], budget_total=cfg["budget_total"], losses_only=False,
+                                  child=True, process_name=me.name,
+                                  concurrent=os.path.exists(cfg["out"] + ".others"))
+        global _STARTED
+        _STARTED = cfg.get("started", _STARTED)
+        try:
+            here = os.getcwd()
+            os.chdir(cfg["cwd"])
+            try:
+                _probe_into(result, cap, args, cfg["target"], max(t_run, time.time() - _STARTED))
+            finally:
+                os.chdir(here)
+        except Exception as e:
+            status = "internal-error"
+            result["message"] = f"internal error in the watched child: {type(e).__name__}: {e}"
+            result["traceback"] = traceback.format_exc()
+    result["status"] = status
+    tmp = cfg["out"] + f".child.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_clean(result), fh, indent=2, default=_jsonable)
+    os.replace(tmp, cfg["out"] + ".child")
+
+
+def progress_file(out: str, steps: int, phase: str = "script") -> None:
+    """How far the watched process got (read by trainlint run when the run times out)."""
+    try:
+        with open(out + ".progress", "w", encoding="utf-8") as fh:
+            json.dump({"steps": steps, "phase": phase}, fh)
+    except OSError:
+        pass
 
 
 _CHILDREN = [0]
@@ -327,7 +538,10 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
     if world > 1:
         _leave_process_group()
     ctx = ProbeContext(argv=list(target), cwd=os.getcwd(), device=args.device, env=dict(os.environ),
-                       run_seconds=run_seconds, world_size=world, started=_STARTED)
+                       run_seconds=run_seconds, world_size=world, started=_STARTED,
+                       in_child=bool(getattr(args, "child", False)),
+                       process_name=getattr(args, "process_name", None),
+                       concurrent=bool(getattr(args, "concurrent", False)))
     out = []
     total = max(1.0, args.budget_total) if getattr(args, "budget_total", None) else None
     start = time.perf_counter()

@@ -63,6 +63,11 @@ class ProbeContext:
     run_seconds: float = 0.0  # how long the watched run took to reach its N steps (imports included)
     world_size: int = 1  # > 1 under torchrun
     started: float = 0.0  # time.time() when the shim started, before the script ran
+    #: The watched training ran in a multiprocessing child (Hogwild): its siblings may update the same shared
+    #: parameters between its steps.
+    in_child: bool = False
+    process_name: Optional[str] = None  # the watched child's multiprocessing name ("Process-1")
+    concurrent: bool = False  # other processes of the run trained too (Hogwild)
 
 
 class Budget:

@@ -148,6 +148,10 @@ class Determinism(Probe):
             return self.skipped("not under torchrun yet: fresh runs would need the whole process group")
         if ctx is None or not ctx.argv:
             return self.skipped("the script's command line is unknown: no fresh runs")
+        if getattr(ctx, "concurrent", False):
+            return self.skipped("the training runs in several processes that update the same shared parameters "
+                                "concurrently (Hogwild): its losses depend on their timing by design, so two runs "
+                                "cannot be compared")
         steps = min(FRESH_STEPS, len(main))
         roots = [os.path.realpath(ctx.cwd)]
         if ctx.argv[0] != "-m":
@@ -169,6 +173,10 @@ class Determinism(Probe):
         env["TRAINLINT_SHIM_CHILD"] = "1"
         mark = uuid.uuid4().hex
         env["TRAINLINT_FRESH_ID"] = mark
+        if getattr(ctx, "process_name", None):  # watch the same multiprocessing child as the watched run
+            env["TRAINLINT_WATCH_NAME"] = ctx.process_name
+        else:
+            env.pop("TRAINLINT_WATCH_NAME", None)
         out = os.path.join(tmp, "fresh.json")
         cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
                "--out", out, "--"] + list(ctx.argv)
@@ -180,11 +188,19 @@ class Determinism(Probe):
     def finish(self, h: Dict[str, Any]) -> ProbeResult:
         p = h["proc"]
         try:
-            try:
-                p.wait(timeout=max(0.1, h["deadline"] - time.monotonic()))
-                run, error = self._read(h["out"])
-            except subprocess.TimeoutExpired:
-                run, error = None, f"it exceeded the probe's {h['budget']:.0f} s budget"
+            run, error = None, f"it exceeded the probe's {h['budget']:.0f} s budget"
+            while True:
+                try:  # (a child that trained writes OUT.child: the fresh run need not go on after it)
+                    p.wait(timeout=max(0.01, min(0.2, h["deadline"] - time.monotonic())))
+                    run, error = self._read(h["out"])
+                    break
+                except subprocess.TimeoutExpired:
+                    if os.path.exists(h["out"] + ".child"):
+                        run, error = self._read(h["out"] + ".child")
+                        if run is not None:
+                            break
+                    if time.monotonic() >= h["deadline"]:
+                        break
         finally:
             self._end(p, h["mark"])
             try:
