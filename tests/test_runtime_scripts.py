@@ -56,6 +56,20 @@ def alive(pid):
         return False
 
 
+def tagged_alive(tag):
+    """Live processes whose environment carries SIDE_EFFECTS_TAG=tag."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and alive(pid):
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as fh:
+                    if f"SIDE_EFFECTS_TAG={tag}".encode() in fh.read().split(b"\0"):
+                        out.append(int(pid))
+            except OSError:
+                continue
+    return out
+
+
 # -- scripts people run -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -140,8 +154,9 @@ def test_files_end_as_one_run_leaves_them_and_every_process_ends(tmp_path):
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     pids = tmp_path / "pids.txt"
+    tag = f"side-effects-{os.getpid()}-{time.time_ns()}"
     proc = trainlint("--output-format", "json", "--probe", "determinism", "--", "python", "side_effects.py",
-                     cwd=work, env={"PIDS_FILE": str(pids), "TMPDIR": str(tmpdir)})
+                     cwd=work, env={"PIDS_FILE": str(pids), "TMPDIR": str(tmpdir), "SIDE_EFFECTS_TAG": tag})
     assert proc.returncode in (0, 1), proc.stderr
     data = json.loads(proc.stdout)
     det = probes_of(data)["determinism"]
@@ -152,11 +167,111 @@ def test_files_end_as_one_run_leaves_them_and_every_process_ends(tmp_path):
     names = sorted(p.name for p in work.iterdir() if p.name != "__pycache__")
     assert [n for n in names if n.startswith("run-")] and len([n for n in names if n.startswith("run-")]) == 1
     assert [n for n in names if not n.startswith("run-")] == ["ckpt_0.pt", "ckpt_1.pt", "side_effects.py", "train.log"]
-    # the watched run's and the fresh run's helpers (a multiprocessing child, a setsid subprocess) have ended
+    # PIDS_FILE, outside the folder, ends as one run leaves it too (the fresh run's lines were undone): the
+    # watched run's helpers (a multiprocessing child, a setsid subprocess) have ended, and so has every process
+    # of the fresh run (they carry the same environment)
     listed = [int(x) for x in pids.read_text().split()]
-    assert len(listed) == 4
+    assert len(listed) == 2
     assert not [pid for pid in listed if alive(pid)]
+    assert not tagged_alive(tag)
     assert not list(tmpdir.glob("trainlint-*"))  # trainlint's temp folders are gone (torch may keep its cache)
+
+
+def _tree(root):
+    """{relative path with digits masked: sha1 of the contents} (folders: None)."""
+    import hashlib
+    import re
+
+    out = {}
+    for d, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = os.path.join(d, name)
+            key = re.sub(r"\d{6,}", "#", os.path.relpath(p, root))
+            out[key] = None if os.path.isdir(p) else hashlib.sha1(Path(p).read_bytes()).hexdigest()
+    return out
+
+
+@pytest.mark.slow
+def test_files_written_outside_the_working_folder_end_as_one_run_leaves_them(tmp_path):
+    # --save-dir elsewhere (absolute) and --log-dir ../runs (relative): the fresh run of the determinism probe
+    # writes there too; without it (loss-at-init alone) the same script leaves the reference state
+    trees = {}
+    for label, probe in (("one-run", "loss-at-init"), ("with-fresh-run", "determinism")):
+        base = tmp_path / label
+        work, save = base / "project" / "work", base / "elsewhere" / "save"
+        work.mkdir(parents=True)
+        save.mkdir(parents=True)
+        (work / "writes_elsewhere.py").write_text((FIX / "writes_elsewhere.py").read_text())
+        (save / "history.txt").write_text("old\n")
+        (save / "last.pt").write_text("the previous run's\n")
+        os.utime(save / "history.txt", (1_000_000_000, 1_000_000_000))
+        proc = trainlint("--output-format", "json", "--probe", probe, "--", "python", "writes_elsewhere.py",
+                         "--save-dir", str(save), "--log-dir", "../runs", cwd=work)
+        assert proc.returncode in (0, 1), proc.stderr
+        data = json.loads(proc.stdout)
+        p = probes_of(data)[probe]
+        if probe == "determinism":
+            assert p["verdict"] == "ok" and not p["metrics"]["not_restored"], p
+        trees[label] = _tree(base)
+        assert (save / "history.txt").read_text() == "old\nrun\n"
+        assert (save / "prev.pt").read_text() == "the previous run's\n"
+        assert (base / "project" / "runs" / "train.log").read_text().count("step") == 2
+    assert trees["with-fresh-run"] == trees["one-run"]
+
+
+def test_journal_undoes_what_a_process_changed(tmp_path):
+    # an unrelated process (no torch) journals its changes; undo() puts everything back as it was
+    area = tmp_path / "area"
+    (area / "keep" / "sub").mkdir(parents=True)
+    (area / "keep" / "sub" / "a.txt").write_text("a")
+    (area / "log.txt").write_text("old\n")
+    (area / "gone.txt").write_text("gone")
+    (area / "moved.txt").write_text("moved")
+    os.symlink("log.txt", area / "link")
+    before = {k: v for k, v in _tree(area).items()}
+    mtime = os.stat(area / "log.txt").st_mtime_ns
+    journal = tmp_path / "journal"
+    code = f"""
+import os, shutil, sys
+from trainlint.runtime import journal
+journal.install({str(journal)!r})
+a = {str(area)!r}
+open(os.path.join(a, "log.txt"), "a").write("appended\\n")
+open(os.path.join(a, "new.txt"), "w").write("new")
+os.makedirs(os.path.join(a, "made", "deep"))
+open(os.path.join(a, "made", "deep", "f"), "w").write("f")
+os.remove(os.path.join(a, "gone.txt"))
+os.replace(os.path.join(a, "moved.txt"), os.path.join(a, "target.txt"))
+shutil.rmtree(os.path.join(a, "keep"))
+os.remove(os.path.join(a, "link"))
+fd = os.open(os.path.join(a, "raw.bin"), os.O_WRONLY | os.O_CREAT)
+os.write(fd, b"raw"); os.close(fd)
+open(os.path.join(a, "log.txt")).read()  # reading changes nothing
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=60)
+    assert _tree(area) != before
+    from trainlint.runtime import journal as jmod
+
+    assert jmod.undo(str(journal)) == []
+    assert _tree(area) == before
+    assert os.path.islink(area / "link") and os.stat(area / "log.txt").st_mtime_ns == mtime
+
+
+def test_journal_refuses_a_change_it_cannot_undo(tmp_path):
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 4096)
+    code = f"""
+from trainlint.runtime import journal
+journal.MAX_BACKUP = 1024
+journal.install({str(tmp_path / 'journal')!r})
+try:
+    open({str(big)!r}, "ab").write(b"more")
+except PermissionError as exc:
+    print("refused:", exc)
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "refused:" in out and "outgrow" in out
+    assert big.read_bytes() == b"x" * 4096
 
 
 @pytest.mark.slow

@@ -25,6 +25,10 @@ def install() -> None:
         from trainlint.runtime.capture import Capture, Hooks
     except Exception:  # no torch here: nothing to watch
         return
+    if cfg.get("losses_only"):  # a child of a determinism fresh run: its file changes are undone too
+        from trainlint.runtime import journal
+
+        journal.install(skip=[os.path.dirname(os.path.abspath(cfg["out"]))])
     cap = Capture(max_steps=max(1, int(cfg["steps"])), user_roots=list(cfg["roots"]))
 
     def on_step(steps: int) -> None:

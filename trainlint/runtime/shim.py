@@ -199,6 +199,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     cap.on_step = on_step
     progress(0)
+    if args.losses_only:  # a fresh run of the determinism probe: every file it changes is put back afterwards
+        from trainlint.runtime import journal
+
+        journal.install(skip=[os.path.dirname(os.path.abspath(args.out))])
     hooks = Hooks(cap, losses_only=args.losses_only)
     hooks.install()
     _count_children()

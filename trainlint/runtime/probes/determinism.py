@@ -4,11 +4,15 @@ Runs the user's script once more under the shim in ``--losses-only`` mode (a fre
 run, N=2 steps by default; the shim runs the other probes meanwhile) and compares its first losses with the
 watched run's.
 
-The user's files end as the watched run left them: before the fresh run the probe records the working folder
-and the script's folder (every path, size and modification time) and keeps a copy of each file the watched run
-wrote; afterwards every path the fresh run created is removed and every file it changed or removed is put back
-(contents and modification time). A folder too large to record (over MAX_ENTRIES paths), or written files
-too large to keep (over MAX_BACKUP bytes), skips the probe instead.
+The user's files end as one run of the script left them, wherever the fresh run writes (its working folder,
+``--save-dir /tmp/x``, ``--log-dir ../runs``...): every process of the fresh run journals each path before it
+first changes it (:mod:`trainlint.runtime.journal`: an audit hook, and torch.save), and the journal is undone
+once the fresh run has ended; a change it cannot undo is refused, and the probe is skipped. Writes Python does
+not see (C code other than torch.save, programs the script starts) are covered in the working folder and the
+script's folder: before the fresh run the probe records them (every path, size and modification time) and keeps
+a copy of each file the watched run wrote; afterwards every path the fresh run created there is removed and
+every file it changed or removed is put back. A folder too large to record (over MAX_ENTRIES paths), or written
+files too large to keep (over MAX_BACKUP bytes), skips the probe instead.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
+from trainlint.runtime import journal
 from trainlint.runtime.probes import Probe, ProbeResult, num
 
 RTOL = 1e-5
@@ -178,6 +183,7 @@ class Determinism(Probe):
         else:
             env.pop("TRAINLINT_WATCH_NAME", None)
         out = os.path.join(tmp, "fresh.json")
+        env[journal.ENV] = os.path.join(tmp, "journal")
         cmd = [sys.executable, "-m", "trainlint.runtime.shim", "--steps", str(steps), "--losses-only",
                "--out", out, "--"] + list(ctx.argv)
         proc = subprocess.Popen(cmd, cwd=ctx.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -204,7 +210,8 @@ class Determinism(Probe):
         finally:
             self._end(p, h["mark"])
             try:
-                failed = h["guard"].restore()
+                failed = journal.undo(os.path.join(h["tmp"], "journal"))  # every path Python wrote
+                failed += h["guard"].restore()  # the working and the script's folders, for writes from C code
             finally:
                 shutil.rmtree(h["tmp"], ignore_errors=True)
         capture, main, steps = h["capture"], h["main"], h["steps"]
