@@ -112,6 +112,39 @@ def test_map_line_follows_the_diff():
     assert cs.map_line("a\nb\nc\n", "a\nB\nc\n", 2) == 2  # a replaced line maps onto its replacement
 
 
+def test_notebook_locations_name_the_cell():
+    loc = cs.Location.parse("nb.ipynb:4:2")
+    assert (loc.path, loc.cell, loc.line) == ("nb.ipynb", 4, 2) and str(loc) == "nb.ipynb:4:2"
+    for bad in ("nb.ipynb:2", "train.py:3:2", "nb.txt:3"):
+        try:
+            cs.Location.parse(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} was accepted")
+    c = _case(files=("nb.ipynb",), bug=loc)
+    assert cs.matches(c, dict(_f(path="nb.ipynb", line=3), cell=4))
+    assert not cs.matches(c, dict(_f(path="nb.ipynb", line=3), cell=5))  # same line, another cell
+    # a related location in a notebook carries its cell in the message, as trainlint's JSON writes it
+    rel = {"path": "nb.ipynb", "line": 2, "message": "cell 4: forward pass"}
+    assert cs.matches(c, dict(_f(path="other.py", line=90), related=[rel]))
+    assert not cs.matches(c, dict(_f(path="other.py", line=90), related=[dict(rel, message="cell 3: forward")]))
+
+
+def test_map_location_follows_inserted_cells():
+    import json
+
+    def nb(*cells):
+        return json.dumps({"cells": [{"cell_type": "code", "source": c} for c in cells]})
+
+    old = nb("import torch\n", "model = load()\nfor x in data:\n    model(x)\n")
+    new = nb("import torch\n", "model = load()\nmodel.train()\n", "for x in data:\n    model(x)\n")
+    got = cs.map_location(old, new, cs.Location("nb.ipynb", 1, 2))
+    assert (got.cell, got.line) == (2, 1)
+    got = cs.map_location(old, new, cs.Location("nb.ipynb", 3, 2))  # the forward moved to a new cell 3
+    assert (got.cell, got.line) == (3, 2)
+    assert cs.map_location(old, old, cs.Location("nb.ipynb", 3, 2)) == cs.Location("nb.ipynb", 3, 2)
+
+
 # -- materialize -> score on a synthetic case -----------------------------------------------------------
 
 BUGGY = """\

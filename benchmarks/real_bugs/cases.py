@@ -35,24 +35,32 @@ RULES = (
 )
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
-_LOC = re.compile(r"^(?P<path>[^:]+\.py):(?P<line>[1-9][0-9]*)$")
+_LOC = re.compile(r"^(?P<path>[^:]+\.(?:py|ipynb)):(?:(?P<cell>[1-9][0-9]*):)?(?P<line>[1-9][0-9]*)$")
+_CELL_PREFIX = re.compile(r"^cell (?P<cell>[0-9]+): ")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 @dataclass(frozen=True)
 class Location:
+    """``path:line``, or ``notebook.ipynb:cell:line`` in a notebook (the cell counts every cell of the
+    notebook from 1, the line counts within the cell: how trainlint reports notebook positions)."""
+
     path: str
     line: int
+    cell: Optional[int] = None
 
     @classmethod
     def parse(cls, text: str) -> "Location":
         m = _LOC.match(text)
         if not m:
-            raise ValueError(f"not a path:line location: {text!r}")
-        return cls(m.group("path"), int(m.group("line")))
+            raise ValueError(f"not a path:line (or notebook.ipynb:cell:line) location: {text!r}")
+        cell = int(m.group("cell")) if m.group("cell") else None
+        if (cell is None) != (not m.group("path").endswith(".ipynb")):
+            raise ValueError(f"a notebook location is notebook.ipynb:cell:line, a script's path:line: {text!r}")
+        return cls(m.group("path"), int(m.group("line")), cell)
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}"
+        return f"{self.path}:{self.cell}:{self.line}" if self.cell is not None else f"{self.path}:{self.line}"
 
 
 @dataclass(frozen=True)
@@ -165,9 +173,16 @@ def _norm(path: str) -> str:
     return p
 
 
-def _near(path: str, line: int, targets: Iterable[Location], tol: int) -> bool:
+def _near(path: str, line: int, targets: Iterable[Location], tol: int, cell: Optional[int] = None) -> bool:
     path = _norm(path)
-    return any(path == t.path and abs(line - t.line) <= tol for t in targets)
+    return any(path == t.path and abs(line - t.line) <= tol and (t.cell is None or t.cell == cell) for t in targets)
+
+
+def _cell_of(value: object) -> Optional[int]:
+    try:
+        return int(value) if value is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def matches(case: Case, finding: Dict, bug: Optional[Location] = None,
@@ -196,10 +211,11 @@ def matches(case: Case, finding: Dict, bug: Optional[Location] = None,
     if case.scope == "program":
         return path in case.files
     line = int(finding.get("line") or 0)
-    if _near(path, line, (bug,) + tuple(anchors), tol):
+    if _near(path, line, (bug,) + tuple(anchors), tol, _cell_of(finding.get("cell"))):
         return True
     for rel in finding.get("related") or ():
-        if _near(str(rel.get("path", "")), int(rel.get("line") or 0), (bug,), tol):
+        m = _CELL_PREFIX.match(str(rel.get("message", "")))  # notebook related locations: "cell N: ..."
+        if _near(str(rel.get("path", "")), int(rel.get("line") or 0), (bug,), tol, int(m.group("cell")) if m else None):
             return True
     return False
 
@@ -207,6 +223,46 @@ def matches(case: Case, finding: Dict, bug: Optional[Location] = None,
 def found(case: Case, findings: Sequence[Dict], bug: Optional[Location] = None,
           anchors: Optional[Sequence[Location]] = None) -> bool:
     return any(matches(case, f, bug, anchors) for f in findings)
+
+
+def notebook_cells(text: str) -> List[str]:
+    """The source of every cell of a notebook (markdown too: trainlint counts every cell), in order."""
+    import json
+
+    try:
+        cells = json.loads(text).get("cells", [])
+    except (ValueError, AttributeError):
+        return []
+    out = []
+    for c in cells:
+        src = c.get("source", "") if isinstance(c, dict) else ""
+        out.append("".join(src) if isinstance(src, list) else str(src))
+    return out
+
+
+def map_location(old_text: str, new_text: str, loc: "Location") -> "Location":
+    """``loc`` (in the file whose text was ``old_text``) carried onto ``new_text``: through the diff of
+    the lines, or for a notebook location through the diff of the cells and then of the cell's lines."""
+    if loc.cell is None:
+        return Location(loc.path, map_line(old_text, new_text, loc.line))
+    import difflib
+
+    a, b = notebook_cells(old_text), notebook_cells(new_text)
+    i = loc.cell - 1
+    j = min(i, max(len(b) - 1, 0))
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if i1 <= i < i2:
+            j = j1 + (i - i1) if tag == "equal" else min(j1 + (i - i1), max(j2 - 1, j1))
+            if tag == "replace":  # a cell split or edited: the new cell that still holds the line, if any
+                lines = a[i].splitlines() if 0 <= i < len(a) else []
+                text = lines[loc.line - 1].strip() if 0 < loc.line <= len(lines) else ""
+                holders = [k for k in range(j1, j2) if text and text in (ln.strip() for ln in b[k].splitlines())]
+                if holders:
+                    j = holders[0]
+            break
+    old_cell = a[i] if 0 <= i < len(a) else ""
+    new_cell = b[j] if 0 <= j < len(b) else ""
+    return Location(loc.path, map_line(old_cell, new_cell, loc.line), j + 1)
 
 
 def map_line(old_text: str, new_text: str, line: int) -> int:

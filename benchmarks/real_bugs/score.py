@@ -69,7 +69,7 @@ def fix_locations(case: cs.Case, root: Path) -> Tuple[Optional[cs.Location], Tup
         old, new = _read(root / "parent" / loc.path), _read(root / "fix" / loc.path)
         if old is None or new is None:
             return None
-        return cs.Location(loc.path, cs.map_line(old, new, loc.line))
+        return cs.map_location(old, new, loc)
 
     bug = case.fix_bug or carry(case.bug)
     anchors = tuple(a for a in (carry(x) for x in case.anchors) if a is not None)
