@@ -140,11 +140,12 @@ def sample(findings: Path, corpus: Path, seed: int, per_rule: int, codes: List[s
     by_rule: Dict[str, List[dict]] = defaultdict(list)
     for f in _flat(data):
         by_rule[f["code"]].append(f)
+    picks = _picked(_flat(data), seed, per_rule)
     for code in sorted(by_rule):
         if codes and code not in codes:
             continue
         items = by_rule[code]
-        picked = items if len(items) <= per_rule else random.Random(seed).sample(items, per_rule)
+        picked = picks[code]
         print(f"===== {code}: {len(picked)} of {len(items)} =====")
         for f in picked:
             where = f"cell {f['cell']}, line {f['line']}" if f["cell"] else f"line {f['line']}"
@@ -173,15 +174,30 @@ def _line_key(f: dict) -> str:
     return f"cell {f['cell']}:{f['line']}" if f.get("cell") else str(f["line"])
 
 
-def score(findings: Path, judged_path: Path, opt_in: List[str]) -> None:
+def _picked(rows: List[dict], seed: int, per_rule: int) -> Dict[str, List[dict]]:
+    """The findings ``sample`` prints, per rule: all of them up to ``per_rule``, else a seeded sample."""
+    by_rule: Dict[str, List[dict]] = defaultdict(list)
+    for f in rows:
+        by_rule[f["code"]].append(f)
+    return {code: items if len(items) <= per_rule else random.Random(seed).sample(items, per_rule)
+            for code, items in by_rule.items()}
+
+
+def score(findings: Path, judged_path: Path, opt_in: List[str], seed=None, per_rule: int = 15) -> None:
     data = json.loads(findings.read_text())
     verdicts = judged(judged_path)
     lines = sum(e["lines"] for e in data.values())
     rows = _flat(data)
+    counted = rows
+    if seed is not None:  # judge the seeded sample only (what `sample --seed N --per-rule K` prints)
+        sampled = {id(f) for items in _picked(rows, seed, per_rule).values() for f in items}
+        counted = [f for f in rows if id(f) in sampled]
+        print(f"verdicts counted on the seeded sample (seed {seed}, {per_rule} per rule)")
     per: Dict[str, Counter] = defaultdict(Counter)
     for f in rows:
+        per[f["code"]]["findings"] += 1
+    for f in counted:
         c = per[f["code"]]
-        c["findings"] += 1
         v = verdicts.get(_key(f["repo"], f["path"], _line_key(f), f["code"]))
         if v:
             c[v["verdict"]] += 1
@@ -200,8 +216,10 @@ def score(findings: Path, judged_path: Path, opt_in: List[str]) -> None:
               f"{est_false / lines * 1e4 if j else float('nan'):9.2f}{'  (opt-in)' if code in opt_in else ''}")
     scope = f" (default selection: without {', '.join(opt_in)})" if opt_in else ""
     print(f"overall estimated false findings per 10k lines{scope}: {total_false / lines * 1e4:.2f}")
-    missing = [f for f in rows if _key(f["repo"], f["path"], _line_key(f), f["code"]) not in verdicts]
-    print(f"unjudged findings: {len(missing)}")
+    missing = [f for f in counted if _key(f["repo"], f["path"], _line_key(f), f["code"]) not in verdicts]
+    print(f"unjudged findings{' in the sample' if seed is not None else ''}: {len(missing)}")
+    for f in missing:
+        print(f"  {f['repo']},{f['path']},{_line_key(f)},{f['code']}")
 
 
 def main() -> None:
@@ -225,6 +243,8 @@ def main() -> None:
     sc.add_argument("findings", type=Path)
     sc.add_argument("--judged", type=Path, default=JUDGED)
     sc.add_argument("--opt-in", default="", help="comma-separated opt-in codes: measured, left out of the total")
+    sc.add_argument("--seed", type=int, default=None, help="count the verdicts of this seeded sample only")
+    sc.add_argument("--per-rule", type=int, default=15)
     a = ap.parse_args()
     if a.cmd == "materialize":
         materialize(a.dest, a.mirror)
@@ -233,7 +253,7 @@ def main() -> None:
     elif a.cmd == "sample":
         sample(a.findings, a.corpus, a.seed, a.per_rule, a.code)
     else:
-        score(a.findings, a.judged, [c for c in a.opt_in.split(",") if c])
+        score(a.findings, a.judged, [c for c in a.opt_in.split(",") if c], a.seed, a.per_rule)
 
 
 if __name__ == "__main__":
