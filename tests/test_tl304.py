@@ -200,3 +200,98 @@ def test_one_finding_per_loader_not_per_assignment_of_its_variable(tmp_path):
     """ + textwrap.indent(EPOCHS, "        ")})
     assert _lines(found) == [("t.py", 3)]
     assert len(found[0].related) == 2
+
+
+SISTER = """
+import torch
+from torch.utils.data import DataLoader
+from mydata import ImageSet
+{extra}
+
+def main():
+    train_loader = DataLoader(ImageSet("train"), batch_size=64)
+    for epoch in range(10):
+        for x, y in train_loader:
+            opt.zero_grad()
+            loss_fn(model(x), y).backward()
+            opt.step()
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_sister_scripts_building_the_same_loader_get_the_same_verdict(tmp_path):
+    # train_b.py imports a module that defines a stream dataset and a stateful-RNN helper for other
+    # data: that says nothing about the loader both scripts build and iterate the same way
+    found = _run(tmp_path, {
+        "train_a.py": SISTER.format(extra=""),
+        "train_b.py": SISTER.format(extra="from text_utils import TokenStream"),
+        "text_utils.py": """
+            from torch.utils.data import IterableDataset
+            class TokenStream(IterableDataset):
+                def __iter__(self):
+                    yield from open("corpus.txt")
+            def repackage_hidden(h):
+                return h.detach()
+        """,
+    })
+    assert sorted((Path(f.path).name, f.line) for f in found) == [("train_a.py", 7), ("train_b.py", 7)]
+
+
+def test_sister_scripts_importing_one_loader_builder_get_one_finding(tmp_path):
+    # each program reaches the builder's loader with its own evidence (a loop of its own, a helper):
+    # one loader, one finding
+    found = _run(tmp_path, {
+        "data.py": """
+            from torch.utils.data import DataLoader
+            from mydata import TrainSet
+            def get_loader(root, bs):
+                return DataLoader(TrainSet(root), batch_size=bs)
+        """,
+        "train_a.py": """
+            from data import get_loader
+            def main():
+                train_loader = get_loader("data", 64)
+                for epoch in range(10):
+                    for x, y in train_loader:
+                        opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+            if __name__ == "__main__":
+                main()
+        """,
+        "train_b.py": """
+            from data import get_loader
+            from engine import train_one_epoch
+            def main():
+                loader = get_loader("data", 64)
+                for epoch in range(10):
+                    train_one_epoch(model, loader, opt)
+            if __name__ == "__main__":
+                main()
+        """,
+        "engine.py": """
+            def train_one_epoch(model, loader, opt):
+                for x, y in loader:
+                    opt.zero_grad(); model(x, y).backward(); opt.step()
+        """,
+    })
+    assert [(Path(f.path).name, f.line) for f in found] == [("data.py", 4)]
+
+
+def test_a_stateful_rnn_loop_in_a_sister_keeps_the_order(tmp_path):
+    # the hidden state is carried across batches in the training loop itself: the order is the point
+    found = _run(tmp_path, {
+        "train_lm.py": """
+            from torch.utils.data import DataLoader
+            from utils import repackage_hidden
+            train_loader = DataLoader(windows, batch_size=20)
+            for epoch in range(10):
+                hidden = model.init_hidden(20)
+                for x, y in train_loader:
+                    hidden = repackage_hidden(hidden)
+                    out, hidden = model(x, hidden)
+                    criterion(out, y).backward(); opt.step(); opt.zero_grad()
+        """,
+        "utils.py": "def repackage_hidden(h):\n    return h.detach()\n",
+    })
+    assert found == []

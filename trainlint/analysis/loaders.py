@@ -501,6 +501,62 @@ def reads_data_once(program: Any) -> bool:
     return True
 
 
+#: Signs that the order of the batches is the point: a stateful RNN carrying its hidden state across
+#: batches, truncated BPTT.
+_ORDER_MATTERS = ("repackage_hidden", "detach_hidden", "stateful", "tbptt", "truncated_bptt")
+#: Signs that a dataset we cannot follow may be a stream.
+_STREAM_WORDS = ("IterableDataset", "IterDataPipe", "webdataset", "streaming=True", "WebDataset", "StreamingDataset")
+
+
+def order_matters(ld: LoaderFact, program: Any) -> bool:
+    """Does the order of this loader's batches carry meaning: its own file, or a training loop of the
+    program (with the helpers it calls), carries a hidden state across batches? What another module
+    of the program defines for some other data does not count, so two sister scripts that build and
+    iterate the same loader get the same answer whatever else they import."""
+    if any(w in ld.pf.ctx.source.text for w in _ORDER_MATTERS):
+        return True
+    from trainlint.analysis.execution import program_loops
+
+    loops = program_loops(program)
+    if not loops:  # no loop we can read (a framework runs it): the program's text decides
+        return program_mentions(program, *_ORDER_MATTERS)
+    for loop in loops:
+        ctx = _ctx_of(program, loop.facts)
+        if ctx is None:
+            continue
+        parts = [loop.node] + [h.node for h in loop.helpers]
+        if any(w in ctx.code(n) for n in parts for w in _ORDER_MATTERS):
+            return True
+    return False
+
+
+def dataset_may_stream(ld: LoaderFact, program: Any) -> Optional[bool]:
+    """Is the loader's dataset a stream? True / False when it can be followed (:func:`dataset_is_stream`);
+    when it cannot, True if the loader's file or the file that defines the dataset's constructor
+    (``build_dataset`` of ``datasets.py``) speaks of streams, else None."""
+    known = dataset_is_stream(ld, program)
+    if known is not None:
+        return known
+    texts = [ld.pf.ctx.source.text]
+    call = dataset_call(ld)
+    if call is not None:
+        last = (dotted(call.func) or "").rsplit(".", 1)[-1]
+        if last:
+            for f in program.files:
+                if f.facts.function(last) is not None or last in f.facts.classes:
+                    texts.append(f.ctx.source.text)
+    if any(w in t for t in texts for w in _STREAM_WORDS):
+        return True
+    return None
+
+
+def _ctx_of(program: Any, facts: FileFacts):
+    for f in program.files:
+        if f.facts is facts:
+            return f.ctx
+    return None
+
+
 def program_mentions(program: Any, *needles: str) -> bool:
     for f in program.files:
         text = f.ctx.source.text

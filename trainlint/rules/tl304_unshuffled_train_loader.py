@@ -7,8 +7,8 @@ import libcst as cst
 
 from trainlint.analysis.data import UNKNOWN, _word_role_of_name
 from trainlint.analysis.loaders import (
-    LoaderFact, dataset_is_stream, dataset_is_synthetic, dataset_shuffles_itself, is_test_file, loader_facts,
-    program_mentions, reads_data_once,
+    LoaderFact, dataset_is_synthetic, dataset_may_stream, dataset_shuffles_itself, is_test_file, loader_facts,
+    order_matters, program_mentions, reads_data_once,
 )
 from trainlint.analysis.names import dotted
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Span
@@ -16,10 +16,6 @@ from trainlint.findings import Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
 
-#: Signs that the order of the batches is the point (a stateful RNN carrying its hidden state across
-#: batches, truncated BPTT) or that the data is a stream the loader cannot index.
-_ORDER_MATTERS = ("repackage_hidden", "detach_hidden", "stateful", "tbptt", "truncated_bptt")
-_STREAMS = ("IterableDataset", "IterDataPipe", "webdataset", "streaming=True", "WebDataset", "StreamingDataset")
 
 
 class UnshuffledTrainLoader(Rule):
@@ -78,8 +74,12 @@ class UnshuffledTrainLoader(Rule):
     Face `streaming=True`), datasets that take a shuffle flag of their own (`ListDataset(files,
     shuffle=True)`), synthetic datasets of random numbers (`RandomDataset(32, 64)`, `FakeData`, a class
     drawing its samples with `torch.randn`), stateful RNN training that carries its hidden state from
-    batch to batch, test modules (`tests/`, `test_*.py`), and Hugging Face `Trainer` (it builds and
-    shuffles its own training loader).
+    batch to batch (in the training loop or the loader's own file), test modules (`tests/`, `test_*.py`),
+    and Hugging Face `Trainer` (it builds and shuffles its own training loader).
+
+    The verdict is about the loader and the loop that reads it, not about whatever else a program
+    imports: sister scripts (`train_a.py`, `train_b.py`) that build and iterate the same loader the same
+    way get the same verdict, and a loader that both import from one module is reported once.
 
     ## Fix safety
     An unsafe fix is offered: it adds `shuffle=True` (or turns `shuffle=False` into `shuffle=True`). It
@@ -316,19 +316,23 @@ with torch.no_grad():
 
     def check_program(self, program) -> Iterable[Finding]:
         for f in self._check(program):
-            # reported already when the file was checked on its own (it is imported by this entry)
+            # reported already when the file was checked on its own (it is imported by this entry), or by
+            # a sister program that shares the file (train_a.py and train_b.py importing one loader
+            # builder): one loader, one finding, whatever each program's evidence says
             ctx = next((pf.ctx for pf in program.files if pf.ctx.path == f.path), None)
-            if ctx is not None and (f.line, f.column) in getattr(ctx, "_tl_reported_304", ()):
-                continue
+            if ctx is not None:
+                seen = getattr(ctx, "_tl_reported_304", None)
+                if seen is None:
+                    seen = ctx._tl_reported_304 = set()
+                if (f.line, f.column) in seen:
+                    continue
+                seen.add((f.line, f.column))
             yield f
 
     def _check(self, program) -> Iterable[Finding]:
         if not program_mentions(program, "DataLoader"):
             return
-        if program_mentions(program, *_ORDER_MATTERS):
-            return
-        streams = program_mentions(program, *_STREAMS)
-        flagged = [ld for ld in loader_facts(program).loaders if self._unshuffled_training(ld, program, streams)]
+        flagged = [ld for ld in loader_facts(program).loaders if self._unshuffled_training(ld, program)]
         if flagged and reads_data_once(program):
             return  # one pass over the data (a demo, a benchmark of N steps): the order is never repeated
         # One finding per loader: the same variable assigned in several branches (one per dataset) is
@@ -340,7 +344,7 @@ with torch.no_grad():
         for lds in groups.values():
             yield self._finding(lds[0], others=lds[1:])
 
-    def _unshuffled_training(self, ld: LoaderFact, program, streams: bool) -> bool:
+    def _unshuffled_training(self, ld: LoaderFact, program) -> bool:
         if ld.role != "train" or ld.dead:
             return False
         if not ld.structural:
@@ -355,8 +359,7 @@ with torch.no_grad():
             return False
         if dataset_is_synthetic(ld, program) or dataset_shuffles_itself(ld, program):
             return False
-        stream = dataset_is_stream(ld, program)
-        if stream or (stream is None and streams):
+        if dataset_may_stream(ld, program) or order_matters(ld, program):
             return False
         if ld.stmt.loops and _reshuffled_by_hand(ld):
             return False
