@@ -482,6 +482,41 @@ def test_api_batch_independence_of_a_token_model_through_its_embeddings():
     assert check(Tokens(True), (x, y), loss, probes=["batch-independence"])[0].verdict == "problem"
 
 
+@pytest.mark.parametrize("batch_first,flatten", [(False, True), (False, False), (True, True)])
+def test_api_batch_independence_finds_the_batch_dimension_of_sequence_models(batch_first, flatten):
+    # word_language_model's shape: token ids (time, batch) into a batch_first=False LSTM, the output flattened
+    # to (time * batch, vocab) or kept (time, batch, vocab); and the batch-first twin of
+    # pytorch-tutorial's language model, flattened to (batch * time, vocab)
+    from trainlint.runtime.api import check
+
+    class LM(torch.nn.Module):
+        def __init__(self, mix):
+            super().__init__()
+            self.emb, self.rnn = torch.nn.Embedding(12, 8), torch.nn.LSTM(8, 8, batch_first=batch_first)
+            self.dec, self.mix = torch.nn.Linear(8, 12), mix
+
+        def forward(self, x):
+            h = self.emb(x)
+            if self.mix:  # averages over the batch dimension
+                b = 0 if batch_first else 1
+                h = h + h.mean(b, keepdim=True)
+            out, _ = self.rnn(h)
+            out = self.dec(out)
+            return out.reshape(-1, 12) if flatten else out
+
+    torch.manual_seed(0)
+    shape = (6, 10) if batch_first else (10, 6)  # 6 sequences of 10 tokens
+    x, y = torch.randint(0, 12, shape), torch.randint(0, 12, shape)
+
+    def loss(o, t):
+        return torch.nn.functional.cross_entropy(o.reshape(-1, 12), t.reshape(-1))
+
+    ok = check(LM(False), (x, y), loss, probes=["batch-independence"])[0]
+    assert ok.verdict == "ok", ok.reason
+    assert ok.metrics["samples"] == 6 and ok.metrics["batch_dim"] == (0 if batch_first else 1)
+    assert check(LM(True), (x, y), loss, probes=["batch-independence"])[0].verdict == "problem"
+
+
 def test_a_model_copy_rebinds_closures_over_its_own_layers():
     from trainlint.runtime.api import check
     from trainlint.runtime.probes import model_copy
