@@ -3,8 +3,9 @@
     python benchmarks/real_bugs/score.py [--cases DIR] [--tree SRC] [--json] [--misses] [--case ID ...]
 
 Run materialize.py first. For each case the program's files (manifest ``files``) are linted together,
-once at the parent (the buggy program) and once at the fix, with ``python -m trainlint check --isolated
---select ALL --output-format json`` in the version's folder, so cross-file programs are analysed as
+once at the parent (the buggy program) and once at the fix, with ``python -m trainlint check --config
+trainlint.toml --select ALL --output-format json`` in the version's folder (trainlint.toml, next to this
+script, only raises max-file-size; no other configuration is read), so cross-file programs are analysed as
 programs. ``--tree SRC`` puts another trainlint source tree first on PYTHONPATH (e.g. ``--tree
 /work/baseline`` for the numbers before a change); without it the interpreter's own trainlint runs
 (``PYTHONPATH=... python score.py`` works too).
@@ -33,6 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cases as cs  # noqa: E402
 from materialize import DEFAULT_OUT  # noqa: E402
 
+#: The benchmark's trainlint settings (only max-file-size: notebooks with outputs can pass 1 MiB).
+CONFIG = Path(__file__).resolve().parent / "trainlint.toml"
+
 
 def lint(folder: Path, files: Sequence[str], tree: Optional[Path], python: str) -> Tuple[List[Dict], str]:
     """trainlint's findings for these files (relative to folder), and an error text ('' when fine)."""
@@ -42,7 +46,7 @@ def lint(folder: Path, files: Sequence[str], tree: Optional[Path], python: str) 
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = str(tree) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    cmd = [python, "-m", "trainlint", "check", "--isolated", "--select", "ALL", "--output-format", "json",
+    cmd = [python, "-m", "trainlint", "check", "--config", str(CONFIG), "--select", "ALL", "--output-format", "json",
            "--exit-zero", "--quiet", *present]
     try:
         r = subprocess.run(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
