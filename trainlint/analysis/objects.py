@@ -148,6 +148,13 @@ class World:
         self._active: set = set()
         self._bases: Dict[int, str] = {}
         self._calls_index: Dict[int, Dict[str, list]] = {}
+        # memoised structure (it never changes during a world's life): hot in call-site binding
+        self._globals: Dict[Tuple[str, int, int], object] = {}
+        self._class_bases: Dict[Tuple[int, int], List[ClassRef]] = {}
+        self._enclosing: Dict[Tuple[int, int], Optional[ClassInfo]] = {}
+        self._callers: Optional[Dict[str, List[Tuple[int, FileRef]]]] = None
+        self._init_index: Optional[Tuple[list, Dict[int, list]]] = None
+        self._all_bases_memo: Dict[Tuple[int, int], List[ClassRef]] = {}
         #: parameters bound by the call being followed into a function (context sensitivity: a helper
         #: called from two places with two names gives each caller its own answer)
         self._env: Dict[int, Tuple[cst.Call, Dict[str, Tuple[cst.BaseExpression, FileRef, Scope, Optional[Stmt]]]]] = {}
@@ -205,6 +212,15 @@ class World:
     def resolve_global(self, name: str, file: FileRef, depth: int = 0):
         """What a module-level (dotted) name of ``file`` is: ("class", FileRef, ClassInfo), ("function",
         FileRef, Scope), ("assign", FileRef, [Assignment]), ("q", qualified library name) or None."""
+        key = (name, id(file), depth)
+        try:
+            return self._globals[key]
+        except KeyError:
+            pass
+        got = self._globals[key] = self._resolve_global(name, file, depth)
+        return got
+
+    def _resolve_global(self, name: str, file: FileRef, depth: int):
         if depth > 6:
             return None
         facts = file.facts
@@ -235,7 +251,11 @@ class World:
 
     # -- classes -------------------------------------------------------------------------------------
     def class_bases(self, file: FileRef, info: ClassInfo) -> List[ClassRef]:
-        """The project base classes of a class (local or imported)."""
+        """The project base classes of a class (local or imported). (Memoised: do not change the list.)"""
+        key = (id(file), id(info))
+        hit = self._class_bases.get(key)
+        if hit is not None:
+            return hit
         out = []
         for arg in info.node.bases:
             local = dotted(arg.value)
@@ -244,6 +264,7 @@ class World:
             r = self.resolve_global(local, file)
             if r is not None and r[0] == "class" and r[2] is not info:
                 out.append(ClassRef(r[1], r[2]))
+        self._class_bases[key] = out
         return out
 
     def library_base(self, ref: ClassRef, depth: int = 0) -> str:
@@ -306,12 +327,16 @@ class World:
         return []
 
     def enclosing_class(self, file: FileRef, scope: Scope) -> Optional[ClassRef]:
-        s = scope
-        while s is not None and s.class_name is None:
-            s = s.parent
-        if s is None or s.class_name not in file.facts.classes:
-            return None
-        return ClassRef(file, file.facts.classes[s.class_name])
+        key = (id(file), id(scope))
+        try:
+            info = self._enclosing[key]
+        except KeyError:
+            s = scope
+            while s is not None and s.class_name is None:
+                s = s.parent
+            info = None if s is None else file.facts.classes.get(s.class_name)
+            self._enclosing[key] = info
+        return None if info is None else ClassRef(file, info)
 
     def defs(self, name: str, file: FileRef, scope: Scope, stmt: Optional[Stmt], every: bool = False) -> List[Tuple[FileRef, Scope, Assignment]]:
         """Assignments of a dotted name visible at ``stmt`` (local, then self attributes, then the
@@ -392,24 +417,78 @@ class World:
             names = [scope.name]
         out = []
         omitted = False
-        for f in self.files:
-            text = f.ctx.source.text  # type: ignore[attr-defined]
-            if not any(n in text for n in names):
+        # super().__init__(...) calls are many (one per module class of a package): the ones in a direct
+        # subclass of ``cls`` come from an index built once per world, not from a check of each call
+        init_base = cls.info if cls is not None and scope.name == "__init__" else None
+        for f, call, s, st, checked in self._candidates(names, init_base):
+            if checked:
+                pass  # super().__init__(...) in a direct subclass of ``cls`` (see _init_index)
+            elif method and not self._calls_method(call, f, s, st, cls, scope):
                 continue
-            for n in names:
-                for call, s, st in self.calls_named(f, n):
-                    if method and not self._calls_method(call, f, s, st, cls, scope):
-                        continue
-                    if not method and not self._calls_function(call, f, s, st, file, scope):
-                        continue
-                    arg = bound_arg(call, index, param)
-                    if arg is None:
-                        if not any(a.star for a in call.args):
-                            omitted = True
-                        continue
-                    if len(out) < limit:
-                        out.append((f, s, st, arg))
+            if not method and not self._calls_function(call, f, s, st, file, scope):
+                continue
+            arg = bound_arg(call, index, param)
+            if arg is None:
+                if not any(a.star for a in call.args):
+                    omitted = True
+                continue
+            if len(out) < limit:
+                out.append((f, s, st, arg))
         return out, omitted
+
+    def _candidates(self, names: Sequence[str], init_base: Optional[ClassInfo]) -> list:
+        """(file, call, scope, stmt, checked) for the calls of the world named one of ``names``, in the
+        order of the files, then of ``names``, then of the file. With ``init_base``, the calls named
+        ``__init__`` are only those that may call ``init_base.__init__``: every one that is not
+        ``super().__init__(...)``, and the ``super().__init__(...)`` of its direct subclasses (``checked``)."""
+        keyed = []
+        for k, n in enumerate(names):
+            if init_base is not None and n == "__init__":
+                other, supers = self._init_index_of()
+                keyed.extend((i, k, pos, f, entry, False) for i, pos, f, entry in other)
+                keyed.extend((i, k, pos, f, entry, True) for i, pos, f, entry in supers.get(id(init_base), ()))
+                continue
+            for i, f in self._files_calling().get(n, ()):
+                keyed.extend((i, k, pos, f, entry, False) for pos, entry in enumerate(self.calls_named(f, n)))
+        if len(names) > 1 or init_base is not None:
+            keyed.sort(key=lambda x: (x[0], x[1], x[2]))
+        return [(f, entry[0], entry[1], entry[2], checked) for _, _, _, f, entry, checked in keyed]
+
+    def _files_calling(self) -> Dict[str, List[Tuple[int, FileRef]]]:
+        """Callee's last name -> (position, file) of the world's files that call it (built once)."""
+        index = self._callers
+        if index is None:
+            index = self._callers = {}
+            for i, f in enumerate(self.files):
+                self.calls_named(f, "")
+                for name in self._calls_index[id(f)]:
+                    index.setdefault(name, []).append((i, f))
+        return index
+
+    def _init_index_of(self) -> Tuple[list, Dict[int, list]]:
+        """The world's calls named ``__init__``, as (file position, call position, file, entry): those
+        that are not ``super().__init__(...)``, and the super calls by direct base class (id of its
+        ClassInfo) of the class they are made in. One module class of a package after another asks for
+        its __init__'s call sites: the super calls are sorted by base once, not checked for every class."""
+        index = self._init_index
+        if index is None:
+            other: list = []
+            supers: Dict[int, list] = {}
+            for i, f in self._files_calling().get("__init__", ()):
+                for pos, entry in enumerate(self.calls_named(f, "__init__")):
+                    call, s, _ = entry
+                    if not _is_super_call(call):
+                        other.append((i, pos, f, entry))
+                        continue
+                    here = self.enclosing_class(f, s)
+                    if here is None:
+                        continue
+                    for b in self.class_bases(here.file, here.info):
+                        got = supers.setdefault(id(b.info), [])
+                        if not got or got[-1][2] is not f or got[-1][1] != pos:
+                            got.append((i, pos, f, entry))
+            index = self._init_index = (other, supers)
+        return index
 
     def _calls_function(self, call: cst.Call, f: FileRef, s: Scope, st: Stmt, file: FileRef, fscope: Scope) -> bool:
         name = dotted(call.func)
@@ -445,12 +524,21 @@ class World:
                    for o in self.objects(recv, f, s, st))
 
     def _all_bases(self, ref: ClassRef, depth: int = 0) -> List[ClassRef]:
+        if depth == 0:
+            key = (id(ref.file), id(ref.info))
+            hit = self._all_bases_memo.get(key)
+            if hit is None:
+                hit = self._all_bases_memo[key] = self._all_bases_of(ref, 0)
+            return hit
+        return self._all_bases_of(ref, depth)
+
+    def _all_bases_of(self, ref: ClassRef, depth: int) -> List[ClassRef]:
         if depth > 6:
             return []
         out = []
         for b in self.class_bases(ref.file, ref.info):
             out.append(b)
-            out.extend(self._all_bases(b, depth + 1))
+            out.extend(self._all_bases_of(b, depth + 1))
         return out
 
     # -- the question --------------------------------------------------------------------------------
@@ -950,6 +1038,12 @@ class World:
             # calling an instance: its __call__ / forward result is not an object we follow
             return self._unknown(call, file, scope, stmt)
         return self._unknown(call, file, scope, stmt)
+
+
+def _is_super_call(call: cst.Call) -> bool:
+    """``super().m(...)`` / ``super(Cls, self).m(...)``."""
+    func = call.func
+    return isinstance(func, cst.Attribute) and isinstance(func.value, cst.Call) and dotted(func.value.func) == "super"
 
 
 class _Any:

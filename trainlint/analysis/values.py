@@ -179,6 +179,22 @@ def _argdef(call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[_ArgDef]:
     return _ArgDef(dest, option, default, call, scope, stmt)
 
 
+def _program_calls(program: Any) -> Tuple[set, Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]]]:
+    """(ids of the program's facts, callee's last name -> (facts, call, scope, stmt) over the program's
+    files in order), built once per program: folding a parameter asks for the calls of its function."""
+    files = [f.facts for f in program.files]
+    cached = program.__dict__.get("_tl_values_calls")
+    if cached is not None and cached[0] == [id(f) for f in files]:
+        return cached[1], cached[2]
+    index: Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]] = {}
+    for f in files:
+        for name, calls in _file_tables(f)["calls"].items():
+            index.setdefault(name, []).extend((f, call, scope, stmt) for call, scope, stmt in calls)
+    ids = [id(f) for f in files]
+    program.__dict__["_tl_values_calls"] = (ids, set(ids), index)
+    return set(ids), index
+
+
 # ------------------------------------------------------------------------------------------------
 # the folder
 
@@ -496,12 +512,15 @@ class _Folder:
         return (None, facts, fscope, None, "default", name)
 
     def _calls_of(self, fname: str, facts: FileFacts):
-        files = [f.facts for f in self.program.files] if self.program is not None else [facts]
-        if facts not in files:
-            files = [facts, *files]
-        for f in files:
-            for call, scope, stmt in _file_tables(f)["calls"].get(fname, ()):
-                yield f, call, scope, stmt
+        if self.program is None:
+            for call, scope, stmt in _file_tables(facts)["calls"].get(fname, ()):
+                yield facts, call, scope, stmt
+            return
+        members, index = _program_calls(self.program)
+        if id(facts) not in members:
+            for call, scope, stmt in _file_tables(facts)["calls"].get(fname, ()):
+                yield facts, call, scope, stmt
+        yield from index.get(fname, ())
 
     def _imported(self, qualified: str, facts: FileFacts, depth: int):
         if self.program is None:
@@ -754,7 +773,18 @@ def fold(expr: Optional[cst.BaseExpression], facts: FileFacts, scope: Scope, stm
     """The planned value of ``expr`` at ``stmt`` (see the module doc), or None when unknowable."""
     if expr is None:
         return None
-    return _Folder(program).fold(expr, facts, scope, stmt)
+    # A pure function of its arguments (a fresh folder each time): memoised per program (or per file),
+    # since the objects layer asks it for the same conditions and indices again and again.
+    holder = program if program is not None else facts
+    memo = holder.__dict__.get("_tl_fold_memo")
+    if memo is None:
+        memo = holder.__dict__["_tl_fold_memo"] = {}
+    key = (id(expr), id(facts), id(scope), id(stmt))
+    hit = memo.get(key)
+    # (the entry keeps the nodes it is keyed by alive, so that an id is never reused while cached)
+    if hit is None or hit[0] is not expr or hit[1] is not facts or hit[2] is not scope or hit[3] is not stmt:
+        hit = memo[key] = (expr, facts, scope, stmt, _Folder(program).fold(expr, facts, scope, stmt))
+    return hit[4]
 
 
 def resolve_object(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any = None):
