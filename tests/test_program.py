@@ -128,3 +128,40 @@ def test_an_entry_script_linted_alone_scans_nothing(tmp_path, monkeypatch):
     _write(tmp_path, {"train.py": "import torch\nfor epoch in range(2):\n    train()\n", "other.py": "import train\n"})
     monkeypatch.setattr(program_mod._ImporterFinder, "importers", lambda *a: pytest.fail("scanned for importers"))
     _lint([tmp_path / "train.py"], tmp_path)
+
+
+def test_a_package_importing_itself_by_absolute_name_is_followed_when_the_run_is_inside_it(tmp_path):
+    # allennlp/run.py does `from allennlp.commands import main`; linting the package's files (the run's
+    # common folder is the package itself) must still link the entry to allennlp/commands/...
+    _write(tmp_path, {
+        "proj/allennlp/__init__.py": "",
+        "proj/allennlp/run.py": """
+            from allennlp.commands import main
+            if __name__ == "__main__":
+                main()
+        """,
+        "proj/allennlp/commands/__init__.py": "from allennlp.commands.train import main\n",
+        "proj/allennlp/commands/train.py": """
+            import torch
+            from torch import nn
+            def main():
+                model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1), nn.ReLU())
+                opt = torch.optim.SGD(model.parameters(), lr=0.1)
+                for x, y in [(torch.randn(2, 4), torch.randn(2, 1))]:
+                    loss = nn.MSELoss()(model(x), y)
+                    opt.zero_grad(); loss.backward(); opt.step()
+        """,
+    })
+    pkg = tmp_path / "proj" / "allennlp"
+    found = program_mod.resolve_module("allennlp.commands", str(pkg / "run.py"), [pkg])
+    assert found is not None and Path(found) == pkg / "commands" / "__init__.py"
+    codes = {code for _, _, code in _lint([pkg / "run.py", pkg / "commands" / "__init__.py", pkg / "commands" / "train.py"], tmp_path)}
+    assert "TL101" in codes
+
+
+def test_an_absolute_import_of_a_library_is_not_resolved_through_a_folder_of_the_same_name(tmp_path):
+    # vendor/torch/patch.py does `import torch.nn`: the ancestor folder is named `torch` but holds no
+    # `nn`, so the import stays the library's
+    _write(tmp_path, {"vendor/torch/patch.py": "import torch.nn\n", "vendor/torch/notes.py": "X = 1\n"})
+    importer = tmp_path / "vendor" / "torch" / "patch.py"
+    assert program_mod.resolve_module("torch.nn", str(importer), [importer.parent]) is None

@@ -143,6 +143,19 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
         if parent == base:
             break
         base = parent
+    # a package importing itself by its absolute name (``allennlp/run.py``: ``from allennlp.commands
+    # import main``) when the run's root is inside the package: the folder above the ancestor that bears
+    # the package's name is where Python would find it
+    cur = importer_dir
+    for _ in range(9):
+        parent = os.path.dirname(cur)
+        if parent == cur:
+            break
+        if os.path.basename(cur) == parts[0]:
+            found = _find(parent, parts)
+            if found:
+                return Path(found)
+        cur = parent
     return None
 
 
