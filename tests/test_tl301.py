@@ -711,3 +711,14 @@ def test_a_loss_object_with_an_inner_solve_trains_only_where_it_is_called(tmp_pa
         """,
     })
     assert sorted(Path(f.path).name for f in found) == ["train.py"]
+
+
+def test_torch_from_a_star_import_of_the_model_module_is_seeded(tmp_path):
+    # deeplab's train.py gets `torch` from `from modeling.deeplab import *`: torch.manual_seed there is the
+    # global seed, not a generator object's
+    found = _run(tmp_path, {
+        "modeling/__init__.py": "",
+        "modeling/deeplab.py": "import torch\nimport torch.nn as nn\nclass DeepLab(nn.Module):\n    pass\n",
+        "train.py": "from modeling.deeplab import *\n" + LOOP + "\nif __name__ == '__main__':\n    torch.manual_seed(1)\n    fit(DeepLab(), l, o)\n",
+    })
+    assert found == []

@@ -283,3 +283,47 @@ def test_an_inference_script_without_eval_is_flagged_and_its_near_misses_are_not
     # a program that trains somewhere is not an inference script (its loops are judged as evaluations)
     trains = PREDICT.format(before="", arg="image") + "    opt = torch.optim.SGD(model.parameters(), lr=0.1)\n    model(image).sum().backward()\n    opt.step()\n"
     assert _run(tmp_path / "d", {"nets.py": MODEL, "predict.py": trains}) == []
+
+
+FRAMEWORK = """
+import torch
+from torch import nn
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+        self.drop = nn.Dropout(0.5)
+    def forward(self, x):
+        return self.drop(self.fc(x))
+
+class SentenceRE(nn.Module):
+    def __init__(self, model, train_loader, val_loader):
+        super().__init__()
+        self.model = model
+        self.parallel_model = nn.DataParallel(self.model)
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
+    def train_model(self):
+        for epoch in range(3):
+            self.train()
+            for x, y in self.train_loader:
+                loss = nn.functional.cross_entropy(self.parallel_model(x), y)
+                loss.backward(); self.optimizer.step(); self.optimizer.zero_grad()
+            self.eval_model(self.val_loader)
+    def eval_model(self, loader):
+        {switch}
+        with torch.no_grad():
+            for x, y in loader:
+                pred = self.parallel_model(x).argmax(-1)
+
+if __name__ == "__main__":
+    SentenceRE(Encoder(), train_loader, val_loader).train_model()
+"""
+
+
+def test_a_framework_module_switching_itself_switches_the_model_it_holds(tmp_path):
+    # OpenNRE: the framework is an nn.Module holding the model; self.eval() puts self.parallel_model in eval
+    assert _run(tmp_path / "a", {"train.py": FRAMEWORK.replace("{switch}", "self.eval()")}) == []
+    # without the switch the held model is evaluated with dropout on
+    assert _where(_run(tmp_path / "b", {"train.py": FRAMEWORK.replace("{switch}", "pass")})) != []

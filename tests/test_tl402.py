@@ -149,3 +149,38 @@ def test_an_inference_function_under_a_project_no_grad_decorator_is_not_flagged(
     utils = "import torch\ndef smart_inference_mode():\n    def decorate(fn):\n        return torch.inference_mode()(fn)\n    return decorate\n"
     src = DETECT.format(line="pred = model([img])").replace("def detect(source):", "from utils import smart_inference_mode\n\n@smart_inference_mode()\ndef detect(source):")
     assert _run(tmp_path, {"data.py": data, "utils.py": utils, "detect.py": src}) == []
+
+
+def test_torch_from_a_star_import_of_the_model_module(tmp_path):
+    # deeplab's train.py gets `torch` from `from modeling.deeplab import *`: its no_grad is torch's
+    found = _run(tmp_path, {
+        "modeling/__init__.py": "",
+        "modeling/deeplab.py": "import torch\nimport torch.nn as nn\nclass DeepLab(nn.Module):\n    pass\n",
+        "train.py": """
+            from modeling.deeplab import *
+
+            class Trainer:
+                def __init__(self):
+                    self.model = DeepLab()
+                def training(self, epoch):
+                    self.model.train()
+                    for image, target in self.train_loader:
+                        self.optimizer.zero_grad()
+                        self.criterion(self.model(image), target).backward()
+                        self.optimizer.step()
+                def validation(self, epoch):
+                    self.model.eval()
+                    for i, sample in enumerate(self.val_loader):
+                        image, target = sample["image"], sample["label"]
+                        with torch.no_grad():
+                            output = self.model(image)
+                        loss = self.criterion(output, target)
+
+            if __name__ == "__main__":
+                trainer = Trainer()
+                for epoch in range(10):
+                    trainer.training(epoch)
+                    trainer.validation(epoch)
+        """,
+    })
+    assert found == []

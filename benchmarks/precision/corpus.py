@@ -104,13 +104,17 @@ def opt_in_codes(python: str, env: dict) -> List[str]:
     return [c for c in out.split(",") if c]
 
 
-def lint(corpus: Path, out: Path, trainlint_path: str, python: str) -> None:
+def lint(corpus: Path, out: Path, trainlint_path: str, python: str, group: str = "") -> None:
     env = dict(os.environ)
     if trainlint_path:
         env["PYTHONPATH"] = trainlint_path
     extra = opt_in_codes(python, env) or ["TL206"]
     result: Dict[str, dict] = {}
+    if group and out.exists():  # lint one group of repositories into an existing result
+        result = json.loads(out.read_text())
     for row in manifest():
+        if group and row["group"] != group:
+            continue
         repo_dir = corpus / slug(row["repo"])
         cmd = [python, "-m", "trainlint", "check", "--isolated", "--output-format", "json", "--exit-zero",
                "--extend-select", ",".join(extra), "."]
@@ -233,6 +237,7 @@ def main() -> None:
     li.add_argument("out", type=Path)
     li.add_argument("--trainlint-path", default=str(ROOT))
     li.add_argument("--python", default=sys.executable)
+    li.add_argument("--group", default="", help="lint only this group, added to OUT when it exists")
     s = sub.add_parser("sample")
     s.add_argument("findings", type=Path)
     s.add_argument("--corpus", type=Path)
@@ -249,7 +254,7 @@ def main() -> None:
     if a.cmd == "materialize":
         materialize(a.dest, a.mirror)
     elif a.cmd == "lint":
-        lint(a.corpus, a.out, a.trainlint_path, a.python)
+        lint(a.corpus, a.out, a.trainlint_path, a.python, a.group)
     elif a.cmd == "sample":
         sample(a.findings, a.corpus, a.seed, a.per_rule, a.code)
     else:

@@ -1434,7 +1434,8 @@ def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0,
         if s.index >= stmt.index:
             break
         for m in r.of_stmt(pf.facts, scope, s):
-            if model is not None and same_object(program, model, m.ref()) is False:
+            if model is not None and same_object(program, model, m.ref()) is False \
+                    and not holds_submodule(program, m.ref(), model):
                 continue
             last = m.mode
     if last is not None:
@@ -1498,6 +1499,25 @@ def same_object(program: Any, a: ObjectRef, b: ObjectRef) -> Optional[bool]:
     if y is None:
         return None
     return bool(x & y)
+
+
+def holds_submodule(program: Any, owner: ObjectRef, part: ObjectRef) -> bool:
+    """Is ``part`` a submodule of the module ``owner``, so that ``owner.eval()`` switches it too? An
+    attribute chain of it (``self.parallel_model`` under ``self.eval()`` in a framework class that is an
+    ``nn.Module`` holding the model, OpenNRE's ``SentenceRE``)."""
+    if program is None:
+        return False
+    o, p = dotted(owner.expr), dotted(part.expr)
+    if o is None or p is None or not p.startswith(o + "."):
+        return False
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    file = world.file_of(owner.facts)
+    if file is None:
+        return False
+    objs = world.objects(owner.expr, file, owner.scope, owner.stmt)
+    return bool(objs) and all(ob.kind == "instance" and ob.cls is not None and world.is_module_class(ob.cls) for ob in objs)
 
 
 def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:

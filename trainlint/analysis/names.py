@@ -28,11 +28,17 @@ def module_dotted(node: Union[cst.Attribute, cst.Name]) -> str:
     return dotted(node) or ""
 
 
+#: Conventional names a star import brings along when the file uses them without importing them.
+STAR_CONVENTIONS = {"torch": "torch", "nn": "torch.nn", "F": "torch.nn.functional", "optim": "torch.optim",
+                    "np": "numpy", "numpy": "numpy"}
+
+
 class AliasTable:
     """Local name -> qualified name, from every import statement of a file."""
 
     def __init__(self) -> None:
         self.aliases: Dict[str, str] = {}
+        self.star = False  # the file has a `from module import *`
 
     def add_import(self, node: cst.Import) -> None:
         for alias in node.names:
@@ -46,6 +52,7 @@ class AliasTable:
 
     def add_import_from(self, node: cst.ImportFrom, package: Optional[str] = None) -> None:
         if isinstance(node.names, cst.ImportStar):
+            self.star = True
             return
         base = module_dotted(node.module) if node.module is not None else ""
         if node.relative:
@@ -66,6 +73,10 @@ class AliasTable:
     def qualify_dotted(self, name: str) -> Optional[str]:
         head, _, rest = name.partition(".")
         target = self.aliases.get(head)
+        if target is None and self.star:
+            # `from modeling.deeplab import *` hands over the names that module imported: a name the file
+            # uses without binding it (torch.manual_seed, torch.no_grad) comes from there
+            target = STAR_CONVENTIONS.get(head)
         if target is None:
             return None
         return f"{target}.{rest}" if rest else target
