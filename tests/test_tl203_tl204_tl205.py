@@ -274,3 +274,47 @@ def test_lightning_manual_optimization_training_step(tmp_path):
     """}, "TL204")
     assert [(n, l) for n, l, _ in found] == [("lit.py", 13)]
     assert "training_step" in found[0][2]
+
+
+def test_tl203_a_clip_is_paired_with_the_step_of_the_optimizer_that_updates_its_parameters(tmp_path):
+    # the critic's clip after the critic's step: the actor's step that follows does not use those gradients,
+    # so the clip is late (after its step), not early (before the actor's backward)
+    found = _lint_tree(tmp_path, {"a2c.py": """
+        import torch
+        actor, critic = torch.nn.Linear(8, 4), torch.nn.Linear(8, 1)
+        actor_opt = torch.optim.Adam(actor.parameters(), lr=1e-4)
+        critic_opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
+        for episode in range(1000):
+            for obs, act, ret in rollouts():
+                critic_opt.zero_grad()
+                value_loss = (critic(obs) - ret).pow(2).mean()
+                value_loss.backward()
+                critic_opt.step()
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), 0.5)
+                actor_opt.zero_grad()
+                policy_loss = -(actor(obs).log_prob(act) * (ret - critic(obs).detach())).mean()
+                policy_loss.backward()
+                actor_opt.step()
+    """}, "TL203")
+    assert [(n, l) for n, l, _ in found] == [("a2c.py", 12)]
+    assert "runs after `critic_opt.step()`" in found[0][2]
+
+
+def test_tl204_a_clear_of_another_optimizer_does_not_clear_the_stepped_one(tmp_path):
+    loop = """
+        import torch
+        head_opt = torch.optim.SGD(model.fc.parameters(), lr=0.1)
+        full_opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        for epoch in range(10):
+            for x, y in loader:
+                {opt}.zero_grad()
+                criterion(model(x), y).backward()
+                full_opt.step()
+    """
+    found = _lint_tree(tmp_path / "a", {"t.py": loop.replace("{opt}", "head_opt")}, "TL204")
+    assert [(n, l) for n, l, _ in found] == [("t.py", 9)]
+    assert "clears another optimizer" in found[0][2]
+    assert _lint_tree(tmp_path / "b", {"t.py": loop.replace("{opt}", "full_opt")}, "TL204") == []
+    # one optimizer under two names (an alias) is one optimizer
+    alias = loop.replace("{opt}", "opt").replace("        for epoch", "        opt = full_opt\n        for epoch")
+    assert _lint_tree(tmp_path / "c", {"t.py": alias}, "TL204") == []

@@ -207,8 +207,8 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
             if cls is not None:
                 if cls.startswith("torch.optim.lr_scheduler.") or "schedul" in cls.lower():
                     return "scheduler_step"
-                if cls.startswith("torch.optim."):
-                    return "optimizer_step"
+                if cls.startswith("torch.optim.") or cls in SCALER_CLASSES:
+                    return "optimizer_step"  # scaler.step(opt) steps opt
             if _SCHED_NAME.search(last):
                 return "scheduler_step"
             if _OPTIM_NAME.search(last) or "scaler" in last.lower():
@@ -1518,6 +1518,269 @@ def holds_submodule(program: Any, owner: ObjectRef, part: ObjectRef) -> bool:
         return False
     objs = world.objects(owner.expr, file, owner.scope, owner.stmt)
     return bool(objs) and all(ob.kind == "instance" and ob.cls is not None and world.is_module_class(ob.cls) for ob in objs)
+
+
+# -- the object an optimizer / scheduler / scaler event acts on -----------------------------------------
+
+#: Library classes of gradient scalers (``scaler.step(opt)`` steps ``opt``).
+SCALER_CLASSES = ("torch.cuda.amp.GradScaler", "torch.amp.GradScaler", "torch.cpu.amp.GradScaler",
+                  "torch.cuda.amp.grad_scaler.GradScaler", "torch.amp.grad_scaler.GradScaler")
+#: Libraries whose optimizers keep torch.optim's contract (step uses .grad, zero_grad clears it).
+OPTIMIZER_LIBS = ("torch.", "apex.", "bitsandbytes.", "transformers.", "timm.", "torch_optimizer.", "lion_pytorch.",
+                  "deepspeed.ops.", "schedulefree.")
+
+
+def _objects_of(program: Any, ref: Optional[ObjectRef]) -> list:
+    """What ``ref`` may hold (:meth:`trainlint.analysis.objects.World.objects`); [] when it cannot be asked."""
+    if ref is None or program is None:
+        return []
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    file = world.file_of(ref.facts)
+    if file is None:
+        return []
+    return world.objects(ref.expr, file, ref.scope, ref.stmt)
+
+
+def _followed(objs: list) -> bool:
+    """Every alternative was followed to an allocation site (a constructor, a library call's result)."""
+    return bool(objs) and all(o.node is not None and (o.kind != "unknown" or o.qname) for o in objs)
+
+
+def receiver_ref(e: Any) -> Optional[ObjectRef]:
+    """The receiver of a method-call event (``opt`` of ``opt.step()``), where it is evaluated."""
+    call = e.node if isinstance(getattr(e, "node", None), cst.Call) else getattr(e, "call", None)
+    if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
+        return None
+    return ObjectRef(call.func.value, e.facts, e.scope, e.stmt)
+
+
+def is_scaler(program: Any, e: Any) -> bool:
+    """Is the receiver of ``e`` a gradient scaler (``scaler.step(opt)``, ``scaler.unscale_(opt)``)? Asked of
+    the value-flow layer (a ``torch.amp.GradScaler``, a project class named like one); where the receiver
+    cannot be followed, its name tells (``self.scaler``, ``grad_scaler``)."""
+    ref = receiver_ref(e)
+    if ref is None:
+        return False
+    objs = _objects_of(program, ref)
+    if _followed(objs):
+        from trainlint.analysis.objects import World
+
+        return any(World.is_a(o, *SCALER_CLASSES) or "scaler" in o.name.lower() for o in objs)
+    return "scaler" in (dotted(ref.expr) or "").lower()
+
+
+def event_target(program: Any, e: Any) -> Optional[ObjectRef]:
+    """The object an optimizer / scheduler event acts on: ``opt`` of ``opt.step()``, ``opt.zero_grad()``,
+    ``sched.step()``; the optimizer argument of ``scaler.step(opt)`` / ``scaler.unscale_(opt)``. None for
+    events that name no object (``p.grad = None``, a bare ``zero_grad(model)``)."""
+    ref = receiver_ref(e)
+    if ref is None:
+        return None
+    if e.kind in ("optimizer_step", "unscale") and is_scaler(program, e):
+        call = e.node if isinstance(getattr(e, "node", None), cst.Call) else e.call
+        arg = next((a.value for a in call.args if a.keyword is None and not a.star), None)
+        if arg is None:
+            arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "optimizer"), None)
+        return ObjectRef(arg, e.facts, e.scope, e.stmt) if arg is not None else None
+    return ref
+
+
+def target_objects(program: Any, e: Any) -> Optional[list]:
+    """The objects the event acts on (:func:`event_target`), when every alternative was followed; else None."""
+    objs = _objects_of(program, event_target(program, e))
+    return objs if _followed(objs) else None
+
+
+def same_target(program: Any, a: Any, b: Any) -> Optional[bool]:
+    """Do events ``a`` and ``b`` act on the same object (the optimizer cleared and the one stepped, the
+    scheduler built and the one stepped)? By object identity (:func:`same_object`): across names,
+    attributes (``self.opt``), parameters bound at call sites in other files and containers. Where either
+    cannot be followed, one name is taken for one object; otherwise None (unknown)."""
+    ra, rb = event_target(program, a), event_target(program, b)
+    if ra is None or rb is None:
+        return None
+    same = same_object(program, ra, rb)
+    if same is not None:
+        return same
+    na, nb = dotted(ra.expr), dotted(rb.expr)
+    return True if na is not None and na == nb else None
+
+
+def acts_on(program: Any, e: Any, site: cst.CSTNode) -> Optional[bool]:
+    """May event ``e`` act on the object built at ``site`` (a constructor call)? True when one of the
+    objects its target holds was built there, False when every alternative was followed elsewhere, None
+    when some alternative cannot be followed (a parameter nobody binds) and none is ``site``."""
+    objs = _objects_of(program, event_target(program, e))
+    if any(o.node is site for o in objs):
+        return True
+    return False if _followed(objs) else None
+
+
+def scaler_disabled(program: Any, e: Any) -> bool:
+    """Is the scaler of ``scaler.step(opt)`` / ``scaler.unscale_(opt)`` off for good
+    (``GradScaler(enabled=False)``, ``enabled=USE_AMP`` with a module constant; followed through
+    attributes, parameters and other files)? Then its scale is 1 and unscale_ is a no-op. A scaler switched
+    by a flag or config (``enabled=args.amp``) is on whenever the user turns AMP on: not off. A scaler that
+    is not torch's GradScaler has its own contract: counted as off. Unknown: on."""
+    ref = receiver_ref(e)
+    objs = _objects_of(program, ref) if ref is not None else []
+    if not _followed(objs):
+        return False
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    for o in objs:
+        if not World.is_a(o, *SCALER_CLASSES):
+            continue  # a project or library scaler of its own
+        call = o.call_args()
+        enabled = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "enabled"), None) if call else None
+        if enabled is None or o.file is None or o.scope is None:
+            return False
+        folded = fold(enabled, o.file.facts, o.scope, o.stmt, program)
+        if folded is not None:
+            # a switch the user flips (``enabled=args.amp``, a config key) is on whenever AMP is used
+            if folded.value is not False or folded.how not in ("literal", "constant"):
+                return False
+        elif world.constant(enabled, o.file, o.scope, o.stmt) is not False:
+            return False
+    return True
+
+
+def updates_parameters_of(program: Any, step: Any, params: ObjectRef) -> Optional[bool]:
+    """Does the optimizer of ``step`` update the parameters in ``params`` (``model.parameters()`` of a
+    clip)? Compared by the modules: the clip's ``X.parameters()`` and the optimizer's constructor argument
+    ``Y.parameters()`` (followed through names, attributes, parameters and other files). None when either
+    cannot be followed."""
+    mine = _modules_of_params(program, params)
+    if mine is None:
+        return None
+    objs = target_objects(program, step)
+    if not objs:
+        return None
+    theirs: Set[int] = set()
+    for o in objs:
+        call = o.call_args()
+        arg = next((a.value for a in call.args if a.keyword is None and not a.star), None) if call else None
+        if arg is None and call is not None:
+            arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "params"), None)
+        if arg is None or o.file is None or o.scope is None:
+            return None
+        got = _modules_of_params(program, ObjectRef(arg, o.file.facts, o.scope, o.stmt))
+        if got is None:
+            return None
+        theirs |= got
+    return bool(mine & theirs)
+
+
+def _modules_of_params(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
+    """Allocation sites of the module(s) whose ``.parameters()`` ``ref`` is (``model.parameters()``,
+    ``self.G.parameters()``); None for anything else (a list of groups, a filter, a name)."""
+    expr = ref.expr
+    if not (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "parameters"):
+        return None
+    return allocation_sites(program, ObjectRef(expr.func.value, ref.facts, ref.scope, ref.stmt))
+
+
+def holds_site(program: Any, ref: ObjectRef, site: cst.CSTNode) -> Optional[bool]:
+    """May ``ref`` hold the object built at ``site``? None when it cannot be followed."""
+    objs = _objects_of(program, ref)
+    if not _followed(objs):
+        return None
+    return any(o.node is site for o in objs)
+
+
+def is_optimizer(program: Any, e: Any) -> bool:
+    """Is the object of ``e`` an optimizer (a torch.optim class, a library optimizer, a project subclass
+    or a project class named like one)? Not a module (``model.zero_grad()``). Where the object cannot be
+    followed, its name tells (``optimizer``, ``opt_g``)."""
+    ref = event_target(program, e)
+    if ref is None:
+        return False
+    objs = _objects_of(program, ref)
+    if _followed(objs):
+        for o in objs:
+            q = o.qname or ""
+            if q.startswith("torch.optim.") and not q.startswith("torch.optim.lr_scheduler."):
+                return True
+            if q.startswith(OPTIMIZER_LIBS[1:]) and "optim" in q.lower():
+                return True
+            if o.cls is not None and not q and _OPTIM_NAME.search(o.cls.name):
+                return True
+        return False
+    return bool(_OPTIM_NAME.search((dotted(ref.expr) or "").rsplit(".", 1)[-1]))
+
+
+def judged_optimizer(program: Any, e: Any) -> bool:
+    """Is the stepped optimizer of ``e`` one whose contract we know: not a project optimizer class or
+    wrapper (its own ``step`` may clear), not a class of another library with a contract of its own.
+    An optimizer that cannot be followed (a parameter of a function nobody calls) is judged."""
+    objs = target_objects(program, e)
+    if objs is None:
+        return True
+    for o in objs:
+        if o.cls is not None:
+            return False  # a project optimizer (wrapper or subclass)
+        q = o.qname or ""
+        last = q.rsplit(".", 1)[-1]
+        if q and not q.startswith(OPTIMIZER_LIBS) and last[:1].isupper():
+            return False
+    return True
+
+
+def distinct_targets(program: Any, events: List[Any]) -> int:
+    """How many different objects ``events`` act on (events whose objects cannot be told apart, by identity
+    or by one name, count apart)."""
+    groups: List[Any] = []
+    for e in events:
+        if not any(same_target(program, e, g) for g in groups):
+            groups.append(e)
+    return len(groups)
+
+
+# -- gradient clearing done by project functions -----------------------------------------------------
+
+_CLEAR_TEXT = re.compile(r"zero_grad|\.grad\s*=\s*None|grad\.zero_|grad\.data\.zero_|clear_grad")
+
+
+def clearing_functions(program: Any) -> Set[str]:
+    """Names of the program's functions whose body clears gradients (``zero_grad()``, ``p.grad = None``,
+    ``p.grad.zero_()``): a call to one that the timelines cannot follow (an inherited method, a module
+    attribute) still clears. Memoised per program."""
+    hit = getattr(program, "_tl_clearing_functions", None)
+    if hit is not None:
+        return hit
+    out: Set[str] = set()
+    for f in program.files:
+        if not _CLEAR_TEXT.search(f.ctx.source.text):
+            continue
+        for scope in f.facts.functions:
+            for s in scope.stmts:
+                node = s.node
+                if _grad_clear_stmt(node) or any(
+                        isinstance(n, cst.Attribute) and n.attr.value in ("zero_grad", "zero_") for n in walk(node)):
+                    out.add(scope.name)
+                    break
+    try:
+        setattr(program, "_tl_clearing_functions", out)
+    except Exception:  # pragma: no cover
+        pass
+    return out
+
+
+def calls_clearing_function(program: Any, tl: "Timeline", loop: cst.CSTNode) -> bool:
+    """Does the body of ``loop`` (of timeline ``tl``) call a project function that clears gradients?"""
+    names = clearing_functions(program)
+    if not names:
+        return False
+    for s in tl.loop.scope.stmts:
+        if not any(l is loop for l in s.loops) and not any(l is tl.loop.node for l in s.loops):
+            continue
+        for n in walk(s.node):
+            if isinstance(n, cst.Call) and (dotted(n.func) or "").rsplit(".", 1)[-1] in names:
+                return True
+    return False
 
 
 def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:

@@ -8,7 +8,7 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.execution import Event, TrainLoop, program_loops, trainer_max_epochs
+from trainlint.analysis.execution import Event, ObjectRef, TrainLoop, acts_on, holds_site, program_loops, trainer_max_epochs
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.values import Folded, fold, format_value, names_in
 from trainlint.analysis.walk import walk
@@ -44,7 +44,6 @@ class _Sched:
     facts: FileFacts
     scope: Scope
     stmt: Stmt
-    names: Set[str] = field(default_factory=set)  # variables it is bound to (where it is stepped)
     lightning_interval: Optional[str] = None  # in configure_optimizers: "epoch" (default) | "step"
     #: the SequentialLR / ChainedScheduler that steps it (its .step() calls are this one's)
     via: Optional["_Sched"] = None
@@ -549,7 +548,7 @@ for epoch in range(EPOCHS):
         args = _Args(s, program)
         # where is it stepped, and over how long a run? (a SequentialLR part: where the wrapper is stepped)
         stepper = s.via or s
-        steps = _steps_of(stepper, scheds, loops)
+        steps = _steps_of(stepper, scheds, loops, program)
         levels = {lvl for _, lvl, _ in steps if lvl != "outside"}
         loop: Optional[TrainLoop] = None
         if len(levels) == 1:
@@ -596,7 +595,7 @@ for epoch in range(EPOCHS):
         if placement == "batch" and loop is not None and loop.unit == "epoch":
             msg = self._per_batch(s, args, run)
             if msg is not None:
-                ev = next(e for e, lvl in _step_events(stepper, scheds, loops) if lvl == "batch")
+                ev = next(e for e, lvl in _step_events(stepper, scheds, loops, program) if lvl == "batch")
                 ectx = _ctx_of(program, ev.facts)
                 if ectx is None:
                     return
@@ -859,19 +858,18 @@ def _schedulers(program) -> Iterable[_Sched]:
                     cls = q[len(_PREFIX):]
                     if cls in _WRAPPERS or cls in _CHECKED:
                         s = _Sched(cls, call, facts, scope, stmt)
-                        s.names = _bound_names(s, program)
                         if scope.name == "configure_optimizers":
                             s.lightning_interval = _lightning_interval(scope)
                         (wrappers if cls in _WRAPPERS else checked).append(s)
         skipped: Set[int] = set()
         for w in wrappers:
-            _link_parts(w, checked, skipped)
+            _link_parts(w, checked, skipped, program)
         for s in checked:
             if id(s) not in skipped:
                 yield s
 
 
-def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int]) -> None:
+def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int], program) -> None:
     """SequentialLR([warmup, main], milestones=[m]): `main` is judged over the run after m, stepped where the
     wrapper is stepped; the warm-up parts are not judged. ChainedScheduler([a, b]): both run from the start.
     Parts that cannot be matched to a list element are not judged alone either."""
@@ -881,9 +879,14 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int]) -> None:
     if parts_expr is None:
         parts_expr = pos[1] if w.cls == "SequentialLR" and len(pos) > 1 else (pos[0] if w.cls == "ChainedScheduler" and pos else None)
     inside = {id(n) for n in walk(w.call) if n is not w.call}
+
+    def holds(expr: cst.BaseExpression, s: _Sched) -> bool:
+        return holds_site(program, ObjectRef(expr, w.facts, w.scope, w.stmt), s.call) is True
+
     if not isinstance(parts_expr, (cst.List, cst.Tuple)):
+        names = [n for n in walk(w.call) if isinstance(n, (cst.Name, cst.Attribute))]
         for s in checked:  # parts we cannot place: not judged alone
-            if id(s.call) in inside or (s.names and s.names & {dotted(n) for n in walk(w.call) if isinstance(n, (cst.Name, cst.Attribute))}):
+            if id(s.call) in inside or any(holds(n, s) for n in names):
                 skipped.add(id(s))
         return
     elements = [el.value for el in parts_expr.elements]
@@ -893,7 +896,7 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int]) -> None:
     for i, el in enumerate(elements):
         part = None
         for s in checked:
-            if s.call is el or (dotted(el) is not None and dotted(el) in s.names and s.facts is w.facts):
+            if s.call is el or (isinstance(el, (cst.Name, cst.Attribute)) and holds(el, s)):
                 part = s
         if part is None:
             continue
@@ -912,39 +915,6 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int]) -> None:
             part.lightning_interval = w.lightning_interval
 
 
-def _bound_names(s: _Sched, program) -> Set[str]:
-    node = s.stmt.node
-    names: Set[str] = set()
-    if isinstance(node, (cst.Assign, cst.AnnAssign)) and node.value is s.call:
-        targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-        for t in targets:
-            d = dotted(t)
-            if d:
-                names.add(d)
-                # a variable returned by a factory: scheduler = build_scheduler(...)
-    if names and s.scope.kind == "function" and any(v is not None and dotted(v) in names for v, _ in s.scope.returns):
-        names |= _factory_targets(s.scope.name, program)
-    if isinstance(node, cst.Return) and node.value is s.call and s.scope.kind == "function":
-        names |= _factory_targets(s.scope.name, program)
-    return names
-
-
-def _factory_targets(fname: str, program) -> Set[str]:
-    out: Set[str] = set()
-    for f in program.files:
-        for scope in f.facts.scopes():
-            for stmt in scope.stmts:
-                node = stmt.node
-                if isinstance(node, cst.Assign) and isinstance(node.value, cst.Call):
-                    callee = dotted(node.value.func) or ""
-                    if callee.rsplit(".", 1)[-1] == fname:
-                        for t in node.targets:
-                            d = dotted(t.target)
-                            if d:
-                                out.add(d)
-    return out
-
-
 def _lightning_interval(scope: Scope) -> str:
     for stmt in scope.stmts:
         for n in walk(stmt.node):
@@ -956,40 +926,28 @@ def _lightning_interval(scope: Scope) -> str:
     return "epoch"
 
 
-def _step_events(s: _Sched, scheds: List[_Sched], loops: List[TrainLoop]) -> List[Tuple[Event, str]]:
+def _step_events(s: _Sched, scheds: List[_Sched], loops: List[TrainLoop], program) -> List[Tuple[Event, str]]:
+    """The ``.step()`` events of this scheduler: those whose receiver holds the object built at its call
+    (asked of the model: through names, ``self.sched``, parameters, factories, other files). A scheduler
+    step whose receiver cannot be followed (a parameter nobody binds) is this one's when it is the
+    program's only scheduler."""
     out = []
     alone = len(scheds) == 1
-    lasts = {n.rsplit(".", 1)[-1] for n in s.names}
     for loop in loops:
         for e in loop.events:
-            if e.kind != "scheduler_step" and not (e.receiver and e.receiver in s.names and e.call.func.attr.value == "step"):
+            if not e.receiver or e.call.func.attr.value != "step":
                 continue
-            if e.call.args and e.kind == "scheduler_step" and any(a.keyword is None for a in e.call.args):
-                pass  # scheduler.step(epoch) / step(metric): still a step
-            last = e.receiver.rsplit(".", 1)[-1]
-            if e.receiver in s.names or last in lasts or (alone and not _assigned_elsewhere(e)):
+            mine = acts_on(program, e, s.call)
+            if mine or (mine is None and alone and e.kind == "scheduler_step"):
                 out.append((e, e.level))
     return out
 
 
-def _assigned_elsewhere(e: Event) -> bool:
-    """Is the stepped object bound to something in this file (then its own name tells what it is)?
-    A parameter (``def train(..., sched)``) is not: it may be the one scheduler of the program."""
-    facts, name = e.facts, e.receiver
-    if not name:
-        return True
-    if e.scope.reaching(name, e.stmt) or facts.module.assigns.get(name):
-        return True
-    if name.startswith("self.") and e.scope.class_name:
-        return bool(facts.attributes.get(e.scope.class_name, {}).get(name))
-    return False
-
-
-def _steps_of(s: _Sched, scheds: List[_Sched], loops: List[TrainLoop]) -> List[Tuple[TrainLoop, str, bool]]:
+def _steps_of(s: _Sched, scheds: List[_Sched], loops: List[TrainLoop], program) -> List[Tuple[TrainLoop, str, bool]]:
     """(loop, level, conditional) of every ``.step()`` of this scheduler."""
     out = []
     for loop in loops:
-        for e, lvl in _step_events(s, scheds, [loop]):
+        for e, lvl in _step_events(s, scheds, [loop], program):
             out.append((loop, lvl, e.conditional))
     # an event seen through an epoch loop's helper wins over the helper's own iteration loop
     if any(l.unit == "epoch" for l, _, _ in out):

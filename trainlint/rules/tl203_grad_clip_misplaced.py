@@ -6,10 +6,10 @@ import libcst as cst
 
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.execution import (
-    Reported, TimedEvent, Timeline, common_loops, constructor_call, ctx_of, exclusive, program_timelines,
-    runs_whenever, same_iteration_before, where,
+    ObjectRef, Reported, TimedEvent, Timeline, common_loops, ctx_of, event_target, exclusive, is_scaler,
+    program_timelines, runs_whenever, same_iteration_before, same_target, scaler_disabled, updates_parameters_of,
+    where,
 )
-from trainlint.analysis.values import fold
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short as _short_text
@@ -346,7 +346,10 @@ for epoch in range(10):
                     yield finding
 
     def _judge(self, c: TimedEvent, tl: Timeline, program) -> Optional[Finding]:
-        steps = tl.of("optimizer_step")
+        # the steps of the optimizers that update the clipped parameters (all, when the model cannot tell)
+        params = _clipped(c)
+        every_step = tl.of("optimizer_step")
+        steps = [p for p in every_step if params is None or updates_parameters_of(program, p, params) is not False]
         backwards = tl.of("backward")
         if not steps or not backwards or _measures_only(c):
             return None
@@ -363,7 +366,8 @@ for epoch in range(10):
         if nxt is not None:
             # before backward: a backward between the clip and its step, none since the last step
             between = [b for b in backwards if same(c, b) and same(b, nxt)]
-            since = [b for b in backwards if same(b, c) and (prev is None or prev.order < b.order)]
+            last = ([p for p in every_step if same(p, c)] or [None])[-1]  # the last step of any optimizer
+            since = [b for b in backwards if same(b, c) and (last is None or last.order < b.order)]
             if between and not since:
                 b = between[0]
                 return self._report(ctx, c, program, b,
@@ -372,15 +376,16 @@ for epoch in range(10):
                                     "Clip after backward() and before optimizer.step()", nxt,
                                     fix=_move_fix(ctx, c, b, after=True) if len(between) == 1 else None)
             # with a GradScaler: unscale_ first
-            if _is_torch_clip(c) and _scaler_step(nxt) and since:
-                unscaled = [u for u in tl.of("unscale") if same(u, c) and not exclusive(u, c)]
-                if not unscaled and not _scaler_disabled(nxt, program):
+            if _is_torch_clip(c) and _scaler_step(program, nxt) and since:
+                unscaled = [u for u in tl.of("unscale") if same(u, c) and not exclusive(u, c)
+                            and same_target(program, u, nxt) is not False]
+                if not unscaled and not scaler_disabled(program, nxt):
+                    unscale = f"{nxt.receiver}.unscale_({_optimizer_text(program, nxt)})"
                     return self._report(ctx, c, program, since[-1],
                                         f"`{_short(ctx.code(c.node))}` clips gradients still multiplied by the GradScaler's "
                                         f"loss scale (`{_short(_code(program, nxt))}`, {_line(program, nxt, c.facts)}): call "
-                                        f"`{nxt.receiver}.unscale_({nxt.optimizer() or 'optimizer'})` first, or the max norm is compared "
-                                        "against scaled norms",
-                                        f"Insert `{nxt.receiver}.unscale_({nxt.optimizer() or 'optimizer'})` before the clip", nxt)
+                                        f"`{unscale}` first, or the max norm is compared against scaled norms",
+                                        f"Insert `{unscale}` before the clip", nxt)
             return None
         # after the step: no step follows in this pass, the last one runs whenever the clip does
         if prev is None or not runs_whenever(prev, c):
@@ -393,7 +398,7 @@ for epoch in range(10):
                             f"`{_short(ctx.code(c.node))}` runs after `{_short(_code(program, prev))}` ("
                             f"{_line(program, prev, c.facts)}): the update already used the unclipped gradients",
                             "Clip after backward() and before optimizer.step()", None,
-                            fix=None if _scaler_step(prev) else _move_fix(ctx, c, prev, after=False))
+                            fix=None if _scaler_step(program, prev) else _move_fix(ctx, c, prev, after=False))
 
     def _report(self, ctx, c: TimedEvent, program, other: TimedEvent, message: str, hint: str, step: Optional[TimedEvent],
                 fix: Optional[Fix] = None) -> Finding:
@@ -453,24 +458,26 @@ def _is_torch_clip(c: TimedEvent) -> bool:
     return q == "" and isinstance(call.func, cst.Name)  # a bare clip_grad_norm_ of unknown origin
 
 
-def _scaler_step(p: TimedEvent) -> bool:
-    return p.call is not None and "scaler" in p.receiver.lower() and bool(p.optimizer())
+def _scaler_step(program, p: TimedEvent) -> bool:
+    """``scaler.step(optimizer)``: a GradScaler (asked of the model) stepping an optimizer."""
+    return p.call is not None and is_scaler(program, p) and event_target(program, p) is not None
 
 
-def _scaler_disabled(p: TimedEvent, program) -> bool:
-    """``GradScaler(enabled=False)`` (folded from constants): its scale is 1, unscale_ is a no-op."""
-    made = constructor_call(p.receiver, p.facts, p.scope, p.stmt)
-    if made is None:
-        return False
-    call, facts, scope, stmt = made
-    q = canonical(facts.qualify(call.func) or "") or (dotted(call.func) or "")
-    if not q.endswith("GradScaler"):
-        return True  # not torch's GradScaler: its own contract
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == "enabled":
-            v = fold(a.value, facts, scope, stmt, program)
-            return v is not None and v.value is False
-    return False
+def _optimizer_text(program, p: TimedEvent) -> str:
+    ref = event_target(program, p)
+    ctx = ctx_of(program, p.facts)
+    return ctx.code(ref.expr) if ref is not None and ctx is not None else "optimizer"
+
+
+def _clipped(c: TimedEvent) -> Optional[ObjectRef]:
+    """The parameters a clip clips (its first argument), where it is evaluated."""
+    call = c.call
+    if call is None:
+        return None
+    arg = next((a.value for a in call.args if a.keyword is None and not a.star), None)
+    if arg is None:
+        arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "parameters"), None)
+    return ObjectRef(arg, c.facts, c.scope, c.stmt) if arg is not None else None
 
 
 def _code(program, e: TimedEvent) -> str:

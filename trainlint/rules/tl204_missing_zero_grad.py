@@ -1,25 +1,17 @@
 from __future__ import annotations
 
-import re
-from typing import Iterable, List, Optional, Set
+from typing import Iterable, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.names import dotted
 from trainlint.analysis.execution import (
-    is_grad_clear_statement,
-    Guard, Reported, TimedEvent, Timeline, common_loops, constructor_call, ctx_of, exclusive, in_loop,
-    program_timelines, runs_whenever, same_iteration_before, where,
+    Reported, TimedEvent, Timeline, calls_clearing_function, common_loops, ctx_of, distinct_targets, event_target,
+    exclusive, in_loop, is_optimizer, is_scaler, judged_optimizer, program_timelines, runs_whenever,
+    same_iteration_before, same_target, where,
 )
-from trainlint.analysis.walk import walk
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
-
-_OPTIM_NAME = re.compile(r"optim|(^|_)opt($|_|\d)", re.I)
-_OPTIM_LIBS = ("torch.", "apex.", "bitsandbytes.", "transformers.", "timm.", "torch_optimizer.", "lion_pytorch.",
-               "deepspeed.ops.", "schedulefree.")
-_CLEAR_TEXT = re.compile(r"zero_grad|\.grad\s*=\s*None|grad\.zero_|grad\.data\.zero_|clear_grad")
 
 
 class MissingZeroGrad(Rule):
@@ -361,19 +353,18 @@ for epoch in range(3):
         if not any("backward" in f.ctx.source.text for f in program.files):
             return
         reported = Reported(program, self.code)
-        clearing_functions = _clearing_functions(program)
         for tl in program_timelines(program):
-            for finding, e in self._judge(tl, program, clearing_functions):
+            for finding, e in self._judge(tl, program):
                 if reported.first(e.facts, e.node, finding.span.line):
                     yield finding
 
-    def _judge(self, tl: Timeline, program, clearing_functions: Set[str]):
-        steps = [p for p in tl.of("optimizer_step") if _real_step(p)]
+    def _judge(self, tl: Timeline, program):
+        steps = [p for p in tl.of("optimizer_step") if _real_step(program, p)]
         if not steps:
             return
         backwards = tl.of("backward")
         clears = tl.of("zero_grad")
-        optimizers = {p.optimizer() for p in steps}
+        optimizers = _Optimizers(program, steps)
         for p in steps:
             loop = p.loops[-1]
             mine = [b for b in backwards if in_loop(b, loop) and not exclusive(b, p)]
@@ -386,7 +377,8 @@ for epoch in range(3):
                 continue
             if tl.loop.unit == "call":
                 continue  # a step function: its caller may clear the gradients
-            cleared = [z for z in clears if in_loop(z, loop) and not exclusive(z, p) and _clears(z, p, optimizers)]
+            here = [z for z in clears if in_loop(z, loop) and not exclusive(z, p)]
+            cleared = [z for z in here if optimizers.clears(z, p)]
             if cleared:
                 if any(runs_whenever(z, p) or any(g.is_accumulation for g in z.real_guards()) for z in cleared):
                     continue
@@ -394,11 +386,14 @@ for epoch in range(3):
                     continue
                 yield self._finding(program, p, mine, "some"), p
                 continue
-            if _calls_clearing_function(tl, loop, clearing_functions):
+            if calls_clearing_function(program, tl, loop):
                 continue
-            outer = [z for z in clears if not in_loop(z, loop) and common_loops(z, p) and _clears(z, p, optimizers)]
+            outer = [z for z in clears if not in_loop(z, loop) and common_loops(z, p) and optimizers.clears(z, p)]
+            other = [z for z in here if is_optimizer(program, z) and same_target(program, z, p) is False]
             if outer:
                 yield self._finding(program, p, mine, "outer", outer[0]), p
+            elif other:
+                yield self._finding(program, p, mine, "other", other[0]), p
             else:
                 yield self._finding(program, p, mine, "never"), p
 
@@ -407,7 +402,7 @@ for epoch in range(3):
         for z in clears:
             if z.loops != p.loops or not same_iteration_before(z, p) or not runs_whenever(z, p):
                 continue
-            if not _clears(z, p, optimizers, strict=True):
+            if not optimizers.clears(z, p, strict=True):
                 continue
             before = [b for b in backwards if same_iteration_before(b, z) and len(common_loops(b, z)) == len(z.loops)]
             after = [b for b in backwards if same_iteration_before(z, b) and same_iteration_before(b, p)]
@@ -439,6 +434,15 @@ for epoch in range(3):
             if octx:
                 related.append(Related(octx.path, octx.span(outer.node), "the only clearing, outside the batch loop"))
             hint = f"Move {opt}.zero_grad() into the batch loop"
+        elif how == "other":
+            octx = ctx_of(program, outer.facts)
+            cleared = short(octx.code(outer.node)) if octx else "zero_grad()"
+            message = (f"`{step}` runs every iteration, but the only clearing in the loop, `{cleared}` "
+                       f"({where(program, outer, p.facts)}), clears another optimizer: the gradients `{opt}` steps on "
+                       "are never cleared, so every update uses the sum of all gradients so far")
+            if octx:
+                related.append(Related(octx.path, octx.span(outer.node), "clears another optimizer's parameters"))
+            hint = f"Call {opt}.zero_grad() in each iteration (the optimizer that is stepped)"
         else:
             message = (f"`{step}` runs every iteration, but the gradients are only cleared on some branches: on the "
                        "others each `backward()` adds to the previous gradients")
@@ -458,40 +462,38 @@ for epoch in range(3):
                             related=related)
 
 
-def _real_step(p: TimedEvent) -> bool:
+def _real_step(program, p: TimedEvent) -> bool:
     """An optimizer step we can judge: not ``optimizer.step(closure)`` (LBFGS: the closure clears), not a
-    project optimizer wrapper (it may clear in its own step)."""
+    project optimizer wrapper (it may clear in its own step), not ``scaler.step()`` without an optimizer."""
     call = p.call
     if call is None:
         return False
-    if "scaler" not in p.receiver.lower() and call.args:
+    if call.args and not is_scaler(program, p):
         return False  # optimizer.step(closure) / step(closure=...): the closure clears
-    name = p.optimizer()
-    if not name:
-        return False
-    made = constructor_call(name, p.facts, p.scope, p.stmt)
-    if made is not None:
-        c, facts, _, _ = made
-        q = facts.qualify(c.func) or ""
-        local = dotted(c.func) or ""
-        if local in facts.classes:
-            return False  # a project optimizer wrapper
-        last = (q or local).rsplit(".", 1)[-1]
-        if q and not q.startswith(_OPTIM_LIBS) and last[:1].isupper():
-            return False  # a class from elsewhere (a project wrapper, a library with its own contract)
-    return True
+    return event_target(program, p) is not None and judged_optimizer(program, p)
 
 
-def _clears(z: TimedEvent, p: TimedEvent, optimizers, strict: bool = False) -> bool:
-    """Does clearing ``z`` clear what step ``p`` uses? An optimizer's zero_grad clears its own parameters
-    (another name we cannot pair is given the benefit of the doubt unless ``strict``); model.zero_grad() /
-    p.grad = None are taken to clear every optimizer's (when ``strict``: only with a single optimizer)."""
-    target = z.receiver
-    if target and (target in optimizers or _OPTIM_NAME.search(target.rsplit(".", 1)[-1])):
-        if target == p.optimizer():
-            return True
-        return not strict and target not in optimizers
-    return not strict or len(optimizers) == 1
+class _Optimizers:
+    """The optimizers a timeline steps, told apart by object identity (the model's
+    :func:`~trainlint.analysis.execution.same_target`)."""
+
+    def __init__(self, program, steps: List[TimedEvent]) -> None:
+        self.program, self.steps = program, steps
+        self.count = distinct_targets(program, steps)
+
+    def clears(self, z: TimedEvent, p: TimedEvent, strict: bool = False) -> bool:
+        """Does clearing ``z`` clear what step ``p`` uses? An optimizer's zero_grad clears its own
+        parameters (one the model cannot pair with any step is given the benefit of the doubt unless
+        ``strict``); model.zero_grad() / p.grad = None are taken to clear every optimizer's (when
+        ``strict``: only with a single optimizer)."""
+        program = self.program
+        stepped = [same_target(program, z, q) for q in self.steps]
+        if is_optimizer(program, z) or any(stepped):
+            same = same_target(program, z, p)
+            if same is not None:
+                return same
+            return not strict and not any(stepped)
+        return not strict or self.count == 1
 
 
 def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
@@ -510,37 +512,3 @@ def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
             return False  # `if cond: step()` ... `if cond: zero_grad()`: the same condition
         ifs.add(id(g.node))
     return len(ifs) == 1
-
-
-def _clearing_functions(program) -> Set[str]:
-    """Names of project functions whose body clears gradients (to trust unresolved calls to them:
-    inherited methods, module-attribute calls)."""
-    out: Set[str] = set()
-    for f in program.files:
-        text = f.ctx.source.text
-        if not _CLEAR_TEXT.search(text):
-            continue
-        for scope in f.facts.functions:
-            for s in scope.stmts:
-                node = s.node
-                if is_grad_clear_statement(node):
-                    out.add(scope.name)
-                    break
-                if any(isinstance(n, cst.Attribute) and n.attr.value in ("zero_grad", "zero_") for n in walk(node)):
-                    out.add(scope.name)
-                    break
-    return out
-
-
-def _calls_clearing_function(tl: Timeline, loop, names: Set[str]) -> bool:
-    if not names:
-        return False
-    for s in tl.loop.scope.stmts:
-        if not any(l is loop for l in s.loops) and not any(l is tl.loop.node for l in s.loops):
-            continue
-        for n in walk(s.node):
-            if isinstance(n, cst.Call):
-                name = (dotted(n.func) or "").rsplit(".", 1)[-1]
-                if name in names:
-                    return True
-    return False
