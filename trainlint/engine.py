@@ -256,7 +256,7 @@ class _FileState:
     node: Optional[object] = None
     real: str = ""
     digest: str = ""  # content hash, for the cache
-    seen: set = field(default_factory=set)  # program findings already kept (code, span, message)
+    seen: set = field(default_factory=set)  # (code, span) of the findings already kept
 
 
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
@@ -565,9 +565,9 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
         return
     if loaded is not None:  # files from outside these states that a program holds
         loaded.update(pf.path for program in programs for pf in program.files if pf.path in outside)
-    # Programs that share a file are judged together: rules remember on a file's context what they
-    # reported for it in an earlier program (a model shared by train.py and finetune.py is reported once),
-    # so such programs are cached, and recomputed, as one unit, in the run's order.
+    # Programs that share a file are cached, and recomputed, as one unit. Rules keep no memory between
+    # programs: a file shared by train.py and finetune.py is judged in both, and the merge below keeps
+    # one finding per rule and place.
     outcomes: Dict[int, list] = {}
     for cluster in _clusters(programs):
         key = None
@@ -596,20 +596,24 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
 
             cache.put("programs", key, [[[code, findings_to_json(found), err] for code, found, err in outcomes[id(p)]]
                                         for p in cluster])
-    for program in programs:
+    # A file shared by two programs (a model used by train.py and finetune.py) is judged in each, and a
+    # file checked on its own (file-level rules) may be judged again in a program: one finding per rule
+    # and place, the file's own first, then the programs' in the order of their entry scripts' paths (so
+    # the output does not depend on the order programs are built or processed in, nor on --jobs).
+    for st in states.values():
+        st.seen.update((f.code, f.span) for f in st.raw)
+    for program in sorted(programs, key=lambda p: (p.entry.path, p.entry.display)):
         for code, found, err in outcomes[id(program)]:
             if err is not None:
                 st = by_display.get(program.entry.display)
-                if st is not None:
+                if st is not None and st.result.error is None:
                     st.result.error = FileError(program.entry.display, err)
                 continue
             for f in found:
                 st = by_display.get(f.path)
                 if st is None:  # findings in files outside the run are not reported
                     continue
-                # A file shared by two programs (a model used by train.py and finetune.py) is judged
-                # in each: report each finding once.
-                key_f = (f.code, f.span, f.message)
+                key_f = (f.code, f.span)
                 if key_f not in st.seen:
                     st.seen.add(key_f)
                     st.raw.append(f)
@@ -652,9 +656,9 @@ def _parse_context(source: SourceFile, options: Options):
 
 
 def _materialize(program, states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
-    """Parse the program's files that came from the cache (program rules read syntax trees). A file of
-    the run also gets its file-level rules again (their findings came from the cache; some rules leave
-    on the file's context what the program-level pass must not repeat)."""
+    """Parse the program's files that came from the cache (program rules read syntax trees). The
+    file-level findings of a file of the run came from the cache; rules keep no state on a file's
+    context, so the file-level rules need not run again."""
     for pf in program.files:
         if isinstance(pf.ctx, _CachedFile):
             st = states.get(pf.path)
@@ -666,13 +670,6 @@ def _materialize(program, states: Dict[str, _FileState], options: Options, rules
                     raise RuntimeError(f"{pf.display} no longer parses")
                 if st is not None:
                     st.ctx = ctx
-                    for rule in rules:
-                        if rule.code in st.enabled:
-                            try:
-                                for _ in rule.check(ctx):
-                                    pass
-                            except Exception:  # reported from the cache already
-                                pass
             ctx.in_run = pf.ctx.in_run
             if st is not None:
                 st.node = ctx

@@ -1097,18 +1097,19 @@ def constructor_call(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> O
 
 
 class Reported:
-    """Report each node once per run, whatever program it is judged in (a file imported by two entry
-    scripts, a helper reached from two loops)."""
+    """Report each node once per program (a helper reached from two loops of one program). Rules keep no
+    memory between programs: the engine keeps one finding per rule and place when a file belongs to
+    several programs."""
 
     def __init__(self, program: Any, code: str) -> None:
-        self.program, self.key = program, f"_reported_{code}"
+        self.program, self.code = program, code
+        self._seen: Set[Tuple[int, int]] = set()
 
     def first(self, facts: FileFacts, node: cst.CSTNode, line: int) -> bool:
-        pf = self.program.file_of(facts) if self.program is not None else None
-        store = pf.ctx.__dict__.setdefault(self.key, set()) if pf is not None else facts.__dict__.setdefault(self.key, set())
-        if line in store:
+        key = (id(facts), line)
+        if key in self._seen:
             return False
-        store.add(line)
+        self._seen.add(key)
         return True
 
 

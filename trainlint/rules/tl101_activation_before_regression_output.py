@@ -375,13 +375,9 @@ for x, y in loader:
                             elif evidence is None:
                                 continue
                             reported.add(id(op.node))
-                            finding = self._finding(op, model_name, lc, evidence)
-                            # a model file shared by several programs (train.py, finetune.py) is reported once
-                            # (remembered on the file's context, which lives for one run)
-                            seen = op.file.ctx.__dict__.setdefault("_tl101_reported", set())
-                            if finding.span not in seen:
-                                seen.add(finding.span)
-                                yield finding
+                            # a model file shared by several programs (train.py, finetune.py) is judged in
+                            # each: the engine keeps one finding per rule and place
+                            yield self._finding(op, model_name, lc, evidence)
 
     def _last_ops(self, world: ModelWorld, src) -> List[Tuple[Op, str, bool]]:
         """(the activation that produces the output, the model's name, is it a dense (conv) output?)"""

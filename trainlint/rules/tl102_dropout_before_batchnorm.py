@@ -342,7 +342,6 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
             return
         world = ModelWorld.of_file(ctx)
         found = self._pairs(world, world.file_of_ctx(ctx))
-        ctx.__dict__["_tl102_found"] = set(found)
         for drop, bn, between in sorted(found.values(), key=lambda t: _line(ctx, t[0])):
             yield self._finding(ctx, drop, bn, between)
 
@@ -359,12 +358,9 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
             if "ropout" not in text or ("BatchNorm" not in text and "batchnorm" not in text.lower()):
                 continue
             ctx = file.ctx
-            done = ctx.__dict__.setdefault("_tl102_found", set())
             found = self._pairs(world, file)
-            for key, (drop, bn, between) in sorted(found.items(), key=lambda kv: _line(ctx, kv[1][0])):
-                if key in done:
-                    continue
-                done.add(key)
+            # what the file-level pass found already is found again here: the engine keeps one per place
+            for drop, bn, between in sorted(found.values(), key=lambda t: _line(ctx, t[0])):
                 yield self._finding(ctx, drop, bn, between)
 
     def _pairs(self, world: ModelWorld, file) -> Dict[int, Tuple[Op, Op, int]]:

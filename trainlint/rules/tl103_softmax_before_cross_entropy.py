@@ -579,11 +579,8 @@ class Lit(L.LightningModule):
                     finding = self._finding(world, origin, lc, program)
                     if len(origins) == 1 and op.node is pred and lc.loss not in _NLL:
                         finding.fix = _drop_fix(op)
-                    # a model file shared by several programs is reported once per run
-                    seen = op.file.ctx.__dict__.setdefault("_tl103_reported", set())
-                    if finding.span not in seen:
-                        seen.add(finding.span)
-                        yield finding
+                    # a model file shared by several programs is judged in each: the engine keeps one
+                    yield finding
 
     def _finding(self, world: ModelWorld, origin: Origin, lc: LossCall, program) -> Finding:
         op = origin.op

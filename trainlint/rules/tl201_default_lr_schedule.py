@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import libcst as cst
@@ -532,16 +532,9 @@ for epoch in range(EPOCHS):
         loops = program_loops(program)
         epoch_loops = [l for l in loops if l.unit == "epoch"]
         for s in scheds:
-            for finding in self._judge(s, scheds, loops, epoch_loops, program):
-                # A file imported by two entry scripts is judged in both programs: report it once. The
-                # memory lives on the file's context, so a new run starts afresh.
-                f = next((pf for pf in program.files if pf.display == finding.path), None)
-                reported = f.ctx.__dict__.setdefault("_tl201_reported", set()) if f is not None else set()
-                key = (finding.span.line, finding.span.column)
-                if key in reported:
-                    continue
-                reported.add(key)
-                yield finding
+            # one event stepping two schedulers gives one finding: the engine keeps one per rule and place
+            # (also for a file that two entry scripts import)
+            yield from self._judge(s, scheds, loops, epoch_loops, program)
 
     # ------------------------------------------------------------------------------------------
     def _judge(self, s: _Sched, scheds: List[_Sched], loops: List[TrainLoop], epoch_loops, program) -> Iterable[Finding]:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Iterable, Set, Tuple
+from typing import Iterable
 
 from trainlint.analysis.data import PATH_EVIDENCE, might_augment, data_model, random_op_names
 from trainlint.analysis.seeds import may_train
@@ -263,10 +263,6 @@ for epoch in range(10):
             else:
                 ctx, node = ops[0].file.ctx, ops[0].node
             span = ctx.span(node)
-            seen: Set[Tuple[int, int]] = ctx.__dict__.setdefault("_tl302_seen", set())
-            if (span.line, span.column) in seen:
-                continue
-            seen.add((span.line, span.column))
             names = random_op_names(ops)
             label = f" `{p.label}`" if p.label and p.kind != "dataset-class" else ""
             related = [Related(use.file.ctx.path, use.file.ctx.span(use.arg), f"used for training ({use.evidence})")]

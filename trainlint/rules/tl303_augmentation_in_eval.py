@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, List, Set, Tuple
+from typing import Iterable, List
 
 from trainlint.analysis.data import might_augment, PipelineUse, data_model, random_op_names
 from trainlint.findings import Finding, Related, Severity
@@ -346,11 +346,7 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
                 "validation metrics become noisy and biased"
             )
         span = ctx.span(node)
-        # the same file may belong to several programs (two entry scripts): report it once
-        seen: Set[Tuple[int, int]] = ctx.__dict__.setdefault("_tl303_seen", set())
-        if (span.line, span.column) in seen:
-            return
-        seen.add((span.line, span.column))
+        # the same file may belong to several programs (two entry scripts): the engine keeps one finding
         hint = (
             "Evaluate with a deterministic pipeline (Resize/CenterCrop/Normalize/ToTensor); keep random "
             "ops for training, or average several augmented passes on purpose (TTA)"

@@ -310,24 +310,13 @@ with torch.no_grad():
         if "DataLoader" not in text or is_entry(ctx.facts, text):
             return
         pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
-        found = list(self._check(Program(pf, [pf])))
-        ctx._tl_reported_304 = {(f.line, f.column) for f in found}
-        yield from found
+        yield from self._check(Program(pf, [pf]))
 
     def check_program(self, program) -> Iterable[Finding]:
-        for f in self._check(program):
-            # reported already when the file was checked on its own (it is imported by this entry), or by
-            # a sister program that shares the file (train_a.py and train_b.py importing one loader
-            # builder): one loader, one finding, whatever each program's evidence says
-            ctx = next((pf.ctx for pf in program.files if pf.ctx.path == f.path), None)
-            if ctx is not None:
-                seen = getattr(ctx, "_tl_reported_304", None)
-                if seen is None:
-                    seen = ctx._tl_reported_304 = set()
-                if (f.line, f.column) in seen:
-                    continue
-                seen.add((f.line, f.column))
-            yield f
+        # a file checked on its own as well (it is imported by this entry), or shared by a sister program
+        # (train_a.py and train_b.py importing one loader builder): one loader, one finding, whatever each
+        # program's evidence says; the engine keeps one finding per rule and place
+        yield from self._check(program)
 
     def _check(self, program) -> Iterable[Finding]:
         if not program_mentions(program, "DataLoader"):

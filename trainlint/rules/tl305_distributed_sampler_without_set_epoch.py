@@ -233,17 +233,12 @@ for step, batch in enumerate(loader):
         if "DistributedSampler" not in text or is_entry(ctx.facts, text):
             return
         pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
-        found = list(self._check(Program(pf, [pf])))
-        ctx._tl_reported_305 = {(f.line, f.column) for f in found}
-        yield from found
+        yield from self._check(Program(pf, [pf]))
 
     def check_program(self, program) -> Iterable[Finding]:
-        for f in self._check(program):
-            # reported already when the file was checked on its own (it is imported by this entry)
-            ctx = next((pf.ctx for pf in program.files if pf.ctx.path == f.path), None)
-            if ctx is not None and (f.line, f.column) in getattr(ctx, "_tl_reported_305", ()):
-                continue
-            yield f
+        # a file checked on its own as well (it is imported by this entry): the engine keeps the file's
+        # own finding at a place both passes report
+        yield from self._check(program)
 
     def _check(self, program) -> Iterable[Finding]:
         if not program_mentions(program, "DistributedSampler"):
