@@ -100,3 +100,58 @@ def test_an_old_module_imported_by_an_entry_is_read(tmp_path):
         """,
     })
     assert ("nets.py", 9, "TL101") in found, found
+
+
+# ---- old Mac line endings and positions of deep trees (a fuzz case: TL302 raised a KeyError) ----------
+
+
+def _deep_program(newline: str) -> str:
+    lines = [
+        "import torch",
+        "from torchvision import transforms",
+        "train_tf = transforms.Compose([transforms.RandomHorizontalFlip(), transforms.ToTensor()])",
+        "x = " + "(" * 150 + "1" + ")" * 150,
+        "for epoch in range(10):",
+        "    loss.backward()",
+    ]
+    return newline.join(lines) + newline
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"])
+def test_nesting_is_measured_whatever_the_line_endings(newline):
+    from trainlint.parsing import MAX_NESTING, TooDeep, check_nesting
+
+    with pytest.raises(TooDeep) as info:
+        check_nesting(_deep_program(newline), MAX_NESTING)
+    assert info.value.line == 4  # "\r" ends a line for libcst and the interpreter: the numbers agree
+    # a mixed file (a CR-only file with LF lines pasted in) is measured too
+    with pytest.raises(TooDeep):
+        check_nesting(_deep_program("\r").replace("for epoch", "y = 1\nfor epoch"), MAX_NESTING)
+
+
+def test_a_deep_file_with_cr_line_endings_is_refused_before_the_rules_see_it(tmp_path):
+    (tmp_path / "train.py").write_bytes(_deep_program("\r").encode())
+    config = Config(layers=[Selection()])
+    report, warnings = lint_paths([str(tmp_path)], Options(config=config, enabled=config.enabled_codes(list(registry()))))
+    assert not report.errors, [e.message for e in report.errors]  # no "internal error in rule TL302"
+    assert report.findings == []
+    assert any("more than 100 levels" in w and "line 4" in w for w in warnings), warnings
+
+
+def test_positions_of_a_tree_too_deep_to_compute_raise_recursion_error():
+    import sys
+
+    from trainlint.context import FileContext
+    from trainlint.source import SourceFile
+
+    # in a block: libcst's clean-up of the statement's position looks up what was never recorded
+    text = "def f():\n    if x:\n        y = " + "[" * 60 + "]" * 60 + "\n        z = 1\n"
+    ctx = FileContext(SourceFile("deep.py", text), parse(text)[0])
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(200)  # libcst computes positions recursively: 60 levels need more than this
+    try:
+        with pytest.raises(RecursionError):  # not libcst's KeyError from its clean-up code
+            ctx.span(ctx.module.body[0])
+    finally:
+        sys.setrecursionlimit(limit)
+    assert ctx.span(ctx.module.body[0]).line == 1

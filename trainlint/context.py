@@ -34,7 +34,20 @@ class FileContext:
         rule reports something (most files never pay for them)."""
         if self._positions is None:
             wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
-            self._positions = dict(wrapper.resolve(PositionProvider))
+            try:
+                self._positions = dict(wrapper.resolve(PositionProvider))
+            except RecursionError:
+                raise
+            except Exception as exc:
+                # libcst computes positions recursively; on a tree too deep for that, its clean-up code
+                # looks up positions never recorded and raises a KeyError holding a node: it is the
+                # RecursionError underneath that says what happened
+                cause = exc.__context__
+                while cause is not None and not isinstance(cause, RecursionError):
+                    cause = cause.__context__
+                if cause is not None:
+                    raise RecursionError("positions of a tree too deep to compute") from None
+                raise
         rng = self._positions.get(node)
         if rng is None:  # (a KeyError would carry the node: its repr is the whole subtree)
             raise LookupError(f"no position for a {type(node).__name__} node that is not in this file's tree")

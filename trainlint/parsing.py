@@ -101,6 +101,12 @@ def nesting_depth(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int]
         tokenize.NAME, tokenize.OP, tokenize.STRING, tokenize.NUMBER, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
     count = 0
     try:
+        # libcst (like the interpreter) ends a line at "\r\n", "\r" or "\n"; a StringIO's readline only at
+        # "\n", and the tokenizer then fails on a file with old Mac line endings ("\r"), mixed ones
+        # included: the estimate gave up (None) and a too-deep file reached the analysis. One "\n" per
+        # line break keeps the line numbers.
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             kind, string = tok.type, tok.string
             count += 1
