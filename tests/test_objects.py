@@ -343,3 +343,28 @@ def test_near_miss_an_undecidable_condition_keeps_both_arms(tmp_path):
             n = norm  # ask
     """})
     assert _names(_ask(w)) == ["torch.nn.BatchNorm1d", "torch.nn.LayerNorm"]
+
+
+def test_a_classmethod_constructor_builds_an_instance_of_its_class(tmp_path):
+    w = _world(tmp_path, {"train.py": """
+        import pytorch_lightning as pl
+        from net import Net
+        if __name__ == "__main__":
+            trainer = pl.Trainer.from_argparse_args(args)
+            x = trainer  # ask
+            model = Net.from_config({"width": 3})
+            y = model  # ask
+            z = model.from_file("w.pt")  # ask
+    """, "net.py": """
+        import torch.nn as nn
+        class Net(nn.Module):
+            @classmethod
+            def from_config(cls, cfg):
+                return cls()
+    """})
+    objs = _ask(w)
+    assert [o.kind for o in objs[:2]] == ["instance", "instance"]
+    assert objs[0].qname == "pytorch_lightning.Trainer" or objs[0].qname.endswith(".Trainer")
+    assert objs[1].cls is not None and objs[1].cls.name == "Net"
+    # near miss: `from_*` on an instance (lowercase receiver) is an ordinary method call, not a constructor
+    assert all(o.kind != "instance" for o in objs[2:])

@@ -722,3 +722,41 @@ def test_torch_from_a_star_import_of_the_model_module_is_seeded(tmp_path):
         "train.py": "from modeling.deeplab import *\n" + LOOP + "\nif __name__ == '__main__':\n    torch.manual_seed(1)\n    fit(DeepLab(), l, o)\n",
     })
     assert found == []
+
+
+LIGHTNING_CLI = """
+import torch
+import pytorch_lightning as pl
+from pytorch_lightning import Trainer
+
+
+class AE(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(8, 8)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.mse_loss(self.net(batch), batch)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+def cli_main(args):
+    {seed}
+    trainer = Trainer.from_argparse_args(args)
+    trainer.fit(AE(), torch.utils.data.DataLoader(torch.randn(64, 8), batch_size=8, shuffle=True))
+
+
+if __name__ == "__main__":
+    cli_main(None)
+"""
+
+
+def test_a_lightning_trainer_built_by_from_argparse_args_trains(tmp_path):
+    # lightning-bolts' CLIs: `Trainer.from_argparse_args(args)` is a Trainer, so `trainer.fit` trains
+    assert _where(_run(tmp_path, {"train.py": LIGHTNING_CLI.replace("{seed}", "pass")})) == ["train.py:21"]
+
+
+def test_near_miss_a_seeded_lightning_cli_is_silent(tmp_path):
+    assert _run(tmp_path, {"train.py": LIGHTNING_CLI.replace("{seed}", "pl.seed_everything(0)")}) == []

@@ -57,7 +57,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import positional
+from trainlint.analysis.syntax import constructed_class, positional
 
 _MAX_DEPTH = 16
 _MAX_ALTS = 8
@@ -975,6 +975,11 @@ class World:
                 base = self.objects(pos[0], file, scope, stmt, depth + 1) if dotted(pos[0]) is None or not self._is_import(dotted(pos[0]).split(".")[0], file, scope, stmt) else self._global_module(pos[0], file)
                 return self._member_of(base, attr.value, call, file, scope, stmt, depth)
             return self._unknown(call, file, scope, stmt)
+        ctor = constructed_class(func)
+        if ctor is not func:  # Trainer.from_argparse_args(args): an instance of the class, built here
+            classes = [c for c in self.objects(ctor, file, scope, stmt, depth + 1) if c.kind == "class"]
+            if classes:
+                return [Obj("instance", c.qname, call, file, scope, stmt, cls=c.cls) for c in classes[:_MAX_ALTS]]
         callees = self.objects(func, file, scope, stmt, depth + 1)
         out: List[Obj] = []
         for c in callees[:_MAX_ALTS]:

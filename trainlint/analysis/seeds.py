@@ -29,6 +29,7 @@ import libcst as cst
 from trainlint.analysis.facts import ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import dotted
 from trainlint.analysis.program import Program, ProgramFile, resolve_module
+from trainlint.analysis.syntax import constructed_class
 from trainlint.analysis.training import backward_roots
 from trainlint.analysis.walk import child_nodes
 
@@ -501,7 +502,7 @@ def _fit_or_train(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
     recv = func.value
     ctor: Optional[cst.BaseExpression] = None
     if isinstance(recv, cst.Call):
-        ctor = recv.func
+        ctor = constructed_class(recv.func)
     else:
         name = dotted(recv)
         if name is None:
@@ -511,7 +512,7 @@ def _fit_or_train(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
             found = facts.attributes.get(scope.class_name, {}).get(name, [])
         for a in found:
             if isinstance(a.value, cst.Call):
-                ctor = a.value.func
+                ctor = constructed_class(a.value.func)
                 break
         if ctor is None:
             last = name.rsplit(".", 1)[-1].lower()

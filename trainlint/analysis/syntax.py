@@ -51,3 +51,15 @@ def short(text: str, limit: int = 40) -> str:
 def short_qualname(q: str) -> str:
     """``torch.nn.ReLU`` -> ``nn.ReLU`` for messages."""
     return "nn." + q[len("torch.nn."):] if q.startswith("torch.nn.") else q
+
+
+def constructed_class(func: cst.BaseExpression) -> cst.BaseExpression:
+    """The class a call builds: ``Trainer(...)`` -> ``Trainer``; an alternative constructor spelled as a
+    classmethod, ``Trainer.from_argparse_args(args)`` / ``Model.from_pretrained(p)`` /
+    ``Cfg.from_dict(d)`` -> ``Trainer`` / ``Model`` / ``Cfg`` (a capitalised receiver, a ``from_*``
+    method). Anything else is returned unchanged."""
+    if not isinstance(func, cst.Attribute) or not func.attr.value.startswith("from_"):
+        return func
+    recv = func.value
+    last = recv.attr.value if isinstance(recv, cst.Attribute) else recv.value if isinstance(recv, cst.Name) else ""
+    return recv if last[:1].isupper() else func
