@@ -275,6 +275,46 @@ except PermissionError as exc:
 
 
 @pytest.mark.slow
+def test_probes_end_before_the_timeout_when_a_fresh_run_is_slow(tmp_path):
+    # the determinism probe's fresh run stalls (as a slow LBFGS script's does on a loaded machine): its budget
+    # (2x the watched run, at least 20 s) would outlast --timeout 25; the probes end before it instead
+    script = tmp_path / "stalls.py"
+    script.write_text("import os, time\nimport torch\n"
+                      "if os.environ.get('TRAINLINT_FRESH_ID'):\n    time.sleep(120)\n"
+                      "torch.manual_seed(0)\nm = torch.nn.Linear(4, 1)\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+                      "x = torch.randn(16, 4)\ny = x.sum(1, keepdim=True)\n"
+                      "for _ in range(10):\n    opt.zero_grad()\n"
+                      "    torch.nn.functional.mse_loss(m(x), y).backward()\n    opt.step()\n")
+    t0 = time.monotonic()
+    proc = trainlint("--output-format", "json", "--timeout", "25", "--probe", "determinism", "--probe",
+                     "overfit-one-batch", "--", "python", str(script), cwd=tmp_path)
+    took = time.monotonic() - t0
+    assert proc.returncode in (0, 1), proc.stderr
+    p = probes_of(json.loads(proc.stdout))
+    assert p["determinism"]["verdict"] == "skipped" and "did not finish" in p["determinism"]["reason"]
+    assert p["overfit-one-batch"]["verdict"] == "ok"
+    assert took < 25 + 10  # (trainlint's own start and the static pass come on top of the script's 25 s)
+
+
+def test_a_fresh_run_stops_at_its_last_loss(tmp_path):
+    # determinism's fresh run needs the losses only: with --steps 2 it stops at the second loss, before that
+    # step's backward (an LBFGS step is 20 of them); the script's log shows one backward done, not two
+    script = tmp_path / "logs.py"
+    log = tmp_path / "log.txt"
+    script.write_text("import torch\ntorch.manual_seed(0)\nm = torch.nn.Linear(3, 1)\n"
+                      "opt = torch.optim.SGD(m.parameters(), lr=0.1)\nx = torch.randn(8, 3)\n"
+                      "for i in range(5):\n    opt.zero_grad()\n    loss = m(x).pow(2).mean()\n    loss.backward()\n"
+                      f"    open({str(log)!r}, 'a').write(f'backward {{i}}\\n')\n    opt.step()\n")
+    out = tmp_path / "fresh.json"
+    proc = subprocess.run([sys.executable, "-m", "trainlint.runtime.shim", "--steps", "2", "--losses-only", "--out",
+                           str(out), "--", str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(out.read_text())
+    assert data["status"] == "ok" and len(data["losses"]) == 2 and data["losses"][1] < data["losses"][0]
+    assert log.read_text() == "backward 0\n"
+
+
+@pytest.mark.slow
 def test_sigterm_ends_the_script_cleans_up_and_exits_2(tmp_path):
     script = tmp_path / "hang.py"
     pidfile = tmp_path / "pid"
@@ -515,6 +555,48 @@ def test_api_batch_independence_finds_the_batch_dimension_of_sequence_models(bat
     assert ok.verdict == "ok", ok.reason
     assert ok.metrics["samples"] == 6 and ok.metrics["batch_dim"] == (0 if batch_first else 1)
     assert check(LM(True), (x, y), loss, probes=["batch-independence"])[0].verdict == "problem"
+
+
+def test_api_gradient_health_does_not_judge_an_lbfgs_step_by_its_size():
+    # time_sequence_prediction after 3 LBFGS steps: near a minimum the step is tiny (10^-4.6 of the weights);
+    # LBFGS sizes it by line search, not by an LR, so that is no unhealthy gradient
+    from trainlint.runtime.api import check
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 3, dtype=torch.double)
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]], dtype=torch.double)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    opt = torch.optim.LBFGS(model.parameters(), lr=0.8)
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    res = check(model, (x, y), torch.nn.functional.mse_loss, optimizer=opt, probes=["gradient-health"])[0]
+    assert min(res.metrics["update_ratio_log10"].values()) < -4  # what the SGD rule would call too small
+    assert res.verdict == "ok" and res.metrics["update_ratio_judged"] is False, res.evidence
+
+
+def test_api_input_independent_baseline_reuses_overfit_one_batchs_run():
+    # both train a copy on the same 16 samples with the script's optimizer: the second probe reuses the first's
+    # run (a dropout layer makes two separate runs differ: equal series can only be the same run)
+    from trainlint.runtime.api import check
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(32, 3))
+    x = torch.randn(16, 6)
+    y = x[:, :3].argmax(1)
+    res = check(model, (x, y), torch.nn.functional.cross_entropy, optimizer=torch.optim.Adam(model.parameters()),
+                probes=["overfit-one-batch", "input-independent-baseline"])
+    by = {r.name: r for r in res}
+    overfit = by["overfit-one-batch"].series["loss (Adam(lr=0.001))"]
+    real = by["input-independent-baseline"].series["loss (real inputs)"]
+    assert len(real) >= 5 and real == overfit[:len(real)]
+    assert by["input-independent-baseline"].verdict == "ok"
 
 
 def test_a_model_copy_rebinds_closures_over_its_own_layers():

@@ -170,12 +170,14 @@ class Capture:
     manual_lr: Optional[float] = None  # |update| / |gradient| of a manual SGD update
     started: float = field(default_factory=time.perf_counter)
     step_times: List[float] = field(default_factory=list)
+    step_cpu: List[float] = field(default_factory=list)  # this process's CPU seconds at each step (all threads)
 
     def reset(self) -> None:
         """Forget the steps seen (a forked child starts counting its own; a process that is not watched keeps
         nothing)."""
         self.steps = []
         self.step_times = []
+        self.step_cpu = []
         self._calls = []
         self._loss = None
         self._pending = None
@@ -606,6 +608,7 @@ class Hooks:
                 grad_norm=cap._grad_norm, loader=cap._batch_loader, batch=cap._batch,
                 optimizer=opt, scheduler_calls_before=len(cap.scheduler_calls)))
             cap.step_times.append(time.perf_counter())
+            cap.step_cpu.append(time.process_time())
             cap._calls = []
             cap._loss = None
             cap._pending = None
@@ -642,6 +645,20 @@ class Hooks:
                     pass
             info.site = user_site(roots)
             cap._loss = info
+            if self.losses_only and len(cap.steps) + 1 >= cap.max_steps:
+                # a fresh run (determinism) needs the losses only: it stops at the last one, before that
+                # step's backward and update (an LBFGS step is 20 of them)
+                idx = len(cap.steps) + 1
+                cap.steps.append(Step(index=idx, calls=[], loss=info, lr=[], grad_norm=None, loader=None, batch=None,
+                                      optimizer=None, scheduler_calls_before=len(cap.scheduler_calls)))
+                cap.step_times.append(time.perf_counter())
+                cap.step_cpu.append(time.process_time())
+                if cap.on_step is not None:
+                    cap.on_step(idx)
+                if cap.off:
+                    cap.reset()
+                    return
+                raise StopTraining()
             if not cap.optimizers:
                 cap._pending = (list(cap._calls), _fingerprints(cap._calls))
                 cap._manual_before = _clones(cap._pending[1])
@@ -835,6 +852,7 @@ class Hooks:
                               loader=cap._batch_loader, batch=cap._batch, optimizer=None,
                               scheduler_calls_before=len(cap.scheduler_calls), params=changed))
         cap.step_times.append(time.perf_counter())
+        cap.step_cpu.append(time.process_time())
         cap._calls = cap._calls[len(calls):]  # the calls since that backward belong to the next step
         cap._loss = None
         if cap.on_step is not None:

@@ -314,6 +314,8 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
             "--device", opts.device, "--budget", str(opts.budget)]
     if opts.budget_total:
         shim += ["--budget-total", str(opts.budget_total)]
+    # the probes end before --timeout (what the watched steps left of it), with time to write the result
+    shim += ["--deadline", f"{time.time() + opts.timeout - 3.0:.3f}"]
     for p in opts.probes:
         shim += ["--probe", p]
     shim += ["--"] + target

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import runpy
 import sys
@@ -38,6 +39,9 @@ def parse(argv: List[str]):
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="seconds per probe")
     p.add_argument("--budget-total", type=float, default=None, help="seconds for all the probes together")
     p.add_argument("--losses-only", action="store_true", help="record the losses only (fresh runs of determinism)")
+    p.add_argument("--deadline", type=float, default=None,
+                   help="time.time() by which the result must be written (trainlint run's --timeout): the probes "
+                        "shrink their budgets to end before it")
     args = p.parse_args(own)
     if not target:
         p.error("nothing to run after --")
@@ -361,6 +365,7 @@ def _child_result(out: str) -> Optional[Dict[str, Any]]:
 def child_config(args: Any, target: List[str], roots: List[str]) -> Dict[str, Any]:
     return {"steps": args.steps, "out": args.out, "device": args.device, "probe": list(args.probe),
             "budget": args.budget, "budget_total": args.budget_total, "losses_only": args.losses_only,
+            "deadline": args.deadline,
             "target": list(target), "roots": roots, "cwd": os.getcwd(), "started": _STARTED,
             "owner": _OWNER[0]}
 
@@ -434,6 +439,7 @@ def child_report(cap: Any, hooks: Any, cfg: Dict[str, Any], exc: BaseException, 
     if not cfg.get("losses_only"):
         args = argparse.Namespace(steps=cfg["steps"], out=cfg["out"], device=cfg["device"], probe=cfg["probe"],
                                   budget=cfg["budget"], budget_total=cfg["budget_total"], losses_only=False,
+                                  deadline=cfg.get("deadline"),
                                   child=True, process_name=me.name,
                                   concurrent=os.path.exists(cfg["out"] + ".others"))
         global _STARTED
@@ -534,7 +540,7 @@ def _leave_process_group() -> None:
 
 
 def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0) -> List[Dict[str, Any]]:
-    from trainlint.runtime.probes import ProbeContext, ProbeResult, registry
+    from trainlint.runtime.probes import Budget, ProbeContext, ProbeResult, registry
 
     reg = registry()
     wanted = [n for n in PROBE_NAMES if not args.probe or n in args.probe]
@@ -552,11 +558,18 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
     weights = {n: PROBE_WEIGHTS.get(n, 1.0) for n in wanted}
     # determinism's fresh run (a second process) runs while the other probes work in this one
     pending = None
+    deadline = getattr(args, "deadline", None)
+
+    def wall_left() -> float:
+        return (deadline - time.time() - DEADLINE_RESERVE) if deadline else math.inf
+
     if "determinism" in wanted and reg.get("determinism") is not None:
         det = reg["determinism"]()
         t = time.perf_counter()
         try:
-            pending = det.start(cap, max(args.budget, 2.0 * run_seconds + 5.0), ctx)
+            # the fresh run stops at its last loss: about as long as the watched run's steps, twice that on a
+            # machine it shares with the other probes; never past trainlint run's --timeout
+            pending = det.start(cap, max(1.0, min(max(args.budget, 2.0 * run_seconds + 5.0), wall_left())), ctx)
         except Exception as exc:
             pending = ProbeResult("determinism", "skipped", f"the probe failed: {type(exc).__name__}: {exc}")
         start_cost = time.perf_counter() - t
@@ -570,11 +583,17 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
             left = max(0.5, total - (t - start))
             share = weights[name] / max(1e-9, sum(weights[n] for n in wanted[k:]))
             budget = max(0.5, min(args.budget, left * share))
+        if deadline:  # what is left before --timeout, shared by the probes still to run (in wall time)
+            share = weights[name] / max(1e-9, sum(weights[n] for n in wanted[k:]))
+            budget = max(0.2, min(budget, wall_left() * share / Budget.WALL_FACTOR))
         cls = reg.get(name)
         if cls is None:
             res = ProbeResult(name, "skipped", "not implemented yet")
         else:
             bound = budget * 2 + 10  # a probe stuck inside one long call is stopped here
+            if deadline:
+                bound = max(1.0, min(bound, wall_left() * max(0.25, weights[name] / max(
+                    1e-9, sum(weights[n] for n in wanted[k:])))))
             try:
                 with _time_bound(bound):
                     res = cls().run(cap, budget, ctx)
@@ -591,7 +610,7 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
             res = pending
         else:
             try:
-                with _time_bound(max(5.0, pending["deadline"] - time.monotonic()) + 30):
+                with _time_bound(max(5.0, min(pending["deadline"] - time.monotonic() + 30, wall_left() + 2))):
                     res = det.finish(pending)
             except ProbeTimeout:
                 res = ProbeResult("determinism", "skipped", "the fresh run could not be ended in time")
@@ -602,6 +621,8 @@ def run_probes(cap: Any, args: Any, target: List[str], run_seconds: float = 0.0)
     return out
 
 
+#: Seconds kept before --deadline for the determinism probe's clean-up and the result.
+DEADLINE_RESERVE = 4.0
 #: Shares of the total probe time (the probes that train a copy need more than those that look once).
 PROBE_WEIGHTS = {"overfit-one-batch": 4.0, "input-independent-baseline": 3.0, "determinism": 0.0,
                  "batch-independence": 1.5}

@@ -43,6 +43,8 @@ class Setup:
     clip_norm: Optional[float] = None  # the script's gradient clipping (max_norm), copied by the training probes
     #: The optimizer copy is the script's own (class, LR); False for a manual update's estimated SGD
     opt_exact: bool = True
+    #: Training runs of the probes, by name (see overfit_one_batch.train): shared by the copies take() makes
+    runs: Dict[Any, Any] = field(default_factory=dict)
 
     def raw_output(self, out: Any) -> Any:
         """The output tensor the loss came from (for a model computing its own loss: its largest tensor)."""

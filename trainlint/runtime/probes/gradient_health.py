@@ -6,7 +6,7 @@
   1e-3 with ||g_first|| < 1e-4 is vanishing, a ratio > 70 exploding), or a layer norm > 1e3;
 - the update/weight ratio of one optimizer step, log10(||dw||/||w||) below -4 (TheDeepChecker) or above 0 (at init;
   TheDeepChecker's -1 is for trained weights), on the
-  weight matrices (dim >= 2).
+  weight matrices (dim >= 2); not judged for LBFGS, whose step length comes from line search, not from an LR.
 TL203 (a misplaced clip_grad_norm_) is confirmed when the gradients explode or are not finite.
 """
 
@@ -21,6 +21,8 @@ from trainlint.runtime.probes._setup import get_setup, output_tensor
 VANISH_RATIO, VANISH_NORM, EXPLODE_RATIO = 1e-3, 1e-4, 70.0  # AUTOTRAINER
 UPDATE_RANGE = (-4.0, -1.0)  # TheDeepChecker, log10(||dw|| / ||w||)
 UPDATE_MAX_AT_INIT = 0.0  # the upper bound used on the first step (see below)
+#: Optimizers whose update size is not set by a learning rate: their update/weight ratio is recorded, not judged.
+QUASI_NEWTON = ("LBFGS",)
 #: A layer's gradient norm beyond which it explodes on its own (a recurrent layer explodes through time, inside
 #: one "layer", where AUTOTRAINER's first/last ratio cannot see it).
 EXPLODE_NORM = 1e3
@@ -128,6 +130,11 @@ class GradientHealth(Probe):
                 # at init the weights are small and the gradients large: a step of 10^-0.5 of the weights is
                 # common (SGD at LR 20 for an LSTM); above the weight itself (10^0) the step rewrites the layer
                 out_of = {n: r for n, r in ratios.items() if r > UPDATE_MAX_AT_INIT or (r < UPDATE_RANGE[0] and n not in zero)}
+                if type(opt).__name__ in QUASI_NEWTON:
+                    # its step length comes from its curvature estimate and line search, not from an LR: a small
+                    # step is a small gradient near a minimum (time_sequence_prediction after 3 LBFGS steps)
+                    out_of = {}
+                    metrics["update_ratio_judged"] = False
                 if out_of:
                     n, r = max(out_of.items(), key=lambda kv: abs(kv[1] + 2.5))
                     problems.append(f"update/weight ratio 10^{num(r)} at {n} with {label} (outside "

@@ -131,7 +131,28 @@ def _still_falling(losses: List[float]) -> bool:
     return prev > 0 and last < 0.97 * prev
 
 
-def train(setup: Any, budget: Budget, fallback: bool, steps: int = STEPS) -> Tuple[List[float], Any, str]:
+def train(setup: Any, budget: Budget, fallback: bool, steps: int = STEPS, reuse: str = "") -> Tuple[List[float], Any, str]:
+    """Train a copy of the model on ``setup``'s batch; returns (losses, (picked output, raw output), optimizer).
+
+    ``reuse`` names the run in the setup's cache (shared by the probes through the captured Setup): a later
+    probe asking for the same run (input-independent-baseline's real-input run is overfit-one-batch's first
+    attempt) gets its first ``steps`` losses instead of training again."""
+    cache = getattr(setup, "runs", None) if reuse else None
+    # (the script's own Adam at 1e-3 and the fallback Adam 1e-3 are one optimizer: one run)
+    opt = "fallback" if fallback or setup.opt_class is None else (setup.opt_class, tuple(sorted(setup.opt_kwargs.items())))
+    if opt != "fallback" and setup.opt_class.__name__ == "Adam" and setup.opt_kwargs in ({}, {"lr": 1e-3}):
+        opt = "fallback"
+    key = (reuse, repr(opt))
+    if cache is not None and key in cache:
+        losses, out, label = cache[key]
+        return losses[:steps], out, label
+    result = _train(setup, budget, fallback, steps)
+    if cache is not None:
+        cache[key] = result
+    return result
+
+
+def _train(setup: Any, budget: Budget, fallback: bool, steps: int) -> Tuple[List[float], Any, str]:
     from trainlint.runtime.probes import to_device
 
     model = setup.copy_model()
@@ -188,7 +209,7 @@ class OverfitOneBatch(Probe):
         out_of_time = []
         for k, fallback in enumerate(tries):
             share = budget.left / (len(tries) - k)
-            losses, out, label = train(small, Budget(share), fallback)
+            losses, out, label = train(small, Budget(share), fallback, reuse=f"first {SMALL_BATCH}")
             if len(losses) < STEPS and losses and losses[-1] == losses[-1] and budget.expired is not None:
                 ran_out = not (losses[0] > 0 and losses[-1] < 0.01 * losses[0])
                 if ran_out:
