@@ -23,7 +23,7 @@ from trainlint.analysis.modules import (  # noqa: F401
     _MAX_ALTS, _is_false, _short_q, assigned_value, feeds, iter_calls, last_meaningful, module_classes, sequential_calls,
 )
 from trainlint.analysis.syntax import kwarg, positional
-from trainlint.analysis.training import FUNCTIONAL_LOSSES
+from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 
 
 # -- linking model outputs to losses ------------------------------------------------------------------

@@ -29,8 +29,8 @@ import libcst as cst
 from trainlint.analysis.facts import ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import dotted
 from trainlint.analysis.program import Program, ProgramFile, resolve_module
+from trainlint.analysis.execution import backward_roots
 from trainlint.analysis.syntax import constructed_class
-from trainlint.analysis.training import backward_roots
 from trainlint.analysis.walk import child_nodes
 
 TORCH, NUMPY, RANDOM = "torch", "numpy", "random"

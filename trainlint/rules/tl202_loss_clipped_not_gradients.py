@@ -5,7 +5,7 @@ from typing import Iterable, Set
 import libcst as cst
 
 from trainlint.analysis.objects import World
-from trainlint.analysis.training import as_cap, backward_roots, direct_caps, flow_back, is_lossy
+from trainlint.analysis.execution import as_cap, backward_roots, direct_caps, flow_back, is_lossy
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
