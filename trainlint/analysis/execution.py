@@ -491,6 +491,20 @@ def program_loops(program: Any) -> List[TrainLoop]:
     return out
 
 
+def repeated_training_loop(program: Any) -> Optional[Tuple[Any, cst.CSTNode]]:
+    """A loop around a batch loop that trains (``while True:`` / ``for it in ...`` around ``for batch in
+    loader: ... backward()``), as (program file, outer loop): the data is read again and again even
+    without an epoch counter. None when there is none."""
+    from trainlint.analysis.data import _trains
+
+    for pf in program.files:
+        for scope in pf.facts.scopes():
+            for s in scope.stmts:
+                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
+                    return pf, s.loops[0]
+    return None
+
+
 # ------------------------------------------------------------------------------------------------
 # set_epoch: when it runs, with what, on which sampler
 
@@ -1498,13 +1512,7 @@ def allocation_sites(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
     (:mod:`trainlint.analysis.objects`); None when some alternative cannot be followed."""
     if program is None:
         return None
-    from trainlint.analysis.objects import World
-
-    world = World.of_program(program)
-    file = world.file_of(ref.facts)
-    if file is None:
-        return None
-    objs = world.objects(ref.expr, file, ref.scope, ref.stmt)
+    objs = _objects_of(program, ref)
     # an "unknown" with a library name is the result of a library call (``densenet121()``): a fresh
     # object made at that call, so still an allocation site
     if not objs or any((o.kind == "unknown" and not o.qname) or o.node is None for o in objs):
@@ -1537,10 +1545,7 @@ def holds_submodule(program: Any, owner: ObjectRef, part: ObjectRef) -> bool:
     from trainlint.analysis.objects import World
 
     world = World.of_program(program)
-    file = world.file_of(owner.facts)
-    if file is None:
-        return False
-    objs = world.objects(owner.expr, file, owner.scope, owner.stmt)
+    objs = _objects_of(program, owner)
     return bool(objs) and all(ob.kind == "instance" and ob.cls is not None and world.is_module_class(ob.cls) for ob in objs)
 
 

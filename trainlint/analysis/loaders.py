@@ -21,7 +21,7 @@ import libcst as cst
 from trainlint.analysis.data import UNKNOWN, _conditions, _Where, _word_role_of_name, data_model
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.values import fold
+from trainlint.analysis.values import fold, names_in
 from trainlint.analysis.walk import calls, walk
 from trainlint.analysis.syntax import is_none, keyword_arg
 
@@ -77,16 +77,7 @@ class LoaderFact:
         return self.pf.facts
 
     def sampler_names(self) -> List[str]:
-        out: List[str] = []
-        for e in (self.sampler, self.batch_sampler):
-            if e is None:
-                continue
-            for n in walk(e):
-                if isinstance(n, (cst.Name, cst.Attribute)):
-                    d = dotted(n)
-                    if d is not None:
-                        out.append(d)
-        return out
+        return [d for e in (self.sampler, self.batch_sampler) if e is not None for d in names_in(e)]
 
 
 @dataclass(eq=False)
@@ -487,18 +478,12 @@ def reads_data_once(program: Any) -> bool:
     """Does the program read its training data in a single pass? Its training loops are all iteration
     loops (a demo, a benchmark bounded by a step count) with no epoch loop and no loop around a batch
     loop. False when no training loop is found at all (a framework's trainer runs the epochs)."""
-    from trainlint.analysis.data import _trains
-    from trainlint.analysis.execution import program_loops
+    from trainlint.analysis.execution import program_loops, repeated_training_loop
 
     loops = program_loops(program)
     if not loops or any(l.unit == "epoch" for l in loops):
         return False
-    for pf in program.files:
-        for scope in pf.facts.scopes():
-            for s in scope.stmts:
-                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
-                    return False  # `while True:` / `for it in ...` around a batch loop that trains
-    return True
+    return repeated_training_loop(program) is None  # no `while True:` around a batch loop that trains
 
 
 #: Signs that the order of the batches is the point: a stateful RNN carrying its hidden state across

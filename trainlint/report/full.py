@@ -238,11 +238,14 @@ def render_full(report: Report, stream: IO[str], color: bool) -> None:
         for f in report.findings:
             out.extend(_block(report, f, color))
             out.append("")
-    if report.summary:
-        out.extend(summary_lines(report, color))
-    else:
-        out.extend(_error_lines(report, color))
-        while out and out[-1] == "":
-            out.pop()
+    write_closing(report, out, stream, color)
+
+
+def write_closing(report: Report, out: List[str], stream: IO[str], color: bool) -> None:
+    """Write ``out`` and the closing lines a human format ends with: the summary, or without one
+    (``--quiet``) the files that could not be checked."""
+    out.extend(summary_lines(report, color) if report.summary else _error_lines(report, color))
+    while out and out[-1] == "":
+        out.pop()
     if out:
         stream.write("\n".join(out) + "\n")

@@ -19,7 +19,7 @@ from trainlint.report.base import Report, position, register
 @register("grouped", for_humans=True, description="Findings grouped by file, one indented line each (ruff's grouped).")
 def render_grouped(report: Report, stream: IO[str], color: bool) -> None:
     from trainlint.report.concise import one_line
-    from trainlint.report.full import BOLD, SEVERITY_COLOR, _error_lines, paint, summary_lines
+    from trainlint.report.full import BOLD, SEVERITY_COLOR, paint, write_closing
 
     by_file: Dict[str, list] = {}
     for f in report.findings:
@@ -37,11 +37,4 @@ def render_grouped(report: Report, stream: IO[str], color: bool) -> None:
             fixable = " [*]" if f.fix is not None and (f.fix.applicability.value == "safe" or report.unsafe_fixes and f.fix.applicability.value == "unsafe") else ""
             out.append(f"  {w.ljust(width)} {code}{fixable} [{f.severity.label}] {one_line(f.message)}")
         out.append("")
-    if report.summary:
-        out.extend(summary_lines(report, color))
-    else:
-        out.extend(_error_lines(report, color))
-    while out and out[-1] == "":
-        out.pop()
-    if out:
-        stream.write("\n".join(out) + "\n")
+    write_closing(report, out, stream, color)

@@ -7,7 +7,7 @@ import libcst as cst
 
 from trainlint.analysis.data import _word_role_of_name
 from trainlint.analysis.loaders import SamplerFact, loader_facts, program_mentions
-from trainlint.analysis.execution import EpochReseed, TrainLoop, epoch_reseeds, program_loops
+from trainlint.analysis.execution import EpochReseed, TrainLoop, epoch_reseeds, program_loops, repeated_training_loop
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
 from trainlint.rules import Rule
 
@@ -249,7 +249,7 @@ for step, batch in enumerate(loader):
         if not facts.samplers:
             return
         epoch_loops = [l for l in program_loops(program) if l.unit == "epoch"]
-        repeated = None if epoch_loops else _repeated_training_loop(program)
+        repeated = None if epoch_loops else repeated_training_loop(program)
         if not epoch_loops and repeated is None:
             return
         reseeds = epoch_reseeds(program)
@@ -349,19 +349,6 @@ def _framework_sets_epoch(program) -> bool:
         if "transformers" in text and "Trainer(" in text:
             return True
     return False
-
-
-def _repeated_training_loop(program):
-    """A loop around the batch loop that trains (``while True:`` / ``for it in ...`` around ``for batch
-    in loader: ... backward()``): the data is read again and again even without an epoch counter."""
-    from trainlint.analysis.data import _trains
-
-    for pf in program.files:
-        for scope in pf.facts.scopes():
-            for s in scope.stmts:
-                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
-                    return pf, s.loops[0]
-    return None
 
 
 def _for_training(sm: SamplerFact) -> bool:
