@@ -586,6 +586,8 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
         for program in cluster:
             found_all = []
             for rule in program_rules:
+                if program.library and not rule.judges_libraries:
+                    continue
                 try:
                     found_all.append((rule.code, list(rule.check_program(program)), None))
                 except Exception as exc:

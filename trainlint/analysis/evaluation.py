@@ -32,7 +32,7 @@ from typing import Any, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.execution import _Reach, _small, _stmt_calls, classify_call, is_epoch_loop, reach, under_no_grad
+from trainlint.analysis.execution import _Reach, _small, _stmt_calls, classify_call, is_epoch_loop, mode_along, reach, under_no_grad
 from trainlint.analysis.models import (
     BN_MODULES,
     DROPOUT_MODULES,
@@ -59,7 +59,7 @@ _EVAL_FUNC = re.compile(
 _TRAIN_TOKEN = re.compile(r"(?:^|_)train", re.I)
 #: Deliberate train-mode evaluation: Monte-Carlo dropout, BN recalibration.
 _ON_PURPOSE = re.compile(r"mc_?dropout|enable_dropout|monte_?carlo|mc_samples|update_bn|bn_update|precise_bn|recalibrat", re.I)
-_FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier|backbone|student)s?$", re.I)
+_FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier|backbone|student)s?_?$", re.I)
 
 #: torchvision classification constructors (every one holds BatchNorm or dropout).
 _TV_MODEL = re.compile(
@@ -86,10 +86,136 @@ class EvalLoop:
     evidence: str  # why it is an evaluation ("iterates `val_loader`", "in validate()")
     no_grad: bool  # the loop (or every forward in it) runs without autograd
     on_purpose: bool = False  # MC dropout / BN recalibration named in the function
+    #: per forward (same order): the calls from the loop's statement to the model call itself; one hop
+    #: for ``model(x)`` in the loop, more for ``self.validation_step(x)`` -> ``self.infer(x)`` -> ``self.module_(x)``
+    paths: List[List["Hop"]] = field(default_factory=list)
 
     @property
     def facts(self) -> FileFacts:
         return self.pf.facts
+
+    def mode_at(self, program: Any, index: int = 0, model: Any = None) -> str:
+        """The mode at the ``index``-th model call, following its path (see :func:`execution.mode_along`):
+        "eval", "train", "initial" or "unknown"."""
+        path = self.paths[index] if self.paths else [Hop(self.forwards[index][0], self.forwards[index][1], self.pf.facts, self.scope)]
+        hops = [(program.file_of(h.facts), h.scope, h.stmt) for h in path]
+        if any(pf is None for pf, _, _ in hops):
+            return "unknown"
+        return mode_along(program, hops, model)
+
+    def model_calls(self) -> List["Hop"]:
+        """The model calls themselves (the last hop of each path; the forwards when there are no paths)."""
+        if self.paths:
+            return [p[-1] for p in self.paths]
+        return [Hop(c, st, self.pf.facts, self.scope) for c, st in self.forwards]
+
+
+@dataclass(eq=False)
+class Hop:
+    """A call on the way from an evaluation loop to a model's forward pass, where it is."""
+
+    call: cst.Call
+    stmt: Stmt
+    facts: FileFacts
+    scope: Scope
+    #: the module the model call runs, when it is not the callee (``self.model`` of
+    #: ``self.model._predict_scores_batch(x)``); see :func:`forward_target`
+    target: Optional[cst.BaseExpression] = None
+
+    @property
+    def module(self) -> cst.BaseExpression:
+        return self.target if self.target is not None else forward_target(self.call)
+
+
+def forward_target(call: cst.Call) -> cst.BaseExpression:
+    """The module a forward call runs: ``model`` of ``model(x)`` and of ``model.forward(x)`` (the mode of
+    ``model`` is the mode of its ``forward``)."""
+    func = call.func
+    if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+        return func.value
+    return func
+
+
+#: How many helpers deep a forward pass is followed from an evaluation loop (``self.validation_step()``
+#: -> ``self.infer()`` -> ``self.module_(x)``).
+FORWARD_HELPER_DEPTH = 2
+
+
+def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: _Reach, depth: int = 0) -> Optional[List[Hop]]:
+    """The calls from ``call`` to a model's forward pass: ``[call]`` when it is one (``model(x)``,
+    ``self.model.forward(x)``); else, for a call of a project helper (``self.infer(x)``, a local
+    ``predict(x)``, a function of another file) whose body calls a model outside any loop of its own (a
+    per-batch step, not an evaluation loop of its own), ``[call, ...]`` down to that model call. None when
+    the call reaches no model."""
+    if _is_forward(call, facts, scope, stmt):
+        return [Hop(call, stmt, facts, scope)]
+    if _module_method_forward(call, facts, scope, stmt, r.program):
+        # `self.model._predict_scores_batch(batch)`: a method of the model's class that runs its forward
+        return [Hop(call, stmt, facts, scope, target=call.func.value)]  # type: ignore[attr-defined]
+    if depth >= FORWARD_HELPER_DEPTH:
+        return None
+    h = r.helper(call, facts, scope)
+    if h is None or h[1] is scope or h[1].kind != "function" or h[1].name in ("forward", "__call__", "__init__"):
+        return None
+    hf, hs = h
+    memo = getattr(hs, "_tl_forward_path", None)
+    if memo is None or memo[0] != depth:
+        found: Optional[List[Hop]] = None
+        hs._tl_forward_path = (depth, None)  # recursion guard
+        for st in _small(hs):
+            if st.loops or any(isinstance(n, _COMPREHENSIONS) for n in walk(st.node)):
+                continue  # the helper's own loop over the batches: an evaluation loop of its own
+            for c in _stmt_calls(st):
+                sub = forward_path(c, hf, hs, st, r, depth + 1)
+                if sub is not None:
+                    found = sub
+                    break
+            if found is not None:
+                break
+        memo = hs._tl_forward_path = (depth, found)
+    return [Hop(call, stmt, facts, scope)] + memo[1] if memo[1] is not None else None
+
+
+_COMPREHENSIONS = (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)
+
+
+def _module_method_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any) -> bool:
+    """Is ``call`` a method of a project ``nn.Module`` class, called on an instance of it, that runs the
+    module's own forward (``self(x)`` / ``self.forward(x)`` outside any loop of the method), like flair's
+    ``self.model._predict_scores_batch(batch)``? The receiver is resolved by the value-flow layer."""
+    func = call.func
+    if program is None or not isinstance(func, cst.Attribute) or func.attr.value in ("forward", "__call__"):
+        return False
+    recv = dotted(func.value)
+    if recv is None or recv == "self" or not _FORWARD_NAME.search(recv.rsplit(".", 1)[-1]):
+        return False
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    file = world.file_of(facts)
+    if file is None:
+        return False
+    for o in world.objects(func.value, file, scope, stmt)[:4]:
+        if o.kind != "instance" or o.cls is None or not world.is_a(o, "torch.nn.Module"):
+            continue
+        found = world.method(o.cls, func.attr.value)
+        if found is None:
+            continue
+        _, m = found
+        for st in _small(m):
+            if st.loops:
+                continue
+            for c in _stmt_calls(st):
+                d = dotted(c.func)
+                if d in ("self", "self.forward", "self.__call__"):
+                    return True
+    return False
+
+
+def _path_no_grad(path: List[Hop]) -> bool:
+    """Does some call on the path run without autograd (``with torch.no_grad():`` around the model call
+    inside ``validation_step()``, or a decorated helper)?"""
+    return any(under_no_grad(h.stmt, h.scope, h.facts) for h in path)
 
 
 def _names(expr: cst.CSTNode) -> List[str]:
@@ -148,7 +274,22 @@ def _trains_in(stmts: Sequence[Stmt], facts: FileFacts, scope: Scope, r: _Reach,
 
 
 def _iterated_names(node: cst.For) -> List[str]:
-    return _names(node.iter)
+    """Names in what a loop iterates, without keyword names of calls (``training`` of
+    ``self.get_iterator(dataset_valid, training=False)`` says nothing about the data)."""
+    keywords = {id(a.keyword) for n in walk(node.iter) if isinstance(n, cst.Call) for a in n.args if a.keyword is not None}
+    return [v for n, v in _name_nodes(node.iter) if id(n) not in keywords]
+
+
+def _name_nodes(expr: cst.CSTNode) -> List[Tuple[cst.CSTNode, str]]:
+    out: List[Tuple[cst.CSTNode, str]] = []
+    for n in walk(expr):
+        if isinstance(n, cst.Name):
+            out.append((n, n.value))
+        elif isinstance(n, cst.Attribute):
+            out.append((n.attr, n.attr.value))
+        elif isinstance(n, cst.SimpleString):
+            out.append((n, n.value.strip("'\"rbuf")))
+    return out
 
 
 def eval_loops(program: Any) -> List[EvalLoop]:
@@ -158,15 +299,17 @@ def eval_loops(program: Any) -> List[EvalLoop]:
         return cached
     out: List[EvalLoop] = []
     r = reach(program)
+    # a library module nobody runs (``Program.library``) is no inference script; its own loops only
     inference = never_trains(program)
-    for pf in program.files:
+    for pf in (program.files[:1] if program.library else program.files):
         text = pf.ctx.source.text
         if "for " not in text:
             continue
         base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
         if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
             continue
-        out.extend(_file_eval_loops(pf, r, inference and pf is program.entry and not _defines_module(pf.facts)))
+        out.extend(_file_eval_loops(pf, r, inference and pf is program.entry and not _model_file(pf),
+                                    module_only=program.library))
     program._tl_eval_loops = out
     return out
 
@@ -205,7 +348,9 @@ def inference_calls(program: Any) -> List[EvalLoop]:
     if not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and never_trains(program):
         facts = pf.facts
         # a model file's `__main__` smoke test (`Net()(torch.randn(1, 3, 224, 224)).shape`) is no inference
-        for scope in ([] if _defines_module(facts) else facts.scopes()):
+        # a library module nobody imports (``Program.library``): only what its own module level runs (a
+        # demo script without a `__main__` guard); its functions are an API whose callers are unknown
+        for scope in ([] if _model_file(pf) else [facts.module] if program.library else facts.scopes()):
             if scope.name in ("forward", "__call__", "__init__") or scope.class_name is not None or _decorated(scope):
                 continue
             for s in _small(scope):
@@ -224,6 +369,16 @@ def inference_calls(program: Any) -> List[EvalLoop]:
 def _decorated(scope: Scope) -> bool:
     """A decorated function: the decorator may switch autograd or the mode off (we cannot always tell)."""
     return isinstance(scope.node, cst.FunctionDef) and bool(scope.node.decorators)
+
+
+_LOADS_WEIGHTS = re.compile(r"\.load_state_dict\(|torch\.load\(|load_from_checkpoint\(")
+
+
+def _model_file(pf: Any) -> bool:
+    """A model file, whose ``__main__`` block is a smoke test (``Net()(torch.randn(...))``), not an
+    inference: it defines a Module class and loads no trained weights (a script that defines its own
+    ``class Net`` and ``load_state_dict()``s it before predicting is an inference script)."""
+    return _defines_module(pf.facts) and not _LOADS_WEIGHTS.search(pf.ctx.source.text)
 
 
 def _defines_module(facts: FileFacts) -> bool:
@@ -256,14 +411,18 @@ def _framework_scope(scope: Scope, facts: FileFacts) -> bool:
     return any(b.endswith(("LightningModule", "Trainer", "Callback")) for b in info.bases)
 
 
-def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False) -> List[EvalLoop]:
+def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: bool = False) -> List[EvalLoop]:
+    """The evaluation loops of one file; with ``module_only`` (a library module nobody runs), an
+    inference script's loops only at module level."""
     facts = pf.facts
     out: List[EvalLoop] = []
     for scope in facts.scopes():
         if scope.name in ("forward", "__call__", "__init__") or _framework_scope(scope, facts):
             continue
-        if _TRAIN_TOKEN.search(scope.name) and not _EVAL_FUNC.search(scope.name):
-            continue  # train_one_epoch / train(): its loops are not evaluations
+        # train_one_epoch / train(): only a loop that names its evaluation data (the dev loop after each
+        # epoch, `for x, y in val_loader:`) is an evaluation there, unless the function never trains
+        train_named = bool(_TRAIN_TOKEN.search(scope.name) and not _EVAL_FUNC.search(scope.name))
+        trains: List[bool] = []  # computed on the first loop that needs it
         fn_eval = bool(_EVAL_FUNC.search(scope.name)) if scope.kind == "function" else False
         taken: Set[int] = set()
         for s in scope.stmts:
@@ -273,7 +432,8 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False) -> List[EvalLo
             if is_epoch_loop(node):
                 continue
             inner = [x for x in scope.stmts if node in x.loops]
-            forwards = [(c, x) for x in inner for c in _stmt_calls(x) if _is_forward(c, facts, scope, x)]
+            paths = [p for x in inner for c in _stmt_calls(x) for p in [forward_path(c, facts, scope, x, r)] if p is not None]
+            forwards = [(p[0].call, p[0].stmt) for p in paths]
             if not forwards:
                 continue
             if _trains_in(inner, facts, scope, r):
@@ -283,18 +443,21 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False) -> List[EvalLo
             it_train = [n for n in names if _TRAIN_TOKEN.search(n)]
             if it_eval and not it_train:
                 evidence = f"it iterates `{it_eval[0]}`"
+            elif train_named and (trains or trains.append(_trains_in(list(_small(scope)), facts, scope, r)) or trains)[0]:
+                continue
             elif fn_eval and not it_train:
                 evidence = f"it is in {scope.name}()"
             elif (inference and not it_train and scope.class_name is None and not _decorated(scope)
+                  and not (module_only and scope.kind != "module")
                   and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1])):
                 evidence = "the program never trains: an inference script"
             else:
                 continue
             taken.add(id(node))
-            ng = under_no_grad(s, scope, facts) or all(under_no_grad(x, scope, facts) for _, x in forwards)
+            ng = under_no_grad(s, scope, facts) or all(_path_no_grad(p) for p in paths)
             fn_text = pf.ctx.code(scope.node) if scope.kind == "function" else ""
             purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
-            out.append(EvalLoop(pf, scope, s, node, forwards, evidence, ng, purpose))
+            out.append(EvalLoop(pf, scope, s, node, forwards, evidence, ng, purpose, paths))
     return out
 
 
@@ -315,9 +478,14 @@ class ModelLayers:
     layers: List[Layer] = field(default_factory=list)
     #: loaded in eval mode (Hugging Face ``from_pretrained`` calls ``model.eval()``)
     starts_in_eval: bool = False
+    #: a module unpickled by ``torch.load(path)``: its class is unknown here, and it is in the mode it was
+    #: saved in (see :func:`_pickled_module`)
+    pickled: bool = False
 
     def effect(self) -> str:
         """What training mode does to these layers, in words."""
+        if self.pickled:
+            return "its dropout and batch-norm layers, if it has any, act as in training"
         kinds = {l.kind for l in self.layers}
         if any(l.label.startswith("torchvision ") for l in self.layers):
             kinds = {"bn"}
@@ -341,6 +509,8 @@ class ModelLayers:
         return " and ".join(parts)
 
     def counts(self) -> str:
+        if self.pickled:
+            return "its layers unknown"
         if self.starts_in_eval and self.layers:
             return self.layers[0].label.split("(", 1)[-1].rstrip(")")
         if any(l.label.startswith("torchvision ") for l in self.layers):
@@ -428,6 +598,14 @@ def _value_layers(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
         return None
     if isinstance(expr, (cst.Name, cst.Attribute)):
         return callee_layers(world, expr, file, scope, stmt, depth + 1)
+    if isinstance(expr, cst.IfExp):  # `model.cuda() if cuda else model`: either arm
+        found = None
+        for arm in (expr.body, expr.orelse):
+            ml = _value_layers(world, arm, file, scope, stmt, depth + 1)
+            if ml is not None and ml.layers:
+                return ml
+            found = found or ml
+        return found
     if not isinstance(expr, cst.Call):
         return None
     func = expr.func
@@ -458,6 +636,8 @@ def _value_layers(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
     single = _layer_of_call(expr, file)
     if single is not None:
         return ModelLayers(single.label, [single])
+    if q == "torch.load":
+        return _pickled_module(expr, file)
     hf = _hf_pretrained(expr, file, scope)
     if hf is not None:
         return hf
@@ -486,6 +666,19 @@ def _value_layers(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
                 found = found or ml
         return found
     return None
+
+
+def _pickled_module(call: cst.Call, file: FileRef) -> ModelLayers:
+    """A module unpickled by ``torch.load(path)`` and called as a model (``model = torch.load(p);
+    model(x)``). Policy: its class is unknown, but an unpickled module keeps the ``training`` flag it was
+    saved with, and a whole module is saved by a training script (``torch.save(model, path)`` in the epoch
+    loop, in training mode; eval() and back to train() around validation). So it is taken to be in
+    training mode, with mode-dependent layers: a finding says so ("if it has any"). Only the missing
+    ``eval()`` before an evaluation is judged this way; a ``state_dict`` loaded into a known class is read
+    from that class instead."""
+    layer = Layer("a module unpickled by torch.load() (its class and layers unknown; it keeps the mode it was saved in)",
+                  "pickled", call, file)
+    return ModelLayers("a torch.load()ed module", [layer], pickled=True)
 
 
 #: Hugging Face families whose default config has dropout > 0 (hidden_dropout_prob / dropout = 0.1).
@@ -641,10 +834,13 @@ def _constructor_arg_layers(world: ModelWorld, param: str, file: FileRef, init: 
     return None
 
 
-def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[ModelLayers]:
+def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: Stmt,
+                   module: Optional[cst.BaseExpression] = None) -> Optional[ModelLayers]:
+    """Mode-dependent layers of the model ``call`` runs (``module``: the model, when the call is one of
+    its methods, :attr:`Hop.target`)."""
     world = ModelWorld.of_program(program)
     file = world.file_of_ctx(pf.ctx)
-    func = call.func
+    func = module if module is not None else call.func
     ml = callee_layers(world, func, file, scope, stmt)
     if ml is not None and not ml.layers:
         return ml

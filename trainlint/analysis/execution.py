@@ -1493,6 +1493,28 @@ def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0,
     return "unknown"
 
 
+def mode_along(program: Any, path: Sequence[Tuple[Any, Scope, Stmt]], model: Optional["ObjectRef"] = None) -> str:
+    """The mode at the end of a call path (outermost first: the loop's ``self.validation_step(x)``, then
+    ``self.infer(x)`` inside it, then ``self.module_(x)`` inside that): the last switch before the call
+    in the innermost function, else in the function that called it on this path, ..., else what
+    :func:`mode_before` says at the outermost call. (A helper shared by training and validation steps is
+    in eval mode on the validation path, whatever its other callers do.)"""
+    r = reach(program)
+    for pf, scope, stmt in reversed(list(path)[1:]):
+        last: Optional[str] = None
+        for s in _small(scope):
+            if s.index >= stmt.index:
+                break
+            for m in r.of_stmt(pf.facts, scope, s):
+                if model is not None and same_object(program, model, m.ref()) is False:
+                    continue
+                last = m.mode
+        if last is not None:
+            return last
+    pf, scope, stmt = path[0]
+    return mode_before(program, pf, scope, stmt, model=model)
+
+
 # ------------------------------------------------------------------------------------------------
 # which object an event acts on
 
@@ -1813,19 +1835,28 @@ def calls_clearing_function(program: Any, tl: "Timeline", loop: cst.CSTNode) -> 
 
 
 def grad_free_callers(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[bool]:
-    """True when some call site of helper ``scope`` runs under no_grad; False when none does; None when
-    no call site is known."""
+    """True when every call site of helper ``scope`` runs under no_grad (the call is inside ``with
+    torch.no_grad():``, or the function it is in is itself only called under no_grad); False when some
+    call site runs with autograd on (``test.test(model=model)`` in train.py, while test.py's own
+    ``__main__`` wraps its call); None when no call site is known."""
     if scope.kind != "function":
         return None
     sites = call_sites(program, pf, scope)
     if not sites:
         return None
-    for f, s2, st, _ in sites:
+    return autograd_call_site(program, pf, scope, depth) is None
+
+
+def autograd_call_site(program: Any, pf: Any, scope: Scope, depth: int = 0) -> Optional[Tuple[Any, Scope, Stmt, cst.Call]]:
+    """The first call site of helper ``scope`` that runs it with autograd on (see :func:`grad_free_callers`),
+    as (program file, scope, statement, call); None when there is none (or no call site is known)."""
+    for f, s2, st, call in call_sites(program, pf, scope):
         if under_no_grad(st, s2, f.facts):
-            return True
-        if depth < 2 and s2.kind == "function" and grad_free_callers(program, f, s2, depth + 1):
-            return True
-    return False
+            continue
+        if depth < 2 and s2.kind == "function" and s2 is not scope and grad_free_callers(program, f, s2, depth + 1):
+            continue
+        return f, s2, st, call
+    return None
 
 
 # -- mode switches of a training loop ------------------------------------------------------------------

@@ -834,8 +834,23 @@ class World:
             if not sites or omitted:  # the default runs when a call leaves the parameter out
                 out.extend(self.objects(param.default, file, scope.parent or file.facts.module, None, depth + 1))
         elif not sites:
-            return self._unknown(param.name if param is not None else fn, file, scope, None)
+            typed = self._annotated(param, file) if param is not None else []
+            return typed or self._unknown(param.name if param is not None else fn, file, scope, None)
         return out
+
+    def _annotated(self, param: cst.Param, file: FileRef) -> List[Obj]:
+        """A parameter nothing binds (a library method nobody of the program calls), annotated with a
+        project class (``def __init__(self, model: SequenceTagger)``): an instance of that class (or of
+        a subclass: the questions asked of it are about its library base and its methods)."""
+        ann = param.annotation.annotation if param.annotation is not None else None
+        name = dotted(ann) if ann is not None else None
+        if name is None:
+            return []
+        g = self.resolve_global(name, file)
+        if g is None or g[0] != "class":
+            return []
+        ref = ClassRef(g[1], g[2])
+        return [Obj("instance", self.library_base(ref), param, file, file.facts.module, None, cls=ref)]
 
     def _member_of(self, bases: List[Obj], attr: str, expr, file, scope, stmt, depth: int) -> List[Obj]:
         """``base.attr`` for each object ``base`` may hold."""

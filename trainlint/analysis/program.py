@@ -56,6 +56,12 @@ class ProgramFile:
 class Program:
     entry: ProgramFile
     files: List[ProgramFile]  # the entry first, then what it imports, breadth-first
+    #: A library module that nothing of the run executes or imports (``onmt/trainer.py`` with its
+    #: ``Trainer.validate()``, linted without the scripts that drive it): judged as a program of its own,
+    #: but only by the rules whose claim stands on one function's evidence (``Rule.judges_libraries``:
+    #: an evaluation loop with autograd on), never by whole-program rules (a missing seed, the training
+    #: loader). Its loops are looked for in the entry file only; the files it imports still resolve names.
+    library: bool = False
 
     def file_of(self, facts: FileFacts) -> Optional[ProgramFile]:
         """The program file whose facts these are (a dict lookup: rules ask this very often)."""
@@ -138,6 +144,13 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
         if found:
             return Path(found)
         if base in root_texts:
+            # a package linted on its own (`trainlint check onmt/`): its root is the package folder,
+            # and `import onmt.inputters` names the package itself
+            parent = os.path.dirname(base)
+            if len(parts) > 1 and parts[0] == os.path.basename(base) and parent != base:
+                found = _find(parent, parts)
+                if found:
+                    return Path(found)
             break
         parent = os.path.dirname(base)
         if parent == base:
@@ -237,6 +250,11 @@ def build_programs(
                     entries.append(entry)
         for entry in entries:
             programs.append(Program(entry, _closure(entry, link)))
+    # what is left: library modules of the run that no entry runs (a Trainer class in a package)
+    covered = {f.path for p in programs for f in p.files}
+    for real, pf in list(nodes.items()):
+        if pf.in_run and real not in covered and pf.ctx is not None and not _is_test(real):
+            programs.append(Program(pf, _closure(pf, link), library=True))
     return programs
 
 

@@ -39,6 +39,9 @@ class Rule:
     opt_in: ClassVar[bool] = False
     #: The runtime probe that can confirm a finding of this rule (catalogue name), if any.
     probe: ClassVar[Optional[str]] = None
+    #: Also judges library modules that nothing of the run executes (``Program.library``): only for rules
+    #: whose claim stands on one function's own evidence (an evaluation loop with autograd on).
+    judges_libraries: ClassVar[bool] = False
     #: Snippets that must raise this rule: the lines to flag end with ``# expect: TLxxx``.
     bad: ClassVar[Sequence[str]] = ()
     #: Near-misses that must not raise this rule.

@@ -31,6 +31,13 @@ class EvalWithoutEvalMode(Rule):
     only for the model it acts on: `teacher.eval()` (or `ema.eval()`, a `copy.deepcopy` of the model) says
     nothing about the student that is evaluated.
 
+    The model may be reached through helpers (`self.validation_step(x)` -> `self.infer(x)` ->
+    `self.module_(x)`: the mode is the one on that path) and spelled `model.forward(x)` (the mode of
+    `model`). A whole module unpickled by `torch.load(path)` keeps the mode it was saved in; training
+    scripts save it mid-training (`torch.save(model, path)`, in training mode), so one that is evaluated
+    with no `eval()` anywhere before it is flagged although its class (and so its layers) is unknown here:
+    the message says "if it has any".
+
     The model's layers are read from its class (also across files, through submodules, factories,
     `accelerator.prepare(...)` and `Trainer(model)` attributes), `nn.Sequential` stacks, torchvision
     classifiers (`models.resnet18()` holds BatchNorm) and Hugging Face models of families with dropout
@@ -105,6 +112,7 @@ class EvalWithoutEvalMode(Rule):
     severity = Severity.WARNING
     summary = "A model with dropout/batchnorm is evaluated in train mode, or never switched back to train()"
     probe = None
+    judges_libraries = True
 
     bad = (
         # a validate() helper that forgets model.eval(), torchvision ResNet
@@ -247,6 +255,15 @@ for epoch in range(30):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
+""",
+        # a whole module unpickled by torch.load(): it runs in the mode it was saved in
+        """
+import torch
+
+model = torch.load("checkpoints/best.pt", weights_only=False).to("cuda")
+with torch.no_grad():
+    for images, _ in test_loader:  # expect: TL401
+        print(model(images).argmax(1))
 """,
     )
     good = (
@@ -463,6 +480,31 @@ for epoch in range(5):
         torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 """,
+        # model.forward(x) after model.eval(): the forward runs in the mode of the model
+        """
+import torch
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 2)
+        self.drop = nn.Dropout(0.3)
+    def forward(self, x):
+        return self.fc(self.drop(x))
+
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+    def evaluate(self, val_loader):
+        self.model.eval()
+        with torch.no_grad():
+            for x, _ in val_loader:
+                print(self.model.forward(x).argmax(1))
+
+if __name__ == "__main__":
+    Trainer(Net()).evaluate(val_loader)
+""",
         # the teacher is put in eval mode; the trained student keeps train()
         """
 import torch
@@ -493,32 +535,45 @@ for epoch in range(10):
         for loop in eval_loops(program) + inference_calls(program):
             if loop.on_purpose:
                 continue
-            # the mode at the first forward pass (``model.eval()`` may sit inside the loop, before it)
-            first_call, first = min(loop.forwards, key=lambda cs: cs[1].index)
-            model = ObjectRef(first_call.func, loop.pf.facts, loop.scope, first)
-            mode = mode_before(program, loop.pf, loop.scope, first, model=model)
+            # the mode at the first model call (``model.eval()`` may sit inside the loop, before it, or
+            # inside the helper that calls the model); ``model.forward(x)`` runs in the mode of ``model``
+            targets = [(h, program.file_of(h.facts)) for h in loop.model_calls()]
+            if not targets or any(pf is None for _, pf in targets):
+                continue
+            i = min(range(len(loop.forwards)), key=lambda k: loop.forwards[k][1].index)
+            first = targets[i][0]
+            model = ObjectRef(first.module, first.facts, first.scope, first.stmt)
+            mode = loop.mode_at(program, i, model=model)
             if mode not in ("train", "initial"):
                 continue
             layers = None
-            for call, st in loop.forwards:
-                ml = forward_layers(program, loop.pf, call, loop.scope, st)
+            for h, hpf in targets:
+                ml = forward_layers(program, hpf, h.call, h.scope, h.stmt, h.target)
                 if ml is not None and ml.layers:
-                    layers = (call, ml)
+                    layers = (h.call, ml, hpf)
                     break
             if layers is None:
                 continue
-            call, ml = layers
+            call, ml, cpf = layers
             if mode == "initial" and ml.starts_in_eval:
                 continue  # from_pretrained() returns the model in eval mode
             ctx = loop.pf.ctx
             who = dotted(call.func) or "the model"
             state = "after a .train() call" if mode == "train" else "with no model.eval() anywhere before it"
-            message = (
-                f"`{who}` ({ml.name}, with {ml.counts()}) is evaluated in training mode ({loop.evidence}, {state}): "
-                f"{ml.effect()}, so the {'metrics' if loop.node is not None else 'predictions'} are noisy and biased"
-            )
-            related = [Related(l.file.ctx.path, l.file.ctx.span(l.node), f"mode-dependent layer: {l.label}") for l in ml.layers[:4]]
-            related.insert(0, Related(ctx.path, ctx.span(call), "the model is called here"))
+            if ml.pickled:
+                message = (
+                    f"`{who}` (a module unpickled by torch.load(), {state}) is evaluated in the mode it was saved in, "
+                    f"training mode when a training script saved it ({loop.evidence}): {ml.effect()}, so the "
+                    f"{'metrics' if loop.node is not None else 'predictions'} are noisy and biased"
+                )
+            else:
+                message = (
+                    f"`{who}` ({ml.name}, with {ml.counts()}) is evaluated in training mode ({loop.evidence}, {state}): "
+                    f"{ml.effect()}, so the {'metrics' if loop.node is not None else 'predictions'} are noisy and biased"
+                )
+            related = [Related(l.file.ctx.path, l.file.ctx.span(l.node),
+                               l.label if ml.pickled else f"mode-dependent layer: {l.label}") for l in ml.layers[:4]]
+            related.insert(0, Related(cpf.ctx.path, cpf.ctx.span(call), "the model is called here"))
             yield self.finding(
                 ctx,
                 _head_span(ctx, loop.node) if loop.node is not None else ctx.span(call),
@@ -554,7 +609,7 @@ for epoch in range(10):
                 if fpf is None or mpf is None:
                     continue
                 ml = forward_layers(program, fpf, fwd.call, fwd.scope, fwd.stmt)
-                if ml is None or not ml.layers:
+                if ml is None or not ml.layers or ml.pickled:
                     continue
                 reported.add(id(m.call))
                 ctx = mpf.ctx

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from trainlint.analysis.evaluation import eval_loops
-from trainlint.analysis.execution import grad_free_callers
+from trainlint.analysis.execution import autograd_call_site, grad_free_callers
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity, Span
 from trainlint.rules import Rule
@@ -15,8 +15,17 @@ class EvalWithoutNoGrad(Rule):
     Flags an evaluation loop — a loop over `val_loader` / `test_loader`, or inside `evaluate()` /
     `validate()` / `test()`, that calls the model and never backpropagates — that runs with autograd on:
     not under `with torch.no_grad()`, `with torch.inference_mode()`, `with torch.set_grad_enabled(False)`,
-    not in a function decorated with `@torch.no_grad()` / `@torch.inference_mode()`, and not called from
-    one of those.
+    not in a function decorated with `@torch.no_grad()` / `@torch.inference_mode()`, and not called only
+    from those: one call site with autograd on (`test.test(model=model)` in `train.py`, while `test.py`'s
+    own `__main__` wraps its call) is enough. The model may be reached through helpers
+    (`self.validation_step(x)` -> `self.infer(x)` -> `self.module_(x)`, a no_grad inside one of them
+    covers the loop) and spelled `self.model.forward(x)`.
+
+    A library module that nothing of the run executes or imports (a `Trainer` class of a package, linted
+    without the scripts that drive it) is judged too: its evaluation methods are checked like any helper
+    (their callers inside the class count), and one that nobody calls is flagged only when it switches
+    its model to `eval()` itself (it owns the evaluation, autograd included). Whole-program rules (seeds,
+    loaders) leave such a module to the scripts that drive it.
 
     ## Why is this bad?
     With autograd on, every forward pass records the graph and keeps every intermediate activation alive
@@ -77,8 +86,28 @@ class EvalWithoutNoGrad(Rule):
     severity = Severity.INFO
     summary = "An evaluation loop runs the model with autograd on (no torch.no_grad() / inference_mode())"
     probe = None
+    judges_libraries = True
 
     bad = (
+        # the model reached through per-batch helper methods of a trainer class
+        """
+import torch
+
+class NeuralNet:
+    def __init__(self, module):
+        self.module_ = module
+    def infer(self, x):
+        return self.module_(x)
+    def validation_step(self, x, y):
+        self.module_.eval()
+        return torch.nn.functional.cross_entropy(self.infer(x), y).item()
+    def run_validation(self, valid_loader):
+        for x, y in valid_loader:  # expect: TL402
+            self.validation_step(x, y)
+
+if __name__ == "__main__":
+    NeuralNet(torch.nn.Linear(4, 2)).run_validation(valid_loader)
+""",
         # validation inline in the epoch loop
         """
 import torch
@@ -253,20 +282,26 @@ for phase in ["train", "val"]:
         for loop in eval_loops(program):
             if loop.no_grad:
                 continue
+            caller = None
             if loop.scope.kind == "function":
                 callers = grad_free_callers(program, loop.pf, loop.scope)
-                if callers is None or callers:
+                if callers is None and not _library_evaluation(program, loop):
+                    continue  # a helper nobody calls: its callers decide
+                if callers:
                     continue
+                caller = autograd_call_site(program, loop.pf, loop.scope)
             ctx = loop.pf.ctx
             body = ctx.code(loop.scope.node) if loop.scope.kind == "function" else ctx.source.text
             if "requires_grad" in body:
                 continue
             call, _ = loop.forwards[0]
-            who = dotted(call.func) or "the model"
+            who = f"`{dotted(call.func) or 'the model'}`"
+            if loop.paths and len(loop.paths[0]) > 1:
+                who = f"`{dotted(loop.paths[0][-1].call.func) or 'the model'}` (through `{dotted(call.func) or 'a helper'}()`)"
             n = len(loop.forwards)
             where = f"in {loop.scope.name}() " if loop.scope.kind == "function" and loop.scope.name not in loop.evidence else ""
             message = (
-                f"Evaluation loop ({loop.evidence}) calls `{who}` {'once' if n == 1 else f'{n} times'} per batch "
+                f"Evaluation loop ({loop.evidence}) calls {who} {'once' if n == 1 else f'{n} times'} per batch "
                 f"{where}with autograd on: every batch records a graph and keeps its activations (memory and time for nothing)"
             )
             span = ctx.span(loop.node)
@@ -276,5 +311,34 @@ for phase in ["train", "val"]:
                 Span(span.line, span.column, iter_span.end_line, iter_span.end_column),
                 message,
                 hint="Wrap the loop in `with torch.no_grad():` (or torch.inference_mode()), or decorate the function with @torch.no_grad()",
-                related=[Related(ctx.path, ctx.span(call), "forward pass recorded by autograd")],
+                related=_related(program, loop, ctx) + (
+                    [Related(caller[0].ctx.path, caller[0].ctx.span(caller[3]), "called here with autograd on")]
+                    if caller is not None and caller[1] is not loop.scope else []),
             )
+
+
+def _related(program, loop, ctx) -> list:
+    """The forward call; when it is reached through helpers, each call on the way to the model call."""
+    path = loop.paths[0] if loop.paths else []
+    if len(path) <= 1:
+        call, _ = loop.forwards[0]
+        return [Related(ctx.path, ctx.span(call), "forward pass recorded by autograd")]
+    out = []
+    for i, hop in enumerate(path):
+        pf = program.file_of(hop.facts)
+        if pf is None:
+            continue
+        last = i == len(path) - 1
+        what = "forward pass recorded by autograd" if last else f"reaches the model through `{dotted(hop.call.func) or 'a helper'}()`"
+        out.append(Related(pf.ctx.path, pf.ctx.span(hop.call), what))
+    return out
+
+
+def _library_evaluation(program, loop) -> bool:
+    """An evaluation method of a library class that nothing of the analysed files calls
+    (``Trainer.validate()`` in a package linted without the scripts that drive it): it switches its
+    model to eval() itself before the loop, so it owns the evaluation state, autograd included."""
+    if not program.library or loop.scope.class_name is None:
+        return False
+    # the mode at the model call (also when eval() is inside a validation_step() helper on the way)
+    return any(loop.mode_at(program, i) == "eval" for i in range(len(loop.forwards)))

@@ -1,0 +1,462 @@
+"""Evaluation idioms of real projects that the program model follows (issue 9, the real-bug benchmark):
+library trainer classes nobody runs in the analysed files, forward passes reached through helper methods,
+``model.forward(x)`` after ``model.eval()``, a module unpickled by ``torch.load()``, no_grad at every call
+site of an evaluation helper (also through a star import of torch), a script that defines its own model
+and loads weights into it, and ``import pkg.mod`` when only the package folder is linted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from _lint import linters
+
+lint401, tree401 = linters("TL401")
+lint402, tree402 = linters("TL402")
+tree301 = linters("TL301")[1]
+
+TRAINER = '''
+import torch
+
+
+class Trainer:
+    def __init__(self, model, optimizer, criterion):
+        self.model = model
+        self.optimizer = optimizer
+        self.criterion = criterion
+
+    def train_epoch(self, batches):
+        self.model.train()
+        for src, tgt in batches:
+            self.optimizer.zero_grad()
+            loss = self.criterion(self.model(src), tgt)
+            loss.backward()
+            self.optimizer.step()
+
+    def validate(self, valid_iter):
+        self.model.eval()
+        total = 0.0
+        {guard}for src, tgt in valid_iter:
+        {ind}    total += self.criterion(self.model{fwd}(src), tgt).item()
+        self.model.train()
+        return total
+'''
+
+
+def _trainer(guard: bool = False, fwd: str = "") -> str:
+    if guard:
+        return TRAINER.format(guard="with torch.no_grad():\n            ", ind="    ", fwd=fwd)
+    return TRAINER.format(guard="", ind="", fwd=fwd)
+
+
+def _where(found) -> list:
+    return sorted(f"{rel}:{line}" for rel, line, _ in found)
+
+
+# -- a library trainer class that nothing of the run executes ------------------------------------
+
+
+def test_a_trainer_class_in_a_library_module_is_judged_on_its_own(tmp_path):
+    found = tree402(tmp_path, {"onmt/__init__.py": "", "onmt/trainer.py": _trainer()})
+    assert _where(found) == ["onmt/trainer.py:22"]
+    assert "validate()" in found[0][2].message
+
+
+def test_the_library_trainer_with_no_grad_is_clean(tmp_path):
+    assert tree402(tmp_path, {"onmt/__init__.py": "", "onmt/trainer.py": _trainer(guard=True)}) == []
+
+
+def test_forward_spelled_model_forward_in_a_library_trainer(tmp_path):
+    found = tree402(tmp_path, {"onmt/__init__.py": "", "onmt/trainer.py": _trainer(fwd=".forward")})
+    assert _where(found) == ["onmt/trainer.py:22"]
+
+
+def test_whole_program_rules_do_not_judge_a_library_module(tmp_path):
+    # the library trainer trains without a seed: that is the business of the script that drives it
+    assert tree301(tmp_path, {"onmt/__init__.py": "", "onmt/trainer.py": _trainer()}) == []
+
+
+def test_an_api_function_of_a_library_module_nobody_calls_is_left_alone(tmp_path):
+    lib = '''
+import torch
+
+def evaluate(model, loader):
+    model.eval()
+    return [model(x).argmax(1) for x, _ in loader] + [model(x) for x in []]
+
+def predict(model, batches):
+    out = []
+    for x in batches:
+        out.append(model(x))
+    return out
+'''
+    assert tree402(tmp_path, {"lib/__init__.py": "", "lib/metrics.py": lib}) == []
+    assert tree401(tmp_path / "b", {"lib/__init__.py": "", "lib/metrics.py": lib}) == []
+
+
+# -- model.forward(x) runs in the mode of model ------------------------------------------------
+
+
+def test_model_forward_after_eval_is_in_eval_mode(tmp_path):
+    code = '''
+import torch
+import torch.nn as nn
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 8)
+        self.drop = nn.Dropout(0.3)
+    def forward(self, x):
+        return self.drop(self.fc(x))
+
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+    def evaluate(self, val_loader):
+        self.model.eval()
+        with torch.no_grad():
+            for x, y in val_loader:
+                out = self.model.forward(x)
+
+if __name__ == "__main__":
+    Trainer(Net()).evaluate(val_loader)
+'''
+    assert lint401(code) == []
+    bad = code.replace("        self.model.eval()\n", "")
+    found = lint401(bad)
+    assert [f.line for f in found] == [18]
+
+
+# -- forward passes reached through helper methods ------------------------------------------------
+
+NET = '''
+import torch
+
+
+class NeuralNet:
+    def __init__(self, module, criterion):
+        self.module = module
+        self.criterion = criterion
+
+    def initialize(self):
+        self.module_ = self.module()
+        self.optimizer_ = torch.optim.SGD(self.module_.parameters(), lr=0.1)
+
+    def infer(self, x):
+        return self.module_(x)
+
+    def train_step(self, xi, yi):
+        self.module_.train()
+        loss = self.criterion(self.infer(xi), yi)
+        loss.backward()
+        self.optimizer_.step()
+        self.optimizer_.zero_grad()
+        return loss
+
+    def validation_step(self, xi, yi):
+        self.module_.eval()
+        {body}
+
+    def fit_loop(self, dataset_train, dataset_valid, epochs=10):
+        for _ in range(epochs):
+            for xi, yi in self.get_iterator(dataset_train, training=True):
+                self.train_step(xi, yi)
+            for xi, yi in self.get_iterator(dataset_valid, training=False):
+                self.validation_step(xi, yi)
+        return self
+'''
+
+
+def test_the_forward_reached_through_validation_step_and_infer(tmp_path):
+    body = "y_pred = self.infer(xi)\n        return self.criterion(y_pred, yi)"
+    found = tree402(tmp_path, {"skorch/__init__.py": "", "skorch/net.py": NET.format(body=body)})
+    assert _where(found) == ["skorch/net.py:34"]
+    f = found[0][2]
+    assert "self.module_" in f.message and "self.validation_step" in f.message
+    # the related locations walk the path: the step call, the infer() call, the model call itself
+    assert [r.span.line for r in f.related] == [35, 27, 15]
+
+
+def test_no_grad_inside_the_step_helper_covers_the_loop(tmp_path):
+    body = "with torch.no_grad():\n            y_pred = self.infer(xi)\n            return self.criterion(y_pred, yi)"
+    assert tree402(tmp_path, {"skorch/__init__.py": "", "skorch/net.py": NET.format(body=body)}) == []
+
+
+def test_a_helper_with_its_own_evaluation_loop_is_reported_once():
+    code = '''
+import torch
+
+def evaluate(model, loader):
+    model.eval()
+    total = 0.0
+    for x, y in loader:
+        total += model(x).sum().item()
+    return total + sum(model(x).sum().item() for x, _ in loader)
+
+model = torch.nn.Linear(4, 2)
+for name, val_loader in {"a": loader_a, "b": loader_b}.items():
+    evaluate(model, val_loader)
+'''
+    found = lint402(code)
+    assert [f.line for f in found] == [7]
+
+
+# -- no_grad at every call site ---------------------------------------------------------------------
+
+TEST_PY = '''
+import torch
+from models import *
+
+
+def test(model, dataloader):
+    model.eval()
+    correct = 0
+    for imgs, targets in dataloader:
+        correct += (model(imgs).argmax(1) == targets).sum().item()
+    return correct
+
+
+if __name__ == "__main__":
+    with torch.no_grad():
+        test(Darknet(), val_loader)
+'''
+TRAIN_PY = '''
+import torch
+import test
+from models import *
+
+model = Darknet()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+for epoch in range(10):
+    model.train()
+    for imgs, targets in train_loader:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(imgs), targets).backward()
+        optimizer.step()
+    {guard}results = test.test(model, val_loader)
+'''
+MODELS_PY = '''
+import torch
+import torch.nn as nn
+
+
+class Darknet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)).mean((2, 3))
+'''
+
+
+def test_one_caller_without_no_grad_is_enough(tmp_path):
+    files = {"models.py": MODELS_PY, "test.py": TEST_PY, "train.py": TRAIN_PY.format(guard="")}
+    found = tree402(tmp_path, files)
+    assert _where(found) == ["test.py:9"]
+    assert any(r.message == "called here with autograd on" and Path(r.path).name == "train.py" for r in found[0][2].related)
+
+
+def test_every_caller_under_no_grad_through_a_star_import_of_torch(tmp_path):
+    # test.py and train.py get `torch` from `from models import *` only
+    files = {
+        "models.py": MODELS_PY,
+        "test.py": TEST_PY.replace("import torch\nfrom models", "from models"),
+        "train.py": TRAIN_PY.format(guard="with torch.no_grad():\n        ").replace("import torch\nimport test", "import test"),
+    }
+    assert tree402(tmp_path, files) == []
+
+
+# -- modules unpickled by torch.load() --------------------------------------------------------------
+
+PREDICT = '''
+import argparse
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--model_path", default="model.pt")
+args = parser.parse_args()
+
+model = torch.load(args.model_path).to("cuda")
+{switch}with torch.no_grad():
+    for images, _ in test_loader:
+        print(model(images).argmax(1))
+'''
+
+
+def test_a_torch_load_ed_module_evaluated_without_eval(tmp_path):
+    found = lint401(PREDICT.format(switch=""))
+    assert [f.line for f in found] == [11]
+    assert "unpickled by torch.load()" in found[0].message and "if it has any" in found[0].message
+
+
+def test_a_torch_load_ed_module_switched_to_eval_is_clean():
+    assert lint401(PREDICT.format(switch="model.eval()\n")) == []
+
+
+def test_a_loaded_state_dict_is_read_from_its_class():
+    # a plain MLP: eval() changes nothing, whatever torch.load() returns
+    code = '''
+import torch
+import torch.nn as nn
+model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+model.load_state_dict(torch.load("w.pt"))
+with torch.no_grad():
+    for x, _ in test_loader:
+        print(model(x))
+'''
+    assert lint401(code) == []
+
+
+# -- a script with its own model class that loads weights and predicts -------------------------------
+
+INFER = '''
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 128)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+model = Net()
+{load}for x in batches:
+    print(model(x).argmax(1))
+'''
+
+
+def test_a_script_that_defines_its_model_and_loads_weights_is_an_inference():
+    found = lint401(INFER.format(load='model.load_state_dict(torch.load("net.pt"))\n'))
+    assert [f.line for f in found] == [19] and "inference" in found[0].message
+    assert [f.line for f in lint402(INFER.format(load='model.load_state_dict(torch.load("net.pt"))\n'))] == [19]
+
+
+def test_a_model_file_smoke_test_is_still_no_inference():
+    smoke = INFER.format(load="").replace("for x in batches:", "for x in [torch.randn(2, 784)]:")
+    assert lint401(smoke) == [] and lint402(smoke) == []
+    # without loaded weights the file is a model file: its own loop is a smoke test
+    assert lint401(INFER.format(load="")) == []
+
+
+# -- a function named train() that never trains --------------------------------------------------------
+
+
+def test_a_validation_script_whose_function_is_named_train(tmp_path):
+    code = '''
+import torch
+import torchvision
+
+def train(args):
+    model = torchvision.models.resnet18()
+    model.load_state_dict(torch.load(args.model_path))
+    with torch.no_grad():
+        for images, labels in valloader:
+            outputs = model(images)
+
+if __name__ == "__main__":
+    train(parse())
+'''
+    found = lint401(code)
+    assert [f.line for f in found] == [9]
+    trains = code.replace("            outputs = model(images)", "            model(images).sum().backward()")
+    assert lint401(trains) == []
+
+
+# -- import pkg.mod when only the package folder is linted -----------------------------------------
+
+
+def test_absolute_imports_of_a_package_linted_on_its_own(tmp_path):
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/nets.py": MODELS_PY,
+        "pkg/evaluator.py": '''
+import torch
+import pkg.nets
+
+
+class Evaluator:
+    def __init__(self):
+        self.model = pkg.nets.Darknet()
+
+    def run(self, valid_iter):
+        self.model.train()
+        return self.validate(valid_iter)
+
+    def validate(self, valid_iter):
+        with torch.no_grad():
+            for x, y in valid_iter:
+                self.model(x)
+''',
+    }
+    # linting the package folder only: the root is pkg/, and `pkg.nets` still resolves (BatchNorm found)
+    tree401(tmp_path, files)
+    found = tree401(tmp_path / "pkg", {})
+    assert _where(found) == ["evaluator.py:16"]
+
+
+# -- a method of the model's class that runs its forward, on a parameter typed by its annotation --------
+
+TAGGER_MODEL = '''
+import torch
+import torch.nn as nn
+
+
+class Tagger(nn.Module):
+    def __init__(self, n_tags=17):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(1000, 64)
+        self.out = nn.Linear(64, n_tags)
+
+    def forward(self, batch):
+        return self.out(self.emb(batch))
+
+    def predict_scores(self, batch):
+        scores = self.forward(batch)
+        return scores, scores.argmax(-1)
+
+    def tag_names(self, ids):
+        return [str(i) for i in ids]
+'''
+TAGGER_TRAINER = '''
+import torch
+from tagger.model import Tagger
+
+
+class TaggerTrainer:
+    def __init__(self, model{ann}, corpus):
+        self.model = model
+        self.corpus = corpus
+
+    def evaluate(self, batches):
+        self.model.eval()
+        for batch in batches:
+            scores, ids = self.model.{method}(batch)
+            print(ids)
+'''
+
+
+def _tagger(ann: str = ": Tagger", method: str = "predict_scores") -> dict:
+    return {"tagger/__init__.py": "", "tagger/model.py": TAGGER_MODEL,
+            "tagger/trainer.py": TAGGER_TRAINER.format(ann=ann, method=method)}
+
+
+def test_a_model_method_that_runs_forward_on_an_annotated_parameter(tmp_path):
+    found = tree402(tmp_path, _tagger())
+    assert _where(found) == ["tagger/trainer.py:13"]
+    assert "self.model.predict_scores" in found[0][2].message
+
+
+def test_a_model_method_that_does_not_run_forward_is_no_forward(tmp_path):
+    assert tree402(tmp_path, _tagger(method="tag_names")) == []
+
+
+def test_without_the_annotation_the_model_class_is_unknown(tmp_path):
+    assert tree402(tmp_path, _tagger(ann="")) == []
