@@ -460,3 +460,93 @@ def test_a_model_method_that_does_not_run_forward_is_no_forward(tmp_path):
 
 def test_without_the_annotation_the_model_class_is_unknown(tmp_path):
     assert tree402(tmp_path, _tagger(ann="")) == []
+
+
+# -- a module's own inference method --------------------------------------------------------------
+
+CLASSIFIER = '''
+import torch
+import torch.nn as nn
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, vocab=1000, n_labels=4):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(vocab, 64)
+        self.drop = nn.Dropout(0.2)
+        self.out = nn.Linear(64, n_labels)
+
+    def forward(self, batch):
+        self.zero_grad()
+        return self.out(self.drop(self.emb(batch)))
+
+    {decorator}def predict(self, sentences, mini_batch_size=32):
+        batches = [sentences[i:i + mini_batch_size] for i in range(0, len(sentences), mini_batch_size)]
+        labels = []
+        for batch in batches:
+            labels.extend(self.forward(batch).argmax(-1).tolist())
+        return labels
+
+    def sample(self, start, steps=20):
+        out = [start]
+        for _ in range(steps):
+            out.append(self(out[-1]).argmax(-1))
+        return out
+'''
+
+
+def test_a_modules_own_predict_over_mini_batches(tmp_path):
+    # (a zero_grad() inside forward() does not make predict() a training loop)
+    found = tree402(tmp_path, {"clf/__init__.py": "", "clf/model.py": CLASSIFIER.format(decorator="")})
+    assert _where(found) == ["clf/model.py:20"]
+    assert "self.forward" in found[0][2].message
+
+
+def test_a_modules_own_predict_under_no_grad_and_a_sampling_loop_are_clean(tmp_path):
+    files = {"clf/__init__.py": "", "clf/model.py": CLASSIFIER.format(decorator="@torch.no_grad()\n    ")}
+    assert tree402(tmp_path, files) == []
+
+
+# -- what tells PyTorch code and gradients wanted on purpose --------------------------------------------
+
+
+def test_variable_requires_grad_false_elsewhere_is_no_frozen_model():
+    code = '''
+import torch
+from torch.autograd import Variable
+
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(3):
+    model.train()
+    for x, y in train_loader:
+        y = Variable(y, requires_grad=False)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for x, y in test_loader:
+        out = model(Variable(x, volatile=True))
+'''
+    assert [f.line for f in lint402(code)] == [16]
+    frozen = code.replace("    model.eval()\n", "    model.eval()\n    model.requires_grad_(False)\n")
+    assert lint402(frozen) == []
+
+
+def test_a_package_module_that_never_names_torch(tmp_path):
+    evaluate = '''
+from mylib.data import batches_of
+
+
+def evaluate(model, instances):
+    {switch}for batch in batches_of(instances):
+        model(**batch)
+    return model.get_metrics()
+'''
+    run = "from mylib.evaluate import evaluate\n\nif __name__ == '__main__':\n    print(evaluate(load_archive('m.tar.gz'), read('dev.json')))\n"
+    files = {"mylib/__init__.py": "", "mylib/data.py": "def batches_of(xs):\n    return [xs]\n", "mylib/run.py": run}
+    found = tree402(tmp_path / "a", dict(files, **{"mylib/evaluate.py": evaluate.format(switch="model.eval()\n    ")}))
+    assert _where(found) == ["mylib/evaluate.py:7"]
+    # without an eval() nothing says the model is a PyTorch module (a TF / JAX program): left alone
+    assert tree402(tmp_path / "b", dict(files, **{"mylib/evaluate.py": evaluate.format(switch="")})) == []

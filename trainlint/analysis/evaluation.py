@@ -32,7 +32,7 @@ from typing import Any, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.execution import _Reach, _small, _stmt_calls, classify_call, is_epoch_loop, mode_along, reach, under_no_grad
+from trainlint.analysis.execution import _Reach, _module_class, _small, _stmt_calls, classify_call, is_epoch_loop, mode_along, reach, under_no_grad
 from trainlint.analysis.models import (
     BN_MODULES,
     DROPOUT_MODULES,
@@ -149,6 +149,9 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
     the call reaches no model."""
     if _is_forward(call, facts, scope, stmt):
         return [Hop(call, stmt, facts, scope)]
+    if _self_forward(call, facts, scope):
+        # `self.forward(batch)` in a module's own predict()/infer(): the model is the module itself
+        return [Hop(call, stmt, facts, scope, target=cst.Name("self"))]
     if _module_method_forward(call, facts, scope, stmt, r.program):
         # `self.model._predict_scores_batch(batch)`: a method of the model's class that runs its forward
         return [Hop(call, stmt, facts, scope, target=call.func.value)]  # type: ignore[attr-defined]
@@ -177,6 +180,13 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
 
 
 _COMPREHENSIONS = (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)
+
+
+def _self_forward(call: cst.Call, facts: FileFacts, scope: Scope) -> bool:
+    """``self(x)`` / ``self.forward(x)`` in a method (other than forward) of an ``nn.Module`` class."""
+    if dotted(call.func) not in ("self", "self.forward") or scope.name in ("forward", "__call__", "__init__"):
+        return False
+    return _module_class(facts, scope)
 
 
 def _module_method_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any) -> bool:
@@ -254,7 +264,7 @@ def _trains_in(stmts: Sequence[Stmt], facts: FileFacts, scope: Scope, r: _Reach,
     for s in stmts:
         for call in _stmt_calls(s):
             kind = classify_call(call, facts, scope, s)
-            if kind in ("backward", "optimizer_step", "zero_grad"):
+            if kind in ("backward", "optimizer_step"):  # (a zero_grad() alone trains nothing: flair's forward() calls one)
                 return True
             if isinstance(call.func, cst.Attribute):
                 if call.func.attr.value in ("backward", "manual_backward", "step", "grad"):

@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
-from trainlint.analysis.evaluation import eval_loops
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops
 from trainlint.analysis.execution import autograd_call_site, grad_free_callers
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity, Span
 from trainlint.rules import Rule
+
+
+#: Code that sets ``requires_grad`` itself: gradients wanted on purpose (saliency, ``x.requires_grad_()``,
+#: ``requires_grad=True``) or a frozen model (``p.requires_grad = False``, ``requires_grad_(False)``). Not
+#: ``Variable(y, requires_grad=False)``: the default of a tensor made from data, it switches nothing.
+_GRADS_ON_PURPOSE = re.compile(r"requires_grad_\(|\.requires_grad\s*=(?!=)|requires_grad\s*=\s*True")
 
 
 class EvalWithoutNoGrad(Rule):
@@ -277,10 +284,13 @@ for phase in ["train", "val"]:
     )
 
     def check_program(self, program) -> Iterable[Finding]:
-        if not any("torch" in f.ctx.source.text for f in program.files):
-            return
+        # PyTorch code: torch named in the program, or (a file that imports only its own package's names,
+        # like allennlp's commands/evaluate.py) a model switched to eval() before it is called
+        torch_named = any("torch" in f.ctx.source.text for f in program.files)
         for loop in eval_loops(program):
             if loop.no_grad:
+                continue
+            if not torch_named and loop.mode_at(program) != "eval":
                 continue
             caller = None
             if loop.scope.kind == "function":
@@ -292,8 +302,8 @@ for phase in ["train", "val"]:
                 caller = autograd_call_site(program, loop.pf, loop.scope)
             ctx = loop.pf.ctx
             body = ctx.code(loop.scope.node) if loop.scope.kind == "function" else ctx.source.text
-            if "requires_grad" in body:
-                continue
+            if _GRADS_ON_PURPOSE.search(body):
+                continue  # gradients wanted (x.requires_grad_(), requires_grad=True) or a frozen model (p.requires_grad = False)
             call, _ = loop.forwards[0]
             who = f"`{dotted(call.func) or 'the model'}`"
             if loop.paths and len(loop.paths[0]) > 1:
@@ -337,8 +347,12 @@ def _related(program, loop, ctx) -> list:
 def _library_evaluation(program, loop) -> bool:
     """An evaluation method of a library class that nothing of the analysed files calls
     (``Trainer.validate()`` in a package linted without the scripts that drive it): it switches its
-    model to eval() itself before the loop, so it owns the evaluation state, autograd included."""
+    model to eval() itself before the loop, so it owns the evaluation state, autograd included; or it is
+    a module's own inference method (``predict()`` / ``infer()`` of an ``nn.Module`` that runs
+    ``self.forward(batch)`` over mini-batches)."""
     if not program.library or loop.scope.class_name is None:
         return False
+    if _EVAL_FUNC.search(loop.scope.name) and any(h.target is not None and dotted(h.target) == "self" for h in loop.model_calls()):
+        return True  # a module's own predict()/infer() over mini-batches: its inference API
     # the mode at the model call (also when eval() is inside a validation_step() helper on the way)
     return any(loop.mode_at(program, i) == "eval" for i in range(len(loop.forwards)))
