@@ -80,6 +80,13 @@ def fix_locations(case: cs.Case, root: Path) -> Tuple[Optional[cs.Location], Tup
     return bug, anchors
 
 
+def _where(finding: Dict) -> str:
+    """``path:line``, or ``notebook.ipynb:cell:line`` (the manifest's spelling of a location)."""
+    cell = finding.get("cell")
+    mid = f"{cell}:" if cell is not None else ""
+    return f"{finding.get('path')}:{mid}{finding.get('line')}"
+
+
 def score_case(case: cs.Case, cases_dir: Path, tree: Optional[Path], python: str) -> Dict:
     root = cases_dir / case.id
     out: Dict = {"id": case.id, "repo": case.repo, "rule": case.rule, "bug": str(case.bug)}
@@ -90,12 +97,12 @@ def score_case(case: cs.Case, cases_dir: Path, tree: Optional[Path], python: str
     fixed, err_f = lint(root / "fix", case.files, tree, python)
     out["found"] = cs.found(case, parent)
     same_rule = [f for f in parent if f.get("code") == case.rule]
-    out["parent_rule_findings"] = [f"{f.get('path')}:{f.get('line')}" for f in same_rule]
+    out["parent_rule_findings"] = [_where(f) for f in same_rule]
     bug, anchors = fix_locations(case, root)
     out["fix_bug"] = str(bug) if bug else None
     out["fix_flagged"] = bool(bug) and cs.found(case, fixed, bug, anchors) if case.scope == "line" else \
         cs.found(case, fixed)
-    out["fix_rule_findings"] = [f"{f.get('path')}:{f.get('line')}" for f in fixed if f.get("code") == case.rule]
+    out["fix_rule_findings"] = [_where(f) for f in fixed if f.get("code") == case.rule]
     errors = [e for e in (err_p, err_f) if e]
     if errors:
         out["error"] = "; ".join(errors)
