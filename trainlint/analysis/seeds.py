@@ -72,6 +72,32 @@ RANDOM_DRAWS = {
 SKLEARN_DRAWS = {
     "sklearn.model_selection.train_test_split", "sklearn.utils.shuffle", "sklearn.utils.resample",
 }
+#: Library calls that draw from a global generator INSIDE the library, so the user's code shows no
+#: ``random.*`` / ``np.random.*`` call: (library, class, method or "" for the constructor) -> (generator,
+#: keywords that make the call deterministic or not random, what to say). Sources:
+#:
+#: - torchtext (legacy ``torchtext.data``, 0.3-0.8, and ``torchtext.legacy.data``, 0.9-0.11):
+#:   ``Dataset.split(split_ratio, stratified, strata_field, random_state=None)`` shuffles the examples with
+#:   ``RandomShuffler(random_state)`` (torchtext/data/dataset.py), and ``RandomShuffler.__init__`` takes
+#:   ``random.getstate()`` when no state is given (torchtext/data/utils.py): the split follows Python's
+#:   unseeded ``random``. ``Iterator(..., train=True, shuffle=None)`` (and ``BucketIterator``, and their
+#:   ``.splits((train, ...))``, whose first iterator is the training one) builds ``RandomShuffler()`` the
+#:   same way and shuffles every epoch when ``shuffle`` (default: ``train``) is on
+#:   (torchtext/data/iterator.py). https://github.com/pytorch/text/blob/v0.8.1/torchtext/data/dataset.py
+LIBRARY_DRAWS: Dict[Tuple[str, str, str], Tuple[str, FrozenSet[str], str]] = {
+    ("torchtext", "Dataset", "split"): (RANDOM, frozenset({"random_state"}),
+                                        "torchtext's Dataset.split() shuffles with Python's random"),
+    ("torchtext", "Iterator", ""): (RANDOM, frozenset({"shuffle", "train"}),
+                                    "torchtext's Iterator shuffles with Python's random"),
+    ("torchtext", "BucketIterator", ""): (RANDOM, frozenset({"shuffle", "train"}),
+                                          "torchtext's BucketIterator shuffles with Python's random"),
+    ("torchtext", "Iterator", "splits"): (RANDOM, frozenset({"shuffle"}),
+                                          "torchtext's Iterator.splits() shuffles with Python's random"),
+    ("torchtext", "BucketIterator", "splits"): (RANDOM, frozenset({"shuffle"}),
+                                                "torchtext's BucketIterator.splits() shuffles with Python's random"),
+}
+#: torchtext names whose calls return datasets (``datasets.IMDB.splits(...)``, ``data.TabularDataset(...)``).
+_TORCHTEXT_DATA = re.compile(r"^torchtext\.(?:legacy\.)?(?:data|datasets)\.")
 #: Library helpers we do not know by name but that obviously seed (``seed_everything``, ``set_seed``...).
 _SEEDY_NAME = re.compile(r"seed", re.I)
 _NOT_SEEDY_NAME = re.compile(r"^_*(seed|seeds|initial_seed|seed_worker|worker_seed)$|get|worker|generator|rng_state|"
@@ -105,6 +131,8 @@ class Draw:
     source: str  # NUMPY | RANDOM
     spelling: str  # "np.random.permutation"
     fresh_generator: bool = False  # np.random.default_rng() without a seed: never seeded by np.random.seed
+    #: a library call that draws inside the library (:data:`LIBRARY_DRAWS`): what it is, for messages
+    via: str = ""
 
 
 @dataclass(eq=False)
@@ -272,7 +300,74 @@ def classify_library_call(call: cst.Call, facts: FileFacts) -> Optional[tuple]:
     return None
 
 
-def _draw(call: cst.Call, facts: FileFacts) -> Optional[Tuple[str, bool]]:
+def _library_draw(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[Tuple[str, str]]:
+    """(generator, what) when ``call`` is a library call of :data:`LIBRARY_DRAWS` that draws from an
+    unseeded global generator: ``data.BucketIterator(...)``, ``data.BucketIterator.splits(...)``, or
+    ``ds.split()`` where ``ds`` holds a torchtext dataset (from ``datasets.IMDB.splits(...)``, a
+    ``data.TabularDataset``, an earlier ``split()``, a project subclass of ``data.Dataset``)."""
+    q = facts.qualify(call.func)
+    key = None
+    if q is not None and q.startswith("torchtext."):
+        parts = [p for p in q.split(".")[1:] if p not in ("legacy", "data", "iterator", "dataset")]
+        if len(parts) == 1:
+            key = ("torchtext", parts[0], "")
+        elif len(parts) == 2:
+            key = ("torchtext", parts[0], parts[1])
+    elif isinstance(call.func, cst.Attribute) and _torchtext_dataset(call.func.value, facts, scope, stmt, 0):
+        key = ("torchtext", "Dataset", call.func.attr.value)
+    row = LIBRARY_DRAWS.get(key) if key is not None else None
+    if row is None:
+        return None
+    source, off, what = row
+    for a in call.args:
+        if a.keyword is None:
+            continue
+        kw = a.keyword.value
+        if kw == "random_state" and kw in off:
+            return None  # a given state: deterministic
+        if kw in off and isinstance(a.value, cst.Name) and a.value.value == "False":
+            return None  # shuffle=False / train=False: no shuffling
+    return source, what
+
+
+def _torchtext_dataset(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stmt, depth: int) -> bool:
+    """Does ``expr`` (a name) hold a torchtext dataset at ``stmt``?"""
+    if depth > 4:
+        return False
+    if isinstance(expr, cst.Call):
+        q = facts.qualify(expr.func)
+        if q is not None:
+            if _TORCHTEXT_DATA.match(q):
+                return True
+            info = facts.classes.get(q) if "." not in q else None
+            return info is not None and any(_TORCHTEXT_DATA.match(b or "") for b in info.bases)
+        if isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("split", "splits"):
+            return _torchtext_dataset(expr.func.value, facts, scope, stmt, depth + 1)
+        if isinstance(expr.func, cst.Name) and expr.func.value in facts.classes:
+            return any(_TORCHTEXT_DATA.match(b or "") for b in facts.classes[expr.func.value].bases)
+        return False
+    if not isinstance(expr, cst.Name):
+        return False
+    sc: Optional[Scope] = scope
+    while sc is not None:
+        found = sc.reaching(expr.value, stmt) if sc is scope else sc.assigns.get(expr.value, [])
+        for a in found[:4]:
+            value = a.value if a.value is not None else getattr(a.node, "value", None)
+            if a.kind == "assign" and isinstance(value, cst.BaseExpression) and \
+                    _torchtext_dataset(value, facts, a.scope or sc, a.stmt, depth + 1):
+                return True
+        if found:
+            return False
+        sc = sc.parent
+    return False
+
+
+def _draw(call: cst.Call, facts: FileFacts, scope: Optional[Scope] = None, stmt: Optional[Stmt] = None) \
+        -> Optional[Tuple[str, bool, str]]:
+    if scope is not None and stmt is not None:
+        lib = _library_draw(call, facts, scope, stmt)
+        if lib is not None:
+            return lib[0], False, lib[1]
     q = facts.qualify(call.func)
     if q is None:
         return None
@@ -355,9 +450,9 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
                         out.determinism.append((call, scope, stmt, f"{spelling}(True)"))
                     continue
                 if not worker:
-                    d = _draw(call, facts)
+                    d = _draw(call, facts, scope, stmt)
                     if d is not None:
-                        out.draws.append(Draw(call, scope, stmt, d[0], spelling, d[1]))
+                        out.draws.append(Draw(call, scope, stmt, d[0], spelling, d[1], d[2] if len(d) > 2 else ""))
                         continue
                 sign = "LightningCLI" if q is not None and q.endswith("LightningCLI") else \
                     _fit_or_train(call, facts, scope, stmt)

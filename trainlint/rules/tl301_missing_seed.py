@@ -34,7 +34,10 @@ class MissingSeed(Rule):
     when it never seeds torch (`torch.manual_seed`, or a helper that does), or when it seeds torch but
     draws from numpy's or Python's global random generator (`np.random.permutation`, `random.shuffle`,
     scikit-learn's `train_test_split` without `random_state`...) without seeding that one too, or creates
-    an unseeded `np.random.default_rng()`. The finding is on the entry script, at the start of the training loop
+    an unseeded `np.random.default_rng()`. Library calls that draw inside the library count too: legacy
+    torchtext's `Dataset.split()` and its shuffling `Iterator` / `BucketIterator` (and `.splits(...)`)
+    shuffle with Python's `random` (torchtext/data/utils.py `RandomShuffler` takes `random.getstate()`
+    when no `random_state` is given). The finding is on the entry script, at the start of the training loop
     (or the `trainer.fit(...)` call).
 
     Seeds count wherever they run: in `main()`, behind `if args.seed is not None:`, with `seed + rank`, in
@@ -642,10 +645,12 @@ if __name__ == "__main__":
             if d.fresh_generator:
                 parts.append(f"{dloc} creates an unseeded numpy generator with {d.spelling}(){more}")
             else:
-                parts.append(f"{label} is not, and {dloc} draws from {d.spelling}(){more}")
+                via = f" ({d.via})" if d.via else ""
+                parts.append(f"{label} is not, and {dloc} draws from {d.spelling}(){via}{more}")
             for dpf, d in draws[:3]:
                 _, sp = self._loc(program, dpf, d.call)
-                related.append(Related(dpf.ctx.path, sp, f"an unseeded draw: {d.spelling}()"))
+                related.append(Related(dpf.ctx.path, sp, f"an unseeded draw: {d.spelling}()"
+                                       + (f" ({d.via})" if d.via else "")))
         message = f"torch is seeded ({seed_loc}) but " + "; ".join(parts) + ": two runs still differ"
         fixes = []
         if any(src == NUMPY and not draws[0][1].fresh_generator for src, draws in missing):
