@@ -1074,15 +1074,14 @@ def timelines(facts: FileFacts, program: Any = None) -> List[Timeline]:
 def _manual_training_steps(facts: FileFacts) -> List[TrainLoop]:
     """Lightning manual optimization: ``training_step`` runs once per batch and calls
     ``self.manual_backward(loss)`` and ``opt.step()`` itself — its body is one iteration."""
-    out: List[TrainLoop] = []
-    for scope in facts.functions:
-        if scope.name != "training_step" or not scope.class_name:
-            continue
-        if not any(isinstance(n.func, cst.Attribute) and n.func.attr.value == "manual_backward"
-                   for s in scope.stmts for n in calls(s.node)):
-            continue
-        out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None))
-    return out
+    found = facts.__dict__.get("_tl_manual_steps")
+    if found is None:  # (which functions, once per file: every program of the file asks)
+        found = facts.__dict__["_tl_manual_steps"] = [
+            scope for scope in facts.functions
+            if scope.name == "training_step" and scope.class_name
+            and any(isinstance(n.func, cst.Attribute) and n.func.attr.value == "manual_backward"
+                    for s in scope.stmts for n in calls(s.node))]
+    return [TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None) for scope in found]
 
 
 def _step_functions(facts: FileFacts) -> List[TrainLoop]:
@@ -1091,22 +1090,24 @@ def _step_functions(facts: FileFacts) -> List[TrainLoop]:
     iteration of a loop we may not see (an RL agent's update, a ``train_step`` called from elsewhere).
     Their timelines have ``loop.unit == "call"``: what happens around the call (a zero_grad in the caller)
     is unknown, but the order inside the body is certain."""
-    out: List[TrainLoop] = []
-    for scope in facts.functions:
-        if scope.name == "training_step" and scope.class_name:
-            continue  # Lightning: see _manual_training_steps
-        kinds = set()
-        for s in scope.stmts:
-            if s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With, cst.FunctionDef, cst.ClassDef)):
-                continue
-            for n in calls(s.node):
-                if isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
-                    k = classify(n, facts, scope, s)
-                    if k in ("backward", "optimizer_step"):
-                        kinds.add(k)
-        if kinds == {"backward", "optimizer_step"}:
-            out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "call", None))
-    return out
+    found = facts.__dict__.get("_tl_step_functions")
+    if found is None:  # (which functions, once per file: every program of the file asks)
+        found = facts.__dict__["_tl_step_functions"] = []
+        for scope in facts.functions:
+            if scope.name == "training_step" and scope.class_name:
+                continue  # Lightning: see _manual_training_steps
+            kinds = set()
+            for s in scope.stmts:
+                if s.loops or isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With, cst.FunctionDef, cst.ClassDef)):
+                    continue
+                for n in calls(s.node):
+                    if isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
+                        k = classify(n, facts, scope, s)
+                        if k in ("backward", "optimizer_step"):
+                            kinds.add(k)
+            if kinds == {"backward", "optimizer_step"}:
+                found.append(scope)
+    return [TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "call", None) for scope in found]
 
 
 def program_timelines(program: Any) -> List[Timeline]:

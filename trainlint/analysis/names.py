@@ -14,14 +14,23 @@ import libcst as cst
 
 def dotted(expr: cst.BaseExpression) -> Optional[str]:
     """``a.b.c`` for a Name/Attribute chain, else None."""
+    # (exact type checks: libcst's node classes are ABCs, isinstance is slow, and these two have no
+    # subclasses; this runs millions of times on a big package)
+    t = type(expr)
+    if t is _NAME:
+        return expr.value
     parts: List[str] = []
-    while isinstance(expr, cst.Attribute):
+    while t is _ATTRIBUTE:
         parts.append(expr.attr.value)
         expr = expr.value
-    if isinstance(expr, cst.Name):
+        t = type(expr)
+    if t is _NAME:
         parts.append(expr.value)
         return ".".join(reversed(parts))
     return None
+
+
+_NAME, _ATTRIBUTE = cst.Name, cst.Attribute
 
 
 def module_dotted(node: Union[cst.Attribute, cst.Name]) -> str:

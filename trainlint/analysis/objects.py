@@ -1153,6 +1153,20 @@ def bound_arg(call: cst.Call, index: int, param: str) -> Optional[cst.BaseExpres
 # -- every call of a file ----------------------------------------------------------------------------
 
 _STOP = (cst.Lambda, cst.FunctionDef, cst.ClassDef, cst.IndentedBlock, cst.BaseString, cst.Integer, cst.Float, cst.Name)
+
+
+def _with_subclasses(classes) -> frozenset:
+    out, todo = set(), list(classes)
+    while todo:
+        c = todo.pop()
+        if c not in out:
+            out.add(c)
+            todo.extend(c.__subclasses__())
+    return frozenset(out)
+
+
+#: The node types of _STOP and their subclasses (BaseString is abstract), for a set lookup by exact type.
+_STOP_TYPES = _with_subclasses(_STOP)
 _SKIP_FIELDS = {"lpar", "rpar", "comma", "semicolon", "dot", "equal", "colon", "whitespace_before", "whitespace_after",
                 "whitespace_after_func", "whitespace_before_args", "whitespace_after_star", "whitespace_after_arg",
                 "leading_lines", "trailing_whitespace", "header", "footer", "lbracket", "rbracket", "lbrace", "rbrace",
@@ -1171,21 +1185,34 @@ def _code_fields(cls: type) -> Tuple[str, ...]:
 def calls_in(node: cst.CSTNode):
     """Calls inside a statement, outermost first, without entering nested defs or lambdas. Reads the
     dataclass fields directly and stops at leaves (names, literals): the hot path of every call index."""
+    from trainlint.analysis.walk import _IS_NODE, _is_node_type
+
     stack = [node]
     while stack:
         n = stack.pop()
-        if isinstance(n, cst.Call):
+        t = type(n)
+        if t is cst.Call:
             yield n
-        if n is not node and isinstance(n, _STOP):
+        if n is not node and t in _STOP_TYPES:
             continue
         kids = []
-        for name in _code_fields(type(n)):
+        for name in _code_fields(t):
             v = getattr(n, name)
-            if isinstance(v, cst.CSTNode):
+            tv = type(v)
+            hit = _IS_NODE.get(tv)
+            if hit is None:
+                hit = _is_node_type(tv)
+            if hit:
                 kids.append(v)
-            elif isinstance(v, (list, tuple)):
-                kids.extend(x for x in v if isinstance(x, cst.CSTNode))
-        stack.extend(reversed(kids))
+            elif tv is list or tv is tuple:
+                for x in v:
+                    hx = _IS_NODE.get(type(x))
+                    if hx is None:
+                        hx = _is_node_type(type(x))
+                    if hx:
+                        kids.append(x)
+        kids.reverse()
+        stack.extend(kids)
 
 
 def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:

@@ -31,7 +31,7 @@ from trainlint.analysis.names import dotted
 from trainlint.analysis.program import Program, ProgramFile, resolve_module
 from trainlint.analysis.execution import backward_roots
 from trainlint.analysis.syntax import constructed_class
-from trainlint.analysis.walk import child_nodes
+from trainlint.analysis.walk import _children, child_nodes  # noqa: F401
 
 TORCH, NUMPY, RANDOM = "torch", "numpy", "random"
 ALL: FrozenSet[str] = frozenset({TORCH, NUMPY, RANDOM})
@@ -202,19 +202,23 @@ def _header_parts(node: cst.CSTNode) -> List[cst.CSTNode]:
 
 
 def _walk(root: cst.CSTNode, calls: List[cst.Call], refs: List[Tuple[str, cst.CSTNode]]) -> None:
+    # (exact type checks: these libcst classes have no subclasses, and isinstance against libcst's
+    # abstract node classes is slow; every statement of every program file passes here)
+    Call, Name, Attribute, FunctionDef, ClassDef = cst.Call, cst.Name, cst.Attribute, cst.FunctionDef, cst.ClassDef
     stack = [root]
     while stack:
         n = stack.pop()
-        if isinstance(n, cst.Call):
+        t = type(n)
+        if t is Call:
             calls.append(n)
-        if isinstance(n, (cst.Name, cst.Attribute)):
+        elif t is Name or t is Attribute:
             name = dotted(n)
             if name is not None:
                 refs.append((name, n))
                 continue
-        if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
+        elif t is FunctionDef or t is ClassDef:
             continue
-        kids = list(child_nodes(n))
+        kids = _children(n)
         kids.reverse()
         stack.extend(kids)
 

@@ -29,30 +29,59 @@ def _fields(cls: Type[cst.CSTNode]) -> Tuple[str, ...]:
     return names
 
 
+#: type -> is it a CSTNode? ``isinstance`` against libcst's abstract base classes goes through
+#: ABCMeta.__instancecheck__: a dict lookup by exact type is several times cheaper on the hot path.
+_IS_NODE: Dict[type, bool] = {}
+_SEQUENCES = (tuple, list)
+_NO_ENTER = frozenset((cst.Lambda, cst.FunctionDef, cst.ClassDef))  # (libcst has no subclasses of them)
+
+
+def _is_node_type(t: type) -> bool:
+    hit = _IS_NODE.get(t)
+    if hit is None:
+        hit = _IS_NODE[t] = issubclass(t, cst.CSTNode)
+    return hit
+
+
 def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
     """The direct children of ``node`` that may contain code, in source order."""
+    return iter(_children(node))
+
+
+def _children(node: cst.CSTNode) -> list:
+    out = []
+    is_node = _IS_NODE
     for name in _fields(type(node)):
         value = getattr(node, name, None)
-        if isinstance(value, cst.CSTNode):
-            yield value
-        elif isinstance(value, (tuple, list)):
+        t = type(value)
+        hit = is_node.get(t)
+        if hit is None:
+            hit = _is_node_type(t)
+        if hit:
+            out.append(value)
+        elif t in _SEQUENCES:
             for item in value:
-                if isinstance(item, cst.CSTNode):
-                    yield item
+                ht = is_node.get(type(item))
+                if ht is None:
+                    ht = _is_node_type(type(item))
+                if ht:
+                    out.append(item)
+    return out
 
 
 def walk(node: cst.CSTNode, into_functions: bool = False) -> Iterator[cst.CSTNode]:
     """Every node under ``node`` (pre-order, source order); by default not into nested
     lambdas, functions and classes."""
     stack = [node]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        n = stack.pop()
+        n = pop()
         yield n
-        if not into_functions and n is not node and isinstance(n, (cst.Lambda, cst.FunctionDef, cst.ClassDef)):
+        if not into_functions and n is not node and type(n) in _NO_ENTER:
             continue
-        kids = list(child_nodes(n))
+        kids = _children(n)
         kids.reverse()
-        stack.extend(kids)
+        extend(kids)
 
 
 #: id(node) -> (node, its calls). Syntax trees are immutable, and many rules ask for the calls of the
@@ -67,7 +96,7 @@ def calls(node: cst.CSTNode) -> Tuple[cst.Call, ...]:
     hit = _CALLS.get(id(node))
     if hit is not None and hit[0] is node:
         return hit[1]
-    found = tuple(n for n in walk(node) if isinstance(n, cst.Call))
+    found = tuple(n for n in walk(node) if type(n) is cst.Call)
     _CALLS[id(node)] = (node, found)
     return found
 
