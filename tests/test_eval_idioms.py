@@ -550,3 +550,60 @@ def evaluate(model, instances):
     assert _where(found) == ["mylib/evaluate.py:7"]
     # without an eval() nothing says the model is a PyTorch module (a TF / JAX program): left alone
     assert tree402(tmp_path / "b", dict(files, **{"mylib/evaluate.py": evaluate.format(switch="")})) == []
+
+
+# -- an inference program's loop in a file the entry script calls into ----------------------------------
+
+TRANSLATOR = '''
+import torch
+
+
+class Translator:
+    def __init__(self, model, beam_size=5):
+        self.model = model
+        self.beam_size = beam_size
+
+    def translate_batch(self, batch):
+        memory = self.model.encoder(batch.src)
+        return self.model.decoder(batch.tgt, memory).argmax(-1)
+
+    def translate(self, data_iter):
+        out = []
+        for batch in data_iter:
+            out.append(self.translate_batch(batch))
+        return out
+'''
+TRANSLATE_PY = '''
+import torch
+from nmt.translator import Translator
+
+
+def main():
+    model = torch.load("model.pt", weights_only=False)
+    model.eval()
+    translator = Translator(model)
+    {guard}print(translator.translate(open_batches("test.src")))
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_an_inference_programs_loop_in_the_file_it_calls(tmp_path):
+    files = {"nmt/__init__.py": "", "nmt/translator.py": TRANSLATOR, "translate.py": TRANSLATE_PY.format(guard="")}
+    found = tree402(tmp_path, files)
+    assert _where(found) == ["nmt/translator.py:16"]
+    assert "translate.py runs it" in found[0][2].message and "self.model.encoder" in found[0][2].message
+
+
+def test_the_entry_wraps_the_call_in_no_grad(tmp_path):
+    files = {"nmt/__init__.py": "", "nmt/translator.py": TRANSLATOR,
+             "translate.py": TRANSLATE_PY.format(guard="with torch.no_grad():\n        ")}
+    assert tree402(tmp_path, files) == []
+
+
+def test_a_program_that_trains_gives_no_inference_evidence_to_other_files(tmp_path):
+    train = TRANSLATE_PY.format(guard="").replace("    model.eval()\n", "    model.train()\n    fit(model)\n")
+    files = {"nmt/__init__.py": "", "nmt/translator.py": TRANSLATOR, "translate.py": train}
+    assert tree402(tmp_path, files) == []

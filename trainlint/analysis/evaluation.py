@@ -161,10 +161,13 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
     if h is None or h[1] is scope or h[1].kind != "function" or h[1].name in ("forward", "__call__", "__init__"):
         return None
     hf, hs = h
-    memo = getattr(hs, "_tl_forward_path", None)
-    if memo is None or memo[0] != depth:
+    # memoised per program (on its _Reach): which helper a call runs depends on the program's files
+    memos = r.__dict__.setdefault("_forward_paths", {})
+    key = (id(hs), depth)
+    memo = memos.get(key)
+    if memo is None:
         found: Optional[List[Hop]] = None
-        hs._tl_forward_path = (depth, None)  # recursion guard
+        memos[key] = (depth, None)  # recursion guard
         for st in _small(hs):
             if st.loops or any(isinstance(n, _COMPREHENSIONS) for n in walk(st.node)):
                 continue  # the helper's own loop over the batches: an evaluation loop of its own
@@ -175,7 +178,7 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
                     break
             if found is not None:
                 break
-        memo = hs._tl_forward_path = (depth, found)
+        memo = memos[key] = (depth, found)
     return [Hop(call, stmt, facts, scope)] + memo[1] if memo[1] is not None else None
 
 
@@ -319,7 +322,8 @@ def eval_loops(program: Any) -> List[EvalLoop]:
         if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
             continue
         out.extend(_file_eval_loops(pf, r, inference and pf is program.entry and not _model_file(pf),
-                                    module_only=program.library))
+                                    module_only=program.library,
+                                    reached=program if inference and pf is not program.entry and not program.library else None))
     program._tl_eval_loops = out
     return out
 
@@ -376,6 +380,13 @@ def inference_calls(program: Any) -> List[EvalLoop]:
     return out
 
 
+def _called_from_entry(program: Any, pf: Any, scope: Scope) -> bool:
+    """Does the program's entry script call this function (or method) itself?"""
+    from trainlint.analysis.execution import call_sites
+
+    return any(f is program.entry for f, _, _, _ in call_sites(program, pf, scope))
+
+
 def _decorated(scope: Scope) -> bool:
     """A decorated function: the decorator may switch autograd or the mode off (we cannot always tell)."""
     return isinstance(scope.node, cst.FunctionDef) and bool(scope.node.decorators)
@@ -421,9 +432,12 @@ def _framework_scope(scope: Scope, facts: FileFacts) -> bool:
     return any(b.endswith(("LightningModule", "Trainer", "Callback")) for b in info.bases)
 
 
-def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: bool = False) -> List[EvalLoop]:
+def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: bool = False,
+                     reached: Any = None) -> List[EvalLoop]:
     """The evaluation loops of one file; with ``module_only`` (a library module nobody runs), an
-    inference script's loops only at module level."""
+    inference script's loops only at module level. ``reached``: the program, when it never trains and
+    this file is not its entry: a loop in a function the entry script calls itself (translate.py's
+    ``translator.translate(...)`` -> ``Translator.translate()`` looping over the batches) is an inference."""
     facts = pf.facts
     out: List[EvalLoop] = []
     for scope in facts.scopes():
@@ -461,6 +475,9 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
                   and not (module_only and scope.kind != "module")
                   and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1])):
                 evidence = "the program never trains: an inference script"
+            elif (reached is not None and not it_train and scope.kind == "function" and not _decorated(scope)
+                  and not _module_class(facts, scope) and _called_from_entry(reached, pf, scope)):
+                evidence = f"the program never trains: {reached.entry.display.replace(chr(92), '/').rsplit('/', 1)[-1]} runs it"
             else:
                 continue
             taken.add(id(node))
