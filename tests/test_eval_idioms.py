@@ -487,7 +487,7 @@ class TextClassifier(nn.Module):
             labels.extend(self.forward(batch).argmax(-1).tolist())
         return labels
 
-    def sample(self, start, steps=20):
+    {decorator}def sample(self, start, steps=20):
         out = [start]
         for _ in range(steps):
             out.append(self(out[-1]).argmax(-1))
@@ -497,12 +497,13 @@ class TextClassifier(nn.Module):
 
 def test_a_modules_own_predict_over_mini_batches(tmp_path):
     # (a zero_grad() inside forward() does not make predict() a training loop)
+    # and its generation method runs its own forward step after step with autograd on
     found = tree402(tmp_path, {"clf/__init__.py": "", "clf/model.py": CLASSIFIER.format(decorator="")})
-    assert _where(found) == ["clf/model.py:20"]
-    assert "self.forward" in found[0][2].message
+    assert _where(found) == ["clf/model.py:20", "clf/model.py:26"]
+    assert "self.forward" in found[0][2].message and "generates in sample()" in found[1][2].message
 
 
-def test_a_modules_own_predict_under_no_grad_and_a_sampling_loop_are_clean(tmp_path):
+def test_a_modules_own_predict_and_sample_under_no_grad_are_clean(tmp_path):
     files = {"clf/__init__.py": "", "clf/model.py": CLASSIFIER.format(decorator="@torch.no_grad()\n    ")}
     assert tree402(tmp_path, files) == []
 

@@ -57,6 +57,8 @@ _EVAL_FUNC = re.compile(
     re.I,
 )
 _TRAIN_TOKEN = re.compile(r"(?:^|_)train", re.I)
+#: Generation methods of a module (its own forward run step after step): ``generate_text``, ``sample``, ``beam_search``.
+_GENERATE = re.compile(r"^_?(?:generate|sample|decode|greedy|beam_search)(?:_|$)", re.I)
 #: Deliberate train-mode evaluation: Monte-Carlo dropout, BN recalibration.
 _ON_PURPOSE = re.compile(r"mc_?dropout|enable_dropout|monte_?carlo|mc_samples|update_bn|bn_update|precise_bn|recalibrat", re.I)
 _FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier|backbone|student)s?_?$", re.I)
@@ -471,6 +473,10 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
                 continue
             elif fn_eval and not it_train:
                 evidence = f"it is in {scope.name}()"
+            elif (_GENERATE.search(scope.name) and not it_train
+                  and all(h.target is not None and dotted(h.target) == "self" for p in paths for h in p[-1:])):
+                # a module's own generation method: `for i in range(n): out, hidden = self.forward(x, hidden)`
+                evidence = f"it generates in {scope.name}()"
             elif (inference and not it_train and scope.class_name is None and not _decorated(scope)
                   and not (module_only and scope.kind != "module")
                   and not _synthetic_input(forwards[0][0], facts, scope, forwards[0][1])):

@@ -352,7 +352,7 @@ def _library_evaluation(program, loop) -> bool:
     ``self.forward(batch)`` over mini-batches)."""
     if not program.library or loop.scope.class_name is None:
         return False
-    if _EVAL_FUNC.search(loop.scope.name) and any(h.target is not None and dotted(h.target) == "self" for h in loop.model_calls()):
+    if (_EVAL_FUNC.search(loop.scope.name) or loop.evidence.startswith("it generates")) and any(h.target is not None and dotted(h.target) == "self" for h in loop.model_calls()):
         return True  # a module's own predict()/infer() over mini-batches: its inference API
     # the mode at the model call (also when eval() is inside a validation_step() helper on the way)
     return any(loop.mode_at(program, i) == "eval" for i in range(len(loop.forwards)))
