@@ -608,3 +608,52 @@ def test_a_program_that_trains_gives_no_inference_evidence_to_other_files(tmp_pa
     train = TRANSLATE_PY.format(guard="").replace("    model.eval()\n", "    model.train()\n    fit(model)\n")
     files = {"nmt/__init__.py": "", "nmt/translator.py": TRANSLATOR, "translate.py": train}
     assert tree402(tmp_path, files) == []
+
+
+# -- ignite's Engine calls the step function once per batch -------------------------------------------------
+
+IGNITE = '''
+import torch
+from ignite.engine import Engine, Events
+
+model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+def train_step(engine, batch):
+    model.train()
+    optimizer.zero_grad()
+    x, y = batch
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def eval_step(engine, batch):
+    model.eval()
+    x, y = batch
+    {body}
+
+
+trainer = Engine(train_step)
+evaluator = Engine(eval_step)
+
+
+@trainer.on(Events.EPOCH_COMPLETED)
+def validate(engine):
+    evaluator.run(val_loader)
+
+
+trainer.run(train_loader, max_epochs=5)
+'''
+
+
+def test_an_ignite_evaluation_step_with_autograd_on():
+    found = lint402(IGNITE.format(body="return model(x), y"))
+    assert [f.line for f in found] == [22]
+    assert "Engine runs eval_step()" in found[0].message
+
+
+def test_an_ignite_evaluation_step_under_no_grad():
+    assert lint402(IGNITE.format(body="with torch.no_grad():\n        return model(x), y")) == []

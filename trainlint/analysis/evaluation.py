@@ -91,6 +91,9 @@ class EvalLoop:
     #: per forward (same order): the calls from the loop's statement to the model call itself; one hop
     #: for ``model(x)`` in the loop, more for ``self.validation_step(x)`` -> ``self.infer(x)`` -> ``self.module_(x)``
     paths: List[List["Hop"]] = field(default_factory=list)
+    #: a step function that a framework's engine calls once per batch (ignite's ``Engine(step)``): its
+    #: callers are the engine, so its own body decides (``node`` is None)
+    engine_step: bool = False
 
     @property
     def facts(self) -> FileFacts:
@@ -318,7 +321,7 @@ def eval_loops(program: Any) -> List[EvalLoop]:
     inference = never_trains(program)
     for pf in (program.files[:1] if program.library else program.files):
         text = pf.ctx.source.text
-        if "for " not in text:
+        if "for " not in text and "Engine" not in text:
             continue
         base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
         if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
@@ -491,6 +494,46 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
             fn_text = pf.ctx.code(scope.node) if scope.kind == "function" else ""
             purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
             out.append(EvalLoop(pf, scope, s, node, forwards, evidence, ng, purpose, paths))
+    if "Engine" in pf.ctx.source.text:
+        out.extend(_engine_steps(pf, r))
+    return out
+
+
+def _is_engine(call: cst.Call, facts: FileFacts) -> bool:
+    """``Engine(step)`` of ignite (``ignite.engine.Engine``; ``ignite.engines.engine.Engine`` in its own code)."""
+    q = facts.qualify(call.func) or ""
+    return q.rsplit(".", 1)[-1] == "Engine" and (q.startswith("ignite.") or ".engines.engine" in q or ".engine.engine" in q)
+
+
+def _engine_steps(pf: Any, r: _Reach) -> List[EvalLoop]:
+    """ignite's ``Engine(process_function)``: ``engine.run(loader)`` calls the step function once per batch
+    (``def _inference(engine, batch): model.eval(); y_pred = model(x)``), so a step function that calls a
+    model and never trains is an evaluation loop of its own (``node`` None: the loop is the engine's; its
+    statement is the first model call)."""
+    facts = pf.facts
+    out: List[EvalLoop] = []
+    for scope in facts.scopes():
+        for st in _small(scope):
+            for c in _stmt_calls(st):
+                if not _is_engine(c, facts):
+                    continue
+                pos = [a.value for a in c.args if a.keyword is None]
+                name = dotted(pos[0]) if pos else None
+                if name is None or "." in name:
+                    continue
+                fn = next((s2 for s2 in facts.scopes() if s2.kind == "function" and s2.name == name and s2.parent is scope), None)
+                if fn is None:
+                    fn = facts.function(name)
+                if fn is None or _decorated(fn):
+                    continue
+                body = [x for x in _small(fn) if not x.loops]
+                paths = [p for x in body for c2 in _stmt_calls(x) for p in [forward_path(c2, facts, fn, x, r)] if p is not None]
+                if not paths or _trains_in(list(_small(fn)), facts, fn, r):
+                    continue
+                forwards = [(p[0].call, p[0].stmt) for p in paths]
+                ng = all(_path_no_grad(p) for p in paths)
+                out.append(EvalLoop(pf, fn, forwards[0][1], None, forwards, f"ignite's Engine runs {name}() once per batch",
+                                    ng, bool(_ON_PURPOSE.search(pf.ctx.code(fn.node))), paths, engine_step=True))
     return out
 
 

@@ -293,7 +293,7 @@ for phase in ["train", "val"]:
             if not torch_named and loop.mode_at(program) != "eval":
                 continue
             caller = None
-            if loop.scope.kind == "function":
+            if loop.scope.kind == "function" and not loop.engine_step:
                 callers = grad_free_callers(program, loop.pf, loop.scope)
                 if callers is None and not _library_evaluation(program, loop):
                     continue  # a helper nobody calls: its callers decide
@@ -314,11 +314,15 @@ for phase in ["train", "val"]:
                 f"Evaluation loop ({loop.evidence}) calls {who} {'once' if n == 1 else f'{n} times'} per batch "
                 f"{where}with autograd on: every batch records a graph and keeps its activations (memory and time for nothing)"
             )
-            span = ctx.span(loop.node)
-            iter_span = ctx.span(loop.node.iter)
+            if loop.node is not None:
+                span = ctx.span(loop.node)
+                iter_span = ctx.span(loop.node.iter)
+                span = Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
+            else:  # an engine's step function: at the model call
+                span = ctx.span(call)
             yield self.finding(
                 ctx,
-                Span(span.line, span.column, iter_span.end_line, iter_span.end_column),
+                span,
                 message,
                 hint="Wrap the loop in `with torch.no_grad():` (or torch.inference_mode()), or decorate the function with @torch.no_grad()",
                 related=_related(program, loop, ctx) + (
