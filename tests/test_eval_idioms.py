@@ -657,3 +657,33 @@ def test_an_ignite_evaluation_step_with_autograd_on():
 
 def test_an_ignite_evaluation_step_under_no_grad():
     assert lint402(IGNITE.format(body="with torch.no_grad():\n        return model(x), y")) == []
+
+
+# -- a model named by its uses, a while loop of an inference script ------------------------------------------
+
+DEMO = '''
+import torch
+from detector import build_detector
+
+detector_net = build_detector("res101")
+detector_net.load_state_dict(torch.load("faster_rcnn.pth")["model"])
+detector_net.eval()
+frames = open_camera(0)
+while frames.more():
+    im = frames.next()
+    {call}
+    show(boxes)
+'''
+
+
+def test_a_model_typed_by_load_state_dict_in_a_while_loop_of_an_inference_script(tmp_path):
+    files = {"detector.py": "def build_detector(name):\n    return None\n", "demo.py": DEMO.format(call="boxes = detector_net(im)")}
+    found = tree402(tmp_path, files)
+    assert _where(found) == ["demo.py:9"]
+    clean = DEMO.format(call="with torch.no_grad():\n        boxes = detector_net(im)")
+    assert tree402(tmp_path / "b", {"detector.py": files["detector.py"], "demo.py": clean}) == []
+
+
+def test_a_while_loop_of_a_training_program_is_no_evaluation():
+    code = DEMO.format(call="boxes = detector_net(im)").replace("detector_net.eval()", "detector_net.train()\nfit(detector_net)")
+    assert lint402(code) == []

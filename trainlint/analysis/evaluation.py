@@ -256,7 +256,7 @@ def _is_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> b
     if name.endswith(".forward"):
         name = name[: -len(".forward")]
     last = name.rsplit(".", 1)[-1]
-    if last == "self" or not _FORWARD_NAME.search(last):
+    if last == "self" or not (_FORWARD_NAME.search(last) or name in _module_typed_names(scope)):
         return False
     if isinstance(func, cst.Name):
         # a function of the program (`query_model(prompt)`) or an imported callable is not a model
@@ -266,6 +266,25 @@ def _is_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> b
             return False
     q = facts.qualify(func) or ""
     return not q.startswith(("torch.", "numpy", "sklearn"))
+
+
+def _module_typed_names(scope: Scope) -> Set[str]:
+    """Names a function (or the module level) treats as an ``nn.Module`` by its uses, whatever they are
+    called: the receiver of ``x.load_state_dict(...)`` or ``x.eval()`` (faster-rcnn's ``fasterRCNN``).
+    Memoised on the scope (it reads only the scope's own statements)."""
+    hit = getattr(scope, "_tl_module_typed", None)
+    if hit is None:
+        hit = set()
+        for st in _small(scope):
+            for c in _stmt_calls(st):
+                f = c.func
+                if isinstance(f, cst.Attribute) and f.attr.value in ("load_state_dict", "eval") and not (
+                        f.attr.value == "eval" and c.args):
+                    d = dotted(f.value)
+                    if d is not None and d != "self":
+                        hit.add(d)
+        scope._tl_module_typed = hit  # type: ignore[attr-defined]
+    return hit
 
 
 def _trains_in(stmts: Sequence[Stmt], facts: FileFacts, scope: Scope, r: _Reach, depth: int = 0) -> bool:
@@ -291,11 +310,17 @@ def _trains_in(stmts: Sequence[Stmt], facts: FileFacts, scope: Scope, r: _Reach,
     return False
 
 
-def _iterated_names(node: cst.For) -> List[str]:
-    """Names in what a loop iterates, without keyword names of calls (``training`` of
-    ``self.get_iterator(dataset_valid, training=False)`` says nothing about the data)."""
-    keywords = {id(a.keyword) for n in walk(node.iter) if isinstance(n, cst.Call) for a in n.args if a.keyword is not None}
-    return [v for n, v in _name_nodes(node.iter) if id(n) not in keywords]
+def _iterated_names(node: cst.CSTNode) -> List[str]:
+    """Names in what a loop iterates (a ``while`` loop: its test), without keyword names of calls
+    (``training`` of ``self.get_iterator(dataset_valid, training=False)`` says nothing about the data)."""
+    it = node.iter if isinstance(node, cst.For) else node.test  # type: ignore[attr-defined]
+    keywords = {id(a.keyword) for n in walk(it) if isinstance(n, cst.Call) for a in n.args if a.keyword is not None}
+    return [v for n, v in _name_nodes(it) if id(n) not in keywords]
+
+
+def loop_head(node: cst.CSTNode) -> cst.CSTNode:
+    """What a loop's header ends with: the iterable of a ``for``, the test of a ``while``."""
+    return node.iter if isinstance(node, cst.For) else node.test  # type: ignore[attr-defined]
 
 
 def _name_nodes(expr: cst.CSTNode) -> List[Tuple[cst.CSTNode, str]]:
@@ -321,7 +346,7 @@ def eval_loops(program: Any) -> List[EvalLoop]:
     inference = never_trains(program)
     for pf in (program.files[:1] if program.library else program.files):
         text = pf.ctx.source.text
-        if "for " not in text and "Engine" not in text:
+        if "for " not in text and "while " not in text and "Engine" not in text:
             continue
         base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
         if base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py":
@@ -456,8 +481,10 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
         taken: Set[int] = set()
         for s in scope.stmts:
             node = s.node
-            if not isinstance(node, cst.For) or any(id(l) in taken for l in s.loops):
+            if not isinstance(node, (cst.For, cst.While)) or any(id(l) in taken for l in s.loops):
                 continue
+            if isinstance(node, cst.While) and not inference:
+                continue  # a `while` loop is an evaluation only in an inference script (`while num_images >= 0:`)
             if is_epoch_loop(node):
                 continue
             inner = [x for x in scope.stmts if node in x.loops]

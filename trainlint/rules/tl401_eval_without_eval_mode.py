@@ -5,7 +5,7 @@ from typing import Iterable, Set
 
 import libcst as cst
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, inference_calls
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, inference_calls, loop_head
 from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
 from trainlint.analysis.walk import calls
@@ -643,7 +643,7 @@ def _head_span(ctx, node: cst.For):
     span = ctx.span(node)
     from trainlint.findings import Span
 
-    iter_span = ctx.span(node.iter)
+    iter_span = ctx.span(loop_head(node))
     return Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, loop_head
 from trainlint.analysis.execution import autograd_call_site, grad_free_callers
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity, Span
@@ -316,7 +316,7 @@ for phase in ["train", "val"]:
             )
             if loop.node is not None:
                 span = ctx.span(loop.node)
-                iter_span = ctx.span(loop.node.iter)
+                iter_span = ctx.span(loop_head(loop.node))
                 span = Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
             else:  # an engine's step function: at the model call
                 span = ctx.span(call)
