@@ -318,3 +318,163 @@ def test_tl204_a_clear_of_another_optimizer_does_not_clear_the_stepped_one(tmp_p
     # one optimizer under two names (an alias) is one optimizer
     alias = loop.replace("{opt}", "opt").replace("        for epoch", "        opt = full_opt\n        for epoch")
     assert _lint_tree(tmp_path / "c", {"t.py": alias}, "TL204") == []
+
+
+# ---- manual optimizer steps (plain SGD written by hand) ------------------------------------------
+
+
+def test_manual_sgd_updates_are_optimizer_steps_of_the_whole_model():
+    tl = _events("""
+    import torch
+    for x, y in loader:
+        loss = criterion(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad
+        for p in model.parameters():
+            p.data.add_(-lr, p.grad.data)
+        for name, p in model.named_parameters():
+            p.add_(p.grad, alpha=-lr)
+    """)
+    steps = tl.of("optimizer_step")
+    assert len(steps) == 3 and all(s.manual for s in steps)
+    # the parameter loop is not an iteration of its own: each update is one step of the batch loop
+    assert all(len(s.loops) == 1 for s in steps)
+
+
+def test_updates_that_are_not_manual_steps():
+    tl = _events("""
+    import torch
+    for x, y in loader:
+        loss = criterion(model(x), y)
+        loss.backward()
+        optimizer.step()
+        x_adv.data.add_(eps * x_adv.grad.sign())          # an adversarial input, not a parameter loop
+        for p in model.parameters():
+            p.grad.data.add_(wd * p.data)                 # weight decay added to the gradient
+            ema[p].mul_(0.99).add_(p.data, alpha=0.01)    # an EMA of the weights
+        for p in model.parameters():
+            q.data.add_(-lr, p.grad)                      # another tensor than the loop's parameter
+    """)
+    assert [s.manual for s in tl.of("optimizer_step")] == [False]
+
+
+def test_tl204_manual_sgd_without_clearing_is_flagged(tmp_path):
+    found = _lint_tree(tmp_path, {"train.py": """
+    import torch
+    model = torch.nn.Linear(4, 1)
+    for epoch in range(3):
+        for x, y in loader:
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p -= 0.1 * p.grad
+    """}, "TL204")
+    assert [(f, line) for f, line, _ in found] == [("train.py", 10)]
+    assert "gradients are never cleared" in found[0][2]
+
+
+def test_tl204_manual_sgd_that_clears_is_clean(tmp_path):
+    found = _lint_tree(tmp_path, {"train.py": """
+    import torch
+    model = torch.nn.Linear(4, 1)
+    for x, y in loader:
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= 0.1 * p.grad
+                p.grad.zero_()
+    for x, y in loader:
+        model.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        for p in model.parameters():
+            p.data.add_(-0.1, p.grad.data)
+    """}, "TL204")
+    assert found == []
+
+
+def test_tl204_train_step_of_a_library_trainer_subclass_is_one_iteration(tmp_path):
+    # skorch / inferno NeuralNet: the library's fit loop calls train_step once per batch; an override
+    # that backpropagates and updates the parameters owns the clearing
+    src = """
+    import torch
+    import skorch
+
+    class Trainer(skorch.NeuralNet):
+        def train_step(self, X, y):
+            self.module_.train()
+            {clear}
+            loss = self.get_loss(self.module_(X), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), 0.25)
+            for p in self.module_.parameters():
+                p.data.add_(-self.lr, p.grad.data)
+            return loss
+
+    net = Trainer(module=torch.nn.Linear, lr=20)
+    net.fit(X, y)
+    """
+    found = _lint_tree(tmp_path / "bad", {"train.py": src.replace("{clear}", "")}, "TL204")
+    assert [(f, line) for f, line, _ in found] == [("train.py", 13)]
+    assert "never cleared in train_step" in found[0][2]
+    assert _lint_tree(tmp_path / "good", {"train.py": src.replace("{clear}", "self.module_.zero_grad()")}, "TL204") == []
+
+
+def test_tl204_train_step_of_a_project_class_is_left_to_its_caller(tmp_path):
+    # a project base class: its own fit loop (not read here) may clear before calling train_step
+    found = _lint_tree(tmp_path, {
+        "base.py": """
+        class BaseTrainer:
+            def fit(self, loader):
+                for x, y in loader:
+                    self.optimizer.zero_grad()
+                    self.train_step(x, y)
+        """,
+        "train.py": """
+        import torch
+        from base import BaseTrainer
+
+        class Trainer(BaseTrainer):
+            def train_step(self, x, y):
+                loss = self.model(x).sum()
+                loss.backward()
+                for p in self.model.parameters():
+                    p.data.add_(-0.1, p.grad.data)
+
+        Trainer().fit(loader)
+        """}, "TL204")
+    assert found == []
+
+
+def test_tl204_clear_guarded_by_grad_is_not_none_is_not_partial(tmp_path):
+    # d2l's train_ch3: clears through the optimizer or by hand (only once a gradient exists), then steps
+    # through the optimizer or with a hand-written sgd() helper
+    found = _lint_tree(tmp_path, {"train.py": """
+    import torch
+
+    def sgd(params, lr, batch_size):
+        for param in params:
+            param.data -= lr * param.grad / batch_size
+
+    def train(net, train_iter, loss, num_epochs, batch_size, params=None, lr=None, optimizer=None):
+        for epoch in range(num_epochs):
+            for X, y in train_iter:
+                l = loss(net(X), y).sum()
+                if optimizer is not None:
+                    optimizer.zero_grad()
+                elif params is not None and params[0].grad is not None:
+                    for param in params:
+                        param.grad.data.zero_()
+                l.backward()
+                if optimizer is None:
+                    sgd(params, lr, batch_size)
+                else:
+                    optimizer.step()
+
+    train(net, it, loss, 5, 256, [w, b], 0.1)
+    """}, "TL204")
+    assert found == []

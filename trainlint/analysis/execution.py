@@ -829,6 +829,8 @@ class TimedEvent:
     loops: Tuple[cst.CSTNode, ...]  # loops around it, outermost (the training loop) first
     guards: Tuple[Guard, ...]  # branches around it, outermost first
     via: Tuple[cst.Call, ...] = ()  # the helper calls it was reached through
+    #: an optimizer_step that is a manual parameter update (:func:`manual_update`): no optimizer object
+    manual: bool = False
 
     @property
     def call(self) -> Optional[cst.Call]:
@@ -989,6 +991,56 @@ def _grad_clear_stmt(node: cst.CSTNode) -> bool:
 is_grad_clear_statement = _grad_clear_stmt
 
 
+#: In-place updates of a parameter by its gradient: ``p.data.add_(-lr, p.grad)``, ``p.sub_(lr * p.grad)``.
+_MANUAL_UPDATE_METHODS = {"add_", "sub_", "addcdiv_", "addcmul_"}
+#: The loop a manual update runs in iterates the parameters: ``model.parameters()``, ``named_parameters()``,
+#: ``group["params"]``, a ``params`` list.
+_PARAMS_ITER = re.compile(r"param", re.I)
+
+
+def _mentions_grad_of(node: cst.CSTNode, name: str) -> bool:
+    for n in walk(node):
+        if isinstance(n, cst.Attribute) and n.attr.value == "grad" and dotted(n.value) in (name, name + ".data"):
+            return True
+    return False
+
+
+def _param_loop(name: str, stmt: Stmt) -> Optional[cst.For]:
+    """The innermost enclosing ``for`` over parameters that binds ``name``
+    (``for p in model.parameters():``, ``for n, p in model.named_parameters():``)."""
+    for loop in reversed(stmt.loops):
+        if not isinstance(loop, cst.For):
+            continue
+        bound = {dotted(t) for t in ([loop.target] if not isinstance(loop.target, (cst.Tuple, cst.List))
+                                     else [e.value for e in loop.target.elements])}
+        if name in bound:
+            code = cst.Module([]).code_for_node(loop.iter)
+            return loop if _PARAMS_ITER.search(code) else None
+    return None
+
+
+def manual_update(node: cst.CSTNode, stmt: Stmt) -> Optional[cst.For]:
+    """A manual optimizer step (plain SGD written by hand) in one loop over the parameters: ``node`` is a
+    call ``p.data.add_(-lr, p.grad.data)`` / ``p.add_(p.grad, alpha=-lr)`` / ``p.data.sub_(lr * p.grad)``
+    or an augmented assignment ``p -= lr * p.grad`` / ``p.data -= lr * p.grad.data``, where ``p`` is the
+    target of an enclosing ``for p in model.parameters():``. Returns that parameter loop (the update is
+    one step of the whole model, not one per loop turn); None otherwise. (An in-place update of a leaf
+    that requires grad is an error outside ``torch.no_grad()`` or ``.data``, so the spelling that runs
+    is one of these.)"""
+    if isinstance(node, cst.Call) and isinstance(node.func, cst.Attribute) and node.func.attr.value in _MANUAL_UPDATE_METHODS:
+        recv = dotted(node.func.value)
+        name = recv[: -len(".data")] if recv and recv.endswith(".data") else recv
+        if name and "." not in name and any(_mentions_grad_of(a.value, name) for a in node.args):
+            return _param_loop(name, stmt)
+        return None
+    if isinstance(node, cst.AugAssign) and isinstance(node.operator, (cst.SubtractAssign, cst.AddAssign)):
+        recv = dotted(node.target)
+        name = recv[: -len(".data")] if recv and recv.endswith(".data") else recv
+        if name and "." not in name and _mentions_grad_of(node.value, name):
+            return _param_loop(name, stmt)
+    return None
+
+
 def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
     """:func:`classify_call` plus ``unscale`` and every way of clearing gradients."""
     func = call.func
@@ -1036,10 +1088,21 @@ class _Builder:
         if _grad_clear_stmt(node):
             tl.events.append(TimedEvent("zero_grad", node, "", facts, scope, s, order + (0,), loops, guards, via))
             return
+        ploop = manual_update(node, s)
+        if ploop is not None:  # p -= lr * p.grad
+            tl.events.append(TimedEvent("optimizer_step", node, "", facts, scope, s, order + (0,),
+                                        tuple(l for l in loops if l is not ploop), guards, via, manual=True))
+            return
         i = 0
         for n in calls(node):
             i += 1
             kind = classify(n, facts, scope, s)
+            if kind is None:
+                ploop = manual_update(n, s)
+                if ploop is not None:  # p.data.add_(-lr, p.grad)
+                    tl.events.append(TimedEvent("optimizer_step", n, "", facts, scope, s, order + (i,),
+                                                tuple(l for l in loops if l is not ploop), guards, via, manual=True))
+                    continue
             if kind is not None:
                 recv = dotted(n.func.value) or "" if isinstance(n.func, cst.Attribute) else ""
                 tl.events.append(TimedEvent(kind, n, recv, facts, scope, s, order + (i,), loops, guards, via))
@@ -1066,7 +1129,9 @@ def timelines(facts: FileFacts, program: Any = None) -> List[Timeline]:
     hit = cache.get(id(program))
     if hit is None or hit[0] is not program:
         b = _Builder(program)
-        loops = list(train_loops(facts, program)) + _manual_training_steps(facts) + _step_functions(facts)
+        framework = _framework_train_steps(facts, program)
+        loops = list(train_loops(facts, program)) + _manual_training_steps(facts) + framework + \
+            _step_functions(facts, {id(l.scope) for l in framework})
         hit = cache[id(program)] = (program, [b.timeline(l) for l in loops])
     return hit[1]
 
@@ -1084,7 +1149,62 @@ def _manual_training_steps(facts: FileFacts) -> List[TrainLoop]:
     return [TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None) for scope in found]
 
 
-def _step_functions(facts: FileFacts) -> List[TrainLoop]:
+def _steps_itself(scope: Scope, facts: FileFacts) -> bool:
+    """Does the body of ``scope`` (its own statements, parameter loops included) backpropagate and step?"""
+    kinds = set()
+    for s in scope.stmts:
+        if isinstance(s.node, (cst.For, cst.While, cst.If, cst.Try, cst.With, cst.FunctionDef, cst.ClassDef)):
+            continue
+        if manual_update(s.node, s) is not None:
+            kinds.add("optimizer_step")
+            continue
+        for n in calls(s.node):
+            if manual_update(n, s) is not None:
+                kinds.add("optimizer_step")
+            elif isinstance(n.func, cst.Attribute) and n.func.attr.value in ("backward", "step"):
+                k = classify(n, facts, scope, s)
+                if k in ("backward", "optimizer_step"):
+                    kinds.add(k)
+    return kinds == {"backward", "optimizer_step"}
+
+
+def _framework_train_steps(facts: FileFacts, program: Any) -> List[TrainLoop]:
+    """``train_step`` overridden in a subclass of a library trainer class (skorch's / inferno's
+    ``NeuralNet``, a Keras-style model): the library's fit loop calls it once per batch and the override
+    owns the whole update, so when it backpropagates and steps itself its body is one iteration (the
+    library clears nothing for it: skorch's own ``train_step`` is where ``zero_grad()`` lives)."""
+    out: List[TrainLoop] = []
+    for scope in facts.functions:
+        if scope.name != "train_step" or not scope.class_name:
+            continue
+        info = facts.classes.get(scope.class_name)
+        if info is None or not info.bases or not all(_library_base(b, facts, program) for b in info.bases):
+            continue
+        if _steps_itself(scope, facts):
+            out.append(TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "iteration", None))
+    return out
+
+
+def _library_base(base: str, facts: FileFacts, program: Any) -> bool:
+    """Is the class base ``base`` (qualified through the imports) a library's trainer class: imported, from
+    no file of the program, and not torch's / Lightning's (``nn.Module`` has no fit loop; Lightning's
+    ``training_step`` is read by :func:`_manual_training_steps`)."""
+    if not base or base in facts.classes or "." not in base or base.startswith("."):
+        return False
+    top = base.split(".", 1)[0]
+    if top in ("torch", "lightning", "pytorch_lightning", "lightning_fabric", "object", "abc", "typing"):
+        return False
+    if top not in {canonical(v).split(".", 1)[0] for v in facts.aliases.aliases.values()}:
+        return False  # not imported: a name we cannot place
+    files = getattr(program, "files", None) or []
+    for f in files:
+        parts = str(getattr(getattr(f, "ctx", None), "path", "")).replace("\\", "/").split("/")
+        if top in parts or top + ".py" in parts:
+            return False  # the project's own package
+    return True
+
+
+def _step_functions(facts: FileFacts, skip: Set[int] = frozenset()) -> List[TrainLoop]:
     """Functions that backpropagate and step straight through, outside any loop of their own
     (``def update(self, batch): ...; loss.backward(); self.optimizer.step()``): each call is one
     iteration of a loop we may not see (an RL agent's update, a ``train_step`` called from elsewhere).
@@ -1107,7 +1227,9 @@ def _step_functions(facts: FileFacts) -> List[TrainLoop]:
                             kinds.add(k)
             if kinds == {"backward", "optimizer_step"}:
                 found.append(scope)
-    return [TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "call", None) for scope in found]
+    # a library trainer's train_step is an iteration of its own (see _framework_train_steps)
+    return [TrainLoop(facts, scope, scope.node, Stmt(-1, scope.node, (), ()), "call", None) for scope in found
+            if id(scope) not in skip]
 
 
 def program_timelines(program: Any) -> List[Timeline]:
@@ -1602,6 +1724,8 @@ def _followed(objs: list) -> bool:
 
 def receiver_ref(e: Any) -> Optional[ObjectRef]:
     """The receiver of a method-call event (``opt`` of ``opt.step()``), where it is evaluated."""
+    if getattr(e, "manual", False):
+        return None  # a manual parameter update acts on no optimizer object
     call = e.node if isinstance(getattr(e, "node", None), cst.Call) else getattr(e, "call", None)
     if not isinstance(call, cst.Call) or not isinstance(call.func, cst.Attribute):
         return None

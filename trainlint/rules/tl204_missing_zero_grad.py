@@ -12,6 +12,7 @@ from trainlint.analysis.execution import (
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
+from trainlint.analysis.walk import walk
 
 
 class MissingZeroGrad(Rule):
@@ -23,7 +24,10 @@ class MissingZeroGrad(Rule):
     (`if cond: optimizer.zero_grad()`), or clears them **between** `backward()` and `step()` — which
     wipes the gradients the step was about to use. The iteration is followed into helpers
     (`train_step(...)`, `self.training_step()`, functions of other files of the program); a Lightning
-    `training_step` with manual optimization (`self.manual_backward(loss)`, `opt.step()`) is one iteration.
+    `training_step` with manual optimization (`self.manual_backward(loss)`, `opt.step()`) is one iteration,
+    and so is the `train_step` a subclass of a library trainer (skorch's `NeuralNet`) overrides. A step
+    written by hand counts as an optimizer step: `for p in model.parameters(): p.data.add_(-lr, p.grad)`,
+    `p.add_(p.grad, alpha=-lr)` or `p -= lr * p.grad` under `torch.no_grad()`.
 
     ## Why is this bad?
     PyTorch accumulates gradients: every `backward()` adds to `.grad`. Without clearing, step *n* applies
@@ -158,6 +162,17 @@ class Model(L.LightningModule):
         opt.step()  # expect: TL204
 L.Trainer(max_epochs=3).fit(Model(), loader)
 """,
+        # plain SGD written by hand, never cleared (skorch's word-LM example before its fix)
+        """
+import torch
+for epoch in range(10):
+    for x, y in loader:
+        loss = criterion(model(x), y)
+        loss.backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= lr * p.grad  # expect: TL204
+""",
         # in a helper called per batch
         """
 import torch
@@ -271,6 +286,16 @@ for x, y in loader:
         optimizer.zero_grad()
         criterion(model(x), y).backward()
         optimizer.step()
+""",
+        # plain SGD written by hand that clears each gradient after using it
+        """
+import torch
+for x, y in loader:
+    loss = criterion(model(x), y)
+    loss.backward()
+    for p in model.parameters():
+        p.data.add_(-lr, p.grad.data)
+        p.grad.data.zero_()
 """,
         # DeepSpeed's engine clears for you
         """
@@ -421,9 +446,10 @@ for epoch in range(3):
         b = backwards[0]
         bctx = ctx_of(program, b.facts)
         related = [Related(bctx.path, bctx.span(b.node), "gradients accumulate into .grad here")] if bctx else []
-        opt = p.optimizer() or "optimizer"
+        opt = p.optimizer() or ("model" if p.manual else "optimizer")
         if how == "never":
-            where_ = "in training_step" if isinstance(p.loops[0], cst.FunctionDef) and len(p.loops) == 1 else "in the loop"
+            where_ = f"in {p.loops[0].name.value}" if isinstance(p.loops[0], cst.FunctionDef) and len(p.loops) == 1 \
+                else "in the loop"
             message = (f"`{step}` runs every iteration, but the gradients are never cleared {where_}: each `backward()` adds to "
                        "the previous ones, so every update uses the sum of all gradients so far")
             hint = f"Call {opt}.zero_grad() at the start of each iteration (or right after {step})"
@@ -465,6 +491,8 @@ for epoch in range(3):
 def _real_step(program, p: TimedEvent) -> bool:
     """An optimizer step we can judge: not ``optimizer.step(closure)`` (LBFGS: the closure clears), not a
     project optimizer wrapper (it may clear in its own step), not ``scaler.step()`` without an optimizer."""
+    if p.manual:
+        return True  # a manual parameter update (p.data.add_(-lr, p.grad)): plain SGD on .grad
     call = p.call
     if call is None:
         return False
@@ -496,6 +524,16 @@ class _Optimizers:
         return not strict or self.count == 1
 
 
+def _tests_grad_exists(test) -> bool:
+    """``params[0].grad is not None`` (also inside ``and``): the clear is skipped only while no gradient exists."""
+    for n in walk(test) if test is not None else ():
+        if isinstance(n, cst.Comparison) and isinstance(n.left, cst.Attribute) and n.left.attr.value == "grad" \
+                and any(isinstance(c.operator, cst.IsNot) and isinstance(c.comparator, cst.Name)
+                        and c.comparator.value == "None" for c in n.comparisons):
+            return True
+    return False
+
+
 def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
     """Every clear sits in the body of one plain ``if`` (no elif/else) that does not guard the step."""
     theirs = {id(g.node) for g in p.guards}
@@ -510,5 +548,7 @@ def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
             return False
         if any(t is not None and t.deep_equals(g.test) for t in tests):
             return False  # `if cond: step()` ... `if cond: zero_grad()`: the same condition
+        if _tests_grad_exists(g.test):
+            return False  # `if p.grad is not None: p.grad.zero_()`: without a gradient there is nothing to clear
         ifs.add(id(g.node))
     return len(ifs) == 1
