@@ -184,3 +184,58 @@ def test_torch_from_a_star_import_of_the_model_module(tmp_path):
         """,
     })
     assert found == []
+
+
+def test_a_project_decorator_that_runs_the_function_under_no_grad(tmp_path):
+    # simple-faster-rcnn's @nograd around FasterRCNN.predict(); a decorator of any name whose wrapper
+    # runs the function under torch.no_grad() is a no-grad decorator too
+    found = _run(tmp_path, {
+        "model.py": """
+            import torch as t
+            from torch import nn
+            from functools import wraps
+
+            def nograd(f):
+                def new_f(*args, **kwargs):
+                    with t.no_grad():
+                        return f(*args, **kwargs)
+                return new_f
+
+            def frozen(f):
+                @wraps(f)
+                def run(*args, **kwargs):
+                    with t.no_grad():
+                        return f(*args, **kwargs)
+                return run
+
+            class FasterRCNN(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.head = nn.Linear(4, 4)
+                def forward(self, x):
+                    return self.head(x)
+                @nograd
+                def predict(self, imgs):
+                    self.eval()
+                    out = []
+                    for img in imgs:
+                        out.append(self(img).argmax(-1))
+                    return out
+                @frozen
+                def score(self, imgs):
+                    self.eval()
+                    return [self(img).max() for img in imgs]
+        """,
+        "train.py": """
+            import torch
+            from model import FasterRCNN
+            model = FasterRCNN()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            for epoch in range(3):
+                model.train()
+                for x, y in loader:
+                    opt.zero_grad(); torch.nn.functional.mse_loss(model(x), y).backward(); opt.step()
+                print(model.predict(val_images), model.score(val_images))
+        """,
+    })
+    assert found == []

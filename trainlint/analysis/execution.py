@@ -1514,8 +1514,16 @@ def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
             dec = dec.func
         if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
             return True
-        # a project's own wrapper: @smart_inference_mode() (YOLOv5), @torch_no_grad
-        if re.search(r"no_grad|inference_mode", (dotted(dec) or "").rsplit(".", 1)[-1]):
+        # a project's own wrapper: @smart_inference_mode() (YOLOv5), @torch_no_grad, @nograd
+        name = (dotted(dec) or "").rsplit(".", 1)[-1]
+        if re.search(r"no_?grad|inference_mode", name, re.I):
+            return True
+        # a decorator of this file whose wrapper runs the function under no_grad (`def wrap(*a): with
+        # t.no_grad(): return f(*a)`), whatever its name
+        helper = facts.function(name) if name and isinstance(dec, cst.Name) else None
+        if helper is not None and isinstance(helper.node, cst.FunctionDef) and any(
+                isinstance(n, cst.With) and any(_is_no_grad_item(it.item, facts) for it in n.items)
+                for n in walk(helper.node.body)):
             return True
     return False
 
