@@ -28,6 +28,12 @@ class EvalWithoutNoGrad(Rule):
     (`self.validation_step(x)` -> `self.infer(x)` -> `self.module_(x)`, a no_grad inside one of them
     covers the loop) and spelled `self.model.forward(x)`.
 
+    Evaluations also come as: the step function of ignite's `Engine(step)` (the engine calls it once per
+    batch), a module's own `predict()` / `generate_text()` method running `self.forward(...)` over batches or
+    steps, and in a program that never trains, a `while` loop or a loop of another file that the entry
+    script calls (`translator.translate(...)`); a model is also recognised by its uses (the value that gets
+    `load_state_dict(...)` or `eval()`, whatever it is called).
+
     A library module that nothing of the run executes or imports (a `Trainer` class of a package, linted
     without the scripts that drive it) is judged too: its evaluation methods are checked like any helper
     (their callers inside the class count), and one that nobody calls is flagged only when it switches
