@@ -687,3 +687,41 @@ def test_a_model_typed_by_load_state_dict_in_a_while_loop_of_an_inference_script
 def test_a_while_loop_of_a_training_program_is_no_evaluation():
     code = DEMO.format(call="boxes = detector_net(im)").replace("detector_net.eval()", "detector_net.train()\nfit(detector_net)")
     assert lint402(code) == []
+
+
+# -- a from_pretrained() model fine-tuned without train() ----------------------------------------------------
+
+FINETUNE = '''
+import torch
+from transformers import BertForSequenceClassification
+
+
+def evaluate(model):
+    model.eval()
+    with torch.no_grad():
+        for batch in val_dataloader:
+            model(**batch)
+    model.train()
+
+
+model = BertForSequenceClassification.from_pretrained("bert-base-uncased", num_labels=2)
+optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+{before}for step, batch in enumerate(train_dataloader):
+    loss = model(**batch)[0]
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    if step % 100 == 0:
+        evaluate(model)
+'''
+
+
+def test_a_from_pretrained_model_trained_before_any_train_call():
+    # evaluate() ends with model.train(), but the first 100 steps train with dropout off
+    found = lint401(FINETUNE.format(before=""))
+    assert [f.line for f in found] == [17]
+    assert "from_pretrained() returns it" in found[0].message
+
+
+def test_train_before_the_loop_is_enough():
+    assert lint401(FINETUNE.format(before="model.train()\n")) == []

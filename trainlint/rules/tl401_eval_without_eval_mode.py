@@ -5,7 +5,7 @@ from typing import Iterable, Set
 
 import libcst as cst
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, inference_calls, loop_head
+from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, forward_target, inference_calls, loop_head
 from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
 from trainlint.analysis.walk import calls
@@ -22,7 +22,9 @@ class EvalWithoutEvalMode(Rule):
       `test()`) that calls the model with no `model.eval()` / `model.train(False)` before it — in the same
       function, in a helper called before it, or at every call site of the helper;
     - a training loop that switches the model to `eval()` for validation and never back to `train()`:
-      every epoch after the first evaluation trains with dropout off and batch norm frozen.
+      every epoch after the first evaluation trains with dropout off and batch norm frozen;
+    - a Hugging Face model fine-tuned straight from `from_pretrained()` (which returns it in eval mode)
+      with no `model.train()` before its training loop: dropout stays off.
 
     An inference script is an evaluation too: a program that never trains (no backward, optimizer step,
     `fit` or `train()` anywhere) and calls a model on real input outside any loop (`out = model(spect)` in
@@ -255,6 +257,20 @@ for epoch in range(30):
         opt.zero_grad()
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
+""",
+        # from_pretrained() returns the model in eval mode: fine-tuning it without train() trains with dropout off
+        """
+import torch
+from transformers import BertForSequenceClassification
+
+model = BertForSequenceClassification.from_pretrained("bert-base-uncased", num_labels=2)
+optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
+for epoch in range(3):
+    for batch in train_dataloader:
+        loss = model(**batch).loss  # expect: TL401
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
 """,
         # a whole module unpickled by torch.load(): it runs in the mode it was saved in
         """
@@ -529,6 +545,45 @@ for epoch in range(10):
             return
         yield from self._missing_eval(program)
         yield from self._never_back(program)
+        yield from self._trains_loaded_in_eval(program)
+
+    # -- a model loaded in eval mode and trained without train() ------------------------------------
+    def _trains_loaded_in_eval(self, program) -> Iterable[Finding]:
+        """``from_pretrained()`` returns the model in eval mode: a training loop that runs it with no
+        ``train()`` anywhere before its first training forward pass trains with dropout off."""
+        reported: Set[int] = set()
+        for tl in program_loops(program):
+            trains = [e for e in tl.events if e.kind in ("backward", "optimizer_step") and e.level == "batch"]
+            if not trains:
+                continue
+            forwards = sorted((e for e in tl.events if e.kind == "forward" and e.level == "batch"
+                               and not _in_eval_loop(program, e)), key=lambda e: e.order)
+            if not forwards:
+                continue
+            fwd = forwards[0]
+            fpf = program.file_of(fwd.facts)
+            if fpf is None:
+                continue
+            model = ObjectRef(forward_target(fwd.call), fwd.facts, fwd.scope, fwd.stmt)
+            if mode_before(program, fpf, fwd.scope, fwd.stmt, model=model) != "initial":
+                continue
+            # a switch anywhere in the loop (also after the forward: evaluate() ending with model.train())
+            # only helps from the second pass on; a train() before the loop would have made the mode "train"
+            ml = forward_layers(program, fpf, fwd.call, fwd.scope, fwd.stmt)
+            if ml is None or not ml.starts_in_eval or not ml.layers or id(ml.layers[0].node) in reported:
+                continue
+            reported.add(id(ml.layers[0].node))
+            ctx = fpf.ctx
+            layer = ml.layers[0]
+            related = [Related(layer.file.ctx.path, layer.file.ctx.span(layer.node), "from_pretrained() returns the model in eval mode")]
+            who = dotted(forward_target(fwd.call)) or "the model"
+            message = (
+                f"`{who}` ({ml.name}) is trained in eval mode: from_pretrained() returns it with model.eval() applied "
+                f"and no `{who}.train()` runs before the training loop, so its dropout ({ml.counts()}) stays off while it fine-tunes"
+            )
+            yield self.finding(ctx, ctx.span(fwd.call), message,
+                               hint=f"Call {who}.train() before the training loop (and after each evaluation)",
+                               related=related)
 
     # -- evaluation in train mode -------------------------------------------------------------
     def _missing_eval(self, program) -> Iterable[Finding]:
