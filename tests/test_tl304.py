@@ -295,3 +295,50 @@ def test_a_stateful_rnn_loop_in_a_sister_keeps_the_order(tmp_path):
         "utils.py": "def repackage_hidden(h):\n    return h.detach()\n",
     })
     assert found == []
+
+
+# --- a loader consumed through an explicit iterator: it = iter(loader); batch = next(it) ---------
+
+ITER_SRC = """
+import torch
+dataloader = torch.utils.data.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=0)
+for epoch in range(10):
+    data_iter = iter(dataloader)
+    for step in range(iters_per_epoch):
+        data = {draw}
+        opt.zero_grad()
+        loss = model(data[0]).sum()
+        loss.backward()
+        opt.step()
+"""
+
+
+def test_loader_read_with_next_of_its_iterator_in_the_training_loop(tmp_path):
+    for i, draw in enumerate(("data_iter.next()", "next(data_iter)", "data_iter.__next__()")):
+        found = _run(tmp_path / str(i), {"train.py": ITER_SRC.replace("{draw}", draw)})
+        assert [f.line for f in found] == [2], draw
+        assert "read with next(iter(dataloader)) in the loop that calls backward()" in found[0].message
+
+
+def test_iterator_near_misses(tmp_path):
+    # drawn from in an evaluation loop (under no_grad), one batch peeked outside any loop, an
+    # iterator over another loader, a shuffled loader
+    found = _run(tmp_path, {"train.py": """
+    import torch
+    val_loader_ = torch.utils.data.DataLoader(val_set, batch_size=8, shuffle=False)
+    peek_loader = torch.utils.data.DataLoader(train_set, batch_size=8, shuffle=False)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=8, shuffle=True)
+    first = next(iter(peek_loader))
+    show(first)
+    it = iter(val_loader_)
+    with torch.no_grad():
+        for _ in range(10):
+            x, y = next(it)
+            model(x)
+    for epoch in range(3):
+        other = iter(loader)
+        for step in range(100):
+            x, y = next(other)
+            opt.zero_grad(); loss_fn(model(x), y).backward(); opt.step()
+    """})
+    assert found == []

@@ -1190,6 +1190,12 @@ class DataModel:
             r = self._split_role(node, value, where, stmt, name)
             if r is not None:
                 return r
+        it = _iterator_over(node, name)
+        if it is not None:
+            # it = iter(loader) ... batch = next(it) / it.next() in a loop: the loader of that loop
+            r = self._drawn_role(it, name, where, stmt)
+            if r is not None:
+                return r
         if _iterated_by_comprehension(value, name):
             # [model(x) for x, _ in loader]
             if _under_no_grad(node, where.scope, facts):
@@ -1210,6 +1216,19 @@ class DataModel:
                     return "eval", f"returned by {where.scope.name}()"
                 if where.scope.name == "train_dataloader":
                     return "train", "returned by train_dataloader()"
+        return None
+
+    def _drawn_role(self, it: str, name: str, where: _Where, stmt: Stmt) -> Optional[Tuple[str, str]]:
+        """The role of the loop that draws batches from the iterator ``it`` (``next(it)``, ``it.next()``,
+        ``it.__next__()``)."""
+        for user_stmt in where.scope.stmts:
+            if user_stmt.index <= stmt.index or not _draws_next(getattr(user_stmt.node, "value", None), it):
+                continue
+            loop = user_stmt.loops[-1] if user_stmt.loops else None
+            if isinstance(loop, (cst.For, cst.While)):
+                r = self._loop_role(loop, where.at(where.scope, user_stmt), user_stmt)
+                if r is not None:
+                    return r[0], f"read with next(iter({name})) {r[1].replace('iterated ', '', 1)}"
         return None
 
     def _split_role(self, node: cst.Assign, call: cst.Call, where: _Where, stmt: Stmt, name: str) -> Optional[Tuple[str, str]]:
@@ -1555,6 +1574,28 @@ def _eval_mode_before(scope: Scope, stmt: Stmt) -> bool:
             elif a == "train" and (not n.value.args or _literal(n.value.args[0].value, {}) is not False):
                 last = "train"
     return last == "eval"
+
+
+def _iterator_over(node: cst.CSTNode, name: str) -> Optional[str]:
+    """``it = iter(loader)``: the iterator's name when ``node`` makes one over ``name``."""
+    if not isinstance(node, cst.Assign) or len(node.targets) != 1:
+        return None
+    value, target = node.value, dotted(node.targets[0].target)
+    if target is None or not isinstance(value, cst.Call) or not isinstance(value.func, cst.Name) \
+            or value.func.value != "iter" or len(value.args) != 1 or dotted(value.args[0].value) != name:
+        return None
+    return target
+
+
+def _draws_next(value: Optional[cst.CSTNode], it: str) -> bool:
+    """Does ``value`` draw from the iterator ``it``: ``next(it)``, ``it.next()`` (Python 2 era),
+    ``it.__next__()``?"""
+    for c in _calls_in(value) if value is not None else ():
+        if isinstance(c.func, cst.Name) and c.func.value == "next" and c.args and dotted(c.args[0].value) == it:
+            return True
+        if isinstance(c.func, cst.Attribute) and c.func.attr.value in ("next", "__next__") and dotted(c.func.value) == it:
+            return True
+    return False
 
 
 def _iterated_by_comprehension(value: cst.CSTNode, name: str) -> bool:

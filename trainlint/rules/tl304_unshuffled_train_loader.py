@@ -25,7 +25,8 @@ class UnshuffledTrainLoader(Rule):
     same fixed order every epoch: no `shuffle=True`, no `sampler=` and no `batch_sampler=`. The
     training role is read from the program's structure: the loader is iterated in the loop that calls
     `backward()` / `optimizer.step()` (also inside a helper it is passed to, such as
-    `train_one_epoch(model, train_loader, ...)`), returned by a Lightning `train_dataloader()`, or passed
+    `train_one_epoch(model, train_loader, ...)`, or read through an iterator, `it = iter(loader)` then
+    `next(it)` / `it.next()` in that loop), returned by a Lightning `train_dataloader()`, or passed
     as `train_dataloaders=` / to `trainer.fit(model, loader)`; a loader only *named* `train_loader` is
     flagged when its dataset is named for training too.
 
