@@ -155,3 +155,56 @@ def test_positions_of_a_tree_too_deep_to_compute_raise_recursion_error():
     finally:
         sys.setrecursionlimit(limit)
     assert ctx.span(ctx.module.body[0]).line == 1
+
+
+def _largest_estimate(text: str) -> int:
+    """The largest estimate nesting_depth makes over ``text``: the smallest limit it reports nothing at."""
+    from trainlint.parsing import nesting_depth
+
+    lo, hi = 0, 3000
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if nesting_depth(text, mid) is None:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+_BOUND_CASES = [
+    _deep_program("\n"),
+    "x = a" + ".b" * 90 + "\n",
+    "x = (" + " + ".join(["1"] * 300) + ")\n",
+    "if a:\n    pass\n" + "elif b:\n    pass\n" * 60,
+    # brackets, quotes and operators inside strings and comments are not code
+    'x = f("a(((", b.c.d)  # ))) ((( a.b.c\n"""doc ((( [[[\n a.b.c.d """\ny = 1\n',
+    "s = '\\'(((' + \"\\\")))\" + r'\\'' + ('a'\n     'b' 'c')\n",
+    "t = f'{a.b[c(d.e)]}' f\"{x!r:>{w}}\" + (lambda q: q.r.s)(1)\n",
+    "u = x + \\\n    y.z.w + \\\n    (p or q and not r)\n",
+    "def f(a: int = 1, *b, **c) -> dict[str, list[int]]:\n    return {k: [v.w for v in vs if v] for k, vs in c.items()}\n",
+    "x = [\n" + "    a.b.c(d=e.f, g=[h.i, j.k]),  # (\n" * 50 + "]\n",
+    "class A(B.C, metaclass=M.N):\n    @d.e(f=g.h)\n    def m(self): yield from (a for a in b if a.c)\n",
+    "v = a or\"s\"\nw = b if\"t\"else c\n",
+    "x = ((((((((((a.b.c.d.e.f.g.h.i.j))))))))))\n" * 3,
+]
+
+
+@pytest.mark.parametrize("text", _BOUND_CASES)
+def test_the_quick_nesting_bound_is_never_below_the_tokenizer_estimate(text):
+    """check_nesting skips the tokenizer when nesting_bound says a file cannot pass the limit: the bound
+    must hold for every estimate the tokenizer makes (or give no bound)."""
+    from trainlint.parsing import nesting_bound
+
+    bound = nesting_bound(text)
+    assert bound is None or bound >= _largest_estimate(text), (bound, _largest_estimate(text))
+
+
+def test_the_quick_nesting_bound_answers_for_ordinary_code_and_still_refuses_deep_files():
+    from trainlint.parsing import MAX_NESTING, TooDeep, check_nesting, nesting_bound
+
+    ordinary = Path(__file__).read_text(encoding="utf-8")
+    bound = nesting_bound(ordinary)
+    assert bound is not None and bound <= MAX_NESTING  # (this file skips the tokenizer)
+    for deep in ("x = (" + " + ".join(["1"] * 300) + ")\n", "if a:\n    pass\n" + "elif b:\n    pass\n" * 120):
+        with pytest.raises(TooDeep):
+            check_nesting(deep, MAX_NESTING)

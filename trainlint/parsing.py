@@ -206,10 +206,112 @@ def _fstring_depth(string: str) -> int:
     return worst
 
 
+# -- a quick upper bound, so that ordinary files skip the tokenizer ------------------------------------
+#
+# Python's tokenize module costs about a sixth of libcst's own parse. Ordinary files are nowhere near
+# the limits, and a bound computed with a few regular-expression passes says so: when the bound stays
+# within the limits, the tokenizer's estimate cannot pass them either, and it is not run. The bound
+# follows nesting_depth's rules on the same operator tokens (strings and comments taken out first),
+# and over-counts where it is unsure: every ``elif`` of the file, every distinct indentation, every
+# string after a string, the deepest f-string field added to the whole file. Anything unusual (a quote
+# left over, a bracket closed that was never opened, ``\r`` line ends, a form feed) gives no bound.
+
+_TRIPLE_1 = r"'''(?:[^'\\]|\\[\s\S]|'(?!''))*'''"
+_TRIPLE_2 = r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""'
+_SINGLE_1 = r"'(?:[^'\\\n]|\\[\s\S])*'"
+_SINGLE_2 = r'"(?:[^"\\\n]|\\[\s\S])*"'
+_STRING_OR_COMMENT = re.compile(
+    r"(?:(?<!\w)[rRbBuUfFtT]{1,2})?(?:" + "|".join((_TRIPLE_1, _TRIPLE_2, _SINGLE_1, _SINGLE_2)) + r")|#[^\n]*"
+)
+_OPS = sorted(_CHAIN_OPS | _SEPARATORS | _OPEN | _CLOSE | {"...", "**=", "//=", "<<=", ">>=", "%=", "&=", "*=", "+=", "-=",
+                                                          "/=", "@=", "^=", "|="}, key=len, reverse=True)
+_BOUND_TOKENS = re.compile(
+    r"\\\n|\n|\x01|\b(?:and|or|not|if|lambda|in|is|await|for|async|yield)\b|" + "|".join(re.escape(o) for o in _OPS)
+)
+_LONG_WORD = re.compile(r"[\w.]{%d,}" % (MAX_NUMBER_LENGTH + 1))
+_ANY_TOKEN = re.compile(r"\w+|[^\w\s]")
+_LEADING = re.compile(r"^[ \t]+(?=\S)", re.M)
+_ELIF = re.compile(r"\belif\b")
+
+
+def nesting_bound(text: str, max_tokens: Optional[int] = None) -> Optional[int]:
+    """An upper bound of every estimate :func:`nesting_depth` makes for ``text`` (None: no bound, when the
+    text is unusual, has a word long enough to be a refused number literal, or may pass ``max_tokens``)."""
+    if "\x01" in text or "\r" in text or "\f" in text or _LONG_WORD.search(text):
+        return None
+    f_deepest = comments = 0
+
+    def blank(m: "re.Match[str]") -> str:
+        nonlocal f_deepest, comments
+        lit = m.group()
+        if lit[0] == "#":
+            comments += 1
+            return ""
+        if "{" in lit and "f" in lit[:3].lower():  # (nesting_depth's own test of an f-string)
+            f_deepest = max(f_deepest, _fstring_depth(lit))
+        return "\x01" + "\n" * lit.count("\n")  # one string token; its lines stay lines
+
+    bare = _STRING_OR_COMMENT.sub(blank, text)
+    if "'" in bare or '"' in bare:
+        return None
+    if max_tokens is not None:
+        lines = bare.count("\n") + 1
+        if len(_ANY_TOKEN.findall(bare)) + comments + 3 * lines + 2 > max_tokens:
+            return None
+    widths = {w for w in _LEADING.findall(text)}
+    worst = 0
+    chains, lambdas = [0], [0]
+    nested = 0
+    prev_string = False
+    for m in _BOUND_TOKENS.finditer(bare):
+        tok = m.group()
+        if tok == "\n":
+            if len(chains) == 1:  # (inside brackets a line break continues the logical line)
+                nested = 0
+                chains, lambdas = [0], [0]
+            prev_string = False
+            continue
+        if tok == "\x01":
+            if prev_string:
+                chains[-1] += 1
+                nested += 1
+            prev_string = True
+        else:
+            prev_string = False
+            if tok in _OPEN:
+                chains.append(0)
+                lambdas.append(0)
+                nested += 1
+            elif tok in _CLOSE:
+                if len(chains) == 1:
+                    return None  # closed before it was opened: not what the tokenizer sees
+                nested -= chains.pop() + 1
+                lambdas.pop()
+                chains[-1] += 1
+                nested += 1
+            elif tok == ":" and lambdas[-1]:
+                lambdas[-1] -= 1
+            elif tok in _SEPARATORS:
+                nested -= chains[-1]
+                chains[-1] = 0
+            elif tok in _CHAIN_OPS or tok in _CHAIN_WORDS:
+                chains[-1] += 1
+                nested += 1
+                if tok == "lambda":
+                    lambdas[-1] += 1
+            # (other operators, ``\`` + newline: no nesting)
+        if nested > worst:
+            worst = nested
+    return len(widths) + len(_ELIF.findall(bare)) + worst + f_deepest
+
+
 def check_nesting(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int] = None) -> None:
     """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`),
     :class:`LiteralTooLong` for a number literal too long to convert, :class:`TooManyTokens` past
     ``max_tokens``."""
+    bound = nesting_bound(text, max_tokens)
+    if bound is not None and bound <= limit:
+        return  # (the tokenizer's estimate cannot pass the limit: see nesting_bound)
     found = nesting_depth(text, limit, max_tokens)
     if found is not None:
         raise TooDeep(found[0], found[1], limit)
