@@ -599,6 +599,24 @@ def test_api_input_independent_baseline_reuses_overfit_one_batchs_run():
     assert by["input-independent-baseline"].verdict == "ok"
 
 
+def test_api_overfit_judges_accuracy_in_the_mode_the_model_trained_in():
+    # siamese_network's ResNet: after a few steps a BatchNorm's running statistics still lag its batch statistics,
+    # so the eval-mode output is wrong (accuracy 38%) while the training loss fell to 0.7% of its start: that
+    # model overfits (before: a false TL502/TL206, "only Adam 1e-3 gets there")
+    from trainlint.runtime.api import check
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(10, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 2))
+    x = torch.randn(16, 10) * 3 + 20
+    y = torch.randint(0, 2, (16,))
+    res = check(model, (x, y), torch.nn.functional.cross_entropy,
+                optimizer=torch.optim.Adam(model.parameters(), lr=0.05), probes=["overfit-one-batch"])[0]
+    assert res.verdict == "ok", res.evidence
+    first = res.metrics["attempts"][0]
+    assert first["steps"] < 50 and first["accuracy"] == 1.0
+
+
 def test_a_model_copy_rebinds_closures_over_its_own_layers():
     from trainlint.runtime.api import check
     from trainlint.runtime.probes import model_copy

@@ -21,18 +21,22 @@ def main() -> None:
     import torch
     import torch.optim.optimizer as oo
 
-    count = {"steps": 0, "backward": 0}
+    count = {"steps": 0, "backward": 0, "optimizer": False}
+
+    def pre(opt, a, k):  # an optimizer steps: its backward passes are no steps (LBFGS runs 20 inside one)
+        count["optimizer"] = True
 
     def post(opt, a, k):
         count["steps"] += 1
         if count["steps"] >= n:
             raise _Stop()
 
+    oo.register_optimizer_step_pre_hook(pre)
     oo.register_optimizer_step_post_hook(post)
     orig = torch.Tensor.backward
 
     def backward(t, *a, **k):
-        if count["steps"] == 0:
+        if count["steps"] == 0 and not count["optimizer"]:
             count["backward"] += 1
             if count["backward"] > n:
                 raise _Stop()

@@ -163,10 +163,14 @@ def _train(setup: Any, budget: Budget, fallback: bool, steps: int) -> Tuple[List
     out = None
     target = to_device(setup.target, setup.device) if setup.target is not None else None
 
+    last: List[Any] = [None]
+
     def closure():  # (LBFGS evaluates it several times a step; other optimizers once)
         opt.zero_grad()
-        loss = setup.loss_fn(setup.forward(model), target)
+        full = setup.forward(model)
+        loss = setup.loss_fn(full, target)
         loss.backward()
+        last[0] = full
         return loss
 
     for _ in range(steps):
@@ -185,8 +189,19 @@ def _train(setup: Any, budget: Budget, fallback: bool, steps: int) -> Tuple[List
 
     with torch.no_grad():
         full = setup.forward(model)
-        out = (setup.pick(full), setup.raw_output(full))  # (what the loss consumed, the model's output)
+        # (what the loss consumed, the model's output; and what the loss consumed in the last training forward:
+        # in train mode, as the losses were measured: a BatchNorm's running statistics lag its batch statistics
+        # for many steps, so an eval-mode output can miss what the training loss says was learned)
+        trained = last[0]
+        out = (setup.pick(full), setup.raw_output(full),
+               setup.pick(_detach(trained)) if trained is not None else None)
     return losses, out, label
+
+
+def _detach(obj: Any) -> Any:
+    from trainlint.runtime.capture import detach
+
+    return detach(obj)
 
 
 class OverfitOneBatch(Probe):
@@ -214,9 +229,11 @@ class OverfitOneBatch(Probe):
                 ran_out = not (losses[0] > 0 and losses[-1] < 0.01 * losses[0])
                 if ran_out:
                     out_of_time.append(k)
-            acc = _accuracy(out[0], small.target,
-                            probabilities=small.loss_kind == "bce" or small.loss_name.lower() in ("bceloss",),
-                            ignore_index=int(small.ignore_index))
+            probs = small.loss_kind == "bce" or small.loss_name.lower() in ("bceloss",)
+            acc = _accuracy(out[0], small.target, probabilities=probs, ignore_index=int(small.ignore_index))
+            if acc is not None and out[2] is not None:  # the model fits in the mode it trained in, or in eval mode
+                acc_train = _accuracy(out[2], small.target, probabilities=probs, ignore_index=int(small.ignore_index))
+                acc = max(acc, acc_train) if acc_train is not None else acc
             floor = _loss_floor(small)
             if losses and floor and losses[0] > floor:  # the part of the loss that can be removed
                 ratio = (losses[-1] - floor) / (losses[0] - floor)
