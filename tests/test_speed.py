@@ -134,3 +134,19 @@ def test_a_file_without_training_code_run_alone_is_still_judged_by_its_importers
     alone, _ = lint_paths([str(tmp_path / "helpers.py")], _options())
     parsed, _ = lint_paths([str(tmp_path / "helpers.py")], _options(parse_all=True))
     assert _lines(alone) == _lines(parsed)
+
+
+def test_a_script_driving_a_torch_framework_without_writing_torch_is_parsed(tmp_path):
+    # allennlp's scripts/write_srl_predictions_to_conll_format.py imports only allennlp (installed, or
+    # not resolvable from scripts/): it is an inference program all the same
+    from trainlint.engine import _may_train
+    from trainlint.source import SourceFile
+
+    script = tmp_path / "scripts" / "predict.py"
+    script.parent.mkdir()
+    for text in ("from allennlp.models import Model\nmodel = Model.load(cfg)\nfor b in batches:\n    model(**b)\n",
+                 "import ignite.engine\n", "from skorch import NeuralNet\n", "from fastai.vision.all import *\n"):
+        script.write_text(text, encoding="utf-8")
+        assert _may_train(SourceFile(str(script), text), str(script), [tmp_path]), text
+    text = "import os\nimport json\nprint(json.dumps(dict(os.environ)))\n"
+    assert not _may_train(SourceFile(str(script), text), str(script), [tmp_path])

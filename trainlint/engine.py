@@ -126,13 +126,17 @@ def clear_caches() -> None:
 
 
 #: Words without which a file cannot be part of a training program by itself: the frameworks trainlint
-#: understands (and libraries built on torch whose names do not say so: DGL), and the words of a training
+#: understands (and libraries built on torch whose names do not say so: DGL, AllenNLP, flair, fairseq,
+#: fastai, ignite, skorch, detectron2, the OpenMMLab packages, catalyst, composer, poutyne, MONAI, Pyro —
+#: a script that drives one of them never needs to write `torch`, as allennlp's
+#: scripts/write_srl_predictions_to_conll_format.py shows), and the words of a training
 #: loop itself (a snippet or notebook export that uses `loss.backward()` / `optimizer.step()` on objects
 #: made elsewhere). A file without any of them is parsed only when a training file imports it (or it
 #: imports a project module, which may be one), or when Python rejects its syntax (TL001 stays the same).
 _FRAMEWORK_RE = re.compile(
     r"torch|lightning|accelerate|transformers|timm|deepspeed|apex|kornia|albumentations|keras|jax|flax|optax"
-    r"|dgl|backward\(|zero_grad|optim|DataLoader|no_grad|clip_grad|set_epoch|manual_seed|\.eval\(|\.train\("
+    r"|dgl|allennlp|flair|fairseq|fastai|ignite|skorch|detectron2|mmcv|mmdet|mmseg|mmengine|catalyst|composer"
+    r"|poutyne|monai|pyro|backward\(|zero_grad|optim|DataLoader|no_grad|clip_grad|set_epoch|manual_seed|\.eval\(|\.train\("
 )
 #: ``import a.b, c as d`` / ``from .x import (y, z)``, matched at a line that holds ``import``.
 _FROM_RE = re.compile(r"\bfrom[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(\([^)]*\)?|[^\n;#]*)")
