@@ -343,3 +343,55 @@ def test_a_validation_subset_of_a_plain_copy_of_the_dataset_is_fine(tmp_path):
            "train_loader = DataLoader(train_ds, batch_size=64, sampler=SubsetRandomSampler(train_idx))\n"
            "valid_loader = DataLoader(plain_ds, batch_size=64, sampler=SubsetRandomSampler(valid_idx))\n")
     assert _run(tmp_path, {"t.py": CUT_HEAD + mid + CUT_TAIL}) == []
+
+
+# --- a LightningDataModule's val_dataloader() falling back to the train pipeline by default -------
+
+DATAMODULE = """
+from pytorch_lightning import LightningDataModule
+from torch.utils.data import DataLoader
+from torchvision import transforms as T
+from torchvision.datasets import ImageFolder
+
+
+class ImagesDataModule({base}):
+    def __init__(self, data_dir, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.data_dir = data_dir
+        {assign}
+
+    def train_transform(self):
+        return T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor()])
+
+    def val_transform(self):
+        return T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor()])
+
+    def val_dataloader(self):
+        transforms = {choice}
+        dataset = ImageFolder(self.data_dir + "/val", transform=transforms)
+        return DataLoader(dataset, batch_size=64, shuffle=False)
+"""
+
+
+def _dm(base="LightningDataModule", assign="", choice="self.train_transform() if self.val_transforms is None else self.val_transforms"):
+    return DATAMODULE.replace("{base}", base).replace("{assign}", assign).replace("{choice}", choice)
+
+
+def test_val_dataloader_defaulting_to_the_train_pipeline_is_flagged(tmp_path):
+    found = _run(tmp_path, {"dm.py": _dm()})
+    assert [f.line for f in found] == [21]
+    assert "RandomResizedCrop, RandomHorizontalFlip" in found[0].message
+
+
+def test_val_dataloader_default_arm_near_misses(tmp_path):
+    cases = {
+        # the default arm is the evaluation pipeline
+        "right_default": _dm(choice="self.val_transform() if self.val_transforms is None else self.val_transforms"),
+        "is_not_none": _dm(choice="self.val_transforms if self.val_transforms is not None else self.val_transform()"),
+        # the class sets the attribute itself: which arm runs is not the library's default
+        "assigned": _dm(assign="self.val_transforms = self.val_transform()"),
+        # not a LightningDataModule: nothing says the attribute starts as None
+        "other_base": _dm(base="object"),
+    }
+    for name, src in cases.items():
+        assert _run(tmp_path / name, {"dm.py": src}) == [], name

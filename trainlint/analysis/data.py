@@ -28,7 +28,7 @@ import libcst as cst
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import keyword_arg, kwarg, positional
+from trainlint.analysis.syntax import is_none, keyword_arg, kwarg, positional
 
 # -- the transform vocabulary ----------------------------------------------------------------------
 
@@ -231,6 +231,41 @@ def _names_in(expr: cst.CSTNode) -> List[str]:
                 continue
         stack.extend(child_nodes(n))
     return out
+
+
+#: Attributes a library base class sets from a constructor argument that defaults to None, so that
+#: ``self.val_transforms is None`` holds unless the user passes one: pytorch_lightning (< 2.0)
+#: ``LightningDataModule.__init__(self, train_transforms=None, val_transforms=None, test_transforms=None,
+#: dims=None)`` (pytorch_lightning/core/datamodule.py). Read only when no file of the class assigns them.
+_LIBRARY_NONE_ATTRS = {
+    ("pytorch_lightning", "LightningDataModule"): frozenset({"train_transforms", "val_transforms", "test_transforms", "dims"}),
+    ("lightning", "LightningDataModule"): frozenset({"train_transforms", "val_transforms", "test_transforms", "dims"}),
+}
+
+
+def _library_default_test(test: cst.BaseExpression, where: "_Where") -> Any:
+    """``self.val_transforms is None`` (``is not None``) in a method of a subclass of a library class
+    whose constructor leaves that attribute None by default (:data:`_LIBRARY_NONE_ATTRS`), when the
+    class never assigns it: True (False), the arm the defaults take; UNKNOWN otherwise."""
+    if not (isinstance(test, cst.Comparison) and len(test.comparisons) == 1):
+        return UNKNOWN
+    comp = test.comparisons[0]
+    if not isinstance(comp.operator, (cst.Is, cst.IsNot)) or not is_none(comp.comparator):
+        return UNKNOWN
+    name = dotted(test.left) or ""
+    cls_name = where.scope.class_name
+    if not name.startswith("self.") or name.count(".") != 1 or not cls_name:
+        return UNKNOWN
+    info = where.facts.classes.get(cls_name)
+    if info is None or where.facts.attributes.get(cls_name, {}).get(name):
+        return UNKNOWN
+    attr = name.split(".", 1)[1]
+    for base in info.bases:
+        q = canonical(base or "")
+        key = (q.split(".", 1)[0], q.rsplit(".", 1)[-1])
+        if attr in _LIBRARY_NONE_ATTRS.get(key, ()):
+            return isinstance(comp.operator, cst.Is)
+    return UNKNOWN
 
 
 def _eval_cond(test: cst.BaseExpression, bindings: Dict[str, Any], facts: FileFacts) -> Any:
@@ -484,6 +519,8 @@ class DataModel:
             return []
         if isinstance(expr, cst.IfExp):
             v = _eval_cond(expr.test, where.bindings, facts)
+            if v is UNKNOWN:
+                v = _library_default_test(expr.test, where)
             if v is True:
                 return self.pipelines_of(expr.body, where, depth + 1)
             if v is False:

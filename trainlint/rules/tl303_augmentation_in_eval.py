@@ -22,7 +22,10 @@ class AugmentationInEval(Rule):
     random ops as related locations; so is a validation subset cut with `random_split` from a dataset
     that augments (the subsets share its transform). Pipelines are followed through names, dict entries,
     lists built with `append`, helper functions (`build_transform(is_train=False)`, with the `if` on the
-    argument folded), and imports from other files of the program.
+    argument folded), and imports from other files of the program. A choice on an attribute that a library
+    base leaves None by default takes the default arm: in a `LightningDataModule`,
+    `self.train_transform() if self.val_transforms is None else self.val_transforms` is the training
+    pipeline unless the class sets `val_transforms` itself.
 
     ## Why is this bad?
     Evaluation must measure the model, not the dice: with random crops and flips the validation loss and
