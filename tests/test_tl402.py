@@ -239,3 +239,33 @@ def test_a_project_decorator_that_runs_the_function_under_no_grad(tmp_path):
         """,
     })
     assert found == []
+
+
+def test_a_paddle_program_is_not_judged(tmp_path):
+    # face.evoLVe's paddle/align: the same MTCNN inference script as its PyTorch sibling, on PaddlePaddle
+    # (whose `import paddle` even resolves to the repository's own paddle/ folder): no PyTorch evaluation
+    found = _run(tmp_path, {
+        "paddle/__init__.py": "",
+        "paddle/align/get_nets.py": """
+            import paddle
+            import paddle.nn as nn
+            class ONet(nn.Layer):
+                def forward(self, x):
+                    return self.conv(x)
+        """,
+        "paddle/align/detector.py": """
+            import paddle
+            from get_nets import ONet
+            def detect_faces(image):
+                onet = ONet()
+                onet.eval()
+                return onet(paddle.to_tensor(image))
+        """,
+        "paddle/align/face_align.py": """
+            import os
+            from detector import detect_faces
+            for name in os.listdir("faces"):
+                boxes = detect_faces(load(name))
+        """,
+    })
+    assert found == []

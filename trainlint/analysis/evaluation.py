@@ -341,6 +341,9 @@ def eval_loops(program: Any) -> List[EvalLoop]:
     if cached is not None:
         return cached
     out: List[EvalLoop] = []
+    if not _uses_torch(program):
+        program._tl_eval_loops = out
+        return out
     r = reach(program)
     # a library module nobody runs (``Program.library``) is no inference script; its own loops only
     inference = never_trains(program)
@@ -363,6 +366,27 @@ _TRAINS_TEXT = re.compile(r"\.backward\(|\.step\(|\.fit\(|Trainer\(|\.train\(\s*
 
 
 _CALLS_TRAINING = re.compile(r"\b(train\w*|fit\w*|\w*_train\w*|\w*_fit|run_epoch|\w*one_epoch)\s*\(", re.I)
+
+
+def _uses_torch(program: Any) -> bool:
+    """Does any file of the program import torch (or a library built on it)? A PaddlePaddle or TensorFlow
+    program (face.evoLVe's paddle/align, whose ``import paddle`` even resolves to the repository's own
+    ``paddle/`` folder) has no PyTorch evaluation to judge, whatever its models are called."""
+    cached = getattr(program, "_tl_uses_torch", None)
+    if cached is None:
+        cached = any(v.split(".", 1)[0].startswith("torch") or v.split(".", 1)[0] in _TORCH_LIBRARIES
+                     for pf in program.files for v in pf.facts.aliases.aliases.values())
+        program._tl_uses_torch = cached
+    return cached
+
+
+#: Libraries built on PyTorch (a program that imports one of them runs PyTorch models).
+_TORCH_LIBRARIES = frozenset({
+    "lightning", "pytorch_lightning", "lightning_fabric", "transformers", "accelerate", "trl", "timm", "ignite",
+    "fastai", "skorch", "detectron2", "mmcv", "mmdet", "mmengine", "dgl", "pl_bolts", "flair", "allennlp",
+    "sentence_transformers", "diffusers", "peft", "monai", "kornia", "opacus", "captum", "fairseq", "mmseg",
+    "catalyst", "composer", "poutyne", "pyro", "deepspeed", "apex", "speechbrain", "espnet", "nemo",
+})
 
 
 def never_trains(program: Any) -> bool:
@@ -389,7 +413,7 @@ def inference_calls(program: Any) -> List[EvalLoop]:
     out: List[EvalLoop] = []
     pf = program.entry
     base = pf.display.replace("\\", "/").rsplit("/", 1)[-1]
-    if not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and never_trains(program):
+    if _uses_torch(program) and not (base.startswith("test_") or base.endswith("_test.py") or base == "conftest.py") and never_trains(program):
         facts = pf.facts
         # a model file's `__main__` smoke test (`Net()(torch.randn(1, 3, 224, 224)).shape`) is no inference
         # a library module nobody imports (``Program.library``): only what its own module level runs (a
