@@ -478,3 +478,30 @@ def test_tl204_clear_guarded_by_grad_is_not_none_is_not_partial(tmp_path):
     train(net, it, loss, 5, 256, [w, b], 0.1)
     """}, "TL204")
     assert found == []
+
+
+def test_tl205_the_scheduler_passed_into_a_helper_is_judged_by_what_it_is(tmp_path):
+    engine = """
+        def train_one_epoch(model, loader, optimizer, lr_schedule):
+            for x, y in loader:
+                lr_schedule.step()
+                optimizer.zero_grad()
+                criterion(model(x), y).backward()
+                optimizer.step()
+    """
+    main = """
+        import torch
+        from engine import train_one_epoch
+        from schedule import WarmupCosine
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4)
+        sched = {sched}
+        for epoch in range(20):
+            train_one_epoch(model, loader, optimizer, sched)
+    """
+    setter = "class WarmupCosine:\n    def __init__(self, opt):\n        self.opt = opt\n    def step(self):\n        pass\n"
+    found = _lint_tree(tmp_path / "a", {"engine.py": engine, "schedule.py": setter,
+                                        "train.py": main.replace("{sched}", "torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-4, total_steps=1000)")}, "TL205")
+    assert [(n, l) for n, l, _ in found] == [("engine.py", 4)]
+    # a project class that sets the learning rate itself has its own contract
+    assert _lint_tree(tmp_path / "b", {"engine.py": engine, "schedule.py": setter,
+                                       "train.py": main.replace("{sched}", "WarmupCosine(optimizer)")}, "TL205") == []

@@ -1289,9 +1289,26 @@ def scheduler_kind(e: TimedEvent, program: Any = None) -> Optional[str]:
         return None
     made = constructor_call(e.receiver, e.facts, e.scope, e.stmt)
     if made is None:
-        return None
+        # not built where it is stepped (a parameter, self.sched set elsewhere, another file): the
+        # objects it holds, by value flow
+        objs = target_objects(program, e)
+        if not objs:
+            return None
+        kinds = {_kind_of_object(o) for o in objs}
+        if len(kinds) == 1:
+            return kinds.pop()
+        return "other" if kinds & {"other", "plateau"} else None
     call, facts, scope, stmt = made
     return _kind_of_callee(call.func, facts, 0)
+
+
+def _kind_of_object(o: Any) -> Optional[str]:
+    q = canonical(o.qname) if o.qname else ""
+    if o.kind == "instance" and q.startswith("torch.optim."):
+        return "plateau" if q.endswith("ReduceLROnPlateau") else "torch"
+    if _TORCH_SCHED_FACTORY.search(q):
+        return "torch"
+    return "other" if o.kind == "instance" or q else None
 
 
 def _kind_of_callee(func: cst.BaseExpression, facts: FileFacts, depth: int) -> Optional[str]:
