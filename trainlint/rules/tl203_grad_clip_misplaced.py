@@ -35,7 +35,10 @@ class GradClipMisplaced(Rule):
       the clip either fires on every step or never.
 
     Events are ordered within one iteration (statement order, helpers followed, `if`/`else` branches that
-    never run together told apart; an accumulation block `if (i + 1) % k == 0:` is one update). A function
+    never run together told apart; an accumulation block `if (i + 1) % k == 0:` is one update). A clip is
+    paired with the steps of the optimizers that update the parameters it clips (`clip_grad_norm_(D.parameters())`
+    with `optimizer_D`, not the generator's), and a `GradScaler` is known by what it is, not by its name
+    (`self.amp = GradScaler()`), also when it is passed into a helper of another file. A function
     that backpropagates and steps straight through (an agent's `update()`, a `train_step()`) is one
     iteration per call, and so is a Lightning `training_step` with manual optimization.
 

@@ -21,13 +21,17 @@ class MissingZeroGrad(Rule):
     Flags a training loop whose iteration calls `backward()` and `optimizer.step()` but never clears the
     gradients (`optimizer.zero_grad()`, `model.zero_grad()`, `p.grad = None`, `p.grad.zero_()`), clears
     them only once per epoch while stepping every batch, clears them only on some branches
-    (`if cond: optimizer.zero_grad()`), or clears them **between** `backward()` and `step()` — which
-    wipes the gradients the step was about to use. The iteration is followed into helpers
-    (`train_step(...)`, `self.training_step()`, functions of other files of the program); a Lightning
-    `training_step` with manual optimization (`self.manual_backward(loss)`, `opt.step()`) is one iteration,
-    and so is the `train_step` a subclass of a library trainer (skorch's `NeuralNet`) overrides. A step
-    written by hand counts as an optimizer step: `for p in model.parameters(): p.data.add_(-lr, p.grad)`,
-    `p.add_(p.grad, alpha=-lr)` or `p -= lr * p.grad` under `torch.no_grad()`.
+    (`if cond: optimizer.zero_grad()`), clears only **another optimizer** (`head_opt.zero_grad()` before
+    `full_opt.step()`), or clears them **between** `backward()` and `step()` — which wipes the gradients the
+    step was about to use. The iteration is followed into helpers (`train_step(...)`, `self.training_step()`,
+    functions of other files of the program); a Lightning `training_step` with manual optimization
+    (`self.manual_backward(loss)`, `opt.step()`) is one iteration, and so is the `train_step` a subclass of a
+    library trainer (skorch's `NeuralNet`) overrides. A step written by hand counts as an optimizer step:
+    `for p in model.parameters(): p.data.add_(-lr, p.grad)`, `p.add_(p.grad, alpha=-lr)` or
+    `p -= lr * p.grad` under `torch.no_grad()`. The optimizer cleared and the one stepped are told apart by
+    object identity, not by name: `opt.zero_grad()` in `train_one_epoch(model, opt)` and `optimizer.step()`
+    in the helper it passes `opt` to are one optimizer; `self.optimizer`, an alias and a
+    `scaler.step(optimizer)` are followed to what they hold.
 
     ## Why is this bad?
     PyTorch accumulates gradients: every `backward()` adds to `.grad`. Without clearing, step *n* applies
