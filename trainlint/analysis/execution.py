@@ -215,8 +215,10 @@ def _defined_class(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Opt
     return None
 
 
-def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
-    """The event kind of one call, or None."""
+def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any = None) -> Optional[str]:
+    """The event kind of one call, or None. With a ``program``, a ``.step()`` whose receiver neither its
+    file nor its name tells (``solver.step()`` on a parameter, ``optimizers["g"].step()``) is asked of the
+    value-flow layer: an optimizer, a scheduler or a GradScaler built elsewhere."""
     func = call.func
     if isinstance(func, cst.Attribute):
         meth = func.attr.value
@@ -239,7 +241,7 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
                 return "scheduler_step"
             if _OPTIM_NAME.search(last) or "scaler" in last.lower():
                 return "optimizer_step"
-            return None
+            return _step_kind(program, ObjectRef(func.value, facts, scope, stmt)) if program is not None else None
         if meth in ("backward", "manual_backward") or facts.qualify(func) in ("torch.autograd.backward",):
             return "backward" if _root_of_call(call, facts) is not None else None
     if isinstance(func, (cst.Name, cst.Attribute)):
@@ -254,6 +256,27 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) ->
         if name and is_loss_callee(func, facts, scope, stmt):
             return "loss"
     return None
+
+
+def _step_kind(program: Any, ref: "ObjectRef") -> Optional[str]:
+    """``scheduler_step`` / ``optimizer_step`` when every object ``ref`` holds is a scheduler / an optimizer
+    or a GradScaler (:mod:`trainlint.analysis.objects`), else None."""
+    objs = _objects_of(program, ref)
+    if not _followed(objs):
+        return None
+    from trainlint.analysis.objects import World
+
+    kinds = set()
+    for o in objs:
+        q = canonical(o.qname) if o.qname else ""
+        if q.startswith("torch.optim.lr_scheduler."):
+            kinds.add("scheduler_step")
+        elif (q.startswith("torch.optim.") or (q.startswith(OPTIMIZER_LIBS[1:]) and "optim" in q.lower())
+              or World.is_a(o, *SCALER_CLASSES)):
+            kinds.add("optimizer_step")
+        else:
+            return None
+    return kinds.pop() if len(kinds) == 1 else None
 
 
 def _small_stmts(scope: Scope):
@@ -296,7 +319,7 @@ class _Finder:
         for inner in _small_stmts(scope):
             if node in inner.loops and inner.loops[-1] is not node:
                 for call in _calls_in(inner.node):
-                    if classify_call(call, self.facts, scope, inner) in ("backward", "optimizer_step"):
+                    if classify_call(call, self.facts, scope, inner, self.program) in ("backward", "optimizer_step"):
                         training_loops.update(id(l) for l in inner.loops[inner.loops.index(node) + 1:])
                         break
         for inner in scope.stmts:
@@ -319,7 +342,7 @@ class _Finder:
             if node in inner.loops:
                 continue
             for call in _calls_in(inner.node):
-                kind = classify_call(call, self.facts, scope, inner)
+                kind = classify_call(call, self.facts, scope, inner, self.program)
                 if kind == "scheduler_step" or kind == "optimizer_step":
                     loop.events.append(Event(kind, call, _receiver(call), self.facts, scope, inner, "outside", (inner.index,)))
         loop.events.sort(key=lambda e: e.order)
@@ -384,7 +407,7 @@ class _Finder:
 
     def _events_of(self, loop: TrainLoop, facts: FileFacts, scope: Scope, stmt: Stmt, level: str, order, depth: int) -> None:
         for i, call in enumerate(_calls_in(stmt.node)):
-            kind = classify_call(call, facts, scope, stmt)
+            kind = classify_call(call, facts, scope, stmt, self.program)
             if kind is not None:
                 loop.events.append(Event(kind, call, _receiver(call), facts, scope, stmt, level, order + (i,),
                                          _conditional(stmt)))
@@ -1041,7 +1064,7 @@ def manual_update(node: cst.CSTNode, stmt: Stmt) -> Optional[cst.For]:
     return None
 
 
-def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any = None) -> Optional[str]:
     """:func:`classify_call` plus ``unscale`` and every way of clearing gradients."""
     func = call.func
     if isinstance(func, cst.Attribute):
@@ -1059,7 +1082,7 @@ def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Opti
                 return "zero_grad"
     elif isinstance(func, cst.Name) and (func.value in _CLEAR_METHODS or "zero_grad" in func.value):
         return "zero_grad"  # zero_grad(model), a helper we cannot read
-    return classify_call(call, facts, scope, stmt)
+    return classify_call(call, facts, scope, stmt, program)
 
 
 class _Builder:
@@ -1096,7 +1119,7 @@ class _Builder:
         i = 0
         for n in calls(node):
             i += 1
-            kind = classify(n, facts, scope, s)
+            kind = classify(n, facts, scope, s, self.program)
             if kind is None:
                 ploop = manual_update(n, s)
                 if ploop is not None:  # p.data.add_(-lr, p.grad)
@@ -1775,7 +1798,10 @@ def is_scaler(program: Any, e: Any) -> bool:
 def event_target(program: Any, e: Any) -> Optional[ObjectRef]:
     """The object an optimizer / scheduler event acts on: ``opt`` of ``opt.step()``, ``opt.zero_grad()``,
     ``sched.step()``; the optimizer argument of ``scaler.step(opt)`` / ``scaler.unscale_(opt)``. None for
-    events that name no object (``p.grad = None``, a bare ``zero_grad(model)``)."""
+    events that name no object (``p.grad = None``, a bare ``zero_grad(model)``, a manual update
+    ``p.data.add_(-lr, p.grad)``)."""
+    if getattr(e, "manual", False):
+        return None
     ref = receiver_ref(e)
     if ref is None:
         return None
