@@ -1318,9 +1318,9 @@ def scheduler_kind(e: TimedEvent, program: Any = None) -> Optional[str]:
         if not objs:
             return None
         kinds = {_kind_of_object(o) for o in objs}
-        if len(kinds) == 1:
-            return kinds.pop()
-        return "other" if kinds & {"other", "plateau"} else None
+        # one kind for every object; a mix (a MultiStepLR or a ReduceLROnPlateau by a config switch,
+        # stepped under the matching `if`) stays unknown, as a scheduler the model cannot follow
+        return kinds.pop() if len(kinds) == 1 else None
     call, facts, scope, stmt = made
     return _kind_of_callee(call.func, facts, 0)
 
