@@ -356,3 +356,61 @@ def test_replaced_head_of_a_library_model_inside_a_module_class():
     """)
     assert [f.line for f in found] == [10]
     assert "`Model` ends with nn.Softmax" in found[0].message and "2 classes" in found[0].message
+
+
+# --- a head attached to the hook argument in one callback hook and called in another --------------
+
+ONLINE_EVAL = """
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from pytorch_lightning import Callback
+
+
+class Evaluator(nn.Module):
+    def __init__(self, n_input, n_classes):
+        super().__init__()
+        self.block = nn.Sequential(nn.Linear(n_input, n_classes), {last})
+
+    def forward(self, x):
+        return self.block(x)
+
+
+class OnlineEvaluator({base}):
+    def on_fit_start(self, trainer, pl_module):
+        pl_module.online_head = Evaluator(2048, 10)
+        self.optimizer = torch.optim.Adam(pl_module.online_head.parameters(), lr=1e-4)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        x, y = batch
+        with torch.no_grad():
+            feats = pl_module(x)
+        preds = pl_module.online_head(feats)
+        loss = F.cross_entropy(preds, y)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+
+if __name__ == "__main__":
+    from pytorch_lightning import Trainer
+    Trainer(max_epochs=10, callbacks=[OnlineEvaluator()]).fit(Encoder(), loader)
+"""
+
+
+def test_head_set_on_pl_module_in_one_hook_and_trained_in_another(tmp_path):
+    found = lint_tree(tmp_path, {"online.py": ONLINE_EVAL.replace("{last}", "nn.Softmax(dim=1)").replace("{base}", "Callback")})
+    # reported at the head's softmax, with the loss it reaches in the other hook as a related location
+    assert [(p, line) for p, line, _ in found] == [("online.py", 11)]
+    f = found[0][2]
+    assert "`Evaluator` ends with nn.Softmax" in f.message, f.message
+    assert any(r.span.line == 27 for r in f.related), [(r.span.line, r.message) for r in f.related]
+
+
+def test_hook_attribute_near_misses(tmp_path):
+    # a head that ends in a Linear; a class that is not a framework callback (its methods may get
+    # different objects under the same parameter name)
+    clean = ONLINE_EVAL.replace("{last}", "nn.Identity()").replace("{base}", "Callback")
+    assert lint_tree(tmp_path / "linear", {"online.py": clean}) == []
+    other = ONLINE_EVAL.replace("{last}", "nn.Softmax(dim=1)").replace("{base}", "object")
+    assert lint_tree(tmp_path / "plain", {"online.py": other}) == []

@@ -354,6 +354,8 @@ class World:
                 return [(c.file, a.scope or c.file.facts.module, a) for c, a in self.attribute(cls, name, unpacked=every)]
             return []
         if scope.kind == "function" and name.split(".", 1)[0] in scope.params():
+            if "." in name:
+                return self._hook_attribute(name, file, scope)
             return []  # a parameter shadows the globals of the same name: its call sites tell
         s = scope.parent
         while s is not None:
@@ -365,6 +367,22 @@ class World:
                 return [(file, s, a) for a in got]
             s = s.parent
         return []
+
+    def _hook_attribute(self, name: str, file: FileRef, scope: Scope) -> List[Tuple[FileRef, Scope, Assignment]]:
+        """``pl_module.head`` read in one hook of a callback class, set as ``pl_module.head = ...`` in
+        another hook of the same class: a framework calls every hook of a callback with the same objects
+        (Lightning's ``Callback`` hooks all get ``(trainer, pl_module)``), so the attribute set on the
+        argument in one hook is the one read in the next. Only for classes with a ``...Callback`` base."""
+        head = name.split(".", 1)[0]
+        info = file.facts.classes.get(scope.class_name or "")
+        if info is None or not any((b or "").rsplit(".", 1)[-1].endswith("Callback") for b in info.bases):
+            return []
+        out: List[Tuple[FileRef, Scope, Assignment]] = []
+        for method in info.methods.values():
+            if method is scope or head not in method.params():
+                continue
+            out.extend((file, method, a) for a in method.assigns.get(name, []) if a.kind == "assign" and a.value is not None)
+        return out
 
     # -- calls ---------------------------------------------------------------------------------------
     def calls_named(self, file: FileRef, last: str) -> List[Tuple[cst.Call, Scope, Stmt]]:
