@@ -40,5 +40,5 @@ def install() -> None:
     cap.on_step = on_step
     hooks = Hooks(cap, losses_only=bool(cfg.get("losses_only")))
     hooks.install()
-    shim._count_children()
+    shim._count_children(cfg["out"])
     shim.patch_process_run(cap, hooks, cfg)

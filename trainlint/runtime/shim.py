@@ -209,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         journal.install(skip=[os.path.dirname(os.path.abspath(args.out))])
     hooks = Hooks(cap, losses_only=args.losses_only)
     hooks.install()
-    _count_children()
+    _count_children(args.out)
     _watch_children(cap, hooks, args, target, roots)
     _watch_exit(result, args, cap, t0)
     try:
@@ -421,6 +421,15 @@ def patch_process_run(cap: Any, hooks: Any, cfg: Dict[str, Any]) -> None:
     mpp.BaseProcess.run = run
 
 
+def _trainers(out: str) -> int:
+    """Non-daemon multiprocessing children the run started (see _count_children)."""
+    try:
+        with open(out + ".trainers", encoding="utf-8") as fh:
+            return len(fh.read().split())
+    except OSError:
+        return 0
+
+
 def child_report(cap: Any, hooks: Any, cfg: Dict[str, Any], exc: BaseException, t_run: float) -> None:
     """In the watched child, after its N steps: the probes, into OUT.child."""
     from trainlint.runtime.capture import harvest_names
@@ -441,7 +450,7 @@ def child_report(cap: Any, hooks: Any, cfg: Dict[str, Any], exc: BaseException, 
                                   budget=cfg["budget"], budget_total=cfg["budget_total"], losses_only=False,
                                   deadline=cfg.get("deadline"),
                                   child=True, process_name=me.name,
-                                  concurrent=os.path.exists(cfg["out"] + ".others"))
+                                  concurrent=os.path.exists(cfg["out"] + ".others") or _trainers(cfg["out"]) > 1)
         global _STARTED
         _STARTED = cfg.get("started", _STARTED)
         try:
@@ -474,8 +483,9 @@ def progress_file(out: str, steps: int, phase: str = "script") -> None:
 _CHILDREN = [0]
 
 
-def _count_children() -> None:
-    """Count multiprocessing children (a Hogwild script trains in them, out of the hooks' sight)."""
+def _count_children(out: Optional[str] = None) -> None:
+    """Count multiprocessing children (a Hogwild script trains in them); the non-daemon ones (trainers, not
+    DataLoader workers) are listed in OUT.trainers: a watched child with a sibling may share its parameters."""
     try:
         import multiprocessing.process as mpp
 
@@ -483,6 +493,12 @@ def _count_children() -> None:
 
         def start(self, *a, **k):
             _CHILDREN[0] += 1
+            if out and not getattr(self, "daemon", False):
+                try:
+                    with open(out + ".trainers", "a", encoding="utf-8") as fh:
+                        fh.write(f"{os.getpid()}\n")
+                except OSError:
+                    pass
             return orig(self, *a, **k)
 
         mpp.BaseProcess.start = start
