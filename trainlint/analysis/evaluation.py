@@ -374,10 +374,20 @@ def _uses_torch(program: Any) -> bool:
     ``paddle/`` folder) has no PyTorch evaluation to judge, whatever its models are called."""
     cached = getattr(program, "_tl_uses_torch", None)
     if cached is None:
-        cached = any(v.split(".", 1)[0].startswith("torch") or v.split(".", 1)[0] in _TORCH_LIBRARIES
-                     for pf in program.files for v in pf.facts.aliases.aliases.values())
+        heads = {v.split(".", 1)[0] for pf in program.files for v in pf.facts.aliases.aliases.values()}
+        cached = any(h.startswith("torch") or h in _TORCH_LIBRARIES for h in heads)
+        if not cached:
+            # a package module that never names torch (allennlp's evaluate.py calls model.eval() on what
+            # it is given) is still judged; a program of another framework is not
+            cached = not (heads & _OTHER_FRAMEWORKS)
         program._tl_uses_torch = cached
     return cached
+
+
+#: Deep-learning frameworks other than PyTorch: a program that imports one of them and no PyTorch
+#: library has no PyTorch evaluation to judge.
+_OTHER_FRAMEWORKS = frozenset({"paddle", "tensorflow", "tf", "keras", "jax", "flax", "haiku", "mxnet", "oneflow",
+                               "mindspore", "megengine", "chainer", "theano", "cntk"})
 
 
 #: Libraries built on PyTorch (a program that imports one of them runs PyTorch models).
