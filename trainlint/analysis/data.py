@@ -204,7 +204,7 @@ def _literal(expr: Optional[cst.BaseExpression], bindings: Dict[str, Any]) -> An
 
 def _mentions_random(expr: cst.CSTNode, facts: FileFacts) -> bool:
     """Does an expression draw a random number (random.random(), torch.rand(1), np.random.rand()...)?"""
-    for call in _calls_in(expr):
+    for call in calls(expr):
         q = facts.qualify(call.func) or dotted(call.func) or ""
         if q.startswith(("random.", "numpy.random.", "np.random.")) or q in (
             "torch.rand", "torch.randint", "torch.randn", "torch.rand_like", "torch.bernoulli", "torch.multinomial",
@@ -214,9 +214,6 @@ def _mentions_random(expr: cst.CSTNode, facts: FileFacts) -> bool:
             return True
     return False
 
-
-def _calls_in(node: cst.CSTNode) -> Tuple[cst.Call, ...]:
-    return calls(node)
 
 
 def _names_in(expr: cst.CSTNode) -> List[str]:
@@ -918,7 +915,7 @@ class DataModel:
             value = s.node.value
             if value is None:
                 continue
-            for call in _calls_in(value):
+            for call in calls(value):
                 target = None
                 name = dotted(call.func) or ""
                 if name.startswith("self.") and name.count(".") == 1 and name[5:] in cls.methods:
@@ -989,7 +986,7 @@ class DataModel:
                     inner = value.value if isinstance(value, cst.DictComp) else value.elt
                     self._scan_value(inner, _Where(where.pf, where.scope, stmt, b), stmt)
                 return
-        for call in _calls_in(value):
+        for call in calls(value):
             self._maybe_dataset(call, where, stmt)
 
     def _maybe_dataset(self, call: cst.Call, where: _Where, stmt: Stmt) -> None:
@@ -1061,7 +1058,7 @@ class DataModel:
             if how != "stmt" or not isinstance(use, cst.Assign) or len(use.targets) != 1:
                 continue
             target = use.targets[0].target
-            for c in _calls_in(use.value):
+            for c in calls(use.value):
                 fn = (canonical(uw.facts.qualify(c.func) or dotted(c.func) or "")).rsplit(".", 1)[-1]
                 first = c.args[0].value if c.args and c.args[0].keyword is None else None
                 if first is None or dotted(first) != name:
@@ -1240,7 +1237,7 @@ class DataModel:
             if _eval_mode_before(where.scope, stmt):
                 return "eval", "iterated after model.eval()"
         if True:
-            for call in _calls_in(value):
+            for call in calls(value):
                 for i, a in enumerate(call.args):
                     if dotted(a.value) != name:
                         # comprehension/iter: `for x in tqdm(loader)` is handled as iter
@@ -1339,7 +1336,7 @@ class DataModel:
             return None
         value = getattr(node, "value", None)
         if value is not None:
-            for call in _calls_in(value):
+            for call in calls(value):
                 for i, a in enumerate(call.args):
                     if a.value is loader_call:
                         return self._arg_role(call, i, a, where, stmt, "loader")
@@ -1361,7 +1358,7 @@ class DataModel:
 
     def _loop_role(self, loop: cst.For, where: _Where, stmt: Stmt) -> Optional[Tuple[str, str]]:
         facts = where.facts
-        body_calls = list(_calls_in(loop.body))
+        body_calls = list(calls(loop.body))
         for c in body_calls:
             if isinstance(c.func, cst.Attribute):
                 attr = c.func.attr.value
@@ -1559,7 +1556,7 @@ def _word_role_of_name(name: str) -> Optional[str]:
 def _enclosing_loader(value: Optional[cst.BaseExpression], inner: cst.Call, facts: FileFacts) -> Optional[cst.Call]:
     if value is None:
         return None
-    for call in _calls_in(value):
+    for call in calls(value):
         if call is inner:
             continue
         name = canonical(facts.qualify(call.func) or dotted(call.func) or "")
@@ -1581,7 +1578,7 @@ def _in_repeated_passes(node: cst.CSTNode, how: str, stmt: Stmt, name: str, wher
                 continue
             if not any(
                 isinstance(c.func, cst.Attribute) and (c.func.attr.value == "backward" or (c.func.attr.value == "step" and "opt" in (dotted(c.func.value) or "")))
-                for c in _calls_in(loop.body)
+                for c in calls(loop.body)
             ):
                 return True
     if how == "stmt" and getattr(node, "value", None) is not None:
@@ -1627,7 +1624,7 @@ def _iterator_over(node: cst.CSTNode, name: str) -> Optional[str]:
 def _draws_next(value: Optional[cst.CSTNode], it: str) -> bool:
     """Does ``value`` draw from the iterator ``it``: ``next(it)``, ``it.next()`` (Python 2 era),
     ``it.__next__()``?"""
-    for c in _calls_in(value) if value is not None else ():
+    for c in calls(value) if value is not None else ():
         if isinstance(c.func, cst.Name) and c.func.value == "next" and c.args and dotted(c.args[0].value) == it:
             return True
         if isinstance(c.func, cst.Attribute) and c.func.attr.value in ("next", "__next__") and dotted(c.func.value) == it:
@@ -1813,7 +1810,7 @@ def _candidates(pf: Any) -> List[Tuple[Scope, Stmt, cst.CSTNode]]:
                 if isinstance(value, (cst.DictComp, cst.ListComp, cst.GeneratorExp)) and isinstance(value.for_in.iter, (cst.List, cst.Tuple)):
                     out.append((scope, stmt, value))
                     continue
-                for call in _calls_in(value):
+                for call in calls(value):
                     if _is_candidate(call, facts):
                         out.append((scope, stmt, call))
     facts._tl_data_candidates = out  # type: ignore[attr-defined]
@@ -1843,7 +1840,7 @@ def _batch_candidates(pf: Any) -> List[Tuple[Scope, Stmt, cst.Call]]:
                 node = stmt.node
                 if not isinstance(node, (cst.Assign, cst.AnnAssign, cst.Expr, cst.Return, cst.AugAssign)) or node.value is None:
                     continue
-                for call in _calls_in(node.value):
+                for call in calls(node.value):
                     if dotted(call.func) in bound and call.args:
                         out.append((scope, stmt, call))
     facts._tl_batch_candidates = out  # type: ignore[attr-defined]
@@ -1851,7 +1848,7 @@ def _batch_candidates(pf: Any) -> List[Tuple[Scope, Stmt, cst.Call]]:
 
 
 def _trains(body: cst.CSTNode) -> bool:
-    for c in _calls_in(body):
+    for c in calls(body):
         if isinstance(c.func, cst.Attribute):
             if c.func.attr.value in ("backward", "manual_backward"):
                 return True

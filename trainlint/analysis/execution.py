@@ -318,7 +318,7 @@ class _Finder:
         training_loops = set()
         for inner in _small_stmts(scope):
             if node in inner.loops and inner.loops[-1] is not node:
-                for call in _calls_in(inner.node):
+                for call in calls(inner.node):
                     if classify_call(call, self.facts, scope, inner, self.program) in ("backward", "optimizer_step"):
                         training_loops.update(id(l) for l in inner.loops[inner.loops.index(node) + 1:])
                         break
@@ -341,7 +341,7 @@ class _Finder:
         for inner in _small_stmts(scope):
             if node in inner.loops:
                 continue
-            for call in _calls_in(inner.node):
+            for call in calls(inner.node):
                 kind = classify_call(call, self.facts, scope, inner, self.program)
                 if kind == "scheduler_step" or kind == "optimizer_step":
                     loop.events.append(Event(kind, call, _receiver(call), self.facts, scope, inner, "outside", (inner.index,)))
@@ -406,7 +406,7 @@ class _Finder:
         return None, None
 
     def _events_of(self, loop: TrainLoop, facts: FileFacts, scope: Scope, stmt: Stmt, level: str, order, depth: int) -> None:
-        for i, call in enumerate(_calls_in(stmt.node)):
+        for i, call in enumerate(calls(stmt.node)):
             kind = classify_call(call, facts, scope, stmt, self.program)
             if kind is not None:
                 loop.events.append(Event(kind, call, _receiver(call), facts, scope, stmt, level, order + (i,),
@@ -483,9 +483,6 @@ def _conditional(stmt: Stmt) -> bool:
         return True
     return stmt.block.index(inner) != len(stmt.block) - 1
 
-
-def _calls_in(node: cst.CSTNode):
-    return calls(node)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -574,7 +571,7 @@ def epoch_reseeds(program: Any) -> List[EpochReseed]:
         facts = f.facts
         for scope in facts.scopes():
             for s in _small_stmts(scope):
-                for call in _calls_in(s.node):
+                for call in calls(s.node):
                     if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "set_epoch"):
                         continue
                     loop = next((l for l in loops for e in l.events if e.call is call), None)
@@ -666,7 +663,7 @@ def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:
             continue
         for scope in facts.scopes():
             for s in _small_stmts(scope):
-                for call in _calls_in(s.node):
+                for call in calls(s.node):
                     name = (dotted(call.func) or "").rsplit(".", 1)[-1]
                     if name != "Trainer":
                         continue

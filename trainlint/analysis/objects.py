@@ -1185,25 +1185,10 @@ def _with_subclasses(classes) -> frozenset:
 
 #: The node types of _STOP and their subclasses (BaseString is abstract), for a set lookup by exact type.
 _STOP_TYPES = _with_subclasses(_STOP)
-_SKIP_FIELDS = {"lpar", "rpar", "comma", "semicolon", "dot", "equal", "colon", "whitespace_before", "whitespace_after",
-                "whitespace_after_func", "whitespace_before_args", "whitespace_after_star", "whitespace_after_arg",
-                "leading_lines", "trailing_whitespace", "header", "footer", "lbracket", "rbracket", "lbrace", "rbrace",
-                "operator", "whitespace_before_equal", "whitespace_after_equal", "whitespace_after_param"}
-_CODE_FIELDS: Dict[type, Tuple[str, ...]] = {}
-
-
-def _code_fields(cls: type) -> Tuple[str, ...]:
-    names = _CODE_FIELDS.get(cls)
-    if names is None:
-        names = tuple(n for n in cls.__dataclass_fields__ if n not in _SKIP_FIELDS and not n.startswith("whitespace"))  # type: ignore[attr-defined]
-        _CODE_FIELDS[cls] = names
-    return names
-
-
 def calls_in(node: cst.CSTNode):
     """Calls inside a statement, outermost first, without entering nested defs or lambdas. Reads the
     dataclass fields directly and stops at leaves (names, literals): the hot path of every call index."""
-    from trainlint.analysis.walk import _IS_NODE, _is_node_type
+    from trainlint.analysis.walk import _children
 
     stack = [node]
     while stack:
@@ -1213,22 +1198,7 @@ def calls_in(node: cst.CSTNode):
             yield n
         if n is not node and t in _STOP_TYPES:
             continue
-        kids = []
-        for name in _code_fields(t):
-            v = getattr(n, name)
-            tv = type(v)
-            hit = _IS_NODE.get(tv)
-            if hit is None:
-                hit = _is_node_type(tv)
-            if hit:
-                kids.append(v)
-            elif tv is list or tv is tuple:
-                for x in v:
-                    hx = _IS_NODE.get(type(x))
-                    if hx is None:
-                        hx = _is_node_type(type(x))
-                    if hx:
-                        kids.append(x)
+        kids = _children(n)
         kids.reverse()
         stack.extend(kids)
 
