@@ -202,3 +202,47 @@ def test_the_fingerprint_follows_what_decides_the_parse():
     assert fingerprint(["TL101"], False, 1 << 20) == fingerprint(["TL101"], False, 1 << 20)
     assert fingerprint(["TL101"], False, 1 << 20) != fingerprint(["TL101"], False, 1 << 10)
     assert fingerprint(["TL101"], False) != fingerprint(["TL101", "TL202"], False)
+
+
+def test_touching_one_file_recomputes_only_the_programs_that_hold_it(tmp_path):
+    """Each program is cached on its own: train_a.py and train_b.py share model.py, train_c.py shares
+    nothing. Touching train_a.py re-analyses train_a's program only (not train_b's, which shares a file
+    with it); touching model.py re-analyses both of its programs and not train_c's; and every run says
+    what a run without the cache says."""
+    from trainlint.cache import Cache, fingerprint
+    from trainlint.config import Config, Selection
+    from trainlint.engine import Options, lint_paths
+    from trainlint.rules import registry
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "model.py").write_text(MODEL)
+    for name in ("train_a.py", "train_b.py"):
+        (project / name).write_text(TRAIN)
+    (project / "train_c.py").write_text(TRAIN.replace("from model import Net\n", "").replace("Net()", "torch.nn.Linear(2, 1)"))
+    config = Config(layers=[Selection()])
+    enabled = list(registry())
+
+    def run(cached: bool = True):
+        cache = Cache(tmp_path / "cache", fingerprint(enabled, False, config.max_file_size)) if cached else None
+        report, _ = lint_paths([str(project)], Options(config=config, enabled=enabled, cache=cache, jobs=1))
+        listed = [(f.path, f.span, f.code, f.message) for f in report.findings]
+        assert any(code == "TL202" for _, _, code, _ in listed)
+        return listed, (cache.written if cache is not None else None)
+
+    def touch(name: str, text: str = "\n# touched\n") -> None:
+        path = project / name
+        path.write_text(path.read_text() + text)
+
+    cold, written = run()
+    assert written.get("program") == 3
+    warm, written = run()
+    assert warm == cold and written == {}
+    touch("train_a.py", "\nrandom_seed = 0\n")
+    again, written = run()
+    assert written == {"file": 1, "program": 1}
+    assert again == run(cached=False)[0]
+    touch("model.py", "\n\nclass Head(nn.Module):\n    pass\n")
+    again, written = run()
+    assert written == {"file": 1, "program": 2}
+    assert again == run(cached=False)[0]

@@ -7,8 +7,9 @@ project, and a cache entry is data, not code):
 - **per file**, keyed by the file's content, its path as read and as shown, the rules enabled for it and
   the run's fingerprint: the findings of the file-level rules, and the facts that link programs (the
   modules it imports, whether it runs something, whether it defines classes);
-- **per program**, keyed by every file of the program (path, content hash, whether it is part of the run,
-  the files it imports) and the fingerprint: the findings of the program-level rules.
+- **per program** (each program on its own, also when programs share files), keyed by every file of the
+  program (path, content hash, whether it is part of the run, the rules enabled for it, the files it
+  imports) and the fingerprint: the findings of the program-level rules.
 
 So a warm run reads files, hashes them and links programs from cached facts without parsing anything
 (libcst is not even imported); a changed file is re-parsed, and only the programs that hold it are
@@ -100,6 +101,8 @@ class Cache:
         self.fingerprint = fingerprint
         self.hits = 0
         self.misses = 0
+        #: Entries written by this run, by kind ("file", "dep", "program"): what it had to compute.
+        self.written: Dict[str, int] = {}
         self._ready = False
         self._broken = False
 
@@ -131,6 +134,7 @@ class Cache:
             path.parent.mkdir(parents=True, exist_ok=True)
             data = json.dumps({"kind": kind, "key": key, "value": value}, separators=(",", ":")).encode("utf-8")
             write_atomic(str(path), data, durable=False)
+            self.written[kind] = self.written.get(kind, 0) + 1
         except (OSError, TypeError, ValueError):
             # A read-only checkout, a full disk, a value JSON cannot hold: lint without caching.
             self._broken = True

@@ -569,39 +569,28 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
         return
     if loaded is not None:  # files from outside these states that a program holds
         loaded.update(pf.path for program in programs for pf in program.files if pf.path in outside)
-    # Programs that share a file are cached, and recomputed, as one unit. Rules keep no memory between
-    # programs: a file shared by train.py and finetune.py is judged in both, and the merge below keeps
-    # one finding per rule and place.
+    # Each program is cached, and recomputed, on its own: its key holds every file of it (content, name,
+    # part of the run or not, what it imports), so a change recomputes only the programs that hold the
+    # changed file. Rules keep no memory between programs: a file shared by train.py and finetune.py is
+    # judged in both, and the merge below keeps one finding per rule and place.
     outcomes: Dict[int, list] = {}
-    for cluster in _clusters(programs):
+    for program in programs:
         key = None
         if cache is not None:
-            key = _cluster_key(cluster, states, digests, cache.fingerprint)
-            stored = cache.get("programs", key)
-            got = _cluster_from_cache(stored, len(cluster)) if stored is not None else None
+            key = _program_key(program, states, digests, cache.fingerprint)
+            stored = cache.get("program", key)
+            got = _program_from_cache(stored) if stored is not None else None
             if got is not None:
-                for program, found_all in zip(cluster, got):
-                    outcomes[id(program)] = found_all
+                outcomes[id(program)] = got
                 continue
         if program_rules is None:
             program_rules = [r for r in rules if r.is_program_rule()]
-        for program in cluster:
-            _materialize(program, states, options, rules)
-        for program in cluster:
-            found_all = []
-            for rule in program_rules:
-                if program.library and not rule.judges_libraries:
-                    continue
-                try:
-                    found_all.append((rule.code, list(rule.check_program(program)), None))
-                except Exception as exc:
-                    found_all.append((rule.code, [], _internal_error(program.entry.display, rule.code, exc).message))
-            outcomes[id(program)] = found_all
+        _materialize(program, states, options, rules)
+        outcomes[id(program)] = _check_program(program, program_rules)
         if cache is not None:
             from trainlint.cache import findings_to_json
 
-            cache.put("programs", key, [[[code, findings_to_json(found), err] for code, found, err in outcomes[id(p)]]
-                                        for p in cluster])
+            cache.put("program", key, [[code, findings_to_json(found), err] for code, found, err in outcomes[id(program)]])
     # A file shared by two programs (a model used by train.py and finetune.py) is judged in each, and a
     # file checked on its own (file-level rules) may be judged again in a program: one finding per rule
     # and place, the file's own first, then the programs' in the order of their entry scripts' paths (so
@@ -625,27 +614,17 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                     st.raw.append(f)
 
 
-def _clusters(programs: list) -> List[list]:
-    """The programs in groups that share no file, each in the run's order, ordered by first program."""
-    owner: Dict[str, int] = {}
-    parent = list(range(len(programs)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, program in enumerate(programs):
-        for pf in program.files:
-            j = owner.setdefault(pf.path, i)
-            a, b = find(i), find(j)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
-    clusters: Dict[int, list] = {}
-    for i, program in enumerate(programs):
-        clusters.setdefault(find(i), []).append(program)
-    return list(clusters.values())
+def _check_program(program, program_rules: Sequence[Rule]) -> list:
+    """The program rules' outcome on one program: (code, findings, error message or None) per rule."""
+    found_all = []
+    for rule in program_rules:
+        if program.library and not rule.judges_libraries:
+            continue
+        try:
+            found_all.append((rule.code, list(rule.check_program(program)), None))
+        except Exception as exc:
+            found_all.append((rule.code, [], _internal_error(program.entry.display, rule.code, exc).message))
+    return found_all
 
 
 def _parse_context(source: SourceFile, options: Options):
@@ -682,31 +661,29 @@ def _materialize(program, states: Dict[str, _FileState], options: Options, rules
             pf.ctx = ctx
 
 
-def _cluster_key(cluster: list, states: Dict[str, _FileState], digests: Dict[str, str], fingerprint: str) -> str:
-    """Every file of every program of the cluster: path, name shown, content, part of the run or not,
-    and what it imports; the programs in order."""
+def _program_key(program, states: Dict[str, _FileState], digests: Dict[str, str], fingerprint: str) -> str:
+    """Every file of the program, in order: path, name shown, content, part of the run or not, the rules
+    enabled for it, and what it imports; whether it is judged as a library."""
     from trainlint.cache import key_of
 
-    programs = []
-    for program in cluster:
-        files = []
-        for pf in program.files:
-            st = states.get(pf.path)
-            digest = st.digest if st is not None else digests.get(pf.path, "")
-            files.append([pf.path, pf.display, digest, pf.in_run, st.enabled if st is not None else None,
-                          [d.path for d in pf.imports]])
-        programs.append(files)
-    return key_of("programs", fingerprint, programs)
+    files = []
+    for pf in program.files:
+        st = states.get(pf.path)
+        digest = st.digest if st is not None else digests.get(pf.path, "")
+        files.append([pf.path, pf.display, digest, pf.in_run, st.enabled if st is not None else None,
+                      [d.path for d in pf.imports]])
+    return key_of("program", fingerprint, bool(program.library), files)
 
 
-def _cluster_from_cache(stored, count: int) -> Optional[list]:
+def _program_from_cache(stored) -> Optional[list]:
     from trainlint.cache import findings_from_json
 
+    if not isinstance(stored, list):
+        return None
     try:
-        out = [[(code, findings_from_json(found), err) for code, found, err in outcome] for outcome in stored]
+        return [(code, findings_from_json(found), err) for code, found, err in stored]
     except (KeyError, TypeError, ValueError):
         return None
-    return out if len(out) == count else None
 
 
 def _roots(reals: Sequence[str]) -> List[Path]:
