@@ -27,7 +27,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
-from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.syntax import is_none, keyword_arg, kwarg, positional
 
 # -- the transform vocabulary ----------------------------------------------------------------------
@@ -214,20 +214,6 @@ def _mentions_random(expr: cst.CSTNode, facts: FileFacts) -> bool:
             return True
     return False
 
-
-
-def _names_in(expr: cst.CSTNode) -> List[str]:
-    out = []
-    stack = [expr]
-    while stack:
-        n = stack.pop()
-        if isinstance(n, (cst.Name, cst.Attribute)):
-            d = dotted(n)
-            if d is not None:
-                out.append(d)
-                continue
-        stack.extend(child_nodes(n))
-    return out
 
 
 #: Attributes a library base class sets from a constructor argument that defaults to None, so that
@@ -1025,7 +1011,7 @@ class DataModel:
             return
         role, evidence, structural = self.dataset_role(call, where, stmt, q, tv_dataset, cls)
         tta = (
-            any(_TTA_NAME.search(n) for n in _names_in(call))
+            any(_TTA_NAME.search(n) for n in names_in(call))
             or any(_TTA_NAME.search(p.label) for p, _ in found)
             or "(TTA)" in evidence
         )
@@ -1206,12 +1192,12 @@ class DataModel:
                     continue
                 n = s.node
                 if isinstance(n, cst.For):
-                    if name in _names_in(n.iter):
+                    if name in names_in(n.iter):
                         yield where.at(sc, s), s, n, "iter"
                     continue
                 if not isinstance(n, (cst.Assign, cst.AnnAssign, cst.Expr, cst.Return, cst.AugAssign)) or n.value is None:
                     continue
-                if name not in _names_in(n.value):
+                if name not in names_in(n.value):
                     continue
                 yield where.at(sc, s), s, n, "stmt"
 
@@ -1586,7 +1572,7 @@ def _in_repeated_passes(node: cst.CSTNode, how: str, stmt: Stmt, name: str, wher
         while stack:
             n = stack.pop()
             if isinstance(n, (cst.ListComp, cst.GeneratorExp, cst.SetComp)) and _is_range_call(n.for_in.iter):
-                if name in _names_in(n.elt):
+                if name in names_in(n.elt):
                     return True
             if isinstance(n, (cst.Lambda, cst.FunctionDef)):
                 continue
@@ -1665,7 +1651,7 @@ def _attr_used(cls: Any, attr: str, getitem: Optional[Scope]) -> bool:
         return False
     for s in getitem.stmts:
         n = s.node
-        for sub in _names_in(n):
+        for sub in names_in(n):
             if sub == attr or sub.startswith(attr + "."):
                 return True
     return False

@@ -1368,6 +1368,20 @@ def _kind_of_callee(func: cst.BaseExpression, facts: FileFacts, depth: int) -> O
     return "other"
 
 
+def lightning_interval(scope: Scope) -> str:
+    """How often Lightning steps the scheduler that ``configure_optimizers`` returns: ``"step"`` (a
+    ``"interval": "step"`` entry of its scheduler dict), ``"unknown"`` (an interval that is no string
+    literal) or ``"epoch"`` (Lightning's default)."""
+    for stmt in scope.stmts:
+        for n in walk(stmt.node):
+            if isinstance(n, cst.DictElement) and isinstance(n.key, cst.SimpleString) and n.key.evaluated_value == "interval":
+                if isinstance(n.value, cst.SimpleString) and n.value.evaluated_value == "step":
+                    return "step"
+                if not isinstance(n.value, cst.SimpleString):
+                    return "unknown"
+    return "epoch"
+
+
 def where(program: Any, e: TimedEvent, from_facts: FileFacts) -> str:
     """``line 12`` when ``e`` is in the file of ``from_facts``, else ``engine/train.py:12`` (relative to it)."""
     import os

@@ -20,8 +20,8 @@ import libcst as cst
 
 from trainlint.analysis.data import UNKNOWN, _conditions, _Where, _word_role_of_name, data_model
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.values import fold, names_in
+from trainlint.analysis.names import canonical, dotted, names_in
+from trainlint.analysis.values import fold
 from trainlint.analysis.walk import calls, walk
 from trainlint.analysis.syntax import is_none, keyword_arg
 

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional, Union
 
 import libcst as cst
 
+from trainlint.analysis.walk import _children
+
 
 def dotted(expr: cst.BaseExpression) -> Optional[str]:
     """``a.b.c`` for a Name/Attribute chain, else None."""
@@ -31,6 +33,30 @@ def dotted(expr: cst.BaseExpression) -> Optional[str]:
 
 
 _NAME, _ATTRIBUTE = cst.Name, cst.Attribute
+
+
+def names_in(expr: cst.CSTNode) -> List[str]:
+    """The names an expression reads, for "is it derived from / does it use X?" tests: every Name/Attribute
+    chain whole, in source order (``self.loader`` of ``enumerate(self.loader)``: not ``self`` or ``loader``
+    apart; compare ``n == x or n.startswith(x + ".")`` to also accept ``x.attr``). The attribute name of a
+    chain on a call or subscript (``.y`` of ``f(x).y``) is no name the expression reads; lambdas are
+    entered (their bodies read the enclosing names too)."""
+    out: List[str] = []
+    stack = [expr]
+    while stack:
+        n = stack.pop()
+        t = type(n)
+        if t is _NAME or t is _ATTRIBUTE:
+            d = dotted(n)
+            if d is not None:
+                out.append(d)
+                continue
+            stack.append(n.value)  # ``f(x).y``: what ``f(x)`` reads
+            continue
+        kids = _children(n)  # a fresh list
+        kids.reverse()
+        stack.extend(kids)
+    return out
 
 
 def module_dotted(node: Union[cst.Attribute, cst.Name]) -> str:

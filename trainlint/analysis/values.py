@@ -791,14 +791,3 @@ def resolve_object(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stm
     """The dict literal / namespace call / config class ``expr`` stands for, or None."""
     found = _Folder(program).resolve_object(expr, facts, scope, stmt, 0)
     return found[0] if found is not None else None
-
-
-def names_in(expr: cst.CSTNode) -> List[str]:
-    """Dotted names and called function names mentioned in an expression (for "derived from" tests)."""
-    out = []
-    for n in walk(expr):
-        if isinstance(n, (cst.Name, cst.Attribute)):
-            d = dotted(n)
-            if d is not None:
-                out.append(d)
-    return out

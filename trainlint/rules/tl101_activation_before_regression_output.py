@@ -15,9 +15,8 @@ from trainlint.analysis.models import (
     loss_calls,
     prediction_sources,
 )
-from trainlint.analysis.names import dotted
+from trainlint.analysis.names import dotted, names_in
 from trainlint.findings import Finding, Related, Severity
-from trainlint.analysis.walk import child_nodes
 from trainlint.rules import Rule
 
 #: Plain regression losses: the target can have any sign and any magnitude.
@@ -447,7 +446,7 @@ def _is_reconstruction(src, target: cst.BaseExpression) -> bool:
     todo = [(a.value, src.stmt, 0) for a in src.call.args]
     while todo:
         expr, stmt, depth = todo.pop()
-        for node in _names_in(expr):
+        for node in names_in(expr):
             if node in names:
                 continue
             names.add(node)
@@ -456,20 +455,6 @@ def _is_reconstruction(src, target: cst.BaseExpression) -> bool:
                     if a.value is not None:
                         todo.append((a.value, a.stmt, depth + 1))
     return tname in names
-
-
-def _names_in(expr) -> List[str]:
-    out = []
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        name = dotted(e) if isinstance(e, (cst.Name, cst.Attribute)) else None
-        if name is not None:
-            out.append(name)
-            continue
-        if isinstance(e, cst.CSTNode):
-            stack.extend(child_nodes(e))
-    return out
 
 
 def _base_name(expr) -> Optional[str]:
@@ -525,7 +510,7 @@ def _is_zscore(centered: cst.BinaryOperation, scale: cst.BaseExpression) -> bool
     [0, 1]) and ``(y - 0.5) / 0.5`` (a fixed map to [-1, 1]) are not: they keep targets bounded."""
     if _is_number(centered.right) and _is_number(scale):
         return False
-    words = " ".join(_names_in(scale) + _names_in(centered.right))
+    words = " ".join(names_in(scale) + names_in(centered.right))
     return not _RANGE_WORDS.search(words)
 
 

@@ -8,9 +8,12 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.execution import Event, ObjectRef, TrainLoop, acts_on, holds_site, program_loops, trainer_max_epochs
-from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.values import Folded, fold, format_value, names_in
+from trainlint.analysis.execution import (
+    Event, ObjectRef, TrainLoop, acts_on, holds_site, lightning_interval, program_loops, trainer_max_epochs,
+)
+from trainlint.analysis.names import canonical, dotted, names_in
+from trainlint.analysis.objects import World, file_calls
+from trainlint.analysis.values import Folded, fold, format_value
 from trainlint.analysis.walk import walk
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
@@ -779,13 +782,11 @@ class _Args:
         e = self.expr(name, index)
         if e is None:
             return []
-        out = [n.rsplit(".", 1)[-1] for n in names_in(e)]
+        # every part of every name read (`cfg.epochs.n` is derived from epochs; `len(loader)` reads `len`)
+        out = [part for n in names_in(e) for part in n.split(".")]
         f = self.get(name, index)
         if f is not None:
             out.extend(d.split(":")[-1].rsplit(".", 1)[-1] for d in f.deps)
-        for n in walk(e):
-            if isinstance(n, cst.Call) and dotted(n.func) == "len":
-                out.append("len")
         return out
 
     def derived(self, name: str, index: int, run: Optional[Folded]) -> bool:
@@ -827,33 +828,34 @@ class _Args:
 # finding schedulers and their steps
 
 
+_COMPOUND = frozenset((cst.For, cst.While, cst.If, cst.With))
+
+
 def _schedulers(program) -> Iterable[_Sched]:
+    """The schedulers the program builds (a constructor of torch.optim.lr_scheduler, at a statement of its
+    own: not in the head of a loop or ``with``)."""
+    world = World.of_program(program)
     for f in program.files:
         if not _QUICK.search(f.ctx.source.text):
             continue
         facts = f.facts
         checked: List[_Sched] = []
         wrappers: List[_Sched] = []
-        for scope in facts.scopes():
-            for stmt in scope.stmts:
-                node = stmt.node
-                if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
-                    continue
-                for call in walk(node):
-                    if not isinstance(call, cst.Call):
-                        continue
-                    q = facts.qualify(call.func)
-                    if q is None:
-                        continue
-                    q = canonical(q)
-                    if not q.startswith(_PREFIX):
-                        continue
-                    cls = q[len(_PREFIX):]
-                    if cls in _WRAPPERS or cls in _CHECKED:
-                        s = _Sched(cls, call, facts, scope, stmt)
-                        if scope.name == "configure_optimizers":
-                            s.lightning_interval = _lightning_interval(scope)
-                        (wrappers if cls in _WRAPPERS else checked).append(s)
+        for call, scope, stmt in file_calls(world.file_of(facts)):
+            if type(stmt.node) in _COMPOUND:
+                continue  # (the call is in the head of a loop / if / with)
+            q = facts.qualify(call.func)
+            if q is None:
+                continue
+            q = canonical(q)
+            if not q.startswith(_PREFIX):
+                continue
+            cls = q[len(_PREFIX):]
+            if cls in _WRAPPERS or cls in _CHECKED:
+                s = _Sched(cls, call, facts, scope, stmt)
+                if scope.name == "configure_optimizers":
+                    s.lightning_interval = lightning_interval(scope)
+                (wrappers if cls in _WRAPPERS else checked).append(s)
         skipped: Set[int] = set()
         for w in wrappers:
             _link_parts(w, checked, skipped, program)
@@ -906,17 +908,6 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int], program) ->
         part.via = w
         if part.lightning_interval is None:
             part.lightning_interval = w.lightning_interval
-
-
-def _lightning_interval(scope: Scope) -> str:
-    for stmt in scope.stmts:
-        for n in walk(stmt.node):
-            if isinstance(n, cst.DictElement) and isinstance(n.key, cst.SimpleString) and n.key.evaluated_value == "interval":
-                if isinstance(n.value, cst.SimpleString) and n.value.evaluated_value == "step":
-                    return "step"
-                if not isinstance(n.value, cst.SimpleString):
-                    return "unknown"
-    return "epoch"
 
 
 def _step_events(s: _Sched, scheds: List[_Sched], loops: List[TrainLoop], program) -> List[Tuple[Event, str]]:
