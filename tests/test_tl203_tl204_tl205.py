@@ -505,3 +505,82 @@ def test_tl205_the_scheduler_passed_into_a_helper_is_judged_by_what_it_is(tmp_pa
     # a project class that sets the learning rate itself has its own contract
     assert _lint_tree(tmp_path / "b", {"engine.py": engine, "schedule.py": setter,
                                        "train.py": main.replace("{sched}", "WarmupCosine(optimizer)")}, "TL205") == []
+
+
+_GAN = """
+    import torch
+    G, D = make_generator(), make_discriminator()
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4)
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4)
+    sched_g = torch.optim.lr_scheduler.StepLR(opt_g, step_size=30)
+    sched_d = torch.optim.lr_scheduler.StepLR({d_opt}, step_size=30)
+    for epoch in range(100):
+        for real in loader:
+            opt_d.zero_grad()
+            d_loss(D, G, real).backward()
+            opt_d.step()
+{order}
+"""
+_G_STEP = "            opt_g.zero_grad()\n            g_loss(D, G, real).backward()\n            opt_g.step()\n"
+
+
+def test_tl205_pairs_each_scheduler_with_the_optimizer_it_wraps(tmp_path):
+    # a GAN: the discriminator's optimizer steps first, so "an optimizer stepped earlier" no longer hides
+    # the generator's scheduler stepped before the generator's own optimizer
+    buggy = _GAN.replace("{d_opt}", "opt_d").replace("{order}", "            sched_d.step()\n            sched_g.step()\n" + _G_STEP)
+    found = _lint_tree(tmp_path / "a", {"gan.py": buggy}, "TL205")
+    assert [(n, l) for n, l, _ in found] == [("gan.py", 14)]
+    assert "before `opt_g.step()`" in found[0][2]
+    # each scheduler after its own optimizer: clean, although sched_d runs before opt_g.step()
+    clean = _GAN.replace("{d_opt}", "opt_d").replace("{order}", "            sched_d.step()\n" + _G_STEP + "            sched_g.step()\n")
+    assert _lint_tree(tmp_path / "b", {"gan.py": clean}, "TL205") == []
+
+
+def test_tl205_pairing_follows_the_optimizer_through_a_class_and_a_helper_of_another_file(tmp_path):
+    trainer = """
+        def train_epoch(loader, G, D, opt_g, opt_d, sched_g):
+            for real in loader:
+                opt_d.zero_grad()
+                d_loss(D, G, real).backward()
+                opt_d.step()
+                sched_g.step()
+                opt_g.zero_grad()
+                g_loss(D, G, real).backward()
+                opt_g.step()
+    """
+    main = """
+        import torch
+        from trainer import train_epoch
+        class GAN:
+            def __init__(self, G, D):
+                self.opt_g = torch.optim.Adam(G.parameters(), lr=2e-4)
+                self.opt_d = torch.optim.Adam(D.parameters(), lr=2e-4)
+                self.sched = torch.optim.lr_scheduler.LambdaLR({opt}, lambda e: 0.99 ** e)
+        G, D = make_generator(), make_discriminator()
+        gan = GAN(G, D)
+        for epoch in range(100):
+            train_epoch(loader, G, D, gan.opt_g, gan.opt_d, gan.sched)
+    """
+    found = _lint_tree(tmp_path / "a", {"trainer.py": trainer, "train.py": main.replace("{opt}", "self.opt_g")}, "TL205")
+    assert [(n, l) for n, l, _ in found] == [("trainer.py", 7)]
+    # the scheduler of the discriminator's optimizer, stepped after it: clean
+    assert _lint_tree(tmp_path / "b", {"trainer.py": trainer, "train.py": main.replace("{opt}", "self.opt_d")}, "TL205") == []
+
+
+def test_tl205_two_optimizers_and_a_scheduler_that_cannot_be_paired_stay_unjudged(tmp_path):
+    # near miss: the scheduler wraps an optimizer the model cannot follow (a parameter nobody binds), so
+    # the discriminator's earlier step still keeps the rule quiet, as before
+    src = """
+        import torch
+        def fit(loader, G, D, opt_g, opt_d, make_sched):
+            sched_g = make_sched()
+            for real in loader:
+                opt_d.zero_grad()
+                d_loss(D, G, real).backward()
+                opt_d.step()
+                sched_g.step()
+                opt_g.zero_grad()
+                g_loss(D, G, real).backward()
+                opt_g.step()
+    """
+    assert _lint_tree(tmp_path, {"fit.py": src}, "TL205") == []

@@ -1912,6 +1912,34 @@ def updates_parameters_of(program: Any, step: Any, params: ObjectRef) -> Optiona
     return bool(mine & theirs)
 
 
+def schedules(program: Any, sched: Any, step: Any) -> Optional[bool]:
+    """Does the scheduler that event ``sched`` steps wrap the optimizer that event ``step`` steps? The
+    optimizer its constructor was given (``StepLR(opt, ...)``, ``optimizer=``, a factory such as
+    ``get_linear_schedule_with_warmup(opt, ...)``, a project subclass) compared by object identity
+    (:func:`same_object`) with the stepped one: across names, attributes, parameters and files. None when
+    either cannot be followed (so that two optimizers, a GAN's, can be told apart only where it is known)."""
+    objs = target_objects(program, sched)
+    opt = event_target(program, step)
+    if not objs or opt is None:
+        return None
+    theirs = allocation_sites(program, opt)
+    if theirs is None:
+        return None
+    from trainlint.analysis.objects import bound_arg
+
+    mine: Set[int] = set()
+    for o in objs:
+        call = o.call_args()
+        arg = bound_arg(call, 0, "optimizer") if call is not None else None
+        if arg is None or o.file is None or o.scope is None:
+            return None
+        got = allocation_sites(program, ObjectRef(arg, o.file.facts, o.scope, o.stmt))
+        if got is None:
+            return None
+        mine |= got
+    return bool(mine & theirs)
+
+
 def _modules_of_params(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
     """Allocation sites of the module(s) whose ``.parameters()`` ``ref`` is (``model.parameters()``,
     ``self.G.parameters()``); None for anything else (a list of groups, a filter, a name)."""

@@ -6,7 +6,7 @@ import libcst as cst
 
 from trainlint.analysis.execution import (
     Reported, TimedEvent, Timeline, common_loops, ctx_of, exclusive, program_timelines, same_iteration_before,
-    scheduler_kind, where,
+    scheduler_kind, schedules, where,
 )
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
@@ -22,7 +22,9 @@ class SchedulerBeforeOptimizer(Rule):
     that steps the optimizer (the pre-1.1 habit of stepping the scheduler at the top of each epoch). The
     events are followed into helpers (`train_one_epoch(...)`, `self.train_step()`, functions of other
     files of the program), `scaler.step(optimizer)` counts as the optimizer step, and `if`/`else` branches
-    that never run together are told apart.
+    that never run together are told apart. With several optimizers (a GAN's generator and discriminator)
+    each scheduler is paired with the optimizer it was built on, followed through names, attributes,
+    parameters and files; a scheduler whose optimizer cannot be followed is not judged there.
 
     ## Why is this bad?
     Since PyTorch 1.1 a scheduler applies its first value when it is built and `scheduler.step()` moves to
@@ -346,6 +348,11 @@ for epoch in range(10):
         kind = scheduler_kind(s, program)
         if kind in ("plateau", "other"):
             return None
+        # several optimizers (a GAN's generator and discriminator): where the model knows which optimizer
+        # this scheduler wraps, only that one's steps count
+        paired = [p for p in steps if schedules(program, s, p) is True]
+        if paired:
+            steps = paired
         # guards the run takes by default (`if opt.lr_scheduler == "multistep":` with that default) are
         # the default path, not a condition
         guards = [g for g in s.real_guards() if not (g.is_if and g.default_taken(program) is True)]
@@ -354,7 +361,8 @@ for epoch in range(10):
             later = [p for p in steps if same_iteration_before(s, p) and _shares_guards(s, p)]
             if not later:
                 return None
-        # an optimizer stepped earlier in the same pass: several optimizers (a GAN), we cannot pair them
+        # an optimizer stepped earlier in the same pass: several optimizers we cannot pair, or this
+        # scheduler's own optimizer already stepped
         if any(same_iteration_before(p, s) and len(common_loops(p, s)) >= len(s.loops) for p in steps):
             return None
         target = next((p for p in steps if same_iteration_before(s, p) and len(common_loops(s, p)) == len(s.loops)), None)
