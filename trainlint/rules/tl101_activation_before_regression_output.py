@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import re
-from typing import Iterable, List, Optional, Set, Tuple
-
-import libcst as cst
+from typing import Iterable, List, Set, Tuple
 
 from trainlint.analysis.models import (
     RANGE_OF,
@@ -12,10 +9,13 @@ from trainlint.analysis.models import (
     ModelWorld,
     Op,
     last_meaningful,
+    is_reconstruction,
     loss_calls,
     prediction_sources,
+    program_target_standardization,
+    target_standardization,
 )
-from trainlint.analysis.names import dotted, names_in
+from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -42,8 +42,6 @@ _UNREACHABLE = {
     "tanh": "so targets beyond ±1 (about a third of z-scores) can never be reached",
     "hardtanh": "so targets beyond ±1 (about a third of z-scores) can never be reached",
 }
-_TARGET_NAME = re.compile(r"^(y|ys|y_\w+|\w+_y|targets?|\w+_targets?|targets?_\w+|labels?|\w+_labels?|labels?_\w+)$", re.I)
-_STANDARD_SCALERS = ("StandardScaler", "RobustScaler", "zscore", "scale", "standardize", "normalize_target", "standardise")
 
 
 class ActivationBeforeRegressionOutput(Rule):
@@ -362,11 +360,11 @@ for x, y in loader:
                         for op, model_name, dense in self._last_ops(world, src):
                             if id(op.node) in reported or op.act not in ALWAYS | WITH_EVIDENCE:
                                 continue
-                            recon = _is_reconstruction(src, target)
-                            evidence = _local_evidence(target, lc)
+                            recon = is_reconstruction(src, target)
+                            evidence = target_standardization(target, lc)
                             if evidence is None and not recon:
                                 if not evidence_cache:
-                                    evidence_cache.append(_program_evidence(world))
+                                    evidence_cache.append(program_target_standardization(world))
                                 evidence = evidence_cache[0]
                             if op.act in ALWAYS and not dense:
                                 if recon and evidence is None:
@@ -407,7 +405,7 @@ for x, y in loader:
         where = lc.file.ctx.where(loss_span.line, home=ctx)
         message = f"`{model_name}` ends with {op.label}, so its outputs lie in {rng}, and they are the predictions of {lc.label} ({where})"
         if evidence is not None:
-            message += f"; the targets are standardized (`{evidence[2]}`), {_UNREACHABLE.get(op.act or '', 'so targets outside that range can never be reached')}"
+            message += f"; the targets are standardized (`{_snip(evidence[0].ctx.code(evidence[1]))}`), {_UNREACHABLE.get(op.act or '', 'so targets outside that range can never be reached')}"
         else:
             message += "; it can never predict a value below 0"
         if op.act in ALWAYS:
@@ -434,152 +432,6 @@ def _dense_output(chain) -> bool:
             continue
         return op.kind == "layer" and any(k in op.label for k in ("Conv", "PixelShuffle", "Upsample"))
     return False
-
-
-def _is_reconstruction(src, target: cst.BaseExpression) -> bool:
-    """loss(model(x), x) or loss(model(x_noisy), x) with x_noisy = x + noise: the target is the
-    model's own input (a reconstruction, whose range follows the input pipeline)."""
-    tname = _base_name(target)
-    if tname is None:
-        return False
-    names: Set[str] = set()
-    todo = [(a.value, src.stmt, 0) for a in src.call.args]
-    while todo:
-        expr, stmt, depth = todo.pop()
-        for node in names_in(expr):
-            if node in names:
-                continue
-            names.add(node)
-            if depth < 2:
-                for a in src.scope.reaching(node, stmt)[:3]:
-                    if a.value is not None:
-                        todo.append((a.value, a.stmt, depth + 1))
-    return tname in names
-
-
-def _base_name(expr) -> Optional[str]:
-    while True:
-        if isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in ("view", "reshape", "flatten", "squeeze", "unsqueeze", "float", "to", "detach", "view_as"):
-            expr = expr.func.value
-        elif isinstance(expr, cst.Subscript):
-            expr = expr.value
-        else:
-            break
-    return dotted(expr)
-
-
-def _standardization(expr: cst.BaseExpression, facts) -> Optional[cst.CSTNode]:
-    """Is ``expr`` a z-scoring of something: ``(y - mean) / std``, ``y.sub(m).div(s)``,
-    ``scaler.fit_transform(y)`` with a StandardScaler, ``zscore(y)``?"""
-    stack = [expr]
-    while stack:
-        e = stack.pop()
-        if isinstance(e, cst.BinaryOperation):
-            if isinstance(e.operator, cst.Divide):
-                left = e.left
-                if isinstance(left, cst.BinaryOperation) and isinstance(left.operator, cst.Subtract) and _is_zscore(left, e.right):
-                    return e
-            stack.extend([e.left, e.right])
-        elif isinstance(e, cst.Call):
-            func = e.func
-            name = dotted(func) or ""
-            last = name.rsplit(".", 1)[-1]
-            if isinstance(func, cst.Attribute) and last in ("div", "div_", "true_divide") and isinstance(func.value, cst.Call) and isinstance(func.value.func, cst.Attribute) and func.value.func.attr.value in ("sub", "sub_"):
-                return e
-            if last in ("fit_transform", "transform") and isinstance(func, cst.Attribute):
-                recv = dotted(func.value) or ""
-                if isinstance(func.value, cst.Call):
-                    recv = dotted(func.value.func) or ""
-                if ("scaler" in recv.lower() and "minmax" not in recv.lower()) or recv.rsplit(".", 1)[-1] in ("StandardScaler", "RobustScaler"):
-                    return e
-            if last in ("zscore", "standardize", "standardise"):
-                return e
-            if isinstance(func, cst.Attribute):
-                stack.append(func.value)
-            stack.extend(a.value for a in e.args)
-        elif isinstance(e, (cst.Tuple, cst.List)):
-            stack.extend(el.value for el in e.elements)
-    return None
-
-
-_RANGE_WORDS = re.compile(r"min|max|ptp|range|span|peak", re.I)
-
-
-def _is_zscore(centered: cst.BinaryOperation, scale: cst.BaseExpression) -> bool:
-    """``(y - mean) / std`` is a z-score; ``(y - y.min()) / (y.max() - y.min())`` (min-max scaling to
-    [0, 1]) and ``(y - 0.5) / 0.5`` (a fixed map to [-1, 1]) are not: they keep targets bounded."""
-    if _is_number(centered.right) and _is_number(scale):
-        return False
-    words = " ".join(names_in(scale) + names_in(centered.right))
-    return not _RANGE_WORDS.search(words)
-
-
-def _is_number(expr) -> bool:
-    if isinstance(expr, cst.UnaryOperation):
-        expr = expr.expression
-    return isinstance(expr, (cst.Integer, cst.Float))
-
-
-def _local_evidence(target: cst.BaseExpression, lc: LossCall, depth: int = 0):
-    """Standardization on the target's own path (the loss argument and the variables it comes from)."""
-    facts = lc.file.facts
-    seen = set()
-    todo = [(target, lc.stmt)]
-    while todo and len(seen) < 20:
-        expr, stmt = todo.pop()
-        hit = _standardization(expr, facts)
-        if hit is not None:
-            return (lc.file, hit, _snip(lc.file.ctx.code(hit)))
-        name = _base_name(expr)
-        if name is None:
-            continue
-        for a in lc.scope.reaching(name, stmt)[:4]:
-            if id(a) in seen or a.value is None or a.kind != "assign":
-                continue
-            seen.add(id(a))
-            todo.append((a.value, a.stmt))
-    return None
-
-
-def _program_evidence(world: ModelWorld):
-    """Somewhere in the program, a target-like variable (``y``, ``y_train``, ``targets``, ``self.labels``,
-    ``df["target"]``) is assigned a standardization of something."""
-    for file in world.files:
-        text = file.ctx.source.text
-        if "std" not in text and "scaler" not in text.lower() and "zscore" not in text and "standardi" not in text:
-            continue
-        for scope in file.facts.scopes():
-            for st in scope.stmts:
-                node = st.node
-                if not isinstance(node, (cst.Assign, cst.AugAssign, cst.AnnAssign)) or node.value is None:
-                    continue
-                targets = [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-                if not any(_target_like(t) for t in targets):
-                    continue
-                hit = _standardization(node.value, file.facts) if not isinstance(node, cst.AugAssign) else None
-                if isinstance(node, cst.AugAssign) and isinstance(node.operator, cst.DivideAssign):
-                    hit = None
-                if hit is not None:
-                    return (file, node, _snip(file.ctx.code(node)))
-    return None
-
-
-def _target_like(t: cst.BaseExpression) -> bool:
-    if isinstance(t, (cst.Tuple, cst.List)):
-        return any(_target_like(el.value) for el in t.elements)
-    if isinstance(t, cst.Subscript):
-        for el in t.slice:
-            idx = el.slice
-            if isinstance(idx, cst.Index) and isinstance(idx.value, cst.SimpleString):
-                key = idx.value.evaluated_value
-                if isinstance(key, str) and re.search(r"target|label|price|^y$", key, re.I):
-                    return True
-        return _target_like(t.value)
-    name = dotted(t)
-    if name is None:
-        return False
-    last = name.rsplit(".", 1)[-1]
-    return bool(_TARGET_NAME.match(last))
 
 
 def _snip(text: str, limit: int = 60) -> str:
