@@ -216,9 +216,10 @@ def _defined_class(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Opt
 
 
 def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any = None) -> Optional[str]:
-    """The event kind of one call, or None. With a ``program``, a ``.step()`` whose receiver neither its
-    file nor its name tells (``solver.step()`` on a parameter, ``optimizers["g"].step()``) is asked of the
-    value-flow layer: an optimizer, a scheduler or a GradScaler built elsewhere."""
+    """The event kind of one call, or None. With a ``program``, the receiver of a ``.step()`` is asked of
+    the value-flow layer first (an optimizer, a scheduler or a GradScaler, built anywhere: ``solver.step()``
+    on a parameter, ``optimizers["g"].step()``); where it cannot tell, the assignment in the file and then
+    the receiver's name (``sched``, ``optimizer``, ``scaler``) do."""
     func = call.func
     if isinstance(func, cst.Attribute):
         meth = func.attr.value
@@ -231,6 +232,12 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, pr
         if meth in ("clip_grad_norm_", "clip_grad_value_", "clip_grad_norm", "clip_gradients"):
             return "clip"
         if meth == "step":
+            if program is not None:
+                # what the receiver holds, asked of the value-flow layer first (across names, attributes,
+                # parameters and files); the file-local look-up and the name only where it cannot tell
+                kind = _step_kind(program, ObjectRef(func.value, facts, scope, stmt))
+                if kind is not None:
+                    return kind
             cls = _defined_class(recv, facts, scope, stmt) if recv else None
             if cls is not None:
                 if cls.startswith("torch.optim.lr_scheduler.") or "schedul" in cls.lower():
@@ -241,7 +248,7 @@ def classify_call(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, pr
                 return "scheduler_step"
             if _OPTIM_NAME.search(last) or "scaler" in last.lower():
                 return "optimizer_step"
-            return _step_kind(program, ObjectRef(func.value, facts, scope, stmt)) if program is not None else None
+            return None
         if meth in ("backward", "manual_backward") or facts.qualify(func) in ("torch.autograd.backward",):
             return "backward" if _root_of_call(call, facts) is not None else None
     if isinstance(func, (cst.Name, cst.Attribute)):
@@ -1263,11 +1270,6 @@ def program_timelines(program: Any) -> List[Timeline]:
 # what the stepped / cleared objects are
 
 
-def defined_class(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
-    """The qualified (canonical) class or factory ``name`` was built from at ``stmt``, if known."""
-    return _defined_class(name, facts, scope, stmt)
-
-
 def constructor_call(name: str, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[Tuple[cst.Call, FileFacts, Scope, Stmt]]:
     """The call ``name`` was assigned from (``scaler = GradScaler(enabled=...)``), if one is visible."""
     for a in assignments(name, facts, scope, stmt, later=True):
@@ -1307,17 +1309,16 @@ def scheduler_kind(e: TimedEvent, program: Any = None) -> Optional[str]:
     ``"other"`` (a library or project scheduler with its own step semantics) or None (unknown: a parameter)."""
     if not e.receiver:
         return None
+    # the objects it holds, by value flow (a parameter, self.sched set elsewhere, another file): one kind
+    # for every object; a mix (a MultiStepLR or a ReduceLROnPlateau by a config switch, stepped under the
+    # matching `if`) stays unknown unless the file builds it where it is stepped
+    objs = target_objects(program, e) if program is not None else None
+    kinds = {_kind_of_object(o) for o in objs} if objs else set()
+    if len(kinds) == 1 and None not in kinds:
+        return kinds.pop()
     made = constructor_call(e.receiver, e.facts, e.scope, e.stmt)
     if made is None:
-        # not built where it is stepped (a parameter, self.sched set elsewhere, another file): the
-        # objects it holds, by value flow
-        objs = target_objects(program, e)
-        if not objs:
-            return None
-        kinds = {_kind_of_object(o) for o in objs}
-        # one kind for every object; a mix (a MultiStepLR or a ReduceLROnPlateau by a config switch,
-        # stepped under the matching `if`) stays unknown, as a scheduler the model cannot follow
-        return kinds.pop() if len(kinds) == 1 else None
+        return None
     call, facts, scope, stmt = made
     return _kind_of_callee(call.func, facts, 0)
 
