@@ -1900,17 +1900,25 @@ def updates_parameters_of(program: Any, step: Any, params: ObjectRef) -> Optiona
         return None
     theirs: Set[int] = set()
     for o in objs:
-        call = o.call_args()
-        arg = next((a.value for a in call.args if a.keyword is None and not a.star), None) if call else None
-        if arg is None and call is not None:
-            arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "params"), None)
-        if arg is None or o.file is None or o.scope is None:
-            return None
-        got = _modules_of_params(program, ObjectRef(arg, o.file.facts, o.scope, o.stmt))
+        arg = constructor_argument(o, 0, "params")
+        got = _modules_of_params(program, arg) if arg is not None else None
         if got is None:
             return None
         theirs |= got
     return bool(mine & theirs)
+
+
+def constructor_argument(o: Any, index: int, param: str) -> Optional[ObjectRef]:
+    """The argument the constructor call of object ``o`` (an :class:`~trainlint.analysis.objects.Obj`) passed
+    for parameter ``param`` at position ``index``, where it was evaluated (the parameters an optimizer was
+    built on, the optimizer a scheduler wraps); None when the site is no call or the argument is hidden."""
+    call = o.call_args()
+    if call is None or o.file is None or o.scope is None:
+        return None
+    from trainlint.analysis.objects import bound_arg
+
+    arg = bound_arg(call, index, param)
+    return ObjectRef(arg, o.file.facts, o.scope, o.stmt) if arg is not None else None
 
 
 def schedules(program: Any, sched: Any, step: Any) -> Optional[bool]:
@@ -1926,15 +1934,10 @@ def schedules(program: Any, sched: Any, step: Any) -> Optional[bool]:
     theirs = allocation_sites(program, opt)
     if theirs is None:
         return None
-    from trainlint.analysis.objects import bound_arg
-
     mine: Set[int] = set()
     for o in objs:
-        call = o.call_args()
-        arg = bound_arg(call, 0, "optimizer") if call is not None else None
-        if arg is None or o.file is None or o.scope is None:
-            return None
-        got = allocation_sites(program, ObjectRef(arg, o.file.facts, o.scope, o.stmt))
+        arg = constructor_argument(o, 0, "optimizer")
+        got = allocation_sites(program, arg) if arg is not None else None
         if got is None:
             return None
         mine |= got

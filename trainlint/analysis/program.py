@@ -63,6 +63,13 @@ class Program:
     #: loader). Its loops are looked for in the entry file only; the files it imports still resolve names.
     library: bool = False
 
+    @classmethod
+    def of_file(cls, ctx) -> "Program":
+        """One file checked as a program of its own (a module that runs nothing by itself, linted alone:
+        a Lightning DataModule file, a loader builder): its findings are reported."""
+        pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
+        return cls(pf, [pf])
+
     def file_of(self, facts: FileFacts) -> Optional[ProgramFile]:
         """The program file whose facts these are (a dict lookup: rules ask this very often)."""
         index = self.__dict__.get("_by_facts")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from typing import Iterable, List
 
 from trainlint.analysis.data import might_augment, PipelineUse, data_model, random_op_names
@@ -298,15 +297,14 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
         # A file that runs nothing by itself is checked on its own too (a dataset module linted
         # alone); when an entry script of the run imports it, the program finds the same lines and
         # they are reported once.
-        from trainlint.analysis.program import Program, ProgramFile, is_entry
+        from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
         if "transform" not in text.lower() and "__getitem__" not in text and "augment" not in text.lower():
             return
         if is_entry(ctx.facts, text):
             return
-        pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
-        yield from self.check_program(Program(pf, [pf]))
+        yield from self.check_program(Program.of_file(ctx))
 
     def check_program(self, program) -> Iterable[Finding]:
         if not might_augment(program):

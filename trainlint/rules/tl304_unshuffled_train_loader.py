@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from typing import Iterable, Optional
 
 import libcst as cst
@@ -305,13 +304,12 @@ with torch.no_grad():
     def check(self, ctx) -> Iterable[Finding]:
         # a module that runs nothing by itself (a Lightning DataModule file linted alone) is checked on
         # its own too; when an entry script imports it, the same lines are reported once.
-        from trainlint.analysis.program import Program, ProgramFile, is_entry
+        from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
         if "DataLoader" not in text or is_entry(ctx.facts, text):
             return
-        pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
-        yield from self._check(Program(pf, [pf]))
+        yield from self._check(Program.of_file(ctx))
 
     def check_program(self, program) -> Iterable[Finding]:
         # a file checked on its own as well (it is imported by this entry), or shared by a sister program

@@ -227,13 +227,12 @@ for step, batch in enumerate(loader):
     )
 
     def check(self, ctx) -> Iterable[Finding]:
-        from trainlint.analysis.program import Program, ProgramFile, is_entry
+        from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
         if "DistributedSampler" not in text or is_entry(ctx.facts, text):
             return
-        pf = ProgramFile(os.path.realpath(ctx.path), ctx.path, ctx, True)
-        yield from self._check(Program(pf, [pf]))
+        yield from self._check(Program.of_file(ctx))
 
     def check_program(self, program) -> Iterable[Finding]:
         # a file checked on its own as well (it is imported by this entry): the engine keeps the file's
