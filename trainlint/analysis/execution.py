@@ -757,6 +757,36 @@ class Guard:
                             return True
         return False
 
+    @property
+    def tests_grad_exists(self) -> bool:
+        """``if p.grad is not None:`` (also inside ``and``): the body is skipped only while no gradient exists."""
+        test = self.test
+        for n in walk(test) if test is not None else ():
+            if isinstance(n, cst.Comparison) and isinstance(n.left, cst.Attribute) and n.left.attr.value == "grad" \
+                    and any(isinstance(c.operator, cst.IsNot) and isinstance(c.comparator, cst.Name)
+                            and c.comparator.value == "None" for c in n.comparisons):
+                return True
+        return False
+
+    @property
+    def always_in_practice(self) -> bool:
+        """``if scheduler is not None:`` / ``if self.scheduler:`` / ``if args.use_scheduler:`` (and ``and`` of
+        those): a switch or a presence test, so the body runs every time in practice."""
+        return _always_in_practice(self.test)
+
+
+def _always_in_practice(test: Optional[cst.BaseExpression]) -> bool:
+    if test is None:
+        return False
+    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
+        return _always_in_practice(test.left) and _always_in_practice(test.right)
+    if isinstance(test, (cst.Name, cst.Attribute)):
+        return True
+    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
+        comp = test.comparisons[0]
+        return isinstance(comp.operator, cst.IsNot) and isinstance(comp.comparator, cst.Name) and comp.comparator.value == "None"
+    return False
+
 
 def condition_value(test: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any = None,
                     depth: int = 0) -> Optional[bool]:
@@ -1959,6 +1989,17 @@ def holds_site(program: Any, ref: ObjectRef, site: cst.CSTNode) -> Optional[bool
     if not _followed(objs):
         return None
     return any(o.node is site for o in objs)
+
+
+def mentions_site(program: Any, ref: ObjectRef, site: cst.CSTNode) -> bool:
+    """Does the expression of ``ref`` build the object made at ``site`` inside it, or name something that
+    holds it (``SequentialLR(opt, parts, ...)`` with ``parts`` a list built elsewhere holding a scheduler)?"""
+    for n in walk(ref.expr):
+        if n is site and n is not ref.expr:
+            return True
+        if type(n) in (cst.Name, cst.Attribute) and holds_site(program, ObjectRef(n, ref.facts, ref.scope, ref.stmt), site) is True:
+            return True
+    return False
 
 
 def is_optimizer(program: Any, e: Any) -> bool:

@@ -9,12 +9,12 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.execution import (
-    Event, ObjectRef, TrainLoop, acts_on, holds_site, lightning_interval, program_loops, trainer_max_epochs,
+    Event, ObjectRef, TrainLoop, acts_on, holds_site, lightning_interval, mentions_site, program_loops,
+    trainer_max_epochs,
 )
-from trainlint.analysis.names import canonical, dotted, names_in
+from trainlint.analysis.names import canonical, names_in
 from trainlint.analysis.objects import World, file_calls
 from trainlint.analysis.values import Folded, fold, format_value
-from trainlint.analysis.walk import walk
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -873,15 +873,13 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int], program) ->
     pos = [a.value for a in args if a.keyword is None and not a.star]
     if parts_expr is None:
         parts_expr = pos[1] if w.cls == "SequentialLR" and len(pos) > 1 else (pos[0] if w.cls == "ChainedScheduler" and pos else None)
-    inside = {id(n) for n in walk(w.call) if n is not w.call}
-
     def holds(expr: cst.BaseExpression, s: _Sched) -> bool:
         return holds_site(program, ObjectRef(expr, w.facts, w.scope, w.stmt), s.call) is True
 
     if not isinstance(parts_expr, (cst.List, cst.Tuple)):
-        names = [n for n in walk(w.call) if isinstance(n, (cst.Name, cst.Attribute))]
+        whole = ObjectRef(w.call, w.facts, w.scope, w.stmt)
         for s in checked:  # parts we cannot place: not judged alone
-            if id(s.call) in inside or any(holds(n, s) for n in names):
+            if mentions_site(program, whole, s.call):
                 skipped.add(id(s))
         return
     elements = [el.value for el in parts_expr.elements]

@@ -12,7 +12,6 @@ from trainlint.analysis.execution import (
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
-from trainlint.analysis.walk import walk
 
 
 class MissingZeroGrad(Rule):
@@ -528,16 +527,6 @@ class _Optimizers:
         return not strict or self.count == 1
 
 
-def _tests_grad_exists(test) -> bool:
-    """``params[0].grad is not None`` (also inside ``and``): the clear is skipped only while no gradient exists."""
-    for n in walk(test) if test is not None else ():
-        if isinstance(n, cst.Comparison) and isinstance(n.left, cst.Attribute) and n.left.attr.value == "grad" \
-                and any(isinstance(c.operator, cst.IsNot) and isinstance(c.comparator, cst.Name)
-                        and c.comparator.value == "None" for c in n.comparisons):
-            return True
-    return False
-
-
 def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
     """Every clear sits in the body of one plain ``if`` (no elif/else) that does not guard the step."""
     theirs = {id(g.node) for g in p.guards}
@@ -552,7 +541,7 @@ def _only_some_branches(cleared: List[TimedEvent], p: TimedEvent) -> bool:
             return False
         if any(t is not None and t.deep_equals(g.test) for t in tests):
             return False  # `if cond: step()` ... `if cond: zero_grad()`: the same condition
-        if _tests_grad_exists(g.test):
+        if g.tests_grad_exists:
             return False  # `if p.grad is not None: p.grad.zero_()`: without a gradient there is nothing to clear
         ifs.add(id(g.node))
     return len(ifs) == 1

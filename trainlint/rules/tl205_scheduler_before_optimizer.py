@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from typing import Iterable, List, Optional
 
-import libcst as cst
-
 from trainlint.analysis.execution import (
     Reported, TimedEvent, Timeline, common_loops, ctx_of, exclusive, program_timelines, same_iteration_before,
     scheduler_kind, schedules, where,
@@ -356,7 +354,7 @@ for epoch in range(10):
         # guards the run takes by default (`if opt.lr_scheduler == "multistep":` with that default) are
         # the default path, not a condition
         guards = [g for g in s.real_guards() if not (g.is_if and g.default_taken(program) is True)]
-        if any(not _trivial_guard(g.test, s) for g in guards if g.is_if) or any(not g.is_if for g in guards):
+        if any(not g.always_in_practice for g in guards if g.is_if) or any(not g.is_if for g in guards):
             # `if epoch > 0: scheduler.step()`: unsure; unless the optimizer step shares the guard
             later = [p for p in steps if same_iteration_before(s, p) and _shares_guards(s, p)]
             if not later:
@@ -403,21 +401,6 @@ def _fix(ctx, s: TimedEvent, p: TimedEvent, level: str) -> Optional[Fix]:
         return None
     return Fix(message=f"Move `{ctx.code(s.call).strip()}` after `{ctx.code(p.call).strip()}`", edits=edits,
                applicability=Applicability.UNSAFE)
-
-
-def _trivial_guard(test, s: TimedEvent) -> bool:
-    """``if scheduler is not None:`` / ``if self.scheduler:`` / ``if args.use_scheduler:``: the step runs
-    every time in practice."""
-    if test is None:
-        return False
-    if isinstance(test, cst.BooleanOperation) and isinstance(test.operator, cst.And):
-        return _trivial_guard(test.left, s) and _trivial_guard(test.right, s)
-    if isinstance(test, (cst.Name, cst.Attribute)):
-        return True
-    if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
-        comp = test.comparisons[0]
-        return isinstance(comp.operator, cst.IsNot) and isinstance(comp.comparator, cst.Name) and comp.comparator.value == "None"
-    return False
 
 
 def _shares_guards(s: TimedEvent, p: TimedEvent) -> bool:

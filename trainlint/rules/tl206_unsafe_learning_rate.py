@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.names import canonical, names_in
+from trainlint.analysis.objects import World, file_calls
 from trainlint.analysis.values import Folded, fold, format_value
-from trainlint.analysis.walk import calls, walk
+from trainlint.analysis.walk import calls
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -262,18 +263,15 @@ optimizer = opt_cls(model.parameters(), lr=0.1)
             return
         facts = ctx.facts
         hot = any(m.split(".")[0] in _HOT_DOMAINS for m in facts.imports)
-        for scope in facts.scopes():
-            for stmt in scope.stmts:
-                node = stmt.node
-                if not isinstance(node, (cst.Assign, cst.AnnAssign, cst.Expr, cst.Return)) or node.value is None:
-                    continue
-                for call in calls(node.value):
-                    q = canonical(facts.qualify(call.func) or "")
-                    q = _ALIASES.get(q, q)
-                    if q in _LIMITS:
-                        yield from self._optimizer(ctx, call, q, scope, stmt, hot)
-                    elif q in _HF_ARGS:
-                        yield from self._hf_args(ctx, call, q, scope, stmt)
+        for call, scope, stmt in file_calls(World.of_file(ctx).file_of_ctx(ctx)):
+            if type(stmt.node) not in _BUILDS:
+                continue
+            q = canonical(facts.qualify(call.func) or "")
+            q = _ALIASES.get(q, q)
+            if q in _LIMITS:
+                yield from self._optimizer(ctx, call, q, scope, stmt, hot)
+            elif q in _HF_ARGS:
+                yield from self._hf_args(ctx, call, q, scope, stmt)
 
     # -------------------------------------------------------------------------------------------
     def _optimizer(self, ctx, call: cst.Call, q: str, scope, stmt, hot: bool) -> Iterable[Finding]:
@@ -332,6 +330,10 @@ def _times(t: float, limit: float) -> str:
     return f"{t:.0f}x {ref}"
 
 
+#: The statements whose calls may build an optimizer or a TrainingArguments the rule judges.
+_BUILDS = frozenset((cst.Assign, cst.AnnAssign, cst.Expr, cst.Return))
+
+
 def _lr_arg(call: cst.Call) -> Optional[cst.BaseExpression]:
     for a in call.args:
         if a.keyword is not None and a.keyword.value == "lr":
@@ -366,10 +368,7 @@ def _written_value(expr, facts, scope, stmt) -> Optional[Folded]:
     f = fold(expr, facts, scope, stmt)
     if f is None or f.how not in ("literal", "constant"):
         return None
-    # computed from other names (lr = 0.1 * batch_size / 256): the user scales it on purpose
-    for n in walk(f.node):
-        if isinstance(n, (cst.Name, cst.Attribute)) and dotted(n) not in ("True", "False", "None"):
-            return None
-        if isinstance(n, cst.Call):
-            return None
+    # computed from other names (lr = 0.1 * batch_size / 256) or calls: the user scales it on purpose
+    if calls(f.node) or any(n not in ("True", "False", "None") for n in names_in(f.node)):
+        return None
     return f
