@@ -58,7 +58,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import is_none, kwarg
+from trainlint.analysis.syntax import bound_arg, is_none, kwarg
 from trainlint.analysis.values import Folded, fold, format_value
 from trainlint.analysis.walk import walk, calls
 
@@ -286,7 +286,8 @@ def _step_kind(program: Any, ref: "ObjectRef") -> Optional[str]:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _small_stmts(scope: Scope):
+def _small(scope: Scope):
+    """The statements of ``scope`` that are no compound statement (no def, class, loop, if, with, try)."""
     for s in scope.stmts:
         if not isinstance(s.node, _COMPOUND):
             yield s
@@ -323,7 +324,7 @@ class _Finder:
         batch_ids = set()
         # loops inside the epoch loop that train (backward / optimizer.step) are batch loops whatever they iterate
         training_loops = set()
-        for inner in _small_stmts(scope):
+        for inner in _small(scope):
             if node in inner.loops and inner.loops[-1] is not node:
                 for call in calls(inner.node):
                     if classify_call(call, self.facts, scope, inner, self.program) in ("backward", "optimizer_step"):
@@ -335,7 +336,7 @@ class _Finder:
             ):
                 loop.batch_loops.append(inner.node)
                 batch_ids.add(id(inner.node))
-        for inner in _small_stmts(scope):
+        for inner in _small(scope):
             if node not in inner.loops and inner is not s:
                 continue
             if node not in inner.loops:
@@ -345,7 +346,7 @@ class _Finder:
             level = "batch" if in_batch else "epoch"
             self._events_of(loop, self.facts, scope, inner, level, (inner.index,), 0)
         # events before/after the loop in the same scope
-        for inner in _small_stmts(scope):
+        for inner in _small(scope):
             if node in inner.loops:
                 continue
             for call in calls(inner.node):
@@ -358,7 +359,7 @@ class _Finder:
     def _iteration_loop(self, scope: Scope, s: Stmt) -> Optional[TrainLoop]:
         node = s.node
         loop = TrainLoop(self.facts, scope, node, s, "iteration", None)
-        for inner in _small_stmts(scope):
+        for inner in _small(scope):
             if node in inner.loops:
                 self._events_of(loop, self.facts, scope, inner, "batch", (inner.index,), 0)
         kinds = {e.kind for e in loop.events}
@@ -426,7 +427,7 @@ class _Finder:
                 continue
             hfacts, hscope = helper
             loop.helpers.append(hscope)
-            for inner in _small_stmts(hscope):
+            for inner in _small(hscope):
                 if level == "batch":
                     lvl = "batch"
                 else:
@@ -577,7 +578,7 @@ def epoch_reseeds(program: Any) -> List[EpochReseed]:
             loops = program_loops(program)
         facts = f.facts
         for scope in facts.scopes():
-            for s in _small_stmts(scope):
+            for s in _small(scope):
                 for call in calls(s.node):
                     if not (isinstance(call.func, cst.Attribute) and call.func.attr.value == "set_epoch"):
                         continue
@@ -638,10 +639,10 @@ def _samplers_of(world: Any, obj: Any, path: List[str], depth: int) -> Optional[
         index = 0  # BatchSampler(sampler, batch_size, drop_last).sampler
     else:
         return None
-    arg = _argument(obj.node, head, index)
+    arg = bound_arg(obj.node, index, head)
     if arg is None and head == "batch_sampler" and path[1:2] == ["sampler"]:
         # no batch_sampler given: the loader builds BatchSampler(its sampler), whose .sampler is the sampler
-        arg, path = _argument(obj.node, "sampler", 3), ["batch_sampler"] + path[2:]
+        arg, path = bound_arg(obj.node, 3, "sampler"), ["batch_sampler"] + path[2:]
     if arg is None:
         return set()
     out: Set[int] = set()
@@ -653,14 +654,6 @@ def _samplers_of(world: Any, obj: Any, path: List[str], depth: int) -> Optional[
     return out
 
 
-def _argument(call: cst.Call, name: str, index: int) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == name:
-            return a.value
-    pos = [a.value for a in call.args if a.keyword is None and not a.star]
-    return pos[index] if index < len(pos) else None
-
-
 def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:
     """``max_epochs=`` of a Lightning/other ``Trainer(...)`` call in the program, folded (one value)."""
     found: List[Folded] = []
@@ -669,7 +662,7 @@ def trainer_max_epochs(program: Any) -> Optional[Tuple[Folded, FileFacts]]:
         if "max_epochs" not in f.ctx.source.text:
             continue
         for scope in facts.scopes():
-            for s in _small_stmts(scope):
+            for s in _small(scope):
                 for call in calls(s.node):
                     name = (dotted(call.func) or "").rsplit(".", 1)[-1]
                     if name != "Trainer":
@@ -1493,12 +1486,6 @@ def mode_of_call(call: cst.Call) -> Optional[str]:
     return "unknown"
 
 
-def _small(scope: Scope):
-    for s in scope.stmts:
-        if not isinstance(s.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
-            yield s
-
-
 def _stmt_calls(stmt: Stmt) -> List[cst.Call]:
     node = stmt.node
     if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
@@ -1945,8 +1932,6 @@ def constructor_argument(o: Any, index: int, param: str) -> Optional[ObjectRef]:
     call = o.call_args()
     if call is None or o.file is None or o.scope is None:
         return None
-    from trainlint.analysis.objects import bound_arg
-
     arg = bound_arg(call, index, param)
     return ObjectRef(arg, o.file.facts, o.scope, o.stmt) if arg is not None else None
 

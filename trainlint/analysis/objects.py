@@ -57,7 +57,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import constructed_class, positional
+from trainlint.analysis.syntax import bound_arg, constructed_class, positional  # noqa: F401 (bound_arg: older imports)
 
 _MAX_DEPTH = 16
 _MAX_ALTS = 8
@@ -1151,20 +1151,6 @@ def target_path(target: cst.BaseExpression, name: str) -> Optional[Tuple[int, ..
             sub = target_path(el.value, name)
             if sub is not None:
                 return (i,) + sub
-    return None
-
-
-def bound_arg(call: cst.Call, index: int, param: str) -> Optional[cst.BaseExpression]:
-    """The argument a call passes for parameter ``param`` at position ``index`` (None: not passed, or
-    hidden behind ``*args``/``**kwargs``)."""
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == param:
-            return a.value
-    pos = [a for a in call.args if a.keyword is None]
-    if any(a.star for a in pos[: index + 1]):
-        return None
-    if 0 <= index < len(pos):
-        return pos[index].value
     return None
 
 

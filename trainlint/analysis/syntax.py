@@ -27,6 +27,20 @@ def positional(call: cst.Call) -> List[cst.BaseExpression]:
     return [a.value for a in call.args if a.keyword is None and a.star == ""]
 
 
+def bound_arg(call: cst.Call, index: int, param: str) -> Optional[cst.BaseExpression]:
+    """The argument a call passes for parameter ``param`` at position ``index`` (None: not passed, or
+    hidden behind ``*args``/``**kwargs``)."""
+    for a in call.args:
+        if a.keyword is not None and a.keyword.value == param:
+            return a.value
+    pos = [a for a in call.args if a.keyword is None]
+    if any(a.star for a in pos[: index + 1]):
+        return None
+    if 0 <= index < len(pos):
+        return pos[index].value
+    return None
+
+
 def is_none(expr: Optional[cst.BaseExpression]) -> bool:
     """An absent expression or the literal ``None``."""
     return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
