@@ -42,7 +42,7 @@ from trainlint.analysis.models import (
     assigned_value,
 )
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.walk import walk
+from trainlint.analysis.walk import calls, walk
 from trainlint.analysis.syntax import kwarg, number, short_qualname
 
 
@@ -991,3 +991,52 @@ def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: St
                 uniq.append(l)
         ml.layers = uniq
     return ml
+
+
+# -- an eval() inside a training loop: is it an evaluation's switch, and does training go on after it? ----
+
+
+def in_eval_loop(program: Any, e: Any) -> bool:
+    """Does event ``e`` run inside an evaluation loop of its own scope?"""
+    return any(l.node in e.stmt.loops for l in eval_loops(program) if l.scope is e.scope)
+
+
+_LAST_PASS = re.compile(r"last|final", re.I)
+
+
+def eval_for_last_pass(m: Any, tl: Any) -> bool:
+    """Is the mode switch ``m`` (a :class:`~trainlint.analysis.execution.ModeCall` in the training loop ``tl``)
+    an eval() under ``if epoch == epochs - 1:`` or ``if is_last:``, so that training does not go on after it?"""
+    if m.scope is not tl.scope:
+        return False
+    for s in tl.scope.stmts:
+        if isinstance(s.node, cst.If) and id(s.node) in m.stmt.block and tl.node in s.loops:
+            test = s.node.test
+            code = _code(test)
+            if _LAST_PASS.search(code) or ("==" in code and "%" not in code):
+                return True
+    return False
+
+
+def evaluation_follows(program: Any, m: Any, tl: Any) -> bool:
+    """Is the eval() ``m`` in the training loop ``tl`` the switch for an evaluation (an evaluation loop or an
+    evaluate()/validate() call follows it)? A bare ``model.eval()`` before the batch loop with no evaluation
+    is a deliberate choice (frozen batch norm while fine-tuning)."""
+    loops = eval_loops(program)
+    if m.scope is not tl.scope:
+        return bool(_EVAL_FUNC.search(m.scope.name)) or any(l.scope is m.scope for l in loops)
+    for l in loops:
+        if l.scope is tl.scope and tl.node in l.stmt.loops and l.stmt.index > m.stmt.index:
+            return True
+    for s in _small(tl.scope):
+        if s.index <= m.stmt.index or tl.node not in s.loops:
+            continue
+        for call in calls(s.node):
+            name = (dotted(call.func) or "").rsplit(".", 1)[-1]
+            if name and _EVAL_FUNC.search(name):
+                return True
+    return False
+
+
+def _code(node: cst.CSTNode) -> str:  # (the test as written)
+    return cst.Module(body=[]).code_for_node(node)

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-import re
 from typing import Iterable, Set
 
 import libcst as cst
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, forward_layers, forward_target, inference_calls, loop_head
+from trainlint.analysis.evaluation import (
+    eval_for_last_pass, eval_loops, evaluation_follows, forward_layers, forward_target, in_eval_loop, inference_calls, loop_head,
+)
 from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
-from trainlint.analysis.walk import calls
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -557,7 +557,7 @@ for epoch in range(10):
             if not trains:
                 continue
             forwards = sorted((e for e in tl.events if e.kind == "forward" and e.level == "batch"
-                               and not _in_eval_loop(program, e)), key=lambda e: e.order)
+                               and not in_eval_loop(program, e)), key=lambda e: e.order)
             if not forwards:
                 continue
             fwd = forwards[0]
@@ -650,11 +650,11 @@ for epoch in range(10):
                 continue
             forwards = [e for e in tl.events if e.kind == "forward" and e.level == "batch"]
             for m in evals:
-                if id(m.call) in reported or _last_pass_only(m, tl) or not _evaluates_after(program, m, tl):
+                if id(m.call) in reported or eval_for_last_pass(m, tl) or not evaluation_follows(program, m, tl):
                     continue
                 # the training forward passes (not the evaluation's own) that run the model this eval() switches
                 target = [e for e in forwards
-                          if not (e.scope is m.scope and m.scope is not tl.scope) and not _in_eval_loop(program, e)
+                          if not (e.scope is m.scope and m.scope is not tl.scope) and not in_eval_loop(program, e)
                           and same_object(program, m.ref(), ObjectRef(e.call.func, e.facts, e.scope, e.stmt))]
                 if not target:
                     continue
@@ -690,53 +690,9 @@ for epoch in range(10):
                 )
 
 
-def _in_eval_loop(program, e) -> bool:
-    return any(l.node in e.stmt.loops for l in eval_loops(program) if l.scope is e.scope)
-
-
 def _head_span(ctx, node: cst.For):
     span = ctx.span(node)
     from trainlint.findings import Span
 
     iter_span = ctx.span(loop_head(node))
     return Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
-
-
-_LAST = re.compile(r"last|final", re.I)
-
-
-def _last_pass_only(m, tl) -> bool:
-    """eval() under ``if epoch == epochs - 1:`` or ``if is_last:``: training does not continue after it."""
-    if m.scope is not tl.scope:
-        return False
-    for s in tl.scope.stmts:
-        if isinstance(s.node, cst.If) and id(s.node) in m.stmt.block and tl.node in s.loops:
-            test = s.node.test
-            code = _code(test)
-            if _LAST.search(code) or ("==" in code and "%" not in code):
-                return True
-    return False
-
-
-def _evaluates_after(program, m, tl) -> bool:
-    """Is this eval() the switch for an evaluation (an evaluation loop or an evaluate()/validate() call
-    follows it)? A bare ``model.eval()`` before the batch loop with no evaluation is a deliberate choice
-    (frozen batch norm while fine-tuning)."""
-    loops = eval_loops(program)
-    if m.scope is not tl.scope:
-        return bool(_EVAL_FUNC.search(m.scope.name)) or any(l.scope is m.scope for l in loops)
-    for l in loops:
-        if l.scope is tl.scope and tl.node in l.stmt.loops and l.stmt.index > m.stmt.index:
-            return True
-    for s in tl.scope.stmts:
-        if s.index <= m.stmt.index or tl.node not in s.loops:
-            continue
-        for call in calls(s.node) if not isinstance(s.node, (cst.For, cst.While, cst.If, cst.With, cst.Try)) else ():
-            name = (dotted(call.func) or "").rsplit(".", 1)[-1]
-            if name and _EVAL_FUNC.search(name):
-                return True
-    return False
-
-
-def _code(node: cst.CSTNode) -> str:
-    return cst.Module(body=[]).code_for_node(node)
