@@ -1915,14 +1915,8 @@ def updates_parameters_of(program: Any, step: Any, params: ObjectRef) -> Optiona
     objs = target_objects(program, step)
     if not objs:
         return None
-    theirs: Set[int] = set()
-    for o in objs:
-        arg = constructor_argument(o, 0, "params")
-        got = _modules_of_params(program, arg) if arg is not None else None
-        if got is None:
-            return None
-        theirs |= got
-    return bool(mine & theirs)
+    theirs = _argument_sites(program, objs, 0, "params", _modules_of_params)
+    return None if theirs is None else bool(mine & theirs)
 
 
 def constructor_argument(o: Any, index: int, param: str) -> Optional[ObjectRef]:
@@ -1934,6 +1928,19 @@ def constructor_argument(o: Any, index: int, param: str) -> Optional[ObjectRef]:
         return None
     arg = bound_arg(call, index, param)
     return ObjectRef(arg, o.file.facts, o.scope, o.stmt) if arg is not None else None
+
+
+def _argument_sites(program: Any, objs: list, index: int, param: str, sites: Any) -> Optional[Set[int]]:
+    """The union of ``sites(program, ref)`` over the argument each object's constructor got for ``param``;
+    None when one of them cannot be followed."""
+    out: Set[int] = set()
+    for o in objs:
+        arg = constructor_argument(o, index, param)
+        got = sites(program, arg) if arg is not None else None
+        if got is None:
+            return None
+        out |= got
+    return out
 
 
 def schedules(program: Any, sched: Any, step: Any) -> Optional[bool]:
@@ -1949,14 +1956,8 @@ def schedules(program: Any, sched: Any, step: Any) -> Optional[bool]:
     theirs = allocation_sites(program, opt)
     if theirs is None:
         return None
-    mine: Set[int] = set()
-    for o in objs:
-        arg = constructor_argument(o, 0, "optimizer")
-        got = allocation_sites(program, arg) if arg is not None else None
-        if got is None:
-            return None
-        mine |= got
-    return bool(mine & theirs)
+    mine = _argument_sites(program, objs, 0, "optimizer", allocation_sites)
+    return None if mine is None else bool(mine & theirs)
 
 
 def _modules_of_params(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
