@@ -58,7 +58,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import bound_arg, is_none, kwarg
+from trainlint.analysis.syntax import bound_arg, is_none, kwarg, string_keys
 from trainlint.analysis.values import Folded, fold, format_value
 from trainlint.analysis.walk import walk, calls
 
@@ -2326,12 +2326,8 @@ def is_lossy(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Stm
     if isinstance(expr, cst.UnaryOperation):
         return is_lossy(expr.expression, facts, scope, stmt, depth + 1, seen, world)
     if isinstance(expr, cst.Subscript):
-        for el in expr.slice:
-            idx = el.slice
-            if isinstance(idx, cst.Index) and isinstance(idx.value, cst.SimpleString):
-                key = idx.value.evaluated_value
-                if isinstance(key, str) and "loss" in key.lower():
-                    return True
+        if any("loss" in key.lower() for key in string_keys(expr)):
+            return True
         return is_lossy(expr.value, facts, scope, stmt, depth + 1, seen, world)
     name = dotted(expr)
     if name is None:

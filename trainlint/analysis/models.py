@@ -22,7 +22,7 @@ from trainlint.analysis.modules import (  # noqa: F401
     SHAPE_FUNCS, SHAPE_METHODS, SHAPE_MODULES, WRAPPER_FUNCS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op,
     _MAX_ALTS, _is_false, _short_q, assigned_value, feeds, iter_calls, last_meaningful, module_classes, sequential_calls,
 )
-from trainlint.analysis.syntax import kwarg, positional
+from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys  # noqa: F401 (constant_key: older imports)
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 
 
@@ -342,20 +342,6 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
     if isinstance(expr, cst.IfExp):
         return value_origins(world, expr.body, file, scope, stmt, depth + 1, element) + value_origins(world, expr.orelse, file, scope, stmt, depth + 1, element)
     return [Origin("other")]
-
-
-def constant_key(expr: cst.Subscript) -> object:
-    """The constant index of ``x[0]`` / ``x[-1]`` / ``x["logits"]`` (None for slices and variables)."""
-    if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
-        return None
-    v = expr.slice[0].slice.value
-    if isinstance(v, cst.Integer):
-        return int(v.evaluated_value)
-    if isinstance(v, cst.UnaryOperation) and isinstance(v.operator, cst.Minus) and isinstance(v.expression, cst.Integer):
-        return -int(v.expression.evaluated_value)
-    if isinstance(v, cst.SimpleString) and isinstance(v.evaluated_value, str):
-        return v.evaluated_value
-    return None
 
 
 # -- evaluation-only code -------------------------------------------------------------------------------
@@ -770,12 +756,8 @@ def _target_like(t: cst.BaseExpression) -> bool:
     if isinstance(t, (cst.Tuple, cst.List)):
         return any(_target_like(el.value) for el in t.elements)
     if isinstance(t, cst.Subscript):
-        for el in t.slice:
-            idx = el.slice
-            if isinstance(idx, cst.Index) and isinstance(idx.value, cst.SimpleString):
-                key = idx.value.evaluated_value
-                if isinstance(key, str) and re.search(r"target|label|price|^y$", key, re.I):
-                    return True
+        if any(re.search(r"target|label|price|^y$", key, re.I) for key in string_keys(t)):
+            return True
         return _target_like(t.value)
     name = dotted(t)
     if name is None:

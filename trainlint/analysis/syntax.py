@@ -41,6 +41,33 @@ def bound_arg(call: cst.Call, index: int, param: str) -> Optional[cst.BaseExpres
     return None
 
 
+def constant_key(expr: cst.Subscript) -> object:
+    """The constant index of ``x[0]`` / ``x[-1]`` / ``x["logits"]`` (None for slices and variables)."""
+    if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+        return None
+    v = expr.slice[0].slice.value
+    if isinstance(v, cst.Integer):
+        return int(v.evaluated_value)
+    if isinstance(v, cst.UnaryOperation) and isinstance(v.operator, cst.Minus) and isinstance(v.expression, cst.Integer):
+        return -int(v.expression.evaluated_value)
+    if isinstance(v, cst.SimpleString) and isinstance(v.evaluated_value, str):
+        return v.evaluated_value
+    return None
+
+
+def string_keys(expr: cst.Subscript) -> List[str]:
+    """The string constants a subscript indexes with: ``"loss"`` of ``out["loss"]``, ``"price"`` of
+    ``df.loc[:, "price"]``."""
+    out = []
+    for el in expr.slice:
+        idx = el.slice
+        if isinstance(idx, cst.Index) and isinstance(idx.value, cst.SimpleString):
+            key = idx.value.evaluated_value
+            if isinstance(key, str):
+                out.append(key)
+    return out
+
+
 def is_none(expr: Optional[cst.BaseExpression]) -> bool:
     """An absent expression or the literal ``None``."""
     return expr is None or (isinstance(expr, cst.Name) and expr.value == "None")
