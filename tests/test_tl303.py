@@ -395,3 +395,139 @@ def test_val_dataloader_default_arm_near_misses(tmp_path):
     }
     for name, src in cases.items():
         assert _run(tmp_path / name, {"dm.py": src}) == [], name
+
+
+# -- an evaluation loader built and returned by a helper: the role comes from what the callers do with it
+
+LOADER_HELPERS = """
+import torch
+from torchvision import datasets, transforms
+
+def load_training(root, batch_size):
+    tf = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+    data = datasets.ImageFolder(root=root, transform=tf)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True)
+
+def load_testing(root, batch_size):
+    tf = transforms.Compose([transforms.Resize([256, 256]), {eval_op}, transforms.ToTensor()])
+    data = datasets.ImageFolder(root=root, transform=tf)
+    test_loader = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False)
+    return test_loader
+"""
+
+TRANSFER_SCRIPT = """
+import torch
+import data_loader
+
+def train(model, optimizer, loader):
+    model.train()
+    for x, y in loader:
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+def test(model, loader):
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+if __name__ == "__main__":
+    {binding}
+    for epoch in range(10):
+        train(model, optimizer, data_src)
+        test(model, data_tar)
+"""
+
+_TWO_AT_ONCE = "data_src, data_tar = data_loader.load_training('amazon', 32), data_loader.load_testing('webcam', 32)"
+
+
+def test_an_evaluation_loader_returned_by_a_helper_in_another_file(tmp_path):
+    # jindongwang/transferlearning 0178ef2: load_testing() crops at random; office31.py runs its loader
+    # in test() under model.eval() and no_grad
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace("{binding}", _TWO_AT_ONCE),
+    })
+    assert _where(found) == ["data_loader.py:10"]
+    assert "RandomResizedCrop" in found[0].message and "load_testing(...)" in found[0].message
+    assert "test()" in found[0].message
+
+
+def test_a_returned_loader_bound_one_call_at_a_time(tmp_path):
+    binding = "data_src = data_loader.load_training('amazon', 32)\n    data_tar = data_loader.load_testing('webcam', 32)"
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace("{binding}", binding),
+    })
+    assert _where(found) == ["data_loader.py:10"]
+
+
+def test_a_returned_loader_passed_straight_to_the_evaluation_function(tmp_path):
+    script = TRANSFER_SCRIPT.replace("{binding}", "data_src = data_loader.load_training('amazon', 32)").replace(
+        "test(model, data_tar)", "test(model, data_loader.load_testing('webcam', 32))")
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": script,
+    })
+    assert _where(found) == ["data_loader.py:10"]
+
+
+def test_a_deterministic_evaluation_loader_from_a_helper_is_fine(tmp_path):
+    # the fix: CenterCrop in load_testing()
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.CenterCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace("{binding}", _TWO_AT_ONCE),
+    })
+    assert found == []
+
+
+def test_a_helper_loader_only_trained_on_is_not_evaluation(tmp_path):
+    # near-miss: the loader the helper returns feeds the training loop only (its name says test, its use
+    # says train): random crops are augmentation, not noise in the metrics
+    binding = "data_src, data_tar = data_loader.load_testing('amazon', 32), data_loader.load_training('webcam', 32)"
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace("{binding}", binding).replace("test(model, data_tar)", "pass"),
+    })
+    assert found == []
+
+
+def test_a_helper_loader_used_for_training_and_for_evaluation_is_left_alone(tmp_path):
+    # near-miss: one helper serves both loops (its callers disagree): nothing says which pipeline the
+    # evaluation sees, so nothing is claimed
+    binding = "data_src, data_tar = data_loader.load_testing('amazon', 32), data_loader.load_testing('webcam', 32)"
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace("{binding}", binding),
+    })
+    assert found == []
+
+
+def test_a_helper_loader_whose_callers_say_nothing_is_left_alone(tmp_path):
+    # near-miss: the helper is named load_testing and its loader test_loader, but no caller evaluates
+    # with it (names alone are not enough)
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "office31.py": """
+            import data_loader
+            data_tar = data_loader.load_testing('webcam', 32)
+            print(len(data_tar))
+        """,
+    })
+    assert found == []
+
+
+def test_a_same_named_helper_of_another_module_is_not_the_callee(tmp_path):
+    # near-miss: the evaluation calls another module's load_testing(); the augmenting helper of this one
+    # is only ever used for training
+    found = _run(tmp_path, {
+        "data_loader.py": LOADER_HELPERS.replace("{eval_op}", "transforms.RandomResizedCrop(224)"),
+        "other_data.py": LOADER_HELPERS.replace("{eval_op}", "transforms.CenterCrop(224)"),
+        "office31.py": TRANSFER_SCRIPT.replace(
+            "{binding}", "data_src, data_tar = data_loader.load_training('amazon', 32), other_data.load_testing('webcam', 32)"
+        ).replace("import data_loader", "import data_loader\nimport other_data"),
+    })
+    assert found == []

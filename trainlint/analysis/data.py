@@ -1231,11 +1231,109 @@ class DataModel:
                     r = self._arg_role(call, i, a, where, stmt, kind)
                     if r is not None:
                         return r
-            if isinstance(node, cst.Return) and dotted(value) == name:
-                if where.scope.name in _EVAL_LOADER_METHODS:
-                    return "eval", f"returned by {where.scope.name}()"
-                if where.scope.name == "train_dataloader":
-                    return "train", "returned by train_dataloader()"
+            if isinstance(node, cst.Return):
+                idx = _returned_index(value, name)
+                if idx is not None:
+                    if where.scope.name in _EVAL_LOADER_METHODS and idx == -1:
+                        return "eval", f"returned by {where.scope.name}()"
+                    if where.scope.name == "train_dataloader" and idx == -1:
+                        return "train", "returned by train_dataloader()"
+                    r = self.returned_role(where.pf, where.scope, idx, kind)
+                    if r is not None and r[2]:
+                        return r[0], r[1]
+        return None
+
+    def returned_role(self, pf: Any, fscope: Scope, idx: int, kind: str) -> Optional[Tuple[str, str, bool]]:
+        """The role of a dataset or loader that helper ``fscope`` returns (``idx`` -1: the value itself,
+        k: element k of a returned tuple), read from its callers: what the caller binds it to and how
+        that is used (``test_loader = load_testing(...)`` iterated after ``model.eval()``; ``src, tar =
+        load_training(...), load_testing(...)``; ``evaluate(model, load_testing(...))``). Structural when
+        the callers' uses agree on one role; otherwise, as a weak signal, the names the callers give it
+        (``named test_loader = load_testing(...)``). Lightning's loader hooks are called by the library
+        (see ``_consumer_role``), so they have no project callers to read."""
+        if fscope.kind != "function" or fscope.name in _EVAL_LOADER_METHODS or fscope.name == "train_dataloader":
+            return None
+        key = (id(fscope), f"return:{idx}:{kind}")
+        if key in self._iter_cache:
+            r = self._iter_cache[key]
+            return r if r[0] else None
+        self._iter_cache[key] = (None, "", False)
+        fname = fscope.name
+        found: List[Tuple[str, str]] = []
+        weak: List[Tuple[str, str]] = []
+        for f in self.program.files:
+            if fname not in f.ctx.source.text:
+                continue
+            for sc in f.facts.scopes():
+                if sc is fscope:
+                    continue
+                for s in sc.stmts:
+                    n = s.node
+                    value = n.iter if isinstance(n, cst.For) else getattr(n, "value", None)
+                    if value is None or isinstance(n, cst.BaseCompoundStatement) and not isinstance(n, cst.For):
+                        continue
+                    for call in calls(value):
+                        callee = dotted(call.func) or ""
+                        if callee.rsplit(".", 1)[-1] != fname:
+                            continue
+                        w = _Where(f, sc, s)
+                        target = self._function_of_call(call.func, w)
+                        if target is not None and target[1] is not fscope:
+                            continue  # another function of the same name
+                        r = self._caller_binding_role(n, call, idx, w, s, kind)
+                        if r is None:
+                            continue
+                        role, ev, structural, bound = r
+                        if structural:
+                            found.append((role, f"{ev}, as {bound} = {fname}(...)" if bound else ev))
+                        else:
+                            weak.append((role, f"named {bound} = {fname}(...)"))
+        out: Tuple[Optional[str], str, bool] = (None, "", False)
+        roles = {r for r, _ in found}
+        if len(roles) == 1:
+            out = (found[0][0], found[0][1], True)
+        elif not roles and len({r for r, _ in weak}) == 1:
+            out = (weak[0][0], weak[0][1], False)
+        self._iter_cache[key] = out
+        return out if out[0] else None
+
+    def _caller_binding_role(self, node: cst.CSTNode, call: cst.Call, idx: int, where: _Where, stmt: Stmt, kind: str) -> Optional[Tuple[str, str, bool, str]]:
+        """(role, evidence, structural, bound name) of what the statement ``node`` does with element
+        ``idx`` of ``call``'s result (see :meth:`returned_role`)."""
+        if isinstance(node, cst.For):
+            if node.iter is call and idx == -1:
+                r = self._loop_role(node, where, stmt)
+                return (r[0], r[1], True, "") if r is not None else None
+            return None
+        bound: Optional[str] = None
+        if isinstance(node, cst.Assign) and len(node.targets) == 1:
+            t = node.targets[0].target
+            if node.value is call:
+                if idx == -1:
+                    bound = dotted(t)
+                elif isinstance(t, (cst.Tuple, cst.List)) and idx < len(t.elements):
+                    bound = dotted(t.elements[idx].value)
+            elif idx == -1 and isinstance(node.value, cst.Tuple) and isinstance(t, (cst.Tuple, cst.List)):
+                # a, b = load_training(...), load_testing(...)
+                vals = node.value.elements
+                for k, el in enumerate(vals):
+                    if el.value is call and len(vals) == len(t.elements) and not isinstance(t.elements[k], cst.StarredElement):
+                        bound = dotted(t.elements[k].value)
+        if bound is not None:
+            try:
+                r, ev, structural = self._name_role(bound, where, stmt, kind)
+            except RecursionError:  # pragma: no cover - pathological code
+                return None
+            return (r, ev, structural, bound) if r is not None else None
+        if idx != -1:
+            return None
+        # evaluate(model, load_testing(...)): the role of that argument
+        value = getattr(node, "value", None)
+        for outer in calls(value) if value is not None else ():
+            for i, a in enumerate(outer.args):
+                if a.value is call:
+                    r = self._arg_role(outer, i, a, where, stmt, kind)
+                    return (r[0], r[1], True, "") if r is not None else None
         return None
 
     def _drawn_role(self, it: str, name: str, where: _Where, stmt: Stmt) -> Optional[Tuple[str, str]]:
@@ -1312,7 +1410,11 @@ class DataModel:
                 return "eval", f"returned by {where.scope.name}()"
             if where.scope.name == "train_dataloader":
                 return "train", "returned by train_dataloader()"
-            return None
+            idx = -1 if node.value is loader_call else None
+            if isinstance(node.value, cst.Tuple):
+                idx = next((k for k, el in enumerate(node.value.elements) if el.value is loader_call), None)
+            r = self.returned_role(where.pf, where.scope, idx, "loader") if idx is not None else None
+            return (r[0], r[1]) if r is not None and r[2] else None
         if isinstance(node, cst.Assign) and node.value is loader_call and len(node.targets) == 1:
             t = dotted(node.targets[0].target)
             if t is not None:
@@ -1379,6 +1481,20 @@ class DataModel:
 
 
 # -- module helpers ---------------------------------------------------------------------------------
+
+
+def _returned_index(value: Optional[cst.BaseExpression], name: str) -> Optional[int]:
+    """-1 when a ``return`` statement's value is ``name`` itself, k when it is element k of a returned
+    tuple, None otherwise."""
+    if value is None:
+        return None
+    if dotted(value) == name:
+        return -1
+    if isinstance(value, cst.Tuple):
+        for k, el in enumerate(value.elements):
+            if dotted(el.value) == name:
+                return k
+    return None
 
 
 def _container_kind(q: str) -> Optional[str]:

@@ -281,48 +281,11 @@ def _returned_index(call: cst.Call, scope: Scope, stmt: Stmt, target: Optional[s
 
 def _role_through_callers(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, target: Optional[str], program: Any, dm: Any):
     """A loader built and returned by a helper (``train_loader = make_loader(ds)``): its role is the
-    role of the names the callers bind it to."""
-    if scope.kind != "function" or scope.name in ("train_dataloader", "val_dataloader", "test_dataloader", "predict_dataloader"):
-        return None
+    role its callers give it (the data model's :meth:`DataModel.returned_role`), structural or by name."""
     idx = _returned_index(call, scope, stmt, target)
     if idx is None:
         return None
-    fname = scope.name
-    found = []
-    weak = []
-    for f in program.files:
-        if fname not in f.ctx.source.text:
-            continue
-        for sc in f.facts.scopes():
-            for s in sc.stmts:
-                n = s.node
-                if not isinstance(n, cst.Assign) or not isinstance(n.value, cst.Call) or len(n.targets) != 1:
-                    continue
-                callee = dotted(n.value.func) or ""
-                if callee.rsplit(".", 1)[-1] != fname:
-                    continue
-                t = n.targets[0].target
-                name = None
-                if idx == -1:
-                    name = dotted(t)
-                elif isinstance(t, (cst.Tuple, cst.List)) and idx < len(t.elements):
-                    name = dotted(t.elements[idx].value)
-                if name is None:
-                    continue
-                try:
-                    r, ev, structural = dm._name_role(name, _Where(f, sc, s), s, "loader")
-                except RecursionError:  # pragma: no cover
-                    continue
-                if r is not None and structural:
-                    found.append((r, f"{ev}, as {name} = {fname}(...)"))
-                elif r is not None:
-                    weak.append((r, f"named {name} = {fname}(...)"))
-    roles = {r for r, _ in found}
-    if len(roles) == 1:
-        return found[0][0], found[0][1], True
-    if not roles and len({r for r, _ in weak}) == 1:
-        return weak[0][0], weak[0][1], False
-    return None
+    return dm.returned_role(pf, scope, idx, "loader")
 
 
 # -- datasets --------------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ class AugmentationInEval(Rule):
     `random.random() < p` branch in a `Dataset.__getitem__`, reaching a dataset that is used for
     evaluation. The evaluation role is read from the structure of the program: `train=False`,
     `split="val"`, a `"val"`/`"test"` folder, a `data_transforms["val"]` entry, the loader being iterated
-    under `torch.no_grad()` / after `model.eval()` without `backward()`, Lightning's `val_dataloader()` and
+    under `torch.no_grad()` / after `model.eval()` without `backward()` (also when a helper builds and
+    returns it: `data_tar = load_testing(...)` then `test(model, data_tar)`), Lightning's `val_dataloader()` and
     `trainer.validate()`, Hugging Face's `eval_dataset=`. The classic copy-paste —
     `test_set = CIFAR10(train=False, transform=train_transform)` — is reported at the argument, with the
     random ops as related locations; so is a validation subset cut with `random_split` from a dataset
