@@ -327,3 +327,196 @@ def test_a_framework_module_switching_itself_switches_the_model_it_holds(tmp_pat
     assert _run(tmp_path / "a", {"train.py": FRAMEWORK.replace("{switch}", "self.eval()")}) == []
     # without the switch the held model is evaluated with dropout on
     assert _where(_run(tmp_path / "b", {"train.py": FRAMEWORK.replace("{switch}", "pass")})) != []
+
+
+# -- a package's factory hands out a trained model whose infer() predicts in training mode --------------
+# (thunlp/OpenNRE f74970f: get_model() builds SoftmaxNN(CNNEncoder(dropout=0.5)), load_state_dict()s it
+# and returns it; SoftmaxNN.infer() runs self.forward() without self.eval())
+
+NRE_CNN = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+class CNN(nn.Module):
+    def __init__(self, input_size=50, hidden_size=256, dropout=0):
+        super().__init__()
+        self.conv = nn.Conv1d(input_size, hidden_size, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.dropout(F.relu(self.conv(x)))
+"""
+
+NRE_ENCODER = """
+import torch.nn as nn
+from ..module.cnn import CNN
+
+class CNNEncoder(nn.Module):
+    def __init__(self, token2id, hidden_size=230, dropout=0.5):
+        super().__init__()
+        self.token2id = token2id
+        self.hidden_size = hidden_size
+        self.embedding = nn.Embedding(len(token2id), 50)
+        self.conv = CNN(50, hidden_size, dropout)
+
+    def forward(self, token):
+        return self.conv(self.embedding(token).transpose(1, 2)).max(-1)[0]
+
+    def tokenize(self, item):
+        return [self.token2id[t] for t in item["token"]]
+"""
+
+NRE_BASE = """
+from torch import nn
+
+class SentenceRE(nn.Module):
+    def infer(self, item):
+        raise NotImplementedError
+"""
+
+NRE_MODEL = """
+import torch
+from torch import nn
+from .base_model import SentenceRE
+
+class SoftmaxNN(SentenceRE):
+    def __init__(self, sentence_encoder, num_class, rel2id):
+        super().__init__()
+        self.sentence_encoder = sentence_encoder
+        self.fc = nn.Linear(self.sentence_encoder.hidden_size, num_class)
+        self.id2rel = {i: r for r, i in rel2id.items()}
+
+    def infer(self, item):
+        {switch}
+        token = torch.tensor([self.sentence_encoder.tokenize(item)])
+        score, pred = self.forward(token).softmax(-1).max(-1)
+        return self.id2rel[pred.item()], score.item()
+
+    def forward(self, token):
+        return self.fc(self.sentence_encoder(token))
+"""
+
+NRE_PRETRAIN = """
+import json
+import torch
+from .encoder.cnn_encoder import CNNEncoder
+from .model.softmax_nn import SoftmaxNN
+
+def get_model(name, root="pretrain"):
+    token2id = json.load(open(f"{root}/{name}_word2id.json"))
+    rel2id = json.load(open(f"{root}/{name}_rel2id.json"))
+    sentence_encoder = CNNEncoder(token2id, hidden_size=230, dropout=0.5)
+    m = SoftmaxNN(sentence_encoder, len(rel2id), rel2id)
+    m.load_state_dict(torch.load(f"{root}/{name}.pth.tar")["state_dict"])
+    {after_load}
+    return m
+"""
+
+
+def _nre(switch: str = "pass", after_load: str = "pass", cnn: str = NRE_CNN, pretrain: str = NRE_PRETRAIN,
+         extra: Dict[str, str] = None) -> Dict[str, str]:
+    files = {
+        "nre/__init__.py": "from .pretrain import get_model\n",
+        "nre/pretrain.py": pretrain.replace("{after_load}", after_load),
+        "nre/model/__init__.py": "",
+        "nre/model/base_model.py": NRE_BASE,
+        "nre/model/softmax_nn.py": NRE_MODEL.replace("{switch}", switch),
+        "nre/encoder/__init__.py": "",
+        "nre/encoder/cnn_encoder.py": NRE_ENCODER,
+        "nre/module/__init__.py": "",
+        "nre/module/cnn.py": cnn,
+    }
+    files.update(extra or {})
+    return files
+
+
+def test_infer_of_a_model_the_package_factory_hands_out_in_training_mode(tmp_path):
+    found = _run(tmp_path, _nre())
+    assert _where(found) == ["softmax_nn.py:15"]
+    f = found[0]
+    assert "get_model() returns the SoftmaxNN" in f.message and "infer()" in f.message
+    # the dropout lives in the encoder the constructor was given, two modules down
+    assert any(Path(r.path).name == "cnn.py" and "Dropout" in r.message for r in f.related)
+
+
+def test_infer_that_switches_to_eval_mode_itself_is_fine(tmp_path):
+    # the fix: self.eval() in infer(); SoftmaxNN is a Module through its project base SentenceRE
+    assert _run(tmp_path, _nre(switch="self.eval()")) == []
+
+
+def test_a_factory_that_returns_the_model_in_eval_mode_is_fine(tmp_path):
+    assert _run(tmp_path, _nre(after_load="m.eval()")) == []
+
+
+def test_a_factory_without_trained_weights_hands_out_a_model_to_train(tmp_path):
+    # near-miss: no load_state_dict: get_model() builds a model to train, not one to predict with
+    pretrain = NRE_PRETRAIN.replace('    m.load_state_dict(torch.load(f"{root}/{name}.pth.tar")["state_dict"])\n', "")
+    assert _run(tmp_path, _nre(pretrain=pretrain)) == []
+
+
+def test_a_model_without_dropout_or_batchnorm_is_fine(tmp_path):
+    cnn = NRE_CNN.replace("        self.dropout = nn.Dropout(dropout)\n", "").replace("self.dropout(F.relu", "(F.relu")
+    assert _run(tmp_path, _nre(cnn=cnn)) == []
+
+
+def test_infer_called_by_the_program_is_judged_at_its_callers(tmp_path):
+    # near-miss: the program's own script switches the model to eval mode before infer(): the factory's
+    # users are no longer unknown, and they do the right thing
+    script = """
+        import nre
+
+        if __name__ == "__main__":
+            model = nre.get_model("wiki80_cnn_softmax")
+            model.eval()
+            print(model.infer({"token": ["a", "b"]}))
+    """
+    assert _run(tmp_path, _nre(extra={"demo.py": script})) == []
+
+
+# -- the layers of a module include those of the modules its constructor is given ----------------------
+
+WRAPPED = """
+import torch
+import torch.nn as nn
+
+class Encoder(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.fc = nn.Linear(8, 32)
+        self.drop = nn.Dropout(p)
+
+    def forward(self, x):
+        return self.drop(self.fc(x).relu())
+
+class Classifier(nn.Module):
+    def __init__(self, encoder, n_class):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(32, n_class)
+
+    def forward(self, x):
+        return self.head(self.encoder(x))
+
+def evaluate(model, loader):
+    correct = 0
+    with torch.no_grad():
+        for x, y in loader:
+            correct += (model(x).argmax(1) == y).sum().item()
+    return correct
+
+if __name__ == "__main__":
+    model = Classifier({encoder}, 10)
+    model.load_state_dict(torch.load("classifier.pt"))
+    print(evaluate(model, test_loader))
+"""
+
+
+def test_dropout_of_a_submodule_given_to_the_constructor(tmp_path):
+    found = _run(tmp_path, {"predict.py": WRAPPED.replace("{encoder}", "Encoder(p=0.3)")})
+    assert _where(found) == ["predict.py:25"]
+    assert "Classifier" in found[0].message and "1 dropout layer" in found[0].message
+
+
+def test_a_submodule_given_to_the_constructor_without_dropout_is_fine(tmp_path):
+    # near-miss: the encoder passed in is a plain Linear: nothing depends on the mode
+    assert _run(tmp_path, {"predict.py": WRAPPED.replace("{encoder}", "nn.Linear(8, 32)")}) == []

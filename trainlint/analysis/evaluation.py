@@ -94,6 +94,10 @@ class EvalLoop:
     #: a step function that a framework's engine calls once per batch (ignite's ``Engine(step)``): its
     #: callers are the engine, so its own body decides (``node`` is None)
     engine_step: bool = False
+    #: the first hop is the ``return`` of a factory that hands the model out to the package's users
+    #: (:func:`handed_out_inference`): its callers are outside the program, so the mode it returns the
+    #: model in is the mode the users' calls start from
+    handed_out: bool = False
 
     @property
     def facts(self) -> FileFacts:
@@ -106,7 +110,7 @@ class EvalLoop:
         hops = [(program.file_of(h.facts), h.scope, h.stmt) for h in path]
         if any(pf is None for pf, _, _ in hops):
             return "unknown"
-        return mode_along(program, hops, model)
+        return mode_along(program, hops, model, public=self.handed_out)
 
     def model_calls(self) -> List["Hop"]:
         """The model calls themselves (the last hop of each path; the forwards when there are no paths)."""
@@ -154,7 +158,7 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
     the call reaches no model."""
     if _is_forward(call, facts, scope, stmt):
         return [Hop(call, stmt, facts, scope)]
-    if _self_forward(call, facts, scope):
+    if _self_forward(call, facts, scope, r.program):
         # `self.forward(batch)` in a module's own predict()/infer(): the model is the module itself
         return [Hop(call, stmt, facts, scope, target=cst.Name("self"))]
     if _module_method_forward(call, facts, scope, stmt, r.program):
@@ -190,11 +194,11 @@ def forward_path(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, r: 
 _COMPREHENSIONS = (cst.ListComp, cst.GeneratorExp, cst.SetComp, cst.DictComp)
 
 
-def _self_forward(call: cst.Call, facts: FileFacts, scope: Scope) -> bool:
+def _self_forward(call: cst.Call, facts: FileFacts, scope: Scope, program: Any = None) -> bool:
     """``self(x)`` / ``self.forward(x)`` in a method (other than forward) of an ``nn.Module`` class."""
     if dotted(call.func) not in ("self", "self.forward") or scope.name in ("forward", "__call__", "__init__"):
         return False
-    return _module_class(facts, scope)
+    return _module_class(facts, scope, program)
 
 
 def _module_method_forward(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program: Any) -> bool:
@@ -440,8 +444,113 @@ def inference_calls(program: Any) -> List[EvalLoop]:
                         purpose = bool(_ON_PURPOSE.search(fn_text)) or bool(_ON_PURPOSE.search(scope.name))
                         out.append(EvalLoop(pf, scope, s, None, [(c, s)], f"{base} only runs inference",
                                             under_no_grad(s, scope, facts), purpose))
+    out.extend(handed_out_inference(program))
     program._tl_inference_calls = out
     return out
+
+
+#: Inference methods of a module: what a package's users call on the model its factory returns.
+_INFER_METHOD = re.compile(r"^(?:predict|inference|infer)(?:_|$)", re.I)
+
+
+def handed_out_inference(program: Any) -> List[EvalLoop]:
+    """Inference methods of a model that the program's own factory hands out trained: a function that
+    builds an instance of a project ``nn.Module`` class, loads weights into it (``load_state_dict`` /
+    ``torch.load``) and returns it with no ``eval()`` (OpenNRE's ``get_model()``), while the class's
+    ``infer()`` / ``predict()`` runs ``self.forward(...)`` / ``self(...)`` outside any loop. The factory's
+    callers are the package's users (``model = opennre.get_model(name); model.infer(item)``), so the
+    mode it returns the model in is the mode of the prediction. An inference method the program calls
+    itself is left to its callers (:func:`inference_calls`, the evaluation loops). One record per method,
+    the factory's ``return`` first on its path (:attr:`EvalLoop.handed_out`)."""
+    out: List[EvalLoop] = []
+    if not _uses_torch(program):
+        return out
+    texts = [f.ctx.source.text for f in program.files]
+    if not any(_LOADS_WEIGHTS.search(t) for t in texts):
+        return out
+    from trainlint.analysis.objects import World
+
+    world = World.of_program(program)
+    done: Set[int] = set()
+    for pf, text in zip(program.files, texts):
+        if "return" not in text or ".load_state_dict(" not in text:
+            continue
+        file = world.file_of(pf.facts)
+        if file is None:
+            continue
+        for fn in pf.facts.functions:
+            if fn.class_name is not None or fn.parent is not pf.facts.module:
+                continue
+            for value, rstmt in fn.returns:
+                name = dotted(value) if value is not None else None
+                if name is None or "." in name or not _loads_weights_into(fn, name, rstmt):
+                    continue
+                for o in world.objects(value, file, fn, rstmt)[:4]:
+                    if o.kind != "instance" or o.cls is None or not world.is_a(o, "torch.nn.Module"):
+                        continue
+                    for ref, m in _inference_methods(world, o.cls):
+                        if id(m) in done or any(f".{m.name}(" in t for t in texts):
+                            continue  # called in the program: its callers decide
+                        if _decorated(m) and not _grad_decorators_only(m, ref.file.facts):
+                            continue  # a decorator of the project's may switch the mode
+                        mpf = program.file_of(ref.file.facts)
+                        hop = _self_forward_hop(m, mpf.facts) if mpf is not None else None
+                        if hop is None:
+                            continue
+                        done.add(id(m))
+                        evidence = (f"{fn.name}() returns the {o.cls.name} with its trained weights loaded, and "
+                                    f"{o.cls.name}.{m.name}() predicts with it")
+                        first = Hop(cst.Call(func=cst.Name(fn.name)), rstmt, pf.facts, fn)
+                        out.append(EvalLoop(mpf, m, hop.stmt, None, [(hop.call, hop.stmt)], evidence,
+                                            under_no_grad(hop.stmt, m, mpf.facts), False, [[first, hop]],
+                                            handed_out=True))
+    return out
+
+
+def _grad_decorators_only(scope: Scope, facts: FileFacts) -> bool:
+    """Are all of a function's decorators autograd switches (``@torch.no_grad()``), which leave the mode alone?"""
+    for d in scope.node.decorators:  # type: ignore[attr-defined]
+        expr = d.decorator.func if isinstance(d.decorator, cst.Call) else d.decorator
+        if canonical(facts.qualify(expr) or "") not in ("torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+                                                        "torch.autograd.grad_mode.no_grad"):
+            return False
+    return True
+
+
+def _loads_weights_into(fn: Scope, name: str, before: Stmt) -> bool:
+    """Does ``fn`` call ``name.load_state_dict(...)`` before ``before``?"""
+    for st in _small(fn):
+        if st.index >= before.index:
+            break
+        for c in _stmt_calls(st):
+            if isinstance(c.func, cst.Attribute) and c.func.attr.value == "load_state_dict" and dotted(c.func.value) == name:
+                return True
+    return False
+
+
+def _inference_methods(world: Any, cls: Any) -> List[Tuple[Any, Scope]]:
+    """(class, method) for the inference methods (:data:`_INFER_METHOD`) of a class and its project bases,
+    the nearest definition of each name."""
+    out: List[Tuple[Any, Scope]] = []
+    seen: Set[str] = set()
+    for ref in [cls] + world._all_bases(cls):
+        for name, m in ref.info.methods.items():
+            if name not in seen and _INFER_METHOD.search(name):
+                seen.add(name)
+                out.append((ref, m))
+    return out
+
+
+def _self_forward_hop(m: Scope, facts: FileFacts) -> Optional["Hop"]:
+    """The first ``self(...)`` / ``self.forward(...)`` of method ``m`` outside any loop, as a hop that runs
+    the module itself."""
+    for st in _small(m):
+        if st.loops:
+            continue
+        for c in _stmt_calls(st):
+            if dotted(c.func) in ("self", "self.forward"):
+                return Hop(c, st, facts, m, target=cst.Name("self"))
+    return None
 
 
 def _called_from_entry(program: Any, pf: Any, scope: Scope) -> bool:
@@ -790,7 +899,9 @@ def _value_layers(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
     if g[0] == "class":
         ref = ClassRef(g[1], g[2])
         if world.is_module_class(ref):
-            return ModelLayers(ref.info.name, class_layers(world, ref))
+            # SoftmaxNN(CNNEncoder(dropout=0.5), ...): the modules it keeps from its arguments too
+            kept = _kept_argument_layers(world, ref, depth, (expr, file, scope, stmt))
+            return ModelLayers(ref.info.name, class_layers(world, ref) + kept)
         return None
     if g[0] == "function":
         fn: Scope = g[2]
@@ -873,6 +984,13 @@ def callee_layers(world: ModelWorld, func: cst.BaseExpression, file: FileRef, sc
         return None
     if name.endswith(".forward") or name.endswith(".module") or name.endswith("._orig_mod"):
         return callee_layers(world, func.value, file, scope, stmt, depth + 1)  # type: ignore[attr-defined]
+    if name == "self" and scope.class_name:
+        # a module's own method running self.forward(...): its layers, and those of the modules its
+        # constructor was given (``self.sentence_encoder = sentence_encoder``), from its construction sites
+        ref = world.enclosing_class(file, scope)
+        if ref is not None and world.is_module_class(ref):
+            return ModelLayers(ref.info.name, class_layers(world, ref) + _kept_argument_layers(world, ref, depth, None))
+        return None
     defs = world.defs(name, file, scope, stmt)
     if defs:
         best = None
@@ -969,6 +1087,43 @@ def _constructor_arg_layers(world: ModelWorld, param: str, file: FileRef, init: 
                 if ml is not None:
                     return ml
     return None
+
+
+def _kept_argument_layers(world: ModelWorld, ref: ClassRef, depth: int, site: Optional[Tuple[cst.Call, FileRef, Scope, Stmt]]) -> List[Layer]:
+    """Mode-dependent layers of the modules a Module class keeps from its constructor's arguments
+    (``def __init__(self, sentence_encoder, ...): self.sentence_encoder = sentence_encoder``): the
+    arguments of the construction ``site`` when given (the call, where it is), else of the class's
+    construction sites in the program (:func:`_constructor_arg_layers`)."""
+    init = ref.info.methods.get("__init__")
+    if init is None or depth > 12:
+        return []
+    from trainlint.analysis.objects import bound_arg
+
+    params = init.params()[1:]
+    out: List[Layer] = []
+    for p in _kept_params(init, params):
+        if site is not None:
+            call, cfile, cscope, cstmt = site
+            arg = bound_arg(call, params.index(p), p)
+            ml = _value_layers(world, arg, cfile, cscope, cstmt, depth + 1) if arg is not None else None
+        else:
+            ml = _constructor_arg_layers(world, p, ref.file, init, depth + 1)
+        if ml is not None and not ml.pickled:
+            out.extend(ml.layers)
+    return out
+
+
+def _kept_params(init: Scope, params: List[str]) -> List[str]:
+    """The ``__init__`` parameters stored as they are on ``self`` (``self.encoder = encoder``)."""
+    out = []
+    for st in init.stmts:
+        n = st.node
+        if (isinstance(n, cst.Assign) and len(n.targets) == 1 and isinstance(n.value, cst.Name)
+                and n.value.value in params and n.value.value not in out):
+            t = dotted(n.targets[0].target) or ""
+            if t.startswith("self.") and t.count(".") == 1:
+                out.append(n.value.value)
+    return out
 
 
 def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: Stmt,

@@ -1511,7 +1511,7 @@ class _Reach:
         out: List[ModeCall] = []
         for call in _stmt_calls(stmt):
             m = mode_of_call(call)
-            if m is not None and dotted(call.func.value) == "self" and not _module_class(facts, scope):  # type: ignore[attr-defined]
+            if m is not None and dotted(call.func.value) == "self" and not _module_class(facts, scope, self.program):  # type: ignore[attr-defined]
                 m = None  # `self.train()` of a Trainer class is its training method, not a mode switch
             if m is not None:
                 out.append(ModeCall(call, m, dotted(call.func.value) or "", facts, scope, stmt))  # type: ignore[attr-defined]
@@ -1535,12 +1535,25 @@ class _Reach:
         return out
 
 
-def _module_class(facts: FileFacts, scope: Scope) -> bool:
+def _module_class(facts: FileFacts, scope: Scope, program: Any = None) -> bool:
+    """Is ``scope`` (a method) in an ``nn.Module`` class? By its bases' names (``nn.Module``, ``BaseModel``,
+    ``Net``); with the program, also through project bases the value-flow layer resolves (OpenNRE's
+    ``class SoftmaxNN(SentenceRE)``, ``class SentenceRE(nn.Module)`` in another file)."""
     s = scope
     while s is not None and s.class_name is None:
         s = s.parent
     info = facts.classes.get(s.class_name) if s is not None else None
-    return info is not None and any(b.endswith(("Module", "Model", "Net")) for b in info.bases)
+    if info is None:
+        return False
+    if any(b.endswith(("Module", "Model", "Net")) for b in info.bases):
+        return True
+    if program is None or not info.bases:
+        return False
+    from trainlint.analysis.objects import ClassRef, World
+
+    world = World.of_program(program)
+    file = world.file_of(facts)
+    return file is not None and world.is_module_class(ClassRef(file, info))
 
 
 def reach(program: Any) -> _Reach:
@@ -1693,12 +1706,15 @@ def mode_before(program: Any, pf: Any, scope: Scope, stmt: Stmt, depth: int = 0,
     return "unknown"
 
 
-def mode_along(program: Any, path: Sequence[Tuple[Any, Scope, Stmt]], model: Optional["ObjectRef"] = None) -> str:
+def mode_along(program: Any, path: Sequence[Tuple[Any, Scope, Stmt]], model: Optional["ObjectRef"] = None,
+               public: bool = False) -> str:
     """The mode at the end of a call path (outermost first: the loop's ``self.validation_step(x)``, then
     ``self.infer(x)`` inside it, then ``self.module_(x)`` inside that): the last switch before the call
     in the innermost function, else in the function that called it on this path, ..., else what
     :func:`mode_before` says at the outermost call. (A helper shared by training and validation steps is
-    in eval mode on the validation path, whatever its other callers do.)"""
+    in eval mode on the validation path, whatever its other callers do.) ``public``: the outermost call
+    is a factory's ``return`` whose callers are outside the program (a package's users): with no switch
+    before it, the model leaves in its initial mode."""
     r = reach(program)
     for pf, scope, stmt in reversed(list(path)[1:]):
         last: Optional[str] = None
@@ -1712,6 +1728,14 @@ def mode_along(program: Any, path: Sequence[Tuple[Any, Scope, Stmt]], model: Opt
         if last is not None:
             return last
     pf, scope, stmt = path[0]
+    if public:
+        last = None
+        for s in _small(scope):
+            if s.index >= stmt.index:
+                break
+            for m in r.of_stmt(pf.facts, scope, s):
+                last = m.mode
+        return last or "initial"
     return mode_before(program, pf, scope, stmt, model=model)
 
 

@@ -31,7 +31,11 @@ class EvalWithoutEvalMode(Rule):
     `predict.py`) is checked like an evaluation loop; a call on a made-up tensor (`torch.randn(...)`: a
     shape check, an export trace) and a model file's own `__main__` smoke test are not. A mode switch counts
     only for the model it acts on: `teacher.eval()` (or `ema.eval()`, a `copy.deepcopy` of the model) says
-    nothing about the student that is evaluated.
+    nothing about the student that is evaluated. So is a package's own prediction API: a factory that builds
+    a model, loads its trained weights and returns it without `eval()` (`get_model(name)`), whose class
+    predicts in an `infer()` / `predict()` method that calls `self.forward(...)` with no `self.eval()` —
+    the package's users call it on what the factory gave them (a method the program calls itself is judged
+    at its callers).
 
     The model may be reached through helpers (`self.validation_step(x)` -> `self.infer(x)` ->
     `self.module_(x)`: the mode is the one on that path) and spelled `model.forward(x)` (the mode of
@@ -40,7 +44,8 @@ class EvalWithoutEvalMode(Rule):
     with no `eval()` anywhere before it is flagged although its class (and so its layers) is unknown here:
     the message says "if it has any".
 
-    The model's layers are read from its class (also across files, through submodules, factories,
+    The model's layers are read from its class (also across files, through submodules, the modules its
+    constructor is given (`SoftmaxNN(CNNEncoder(dropout=0.5))` keeps the encoder's dropout), factories,
     `accelerator.prepare(...)` and `Trainer(model)` attributes), `nn.Sequential` stacks, torchvision
     classifiers (`models.resnet18()` holds BatchNorm) and Hugging Face models of families with dropout
     (BERT, RoBERTa, GPT-2, T5, BART...; `from_pretrained()` returns them in eval mode, so they are flagged
