@@ -520,3 +520,51 @@ def test_dropout_of_a_submodule_given_to_the_constructor(tmp_path):
 def test_a_submodule_given_to_the_constructor_without_dropout_is_fine(tmp_path):
     # near-miss: the encoder passed in is a plain Linear: nothing depends on the mode
     assert _run(tmp_path, {"predict.py": WRAPPED.replace("{encoder}", "nn.Linear(8, 32)")}) == []
+
+
+# -- a module's own generation method: the mode is the callers' (self is whichever instance they hold) --
+
+GPT_MODEL = """
+import torch
+import torch.nn as nn
+
+class GPT(nn.Module):
+    def __init__(self, vocab=100, dim=64, p=0.1):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, dim)
+        self.drop = nn.Dropout(p)
+        self.head = nn.Linear(dim, vocab)
+
+    def forward(self, idx):
+        return self.head(self.drop(self.emb(idx)))
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            logits = self(idx)[:, -1, :]
+            idx = torch.cat((idx, logits.softmax(-1).multinomial(1)), dim=1)
+        return idx
+"""
+
+SAMPLE = """
+import torch
+from model import GPT
+
+if __name__ == "__main__":
+    model = GPT()
+    model.load_state_dict(torch.load("ckpt.pt"))
+    {switch}
+    print(model.generate(torch.zeros((1, 1), dtype=torch.long), 100))
+"""
+
+
+def test_generate_called_after_eval_by_its_caller_is_fine(tmp_path):
+    # nanoGPT's sample.py: model.eval() then model.generate(); inside generate() `self` is that model
+    found = _run(tmp_path, {"model.py": GPT_MODEL, "sample.py": SAMPLE.replace("{switch}", "model.eval()")})
+    assert found == []
+
+
+def test_generate_called_without_eval_is_flagged(tmp_path):
+    found = _run(tmp_path, {"model.py": GPT_MODEL, "sample.py": SAMPLE.replace("{switch}", "pass")})
+    assert _where(found) == ["model.py:16"]
+    assert "GPT" in found[0].message and "generate()" in found[0].message

@@ -1763,6 +1763,8 @@ def allocation_sites(program: Any, ref: ObjectRef) -> Optional[Set[int]]:
     # object made at that call, so still an allocation site
     if not objs or any((o.kind == "unknown" and not o.qname) or o.node is None for o in objs):
         return None
+    if any(isinstance(o.node, cst.ClassDef) for o in objs):
+        return None  # `self` in a method: whichever instance of the class the callers hold
     return {id(o.node) for o in objs}
 
 
