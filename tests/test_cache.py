@@ -246,3 +246,75 @@ def test_touching_one_file_recomputes_only_the_programs_that_hold_it(tmp_path):
     again, written = run()
     assert written == {"file": 1, "program": 2}
     assert again == run(cached=False)[0]
+
+
+SOFTMAX_MODEL = """\
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return F.softmax(self.fc(x), dim=1)
+"""
+CE_TRAIN = """\
+import torch
+from model import Net
+from helpers import batches
+
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+criterion = torch.nn.CrossEntropyLoss()
+for i in batches(3):
+    x, y = torch.randn(4, 8), torch.randint(0, 3, (4,))
+    opt.zero_grad()
+    loss = criterion(model(x), y)
+    loss = torch.clamp(loss, max=1.0)
+    loss.backward()
+    opt.step()
+"""
+
+
+def test_one_package_is_cut_into_shares_of_programs_for_the_workers(tmp_path):
+    """A project whose files all import one another (one group) is not left to one worker: each worker
+    lints a share of its programs and files, and the shares' findings merge into the serial output
+    (model.py's TL103 is found by all five programs and reported once, naming train_a.py as the serial
+    run does, whichever worker analysed train_a's program)."""
+    from trainlint.cache import Cache, fingerprint
+    from trainlint.config import Config, Selection
+    from trainlint.engine import Options, _groups, _lint_parallel, _roots, lint_paths
+    from trainlint.files import discover
+    from trainlint.rules import registry
+    from trainlint.source import read_source
+
+    project = tmp_path / "pkg"
+    project.mkdir()
+    (project / "model.py").write_text(SOFTMAX_MODEL)
+    (project / "helpers.py").write_text("def batches(n):\n    return [i for i in range(n)]\n")
+    for name in "abcde":
+        (project / f"train_{name}.py").write_text(CE_TRAIN)
+    config = Config(layers=[Selection()])
+    enabled = list(registry())
+
+    def listed(findings):
+        return [(f.path, f.span, f.code, f.message) for f in findings]
+
+    serial = listed(lint_paths([str(project)], Options(config=config, enabled=enabled, jobs=1))[0].findings)
+    assert [c for _, _, c, _ in serial].count("TL103") == 1 and "train_a.py:11" in serial[0][3]
+    assert [c for _, _, c, _ in serial].count("TL202") == 5
+    found = discover([str(project)], config)
+    items = {os.path.realpath(r): (r, read_source(r, d)) for r, d in found.files}
+    roots = _roots(list(items))
+    assert len(_groups(items, roots)) == 1
+    for cache in (None, tmp_path / "cache", tmp_path / "cache"):  # no cache, cold, warm
+        options = Options(config=config, enabled=enabled, jobs=2,
+                          cache=Cache(cache, fingerprint(enabled, False, config.max_file_size)) if cache else None)
+        parallel = _lint_parallel(items, options, roots, 2)
+        assert parallel is not None  # cut into two shares, not linted serially
+        merged = sorted((f for r in parallel.values() for f in r.findings), key=lambda f: f.sort_key())
+        assert listed(merged) == serial
+        assert listed(lint_paths([str(project)], options)[0].findings) == serial

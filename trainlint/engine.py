@@ -261,6 +261,9 @@ class _FileState:
     real: str = ""
     digest: str = ""  # content hash, for the cache
     seen: set = field(default_factory=set)  # (code, span) of the findings already kept
+    #: False: parsed only for the programs it belongs to; another worker runs its file-level rules (and
+    #: reports it), so they are not run here and nothing of it is cached from here.
+    check: bool = True
 
 
 def describe_exception(exc: BaseException, limit: int = 300) -> str:
@@ -306,14 +309,15 @@ def _too_deep_warning(source: SourceFile, exc: BaseException) -> str:
 
 
 def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule], skip_roots: Optional[Sequence[Path]] = None,
-             real: Optional[str] = None) -> _FileState:
-    """Phase one for one file: suppressions, per-file ignores, parse, file-level rules. With
-    ``skip_roots`` (the run's project roots), a file without training code is deferred, not parsed."""
+             real: Optional[str] = None, check: bool = True) -> _FileState:
+    """Phase one for one file: suppressions, per-file ignores, parse, file-level rules (not with
+    ``check`` false). With ``skip_roots`` (the run's project roots), a file without training code is
+    deferred, not parsed."""
     result = FileResult(source=source)
     sup = supp.parse(source.text, rule_codes())
     file_ignores = options.config.ignored_for_file(_relative_to(source.path, options.config.root))
     enabled = [c for c in options.enabled if not any(c.startswith(s) or s == "ALL" for s in file_ignores)]
-    state = _FileState(source, result, sup, enabled, file_ignores)
+    state = _FileState(source, result, sup, enabled, file_ignores, check=check)
     if sup.skip_file:
         state.done = True
         return state
@@ -418,9 +422,9 @@ def _parse_and_check(state: _FileState, options: Options, rules: Sequence[Rule])
         state.digest = _digest(state.source, state.real)
         if _from_cache(state, cache):
             return state
-    _parse_and_check_uncached(state, options, rules)
+    _parse_and_check_uncached(state, options, rules if state.check else ())
     state.node = state.ctx
-    if cache is not None:
+    if cache is not None and state.check:
         _to_cache(state, cache)
     return state
 
@@ -516,17 +520,20 @@ def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]
 
 
 def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule],
-                       roots: Optional[List[Path]] = None, loaded: Optional[set] = None) -> None:
+                       roots: Optional[List[Path]] = None, loaded: Optional[set] = None,
+                       part: Optional[Tuple[int, int]] = None) -> list:
+    """Build the programs of ``states``, run the program rules on each and merge their findings into
+    the states. With ``part`` (k, n): only the k-th of n shares of the programs, and nothing merged: the
+    outcomes are returned, for the caller to merge those of all n shares (``_merge_outcomes``)."""
     if not any(st.node is not None for st in states.values()):  # nothing parsed: no program to build
-        return
+        return []
     if isinstance(rules, _LazyRules) and rules._rules is not None or not isinstance(rules, _LazyRules):
         if not any(r.is_program_rule() for r in rules):
-            return
+            return []
     from trainlint.analysis.program import build_programs
 
     cache = options.cache
     run_files = {real: st.node for real, st in states.items() if st.node is not None}
-    by_display = {st.source.path: st for st in states.values()}
     digests: Dict[str, str] = {}  # real path -> content hash, of the files loaded from outside the run
     outside: set = set()  # the files loaded from outside ``states``
 
@@ -566,7 +573,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
         for st in states.values():
             if st.node is not None and st.result.error is None:
                 st.result.error = _internal_error(st.source.path, "the program analysis (imports between files)", exc)
-        return
+        return []
     if loaded is not None:  # files from outside these states that a program holds
         loaded.update(pf.path for program in programs for pf in program.files if pf.path in outside)
     # Each program is cached, and recomputed, on its own: its key holds every file of it (content, name,
@@ -574,7 +581,8 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     # changed file. Rules keep no memory between programs: a file shared by train.py and finetune.py is
     # judged in both, and the merge below keeps one finding per rule and place.
     outcomes: Dict[int, list] = {}
-    for program in programs:
+    chosen = programs if part is None else _share(programs, *part)
+    for program in chosen:
         key = None
         if cache is not None:
             key = _program_key(program, states, digests, cache.fingerprint)
@@ -591,18 +599,28 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
             from trainlint.cache import findings_to_json
 
             cache.put("program", key, [[code, findings_to_json(found), err] for code, found, err in outcomes[id(program)]])
-    # A file shared by two programs (a model used by train.py and finetune.py) is judged in each, and a
-    # file checked on its own (file-level rules) may be judged again in a program: one finding per rule
-    # and place, the file's own first, then the programs' in the order of their entry scripts' paths (so
-    # the output does not depend on the order programs are built or processed in, nor on --jobs).
+    ranked = [((p.entry.path, p.entry.display, i), p.entry.display, outcomes[id(p)])
+              for i, p in enumerate(programs) if id(p) in outcomes]
+    if part is None:
+        _merge_outcomes(states, ranked)
+    return ranked
+
+
+def _merge_outcomes(states: Dict[str, _FileState], ranked: list) -> None:
+    """Program findings into the files' findings. A file shared by two programs (a model used by
+    train.py and finetune.py) is judged in each, and a file checked on its own (file-level rules) may be
+    judged again in a program: one finding per rule and place, the file's own first, then the programs'
+    in the order of their entry scripts' paths (so the output does not depend on the order programs are
+    built or processed in, nor on --jobs). ``ranked``: (order, entry's name shown, outcome) per program."""
+    by_display = {st.source.path: st for st in states.values()}
     for st in states.values():
         st.seen.update((f.code, f.span) for f in st.raw)
-    for program in sorted(programs, key=lambda p: (p.entry.path, p.entry.display)):
-        for code, found, err in outcomes[id(program)]:
+    for _, entry_display, outcome in sorted(ranked, key=lambda r: r[0]):
+        for code, found, err in outcome:
             if err is not None:
-                st = by_display.get(program.entry.display)
+                st = by_display.get(entry_display)
                 if st is not None and st.result.error is None:
-                    st.result.error = FileError(program.entry.display, err)
+                    st.result.error = FileError(entry_display, err)
                 continue
             for f in found:
                 st = by_display.get(f.path)
@@ -612,6 +630,26 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                 if key_f not in st.seen:
                     st.seen.add(key_f)
                     st.raw.append(f)
+
+
+def _share(programs: list, k: int, n: int) -> list:
+    """The k-th of n shares of the programs, balanced by size (the same cut in every worker: the
+    programs are built the same way from the same files), in their order."""
+    loads = [0] * n
+    owner: Dict[int, int] = {}
+    weights = [(-_program_weight(p), i) for i, p in enumerate(programs)]
+    for w, i in sorted(weights):
+        j = min(range(n), key=lambda x: (loads[x], x))
+        loads[j] -= w
+        owner[i] = j
+    return [p for i, p in enumerate(programs) if owner[i] == k]
+
+
+def _program_weight(program) -> int:
+    """About how much analysing a program costs: the size of its files (a library module is judged by
+    two rules only)."""
+    size = sum(len(pf.ctx.source.text) for pf in program.files if pf.ctx is not None)
+    return size // 4 if program.library else size
 
 
 def _check_program(program, program_rules: Sequence[Rule]) -> list:
@@ -801,14 +839,7 @@ def _lint_group(items: Dict[str, Tuple[str, SourceFile]], options: Options,
     """Lint some files of the run together: every program they hold. Returns each file's result and
     the files that were loaded from outside these ones (linking)."""
     rules = _instances(options.enabled)
-    skip_roots = None if options.parse_all else roots
-    states: Dict[str, _FileState] = {}
-    failed: Dict[str, FileResult] = {}
-    for real, (path, source) in items.items():
-        try:
-            states[real] = _prepare(source, options, rules, skip_roots, path)
-        except Exception as exc:  # one file never costs the run
-            failed[real] = FileResult(error=_internal_error(source.path, "the engine", exc), checked=False)
+    states, failed = _prepare_all(items, options, rules, roots)
     loaded: set = set()
     _run_program_rules(states, options, rules, roots, loaded)
     results = {real: _finish(st, options) for real, st in states.items()}
@@ -816,10 +847,27 @@ def _lint_group(items: Dict[str, Tuple[str, SourceFile]], options: Options,
     return results, loaded
 
 
+def _prepare_all(items: Dict[str, Tuple[str, SourceFile]], options: Options, rules: Sequence[Rule], roots: List[Path],
+                 owned: Optional[set] = None) -> Tuple[Dict[str, _FileState], Dict[str, FileResult]]:
+    """Phase one for each file (file-level rules only for ``owned`` ones, when given)."""
+    skip_roots = None if options.parse_all else roots
+    states: Dict[str, _FileState] = {}
+    failed: Dict[str, FileResult] = {}
+    for real, (path, source) in items.items():
+        try:
+            states[real] = _prepare(source, options, rules, skip_roots, path, check=owned is None or real in owned)
+        except Exception as exc:  # one file never costs the run
+            failed[real] = FileResult(error=_internal_error(source.path, "the engine", exc), checked=False)
+    return states, failed
+
+
 # -- worker processes ---------------------------------------------------------------------------
 
 #: Below this much source to analyse (bytes not answered by the cache), workers cost more than they save.
 PARALLEL_MIN_BYTES = 200_000
+#: The last parallel run's worker processes: pid -> CPU seconds spent on lint work (benchmarks read it:
+#: on a shared machine the busiest worker's CPU time says what the wall time would be on an idle one).
+WORKER_CPU: Dict[int, float] = {}
 
 
 def _jobs(options: Options, items: Dict[str, Tuple[str, SourceFile]]) -> int:
@@ -902,29 +950,64 @@ def _realpath(path: str) -> str:
 
 def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, roots: List[Path],
                    jobs: int) -> Optional[Dict[str, FileResult]]:
-    """The groups of the run linted in worker processes, biggest first. None when it cannot be done
-    that way (one group; a program that reached into another group through a file outside the run: the
-    caller then lints serially, so the output is always the serial one)."""
+    """The run linted in worker processes. Work is cut along the groups of files that no import crosses
+    (each program lies within one), biggest first; a group bigger than a worker's share of the run (a
+    whole package: timm, Lightning) is cut further, into shares of its programs: each share's worker
+    parses the group's files (programs are built from all of them), runs the file-level rules on its
+    share of the files and the program rules on its share of the programs, and this process merges the
+    shares' findings as the serial run does. None when it cannot be done that way (a single group of
+    one file; a program that reached into another group through a file outside the run: the caller then
+    lints serially, so the output is always the serial one)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     groups = _groups(items, roots)
-    if len(groups) < 2:
+    size = {real: len(source.text) for real, (_, source) in items.items()}
+    total = sum(size.values()) or 1
+    tasks = []  # (weight, files, part (k, n) or None, files owned)
+    for g in groups:
+        weight = sum(size[r] for r in g)
+        n = min(jobs, len(g), -(-weight * jobs // total))
+        if n <= 1:
+            tasks.append((weight, g, None, None))
+            continue
+        for k, owned in enumerate(_split_files(g, size, n)):
+            tasks.append((weight / n, g, (k, n), owned))
+    if len(tasks) < 2:
         return None
-    groups.sort(key=lambda g: -sum(len(items[r][1].text) for r in g))
+    tasks.sort(key=lambda t: -t[0])
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     results: Dict[str, FileResult] = {}
     loaded: set = set()
+    shares: Dict[int, list] = {}  # id of a cut group -> what its shares returned
+    WORKER_CPU.clear()
     try:
-        with ProcessPoolExecutor(max_workers=min(jobs, len(groups)), mp_context=multiprocessing.get_context(method)) as ex:
-            futures = [ex.submit(_group_worker, [(real, items[real][0], items[real][1].path) for real in g], options, roots)
-                       for g in groups]
-            for fut in futures:
-                part, outside = fut.result()
-                results.update(part)
+        with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context(method)) as ex:
+            futures = [(g, part, ex.submit(_group_worker, [(real, items[real][0], items[real][1].path) for real in g],
+                                           options, roots, part, owned))
+                       for _, g, part, owned in tasks]
+            for g, part, fut in futures:
+                *done, pid, cpu = fut.result()
+                WORKER_CPU[pid] = WORKER_CPU.get(pid, 0.0) + cpu
+                if part is None:
+                    part_results, outside = done
+                    results.update(part_results)
+                else:
+                    states, failed, ranked, outside = done
+                    shares.setdefault(id(g), [g, {}, {}, []])
+                    entry = shares[id(g)]
+                    entry[1].update(states)
+                    entry[2].update(failed)
+                    entry[3].extend(ranked)
                 loaded |= outside
     except Exception:  # a worker that died (memory...), an unpicklable value: lint serially instead
         return None
+    for g, states, failed, ranked in shares.values():
+        for real, st in states.items():
+            st.source = st.result.source = items[real][1]
+        _merge_outcomes(states, ranked)
+        results.update((real, _finish(st, options)) for real, st in states.items())
+        results.update(failed)
     if loaded & set(items) or set(results) != set(items):
         return None
     for real, result in results.items():
@@ -932,7 +1015,22 @@ def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, r
     return results
 
 
-def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: List[Path]):
+def _split_files(group: List[str], size: Dict[str, int], n: int) -> List[set]:
+    """A group's files in n shares of about the same size."""
+    owned: List[set] = [set() for _ in range(n)]
+    loads = [0] * n
+    for real in sorted(group, key=lambda r: (-size[r], r)):
+        j = min(range(n), key=lambda x: (loads[x], x))
+        owned[j].add(real)
+        loads[j] += size[real]
+    return owned
+
+
+def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: List[Path],
+                  part: Optional[Tuple[int, int]] = None, owned: Optional[set] = None):
+    import time
+
+    start = time.process_time()
     items: Dict[str, Tuple[str, SourceFile]] = {}
     errors: Dict[str, FileResult] = {}
     for real, path, display in group:
@@ -941,13 +1039,30 @@ def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: Li
         except SourceError as exc:  # changed since the main process read it
             errors[real] = FileResult(error=FileError(display, str(exc)))
     try:
-        results, loaded = _lint_group(items, options, roots)
+        if part is None:
+            results, loaded = _lint_group(items, options, roots)
+        else:
+            rules = _instances(options.enabled)
+            states, failed = _prepare_all(items, options, rules, roots, owned)
+            loaded = set()
+            ranked = _run_program_rules(states, options, rules, roots, loaded, part)
     finally:
         clear_caches()
+    if part is not None:
+        # this share's files, without what the main process has (the text) or cannot take (trees)
+        mine = {}
+        for real, st in states.items():
+            if real in owned:
+                st.ctx = None
+                st.node = True if st.node is not None else None
+                st.source = st.result.source = None
+                mine[real] = st
+        failed.update(errors)
+        return mine, {r: f for r, f in failed.items() if r in owned}, ranked, loaded, os.getpid(), time.process_time() - start
     results.update(errors)
     for result in results.values():
         result.source = None  # the main process has the text
-    return results, loaded
+    return results, loaded, os.getpid(), time.process_time() - start
 
 
 def lint_text(text: str, display: str, options: Options) -> Tuple[Report, List[str]]:
