@@ -297,6 +297,17 @@ class _Finder:
     def __init__(self, facts: FileFacts, program: Any) -> None:
         self.facts = facts
         self.program = program
+        #: Did an answer depend on the program (a ``.step()`` receiver asked of the value-flow layer, a
+        #: loop count folded)? When it did not, the loops found are those of every program that holds
+        #: the file and the same files at ``files_asked``, and :func:`train_loops` keeps them for those.
+        self.asked_program = False
+        #: The project files a helper was looked up in: (path, the facts the program holds there or None).
+        self.files_asked: List[Tuple[str, Optional[FileFacts]]] = []
+
+    def _classify(self, call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:
+        if isinstance(call.func, cst.Attribute) and call.func.attr.value == "step":
+            self.asked_program = True  # (classify_call reads the program for ``.step()`` only)
+        return classify_call(call, facts, scope, stmt, self.program)
 
     def loops(self) -> List[TrainLoop]:
         out: List[TrainLoop] = []
@@ -327,7 +338,7 @@ class _Finder:
         for inner in _small(scope):
             if node in inner.loops and inner.loops[-1] is not node:
                 for call in calls(inner.node):
-                    if classify_call(call, self.facts, scope, inner, self.program) in ("backward", "optimizer_step"):
+                    if self._classify(call, self.facts, scope, inner) in ("backward", "optimizer_step"):
                         training_loops.update(id(l) for l in inner.loops[inner.loops.index(node) + 1:])
                         break
         for inner in scope.stmts:
@@ -350,7 +361,7 @@ class _Finder:
             if node in inner.loops:
                 continue
             for call in calls(inner.node):
-                kind = classify_call(call, self.facts, scope, inner, self.program)
+                kind = self._classify(call, self.facts, scope, inner)
                 if kind == "scheduler_step" or kind == "optimizer_step":
                     loop.events.append(Event(kind, call, _receiver(call), self.facts, scope, inner, "outside", (inner.index,)))
         loop.events.sort(key=lambda e: e.order)
@@ -371,6 +382,7 @@ class _Finder:
 
     def _count(self, node, scope: Scope, s: Stmt, epoch: bool):
         facts, program = self.facts, self.program
+        self.asked_program = True  # (constants fold through the program's files)
         if isinstance(node, cst.For):
             args = _range_args(node.iter)
             if not args:
@@ -415,7 +427,7 @@ class _Finder:
 
     def _events_of(self, loop: TrainLoop, facts: FileFacts, scope: Scope, stmt: Stmt, level: str, order, depth: int) -> None:
         for i, call in enumerate(calls(stmt.node)):
-            kind = classify_call(call, facts, scope, stmt, self.program)
+            kind = self._classify(call, facts, scope, stmt)
             if kind is not None:
                 loop.events.append(Event(kind, call, _receiver(call), facts, scope, stmt, level, order + (i,),
                                          _conditional(stmt)))
@@ -458,10 +470,24 @@ class _Finder:
         q = facts.aliases.qualify_dotted(name)
         if q is None:
             return None
-        return _imported_function(q, facts, self.program)
+        if self.program.file_of(facts) is None:
+            self.asked_program = True
+            return None
+        path = _module_path(q, facts, self.program)
+        if path is None:
+            return None  # a library function (``F.relu``): the same answer in every program
+        # a project file's function: the answer is the same in every program that holds the same file
+        target = self.program.file_at(str(path))
+        self.files_asked.append((str(path), target.facts if target is not None else None))
+        if target is None:
+            return None
+        fn = target.facts.function(q.lstrip(".").rsplit(".", 1)[-1])
+        return (target.facts, fn) if fn is not None else None
 
 
-def _imported_function(qualified: str, facts: FileFacts, program: Any) -> Optional[Tuple[FileFacts, Scope]]:
+def _module_path(qualified: str, facts: FileFacts, program: Any):
+    """The project file (path) of the module a qualified function name lives in, or None (a library,
+    a bare name, or a file outside ``program``). Read from the disk only: no program file is needed."""
     from trainlint.analysis.program import resolve_module
 
     me = program.file_of(facts)
@@ -471,10 +497,14 @@ def _imported_function(qualified: str, facts: FileFacts, program: Any) -> Option
     parts = qualified[lead:].split(".")
     if len(parts) < 2:
         return None
-    mod = "." * lead + ".".join(parts[:-1])
-    path = resolve_module(mod, me.path, [])
+    return resolve_module("." * lead + ".".join(parts[:-1]), me.path, [])
+
+
+def _imported_function(qualified: str, facts: FileFacts, program: Any) -> Optional[Tuple[FileFacts, Scope]]:
+    path = _module_path(qualified, facts, program)
     if path is None:
         return None
+    parts = qualified.lstrip(".").split(".")
     f = program.file_at(str(path))
     if f is None:
         return None
@@ -499,16 +529,35 @@ def _conditional(stmt: Stmt) -> bool:
 def train_loops(facts: FileFacts, program: Any = None) -> List[TrainLoop]:
     """The training loops of one file (epoch loops and iteration loops), with their events. Memoized
     per file (and program: helpers and constants may come from other files)."""
+    if program is not None:
+        shared = facts.__dict__.get("_train_loops_any")
+        if shared is not None and _same_files(program, facts, shared[0]):
+            return shared[1]  # found without asking the program: the same in every program
     cache: Dict[int, Tuple[Any, List[TrainLoop]]] = getattr(facts, "_train_loops", None) or {}
     key = id(program)
     hit = cache.get(key)
     if hit is None or hit[0] is not program:
-        hit = cache[key] = (program, _Finder(facts, program).loops())
+        finder = _Finder(facts, program)
+        hit = cache[key] = (program, finder.loops())
+        if program is not None and not finder.asked_program:
+            facts.__dict__["_train_loops_any"] = (finder.files_asked, hit[1])
         try:
             setattr(facts, "_train_loops", cache)
         except Exception:  # pragma: no cover
             pass
     return hit[1]
+
+
+def _same_files(program: Any, me: FileFacts, asked: List[Tuple[str, Optional[FileFacts]]]) -> bool:
+    """Does ``program`` hold the same files (the same facts, or none) at each of these paths (and, when
+    there are any, the file ``me`` itself: helpers are only looked up from a file of the program)?"""
+    if asked and program.file_of(me) is None:
+        return False
+    for path, facts in asked:
+        f = program.file_at(path)
+        if (f.facts if f is not None else None) is not facts:
+            return False
+    return True
 
 
 def program_loops(program: Any) -> List[TrainLoop]:
@@ -1115,6 +1164,8 @@ def classify(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt, program
 class _Builder:
     def __init__(self, program: Any) -> None:
         self.program = program
+        #: follows helpers and records what was asked of the program (see _Finder.asked_program)
+        self.finder = _Finder(None, program)  # type: ignore[arg-type]
 
     def timeline(self, loop: TrainLoop) -> Timeline:
         tl = Timeline(loop)
@@ -1146,6 +1197,8 @@ class _Builder:
         i = 0
         for n in calls(node):
             i += 1
+            if isinstance(n.func, cst.Attribute) and n.func.attr.value == "step":
+                self.finder.asked_program = True  # (classify_call reads the program for ``.step()`` only)
             kind = classify(n, facts, scope, s, self.program)
             if kind is None:
                 ploop = manual_update(n, s)
@@ -1159,7 +1212,7 @@ class _Builder:
                 continue
             if depth >= HELPER_DEPTH:
                 continue
-            helper = helper_of(n, facts, scope, self.program)
+            helper = self.finder._helper(n, facts, scope)
             if helper is None:
                 continue
             hfacts, hscope = helper
@@ -1174,15 +1227,25 @@ class _Builder:
 
 
 def timelines(facts: FileFacts, program: Any = None) -> List[Timeline]:
-    """Timelines of the training loops of one file (memoized per file and program)."""
+    """Timelines of the training loops of one file (memoized per file and program; shared by the programs
+    that hold the same files where a helper was looked up, when nothing else was asked of the program)."""
+    found = train_loops(facts, program)
+    if program is not None:
+        shared = facts.__dict__.get("_order_timelines_any")
+        if shared is not None and shared[0] is found and _same_files(program, facts, shared[1]):
+            return shared[2]
     cache: Dict[int, Tuple[Any, List[Timeline]]] = facts.__dict__.setdefault("_order_timelines", {})
     hit = cache.get(id(program))
     if hit is None or hit[0] is not program:
         b = _Builder(program)
         framework = _framework_train_steps(facts, program)
-        loops = list(train_loops(facts, program)) + _manual_training_steps(facts) + framework + \
+        loops = list(found) + _manual_training_steps(facts) + framework + \
             _step_functions(facts, {id(l.scope) for l in framework})
         hit = cache[id(program)] = (program, [b.timeline(l) for l in loops])
+        # (a library trainer's train_step is judged by the program's own files: see _library_base)
+        if program is not None and not b.finder.asked_program and \
+                not any(f.name == "train_step" and f.class_name for f in facts.functions):
+            facts.__dict__["_order_timelines_any"] = (found, b.finder.files_asked, hit[1])
     return hit[1]
 
 
