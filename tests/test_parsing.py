@@ -208,3 +208,99 @@ def test_the_quick_nesting_bound_answers_for_ordinary_code_and_still_refuses_dee
     for deep in ("x = (" + " + ".join(["1"] * 300) + ")\n", "if a:\n    pass\n" + "elif b:\n    pass\n" * 120):
         with pytest.raises(TooDeep):
             check_nesting(deep, MAX_NESTING)
+
+
+# -- Python 2: statements rewritten line by line, so the rules read the file and the lines stay the user's
+
+PY2 = '''import sys
+def report(score, ns):
+    print score, 2
+    print >>sys.stderr, "err", score
+    print "no newline",
+    print
+    if score: print score
+    try:
+        exec "y = 1" in ns
+    except ValueError, e:
+        raise RuntimeError, "bad %s" % e
+    print("already a call")
+    print("a"); print score  # a comment
+'''
+
+
+def test_python2_statements_are_rewritten_on_their_own_lines():
+    with pytest.raises(cst.ParserSyntaxError):
+        cst.parse_module(PY2)
+    module, version = parse(PY2)
+    assert version == "2"
+    lines = module.code.splitlines()
+    assert len(lines) == len(PY2.splitlines())
+    assert lines[2].split() == ["print(", "score,", "2)"]
+    assert lines[3] == '    print(  "err", score, file=sys.stderr)'
+    assert lines[4] == '    print( "no newline", end=" ")'
+    assert lines[5] == "    print()"
+    assert lines[6] == "    if score: print( score)"
+    assert lines[8] == '        exec( "y = 1" , ns)'
+    assert lines[9] == "    except ValueError as e:"
+    assert lines[10] == '        raise RuntimeError( "bad %s" % e)'
+    assert lines[11] == '    print("already a call")'
+    assert lines[12] == '    print("a"); print( score)  # a comment'
+
+
+def test_python2_with_a_real_syntax_error_is_still_one():
+    src = "print x\nx = (1,\n"
+    with pytest.raises(cst.ParserSyntaxError):
+        parse(src)
+    with pytest.raises(cst.ParserSyntaxError):
+        parse("print `x`\n")  # backticks: not rewritten
+
+
+def test_a_python2_script_is_checked_at_its_own_lines(tmp_path):
+    # meetshah1995/pytorch-semseg c3d1fdd: validate.py (Python 2) evaluates a torch.load()ed model with
+    # no model.eval()
+    found, _, _ = _lint(tmp_path, {
+        "validate.py": """
+            import torch
+            from torch.utils import data
+
+            def train(args):
+                valloader = data.DataLoader(make_dataset(args), batch_size=1)
+                model = torch.load(args.model_path)
+                gts, preds = [], []
+                for i, (images, labels) in enumerate(valloader):
+                    outputs = model(images)
+                    preds.append(outputs.max(1)[1])
+                for k, v in score(gts, preds).items():
+                    print k, v
+
+            if __name__ == '__main__':
+                train(parse_args())
+        """,
+    })
+    assert ("validate.py", 9, "TL401") in found
+    assert not any(code == "TL001" for _, _, code in found)
+
+
+def test_fixes_are_never_applied_to_a_python2_file(tmp_path):
+    from click.testing import CliRunner
+
+    from trainlint.cli import main
+
+    src = textwrap.dedent("""
+        import torch
+        from torch.utils.data import DataLoader
+        torch.manual_seed(0)
+        loader = DataLoader(train_ds, batch_size=32)
+        for epoch in range(3):
+            for x, y in loader:
+                loss = criterion(model(x), y)
+                loss.backward()
+                optimizer.step()
+            print "epoch", epoch, loss.item()
+    """)
+    p = tmp_path / "train.py"
+    p.write_text(src, encoding="utf-8")
+    r = CliRunner().invoke(main, ["check", "--isolated", "--no-cache", "--select", "TL304", str(p)])
+    assert "TL304" in r.output  # the unshuffled loader is found in the Python 2 file
+    r = CliRunner().invoke(main, ["check", "--isolated", "--no-cache", "--fix", "--unsafe-fixes", "--select", "TL304", str(p)])
+    assert p.read_text(encoding="utf-8") == src  # its fix would need Python 3 to compile the result

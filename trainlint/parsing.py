@@ -10,6 +10,15 @@ longer route to it, so :func:`parse_legacy` drives it directly. It is slower tha
 runs only after the native parse failed and only when the text uses ``async``/``await`` at all; a file it
 cannot read either is a syntax error (TL001) as before. The tree it builds is the same libcst tree (the same
 node classes, ``module.code`` round-trips the text), so every layer and rule reads it unchanged.
+
+Python 2 is older than any grammar libcst has (its oldest is 3.0, and ``print x`` or ``except E, e:`` is
+a syntax error under all of them). A file that fails every grammar and has Python 2 statements is read
+through :func:`rewrite_python2`: ``print x, y`` -> ``print(x, y)`` (``>>f`` -> ``file=f``, a trailing comma
+-> ``end=" "``), ``exec code in ns`` -> ``exec(code, ns)``, ``except E, e:`` -> ``except E as e:``,
+``raise E, msg`` -> ``raise E(msg)``, each within its own lines, so every line keeps its number and the
+findings point at the user's lines. The tree is of the rewritten text (``module.code`` differs from the
+file): fixes are never applied to such a file (they must leave a file that Python 3 compiles, which it
+never is). Anything else of Python 2 (backticks, ``0777``, ``ur""``) still makes the file TL001.
 """
 
 from __future__ import annotations
@@ -24,6 +33,11 @@ import libcst as cst
 #: The newest grammar in which ``async`` and ``await`` are identifiers.
 LEGACY_VERSION = "3.6"
 _OLD_KEYWORDS = re.compile(r"\b(async|await)\b")
+#: The version :func:`parse` reports for a file read through :func:`rewrite_python2`.
+PYTHON2 = "2"
+#: A Python 2 statement at the start of a line (a cheap test before tokenizing).
+_PY2_STATEMENT = re.compile(r"^[ \t]*(?:print|exec)\b(?![ \t]*[(=.\[,;)]|[ \t]*$)|^[ \t]*(?:print)[ \t]*$|^[ \t]*(?:except|raise)\b[^\n#]*,", re.M)
+_COMPOUND = frozenset({"if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class"})
 
 
 #: The deepest nesting (as measured by :func:`nesting_depth`) trainlint parses. libcst's tree code and the
@@ -351,9 +365,123 @@ def parse(text: str, max_file_size: Optional[int] = None) -> Tuple[cst.Module, O
     try:
         return cst.parse_module(text), None
     except cst.ParserSyntaxError:
-        if not _OLD_KEYWORDS.search(text):
-            raise
-        module = parse_legacy(text)
-        if module is None:
-            raise
-        return module, LEGACY_VERSION
+        if _OLD_KEYWORDS.search(text):
+            module = parse_legacy(text)
+            if module is not None:
+                return module, LEGACY_VERSION
+        if _PY2_STATEMENT.search(text):
+            rewritten = rewrite_python2(text)
+            if rewritten is not None:
+                try:
+                    return cst.parse_module(rewritten), PYTHON2
+                except cst.ParserSyntaxError:
+                    pass
+        raise
+
+
+# -- Python 2 -------------------------------------------------------------------------------------
+
+
+def rewrite_python2(text: str) -> Optional[str]:
+    """``text`` with its Python 2 statements written the Python 3 way, every line where it was (see the
+    module doc); None when nothing was rewritten or the text does not tokenize."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return None
+    edits: list = []  # ((row, col), (row, col), replacement)
+    stmt: list = []  # (token, bracket depth) of the simple statement being read
+    depth = 0
+    for t in tokens:
+        if t.type in (tokenize.NL, tokenize.COMMENT, tokenize.ENCODING):
+            continue
+        if t.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER):
+            _py2_statement(stmt, edits, text)
+            stmt, depth = [], 0
+            continue
+        if t.type == tokenize.OP and t.string in ")]}":
+            depth = max(0, depth - 1)
+        if depth == 0 and t.type == tokenize.OP and t.string == ";":
+            _py2_statement(stmt, edits, text)
+            stmt = []
+            continue
+        if depth == 0 and t.type == tokenize.OP and t.string == ":" and stmt and stmt[0][0].string in _COMPOUND:
+            if stmt[0][0].string == "except":
+                _py2_except(stmt, edits)
+            stmt = []  # `if x: print y`: a statement starts after the header
+            continue
+        stmt.append((t, depth))
+        if t.type == tokenize.OP and t.string in "([{":
+            depth += 1
+    if not edits:
+        return None
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(pos) -> int:
+        return starts[pos[0] - 1] + pos[1]
+
+    out = text
+    for a, b, new in sorted(edits, key=lambda e: (offset(e[0]), offset(e[1])), reverse=True):
+        out = out[: offset(a)] + new + out[offset(b):]
+    return out if out.count("\n") == text.count("\n") else None
+
+
+def _py2_statement(stmt: list, edits: list, text: str) -> None:
+    """Rewrite one simple statement: ``print ...``, ``exec ...``, ``raise E, msg``."""
+    if not stmt:
+        return
+    head = stmt[0][0]
+    if head.type != tokenize.NAME:
+        return
+    if head.string in ("print", "exec"):
+        if len(stmt) == 1:
+            if head.string == "print":
+                edits.append((head.end, head.end, "()"))
+            return
+        nxt = stmt[1][0]
+        if nxt.type == tokenize.OP and nxt.string in ("(", "=", ".", "[", ",", ")", ";", "+=", "-=", "*=", "/="):
+            return  # already a call (or a tuple in parentheses), or not the statement
+        last = stmt[-1][0]
+        extra = ""
+        body = stmt[1:]
+        if head.string == "print" and nxt.type == tokenize.OP and nxt.string == ">>":
+            comma = next((k for k, (t, d) in enumerate(body) if d == 0 and t.string == ","), None)
+            target = body[1:comma] if comma is not None else body[1:]
+            if not target or target[0][0].start[0] != target[-1][0].end[0]:
+                return
+            row = target[0][0].start[0]
+            line = text.splitlines()[row - 1]
+            extra = f"file={line[target[0][0].start[1]:target[-1][0].end[1]]}"
+            cut_end = body[comma][0].end if comma is not None else target[-1][0].end
+            edits.append((nxt.start, cut_end, ""))
+            body = body[comma + 1:] if comma is not None else []
+        if head.string == "print" and body and last.type == tokenize.OP and last.string == "," and stmt[-1][1] == 0:
+            extra = ", ".join(x for x in ('end=" "', extra) if x)
+            edits.append((last.start, last.end, ""))
+            body = body[:-1]
+        if head.string == "exec":
+            for t, d in body:
+                if d == 0 and t.type == tokenize.NAME and t.string == "in":
+                    edits.append((t.start, t.end, ","))
+                    break
+        if extra and body:
+            extra = ", " + extra
+        edits.append((head.end, head.end, "("))
+        edits.append((last.end, last.end, extra + ")"))
+        return
+    if head.string == "raise":
+        commas = [t for t, d in stmt if d == 0 and t.type == tokenize.OP and t.string == ","]
+        if len(commas) == 1:
+            edits.append((commas[0].start, commas[0].end, "("))
+            edits.append((stmt[-1][0].end, stmt[-1][0].end, ")"))
+
+
+def _py2_except(header: list, edits: list) -> None:
+    """``except E, e:`` (the header's tokens, before the colon) -> ``except E as e:``."""
+    commas = [k for k, (t, d) in enumerate(header) if d == 0 and t.type == tokenize.OP and t.string == ","]
+    if len(commas) == 1 and commas[0] == len(header) - 2 and header[-1][0].type == tokenize.NAME:
+        t = header[commas[0]][0]
+        edits.append((t.start, t.end, " as"))
