@@ -304,3 +304,12 @@ def test_fixes_are_never_applied_to_a_python2_file(tmp_path):
     assert "TL304" in r.output  # the unshuffled loader is found in the Python 2 file
     r = CliRunner().invoke(main, ["check", "--isolated", "--no-cache", "--fix", "--unsafe-fixes", "--select", "TL304", str(p)])
     assert p.read_text(encoding="utf-8") == src  # its fix would need Python 3 to compile the result
+
+
+def test_python2_rewrite_keeps_crlf_and_form_feeds_where_they_are():
+    # tokenize's rows end at "\n" only: a form feed or a CR LF must not shift the rewrite to another line
+    src = "import sys\r\n\x0c\r\ndef f(x):\r\n    print >>sys.stderr, x\r\n    print x,\r\nx = 1\n\x0cprint x\n"
+    module, version = parse(src)
+    assert version == "2"
+    assert module.code == ("import sys\r\n\x0c\r\ndef f(x):\r\n    print(  x, file=sys.stderr)\r\n"
+                           "    print( x, end=\" \")\r\nx = 1\n\x0cprint( x)\n")

@@ -37,6 +37,7 @@ _OLD_KEYWORDS = re.compile(r"\b(async|await)\b")
 PYTHON2 = "2"
 #: A Python 2 statement at the start of a line (a cheap test before tokenizing).
 _PY2_STATEMENT = re.compile(r"^[ \t]*(?:print|exec)\b(?![ \t]*[(=.\[,;)]|[ \t]*$)|^[ \t]*(?:print)[ \t]*$|^[ \t]*(?:except|raise)\b[^\n#]*,", re.M)
+_LINES = re.compile(r"[^\n]*\n|[^\n]+$")
 _COMPOUND = frozenset({"if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class"})
 
 
@@ -370,7 +371,10 @@ def parse(text: str, max_file_size: Optional[int] = None) -> Tuple[cst.Module, O
             if module is not None:
                 return module, LEGACY_VERSION
         if _PY2_STATEMENT.search(text):
-            rewritten = rewrite_python2(text)
+            try:
+                rewritten = rewrite_python2(text)
+            except Exception:  # pragma: no cover - defensive: an unreadable file stays a syntax error
+                rewritten = None
             if rewritten is not None:
                 try:
                     return cst.parse_module(rewritten), PYTHON2
@@ -415,7 +419,7 @@ def rewrite_python2(text: str) -> Optional[str]:
             depth += 1
     if not edits:
         return None
-    lines = text.splitlines(keepends=True)
+    lines = _LINES.findall(text)  # the rows of tokenize: only "\n" ends a line (not "\f" or "\x1c")
     starts = [0]
     for line in lines:
         starts.append(starts[-1] + len(line))
@@ -453,7 +457,7 @@ def _py2_statement(stmt: list, edits: list, text: str) -> None:
             if not target or target[0][0].start[0] != target[-1][0].end[0]:
                 return
             row = target[0][0].start[0]
-            line = text.splitlines()[row - 1]
+            line = _LINES.findall(text)[row - 1]
             extra = f"file={line[target[0][0].start[1]:target[-1][0].end[1]]}"
             cut_end = body[comma][0].end if comma is not None else target[-1][0].end
             edits.append((nxt.start, cut_end, ""))
