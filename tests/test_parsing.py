@@ -309,7 +309,9 @@ def test_fixes_are_never_applied_to_a_python2_file(tmp_path):
 def test_python2_rewrite_keeps_crlf_and_form_feeds_where_they_are():
     # tokenize's rows end at "\n" only: a form feed or a CR LF must not shift the rewrite to another line
     src = "import sys\r\n\x0c\r\ndef f(x):\r\n    print >>sys.stderr, x\r\n    print x,\r\nx = 1\n\x0cprint x\n"
+    from trainlint.parsing import rewrite_python2
+
+    assert rewrite_python2(src) == ("import sys\r\n\x0c\r\ndef f(x):\r\n    print(  x, file=sys.stderr)\r\n"
+                                    "    print( x, end=\" \")\r\nx = 1\n\x0cprint( x)\n")
     module, version = parse(src)
-    assert version == "2"
-    assert module.code == ("import sys\r\n\x0c\r\ndef f(x):\r\n    print(  x, file=sys.stderr)\r\n"
-                           "    print( x, end=\" \")\r\nx = 1\n\x0cprint( x)\n")
+    assert version == "2" and module.code.count("\n") == src.count("\n")
