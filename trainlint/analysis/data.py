@@ -25,6 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
+from trainlint.analysis.execution import NO_GRAD_CONTEXTS
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted, names_in
@@ -88,7 +89,6 @@ _ROLE_PARAM = re.compile(r"^(is_?)?(train|training|train_mode|split|mode|phase|s
 _TTA_NAME = re.compile(r"tta|test_time_aug|testtime|test_aug", re.I)
 
 _EVAL_LOADER_METHODS = {"val_dataloader", "test_dataloader", "predict_dataloader"}
-_NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
 
 UNKNOWN = object()
 
@@ -1460,7 +1460,7 @@ class DataModel:
             return "eval", "iterated under torch.no_grad()"
         for c in body_calls:
             q = facts.qualify(c.func) or ""
-            if q in _NO_GRAD:
+            if q in NO_GRAD_CONTEXTS:
                 return "eval", "iterated with torch.no_grad() around the forward pass"
         if _eval_mode_before(scope, stmt):
             return "eval", "iterated after model.eval()"
@@ -1850,12 +1850,12 @@ def _under_no_grad(node: cst.CSTNode, scope: Scope, facts: FileFacts) -> bool:
         if isinstance(fn, cst.FunctionDef):
             for d in fn.decorators:
                 dec = d.decorator.func if isinstance(d.decorator, cst.Call) else d.decorator
-                if (facts.qualify(dec) or "") in _NO_GRAD:
+                if (facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
                     cache.add("*")
         for s in scope.stmts:
             if isinstance(s.node, cst.With) and any(
                 isinstance(it.item, cst.Call) and (
-                    (facts.qualify(it.item.func) or "") in _NO_GRAD
+                    (facts.qualify(it.item.func) or "") in NO_GRAD_CONTEXTS
                     or ((facts.qualify(it.item.func) or "") == "torch.set_grad_enabled" and it.item.args
                         and _literal(it.item.args[0].value, {}) is False)
                 )

@@ -23,7 +23,7 @@ from trainlint.analysis.modules import (  # noqa: F401
     _MAX_ALTS, _is_false, _short_q, assigned_value, feeds, iter_calls, last_meaningful, module_classes, sequential_calls,
 )
 from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys  # noqa: F401 (constant_key: older imports)
-from trainlint.analysis.execution import FUNCTIONAL_LOSSES
+from trainlint.analysis.execution import FUNCTIONAL_LOSSES, NO_GRAD_CONTEXTS, SET_GRAD
 
 
 # -- linking model outputs to losses ------------------------------------------------------------------
@@ -351,7 +351,6 @@ _EVAL_FUNC = re.compile(
     r"_?predict\w*|_?infer\w*|_?inference\w*|_?score\w*)$",
     re.I,
 )
-_NO_GRAD = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad", "torch.autograd.grad_mode.no_grad"}
 
 
 def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
@@ -366,7 +365,7 @@ def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
             for dec in s.node.decorators:
                 d = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
                 q = file.facts.qualify(d)
-                if q is not None and canonical(q) in _NO_GRAD:
+                if q is not None and canonical(q) in NO_GRAD_CONTEXTS:
                     return f"in {s.qualname}(), decorated with @{canonical(q)}"
         s = s.parent
     facts = file.facts
@@ -388,9 +387,9 @@ def _disables_grad(node: cst.With, facts: FileFacts) -> bool:
             continue
         q = facts.qualify(call.func)
         qc = canonical(q) if q else ""
-        if qc in _NO_GRAD:
+        if qc in NO_GRAD_CONTEXTS:
             return True
-        if qc in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled"):
+        if qc in SET_GRAD:
             pos = positional(call)
             if pos and _is_false(pos[0]):
                 return True
