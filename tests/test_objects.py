@@ -368,3 +368,19 @@ def test_a_classmethod_constructor_builds_an_instance_of_its_class(tmp_path):
     assert objs[1].cls is not None and objs[1].cls.name == "Net"
     # near miss: `from_*` on an instance (lowercase receiver) is an ordinary method call, not a constructor
     assert all(o.kind != "instance" for o in objs[2:])
+
+
+def test_names_in_reads_whole_chains_not_their_parts():
+    # the one helper for "is this expression derived from / does it use X?" (names.names_in)
+    from trainlint.analysis.names import names_in
+    from trainlint.analysis.syntax import string_keys
+
+    expr = cst.parse_expression('enumerate(self.loader) + f(x).y + len(cfg.epochs) + d["lr"]')
+    names = names_in(expr)
+    assert names == ["enumerate", "self.loader", "f", "x", "len", "cfg.epochs", "d"]
+    # a lambda's body reads the enclosing names too
+    assert "scale" in names_in(cst.parse_expression("(lambda b: b * scale)(2)"))
+    # a local `loader` or `sampler` is not read by `self.loader`, and `.y` of `f(x).y` is no name read
+    assert "loader" not in names and "self" not in names and "y" not in names
+    sub = cst.parse_expression('df.loc[:, "price"]')
+    assert string_keys(sub) == ["price"]
