@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.execution import NO_GRAD_CONTEXTS
+from trainlint.analysis.execution import NO_GRAD_CONTEXTS, runs_without_grad
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.walk import calls, child_nodes
 from trainlint.analysis.names import canonical, dotted, names_in
@@ -1843,34 +1843,8 @@ def _split_random_test(test: cst.BaseExpression, facts: FileFacts) -> List[cst.B
 
 
 def _under_no_grad(node: cst.CSTNode, scope: Scope, facts: FileFacts) -> bool:
-    cache = getattr(scope, "_tl_no_grad", None)
-    if cache is None:
-        cache = set()
-        fn = scope.node
-        if isinstance(fn, cst.FunctionDef):
-            for d in fn.decorators:
-                dec = d.decorator.func if isinstance(d.decorator, cst.Call) else d.decorator
-                if (facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
-                    cache.add("*")
-        for s in scope.stmts:
-            if isinstance(s.node, cst.With) and any(
-                isinstance(it.item, cst.Call) and (
-                    (facts.qualify(it.item.func) or "") in NO_GRAD_CONTEXTS
-                    or ((facts.qualify(it.item.func) or "") == "torch.set_grad_enabled" and it.item.args
-                        and _literal(it.item.args[0].value, {}) is False)
-                )
-                for it in s.node.items
-            ):
-                stack = [s.node.body]
-                while stack:
-                    n = stack.pop()
-                    if isinstance(n, (cst.For, cst.While, cst.BaseSmallStatement)):
-                        cache.add(id(n))
-                    if isinstance(n, (cst.FunctionDef, cst.ClassDef)):
-                        continue
-                    stack.extend(child_nodes(n))
-        scope._tl_no_grad = cache  # type: ignore[attr-defined]
-    return "*" in cache or id(node) in cache
+    """Is ``node`` read with autograd surely off (a loader iterated for evaluation)?"""
+    return runs_without_grad(node, scope, facts, certain=True)
 
 
 _AUGMENT_RE = re.compile(

@@ -1631,30 +1631,37 @@ def reach(program: Any) -> _Reach:
 # -- no_grad ----------------------------------------------------------------------------------------
 
 
-def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional[Scope] = None, depth: int = 0) -> bool:
+def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional[Scope] = None, depth: int = 0,
+                     certain: bool = False) -> bool:
+    """Does the context manager (or decorator call) ``expr`` switch autograd off? ``certain``: only where it
+    surely does (``set_grad_enabled(False)``, both arms of a conditional); otherwise also where it may
+    (``set_grad_enabled(phase == "train")``, one arm): no plain evaluation either way."""
     if isinstance(expr, cst.IfExp):  # `with torch.no_grad() if not train else nullcontext():`
-        return _is_no_grad_item(expr.body, facts, scope, depth) or _is_no_grad_item(expr.orelse, facts, scope, depth)
+        arms = (_is_no_grad_item(expr.body, facts, scope, depth, certain), _is_no_grad_item(expr.orelse, facts, scope, depth, certain))
+        return all(arms) if certain else any(arms)
     if isinstance(expr, cst.Name) and scope is not None and depth < 3:  # ctx = torch.no_grad(); with ctx:
-        return any(a.value is not None and _is_no_grad_item(a.value, facts, scope, depth + 1) for a in scope.assigns.get(expr.value, []))
+        return any(a.value is not None and _is_no_grad_item(a.value, facts, scope, depth + 1, certain) for a in scope.assigns.get(expr.value, []))
     if not isinstance(expr, cst.Call):
         return False
     q = canonical(facts.qualify(expr.func) or "")
     if q in NO_GRAD_CONTEXTS:
         return True
-    if q in SET_GRAD or (dotted(expr.func) or "").endswith("set_grad_enabled"):
+    if q in SET_GRAD or (not certain and (dotted(expr.func) or "").endswith("set_grad_enabled")):
         a = expr.args[0].value if expr.args else None
+        if certain:
+            return isinstance(a, cst.Name) and a.value == "False"
         return not (isinstance(a, cst.Name) and a.value == "True")  # False, or a phase flag: not a plain eval
     return False
 
 
-def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
+def _decorated_no_grad(scope: Scope, facts: FileFacts, certain: bool = False) -> bool:
     fn = scope.node
     if not isinstance(fn, cst.FunctionDef):
         return False
     for d in fn.decorators:
         dec = d.decorator
         if isinstance(dec, cst.Call):
-            if _is_no_grad_item(dec, facts):
+            if _is_no_grad_item(dec, facts, certain=certain):
                 return True
             dec = dec.func
         if canonical(facts.qualify(dec) or "") in NO_GRAD_CONTEXTS:
@@ -1667,43 +1674,51 @@ def _decorated_no_grad(scope: Scope, facts: FileFacts) -> bool:
         # t.no_grad(): return f(*a)`), whatever its name
         helper = facts.function(name) if name and isinstance(dec, cst.Name) else None
         if helper is not None and isinstance(helper.node, cst.FunctionDef) and any(
-                isinstance(n, cst.With) and any(_is_no_grad_item(it.item, facts) for it in n.items)
+                isinstance(n, cst.With) and any(_is_no_grad_item(it.item, facts, certain=certain) for it in n.items)
                 for n in walk(helper.node.body)):
             return True
     return False
 
 
-def no_grad_nodes(scope: Scope, facts: FileFacts) -> Set[Any]:
-    """ids of the statements (small and loops) of ``scope`` that run without autograd; "*" when the
-    whole function does (decorator). Memoized on the scope."""
-    cache = getattr(scope, "_tl_eval_no_grad", None)
+def no_grad_nodes(scope: Scope, facts: FileFacts, certain: bool = False) -> Set[Any]:
+    """ids of the statements (small, loops, ``with``, ``if``) of ``scope`` that run without autograd; "*"
+    when the whole function does (decorator). ``certain``: only where autograd is surely off (see
+    :func:`_is_no_grad_item`), for "is this loader only read for evaluation?" questions. Memoized on the
+    scope."""
+    attr = "_tl_no_grad_certain" if certain else "_tl_eval_no_grad"
+    cache = getattr(scope, attr, None)
     if cache is not None:
         return cache
     cache = set()
-    if _decorated_no_grad(scope, facts):
+    if _decorated_no_grad(scope, facts, certain):
         cache.add("*")
     switched_off_at: Optional[int] = None
     for s in scope.stmts:
         node = s.node
-        if isinstance(node, cst.With) and any(_is_no_grad_item(it.item, facts, scope) for it in node.items):
+        if isinstance(node, cst.With) and any(_is_no_grad_item(it.item, facts, scope, certain=certain) for it in node.items):
             cache.add(id(node))
             for n in walk(node.body):
                 if isinstance(n, (cst.For, cst.While, cst.BaseSmallStatement, cst.With, cst.If)):
                     cache.add(id(n))
-        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) and _is_no_grad_item(node.value, facts) and not s.loops:
+        elif isinstance(node, cst.Expr) and isinstance(node.value, cst.Call) and _is_no_grad_item(node.value, facts, certain=certain) and not s.loops:
             # torch.set_grad_enabled(False) as a statement: everything after it in the function
             switched_off_at = s.index if switched_off_at is None else switched_off_at
     if switched_off_at is not None:
         for s in scope.stmts:
             if s.index > switched_off_at:
                 cache.add(id(s.node))
-    scope._tl_eval_no_grad = cache  # type: ignore[attr-defined]
+    setattr(scope, attr, cache)
     return cache
 
 
-def under_no_grad(stmt: Stmt, scope: Scope, facts: FileFacts) -> bool:
-    ids = no_grad_nodes(scope, facts)
-    return "*" in ids or id(stmt.node) in ids
+def under_no_grad(stmt: Stmt, scope: Scope, facts: FileFacts, certain: bool = False) -> bool:
+    return runs_without_grad(stmt.node, scope, facts, certain)
+
+
+def runs_without_grad(node: cst.CSTNode, scope: Scope, facts: FileFacts, certain: bool = False) -> bool:
+    """Does ``node`` (a statement or loop of ``scope``) run with autograd off (:func:`no_grad_nodes`)?"""
+    ids = no_grad_nodes(scope, facts, certain)
+    return "*" in ids or id(node) in ids
 
 
 # -- call sites of a helper --------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from trainlint.analysis.modules import (  # noqa: F401
     _MAX_ALTS, _is_false, _short_q, assigned_value, feeds, iter_calls, last_meaningful, module_classes, sequential_calls,
 )
 from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys  # noqa: F401 (constant_key: older imports)
-from trainlint.analysis.execution import FUNCTIONAL_LOSSES, NO_GRAD_CONTEXTS, SET_GRAD
+from trainlint.analysis.execution import FUNCTIONAL_LOSSES, NO_GRAD_CONTEXTS, runs_without_grad
 
 
 # -- linking model outputs to losses ------------------------------------------------------------------
@@ -368,41 +368,9 @@ def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
                 if q is not None and canonical(q) in NO_GRAD_CONTEXTS:
                     return f"in {s.qualname}(), decorated with @{canonical(q)}"
         s = s.parent
-    facts = file.facts
-    for st in scope.stmts:
-        if st.index >= stmt.index:
-            break
-        node = st.node
-        if not isinstance(node, cst.With) or not _disables_grad(node, facts):
-            continue
-        if _contains_stmt(node.body, stmt.node):
-            return "under torch.no_grad()"
+    if runs_without_grad(stmt.node, scope, file.facts, certain=True):
+        return "under torch.no_grad()"
     return None
-
-
-def _disables_grad(node: cst.With, facts: FileFacts) -> bool:
-    for item in node.items:
-        call = item.item
-        if not isinstance(call, cst.Call):
-            continue
-        q = facts.qualify(call.func)
-        qc = canonical(q) if q else ""
-        if qc in NO_GRAD_CONTEXTS:
-            return True
-        if qc in SET_GRAD:
-            pos = positional(call)
-            if pos and _is_false(pos[0]):
-                return True
-    return False
-
-
-def _contains_stmt(body: cst.CSTNode, target: cst.CSTNode) -> bool:
-    from trainlint.analysis.walk import walk
-
-    for n in walk(body):
-        if n is target:
-            return True
-    return False
 
 
 @dataclass(eq=False)
