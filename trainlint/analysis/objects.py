@@ -386,20 +386,11 @@ class World:
 
     # -- calls ---------------------------------------------------------------------------------------
     def calls_named(self, file: FileRef, last: str) -> List[Tuple[cst.Call, Scope, Stmt]]:
-        """Calls in ``file`` whose callee's last dotted part is ``last`` (indexed once per file)."""
+        """Calls in ``file`` whose callee's last dotted part is ``last`` (indexed once per file, on its
+        facts: the index does not depend on the program, and every program that holds the file asks)."""
         index = self._calls_index.get(id(file))
         if index is None:
-            index = {}
-            for call, s, st in file_calls(file):
-                n = dotted(call.func)
-                if n is None:
-                    if isinstance(call.func, cst.Call) and dotted(call.func.func) == "super":
-                        continue
-                    if isinstance(call.func, cst.Attribute):  # super().__init__(...), f(x).g(...)
-                        index.setdefault(call.func.attr.value, []).append((call, s, st))
-                    continue
-                index.setdefault(n.rsplit(".", 1)[-1], []).append((call, s, st))
-            self._calls_index[id(file)] = index
+            index = self._calls_index[id(file)] = _calls_by_name(file)
         return index.get(last, [])
 
     def call_sites_binding(self, file: FileRef, scope: Scope, param: str, limit: int = 8):
@@ -1187,6 +1178,26 @@ def calls_in(node: cst.CSTNode):
         kids = _children(n)
         kids.reverse()
         stack.extend(kids)
+
+
+def _calls_by_name(file: FileRef) -> Dict[str, List[Tuple[cst.Call, Scope, Stmt]]]:
+    """The calls of a file by their callee's last dotted part (see :meth:`World.calls_named`; memoized on
+    the file's facts)."""
+    facts = file.facts
+    index = facts.__dict__.get("_tl_calls_by_name")
+    if index is None:
+        index = {}
+        for call, s, st in file_calls(file):
+            n = dotted(call.func)
+            if n is None:
+                if isinstance(call.func, cst.Call) and dotted(call.func.func) == "super":
+                    continue
+                if isinstance(call.func, cst.Attribute):  # super().__init__(...), f(x).g(...)
+                    index.setdefault(call.func.attr.value, []).append((call, s, st))
+                continue
+            index.setdefault(n.rsplit(".", 1)[-1], []).append((call, s, st))
+        facts.__dict__["_tl_calls_by_name"] = index
+    return index
 
 
 def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:

@@ -179,20 +179,33 @@ def _argdef(call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[_ArgDef]:
     return _ArgDef(dest, option, default, call, scope, stmt)
 
 
-def _program_calls(program: Any) -> Tuple[set, Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]]]:
+def _program_calls(program: Any) -> Tuple[set, "_ProgramCalls"]:
     """(ids of the program's facts, callee's last name -> (facts, call, scope, stmt) over the program's
-    files in order), built once per program: folding a parameter asks for the calls of its function."""
+    files in order), one per program: folding a parameter asks for the calls of its function. The index
+    is filled one name at a time, when asked (a program of 200 files is asked for a few dozen names)."""
     files = [f.facts for f in program.files]
     cached = program.__dict__.get("_tl_values_calls")
     if cached is not None and cached[0] == [id(f) for f in files]:
         return cached[1], cached[2]
-    index: Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]] = {}
-    for f in files:
-        for name, calls in _file_tables(f)["calls"].items():
-            index.setdefault(name, []).extend((f, call, scope, stmt) for call, scope, stmt in calls)
     ids = [id(f) for f in files]
+    index = _ProgramCalls(files)
     program.__dict__["_tl_values_calls"] = (ids, set(ids), index)
     return set(ids), index
+
+
+class _ProgramCalls:
+    """Callee's last name -> the calls of that name in the program's files, in file order (lazy)."""
+
+    def __init__(self, files: List[FileFacts]) -> None:
+        self.files = files
+        self.by_name: Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]] = {}
+
+    def get(self, name: str, default=()):
+        hit = self.by_name.get(name)
+        if hit is None:
+            hit = self.by_name[name] = [(f, call, scope, stmt) for f in self.files
+                                        for call, scope, stmt in _file_tables(f)["calls"].get(name, ())]
+        return hit if hit else default
 
 
 # ------------------------------------------------------------------------------------------------
