@@ -176,6 +176,15 @@ class FileSeeds:
     #: dotted targets written over a tensor's values (``img.weight.data = x.data``, ``p.copy_(x)``)
     overwritten: Set[str] = field(default_factory=set)
 
+    def local_calls_in(self, scope: Scope) -> List[Tuple[cst.Call, str, Scope, Stmt]]:
+        """The ``local_calls`` made in ``scope``, in order (indexed once: every reached scope asks)."""
+        index = self.__dict__.get("_by_scope")
+        if index is None:
+            index = self.__dict__["_by_scope"] = {}
+            for entry in self.local_calls:
+                index.setdefault(id(entry[2]), []).append(entry)
+        return index.get(id(scope), [])
+
 
 # -- per file ----------------------------------------------------------------------------------
 
@@ -905,7 +914,7 @@ def program_seeds(program: Program) -> ProgramSeeds:
         seeds.append((pf, SeedCall(node, scope, stmt, ALL, f"{info.name} (seeds when it is built)")))
     if hf_classes:  # trainer = MyTrainer(...) (a project subclass of transformers.Trainer); trainer.train()
         for r in list(reached.values()):
-            for call, spelling, scope, stmt in _fs(r.pf).local_calls:
+            for call, spelling, scope, stmt in _fs(r.pf).local_calls_in(r.scope):
                 if scope is r.scope and spelling.endswith(".train") and not call.args and runs(r.pf, scope, stmt):
                     signs.append((r.pf, Sign(call, scope, stmt, f"{spelling}()")))
     uncalled = []
@@ -991,7 +1000,7 @@ def _invoked_signs(program: Program, signs, reached: Dict[int, Reached]) -> list
             file = world.file_of(r.pf.facts)
             if file is None:
                 continue
-            for call, _, scope, stmt in _fs(r.pf).local_calls:
+            for call, _, scope, stmt in _fs(r.pf).local_calls_in(r.scope):
                 if scope is not r.scope or not isinstance(call.func, (cst.Name, cst.Attribute)):
                     continue
                 for o in world.objects(call.func, file, scope, stmt):
@@ -1222,21 +1231,22 @@ def _call_edges(program: Program, resolver: "_Resolver", reached: Dict[int, Reac
 def _lenient_helpers(program: Program, reached: Dict[int, Reached], reach) -> None:
     """A seeding helper of the project called in a way we cannot resolve (``obj.set_seed(...)``, a
     registry, a star import): when a running scope calls that name, count the helper as called."""
+    helpers = [(pf, s.scope) for pf in program.files for s in _fs(pf).seeds
+               if not (s.generator or s.by_name or s.scope.kind != "function" or id(s.scope) in reached)]
+    if not helpers:  # (most programs: every seeding function already runs, or there is none)
+        return
     called: Dict[str, Tuple[ProgramFile, cst.CSTNode]] = {}
     for r in list(reached.values()):
         fs = _fs(r.pf)
-        for call, spelling, scope, stmt in fs.local_calls:
+        for call, spelling, scope, stmt in fs.local_calls_in(r.scope):
             if scope is r.scope:
                 called.setdefault(spelling.rsplit(".", 1)[-1], (r.pf, call))
-    for pf in program.files:
-        fs = _fs(pf)
-        for s in fs.seeds:
-            scope = s.scope
-            if s.generator or s.by_name or scope.kind != "function" or id(scope) in reached:
-                continue
-            hit = called.get(scope.name)
-            if hit is not None:
-                reach(pf, scope, 1, (hit[0], hit[1], scope.name))
+    for pf, scope in helpers:
+        if id(scope) in reached:  # (a helper seeding twice: reached at its first seed)
+            continue
+        hit = called.get(scope.name)
+        if hit is not None:
+            reach(pf, scope, 1, (hit[0], hit[1], scope.name))
 
 
 #: A call of a training helper in the entry's text (``train_ch5(...)``, ``d2l.train(...)``, ``trainer.fit(``).
