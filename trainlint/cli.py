@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NoReturn, Optional, Sequence, Tuple
 
 import click
 
@@ -67,7 +67,7 @@ def _split(values: Tuple[str, ...]) -> Optional[List[str]]:
     return out
 
 
-def _fail(message: str) -> "NoReturn":  # noqa: F821
+def _fail(message: str) -> NoReturn:
     click.echo(f"trainlint: error: {message}", err=True)
     sys.exit(EXIT_ERROR)
 
@@ -338,7 +338,7 @@ def _check(paths, select, extend_select, ignore, min_severity, output_format, ou
     sys.exit(EXIT_CLEAN)
 
 
-def _show_settings(config, options, fmt: str, unsafe: bool, fix) -> "NoReturn":  # noqa: F821
+def _show_settings(config, options, fmt: str, unsafe: bool, fix) -> NoReturn:
     """``--show-settings``: the resolved settings, as TOML-like lines (ruff prints its resolved settings)."""
     def q(v):
         return json.dumps(v)
@@ -386,7 +386,7 @@ def _would_fix(run) -> str:
     return text + "."
 
 
-def _add_noqa(lint, stdin_text, quiet: bool) -> "NoReturn":  # noqa: F821
+def _add_noqa(lint, stdin_text, quiet: bool) -> NoReturn:
     """``--add-noqa``: one ``# noqa: CODES`` per line with findings; nothing else changes."""
     from trainlint.fixes import _read_text, encode_like, fix_text, noqa_fixes, write_atomic
 
