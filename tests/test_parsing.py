@@ -197,6 +197,12 @@ def test_the_quick_nesting_bound_is_never_below_the_tokenizer_estimate(text):
 
     bound = nesting_bound(text)
     assert bound is None or bound >= _largest_estimate(text), (bound, _largest_estimate(text))
+    # with a limit, only the logical lines longer than the room it leaves run the token loop: the bound
+    # still holds, and it is never below the whole loop's
+    for limit in (0, 5, 20, 100, 1000):
+        quick = nesting_bound(text, None, limit)
+        assert (quick is None) == (bound is None)
+        assert quick is None or quick >= bound, (limit, quick, bound)
 
 
 def test_the_quick_nesting_bound_answers_for_ordinary_code_and_still_refuses_deep_files():

@@ -243,42 +243,58 @@ _OPS = sorted(_CHAIN_OPS | _SEPARATORS | _OPEN | _CLOSE | {"...", "**=", "//=", 
 _BOUND_TOKENS = re.compile(
     r"\\\n|\n|\x01|\b(?:and|or|not|if|lambda|in|is|await|for|async|yield)\b|" + "|".join(re.escape(o) for o in _OPS)
 )
-_LONG_WORD = re.compile(r"[\w.]{%d,}" % (MAX_NUMBER_LENGTH + 1))
+_LONG_WORD = re.compile(r"(?<![\w.])[\w.]{%d,}" % (MAX_NUMBER_LENGTH + 1))  # (from a run's start: linear)
 _ANY_TOKEN = re.compile(r"\w+|[^\w\s]")
 _LEADING = re.compile(r"^[ \t]+(?=\S)", re.M)
 _ELIF = re.compile(r"\belif\b")
 
 
-def nesting_bound(text: str, max_tokens: Optional[int] = None) -> Optional[int]:
-    """An upper bound of every estimate :func:`nesting_depth` makes for ``text`` (None: no bound, when the
-    text is unusual, has a word long enough to be a refused number literal, or may pass ``max_tokens``)."""
-    if "\x01" in text or "\r" in text or "\f" in text or _LONG_WORD.search(text):
-        return None
-    f_deepest = comments = 0
+_BRACKET_OR_NEWLINE = re.compile(r"[()\[\]{}]|(?<!\\)\n")
 
-    def blank(m: "re.Match[str]") -> str:
-        nonlocal f_deepest, comments
-        lit = m.group()
-        if lit[0] == "#":
-            comments += 1
-            return ""
-        if "{" in lit and "f" in lit[:3].lower():  # (nesting_depth's own test of an f-string)
-            f_deepest = max(f_deepest, _fstring_depth(lit))
-        return "\x01" + "\n" * lit.count("\n")  # one string token; its lines stay lines
 
-    bare = _STRING_OR_COMMENT.sub(blank, text)
-    if "'" in bare or '"' in bare:
-        return None
-    if max_tokens is not None:
-        lines = bare.count("\n") + 1
-        if len(_ANY_TOKEN.findall(bare)) + comments + 3 * lines + 2 > max_tokens:
+def _segments_bound(bare: str, room: int) -> Optional[int]:
+    """:func:`_token_worst` of the whole text, or more, by logical lines: the token loop starts each logical
+    line (a line break outside brackets, not after ``\\``) from 0 and adds at most 1 per token, so no
+    logical line goes deeper than its length in characters; only the lines longer than ``room`` run the
+    token loop. None when a bracket is closed that was never opened."""
+    worst = 0
+    depth = 0
+    start = 0
+    for m in _BRACKET_OR_NEWLINE.finditer(bare):
+        c = m.group()
+        if c == "\n":
+            if depth == 0:
+                end = m.start()
+                n = end - start
+                if n > room:
+                    n = _token_worst(bare, start, end)
+                    if n is None:
+                        return None
+                if n > worst:
+                    worst = n
+                start = end + 1
+        elif c in "([{":
+            depth += 1
+        else:
+            depth -= 1
+            if depth < 0:
+                return None
+    n = len(bare) - start
+    if n > room:
+        n = _token_worst(bare, start, len(bare))
+        if n is None:
             return None
-    widths = {w for w in _LEADING.findall(text)}
+    return max(worst, n)
+
+
+def _token_worst(bare: str, start: int, end: int) -> Optional[int]:
+    """The deepest nesting the tokens of ``bare[start:end]`` reach, counted as nesting_depth counts them
+    (a line break outside brackets starts again from 0); None when a bracket is closed never opened."""
     worst = 0
     chains, lambdas = [0], [0]
     nested = 0
     prev_string = False
-    for m in _BOUND_TOKENS.finditer(bare):
+    for m in _BOUND_TOKENS.finditer(bare, start, end):
         tok = m.group()
         if tok == "\n":
             if len(chains) == 1:  # (inside brackets a line break continues the logical line)
@@ -299,7 +315,7 @@ def nesting_bound(text: str, max_tokens: Optional[int] = None) -> Optional[int]:
                 nested += 1
             elif tok in _CLOSE:
                 if len(chains) == 1:
-                    return None  # closed before it was opened: not what the tokenizer sees
+                    return None
                 nested -= chains.pop() + 1
                 lambdas.pop()
                 chains[-1] += 1
@@ -317,6 +333,45 @@ def nesting_bound(text: str, max_tokens: Optional[int] = None) -> Optional[int]:
             # (other operators, ``\`` + newline: no nesting)
         if nested > worst:
             worst = nested
+    return worst
+
+
+def nesting_bound(text: str, max_tokens: Optional[int] = None, limit: Optional[int] = None) -> Optional[int]:
+    """An upper bound of every estimate :func:`nesting_depth` makes for ``text`` (None: no bound, when the
+    text is unusual, has a word long enough to be a refused number literal, or may pass ``max_tokens``).
+    With a ``limit``, the token loop runs only over the logical lines longer than the room the limit
+    leaves (:func:`_segments_bound`), and the bound is returned when it is within the limit."""
+    if "\x01" in text or "\r" in text or "\f" in text or _LONG_WORD.search(text):
+        return None
+    f_deepest = comments = 0
+
+    def blank(m: "re.Match[str]") -> str:
+        nonlocal f_deepest, comments
+        lit = m.group()
+        if lit[0] == "#":
+            comments += 1
+            return ""
+        if "{" in lit and "f" in lit[:3].lower():  # (nesting_depth's own test of an f-string)
+            f_deepest = max(f_deepest, _fstring_depth(lit))
+        return "\x01" + "\n" * lit.count("\n")  # one string token; its lines stay lines
+
+    bare = _STRING_OR_COMMENT.sub(blank, text)
+    if "'" in bare or '"' in bare:
+        return None
+    if max_tokens is not None:
+        lines = bare.count("\n") + 1
+        # (a token is at least one character: the tokens are only counted in a file long enough to pass)
+        if len(bare) + comments + 3 * lines + 2 > max_tokens and \
+                len(_ANY_TOKEN.findall(bare)) + comments + 3 * lines + 2 > max_tokens:
+            return None
+    widths = {w for w in _LEADING.findall(text)}
+    if limit is not None:
+        base = len(widths) + len(_ELIF.findall(bare)) + f_deepest
+        coarse = _segments_bound(bare, limit - base)
+        return None if coarse is None else base + coarse
+    worst = _token_worst(bare, 0, len(bare))
+    if worst is None:
+        return None  # closed before it was opened: not what the tokenizer sees
     return len(widths) + len(_ELIF.findall(bare)) + worst + f_deepest
 
 
@@ -324,7 +379,7 @@ def check_nesting(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int]
     """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`),
     :class:`LiteralTooLong` for a number literal too long to convert, :class:`TooManyTokens` past
     ``max_tokens``."""
-    bound = nesting_bound(text, max_tokens)
+    bound = nesting_bound(text, max_tokens, limit)
     if bound is not None and bound <= limit:
         return  # (the tokenizer's estimate cannot pass the limit: see nesting_bound)
     found = nesting_depth(text, limit, max_tokens)
