@@ -403,12 +403,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 fh.write(f"\n# touched {i}\n")
             touch_times.append(run_child(cli, copy)[0])
         t_touch = min(touch_times)
+        # what "that file's programs" cost: the touched file linted alone in place, without the cache (its
+        # programs: the ones it is the entry of, or the entries that import it)
+        t_alone, _, _ = best_child(1, [*cmd, str(touched.relative_to(copy)), "--no-cache", "--output-format", "concise"],
+                                   copy, ok=(0, 1))
         print()
         print(f"(d) CLI `trainlint .` on a copy (exit {code}; interpreter start-up included):")
         print(f"    no cache (default jobs)       {t_nocache * 1000:9.1f} ms  peak RSS {rss_nocache / 1024:.0f} MiB (main process)")
         print(f"    cold, empty cache             {t_cold * 1000:9.1f} ms  peak RSS {rss_cold / 1024:.0f} MiB")
         print(f"    warm, nothing changed         {t_warm * 1000:9.1f} ms  peak RSS {rss_warm / 1024:.0f} MiB")
         print(f"    warm, one file touched        {t_touch * 1000:9.1f} ms  ({touched.relative_to(copy)}; its programs re-analysed)")
+        print(f"    that file alone, no cache     {t_alone * 1000:9.1f} ms  (its programs' cost: the touched run should be "
+              f"about warm + this; here warm + {max(0.0, t_touch - t_warm) * 1000:.1f} ms)")
 
         # (e) one file
         script = tmp / "one" / "train.py"
