@@ -25,7 +25,7 @@ def _trainlint(args, cwd, env=None):
 
 def _copy_fixtures(tmp_path: Path) -> Path:
     dest = tmp_path / "fixtures"
-    shutil.copytree(FIXTURES, dest, ignore=shutil.ignore_patterns("__pycache__", "expected.txt"))
+    shutil.copytree(FIXTURES, dest, ignore=shutil.ignore_patterns("__pycache__", "expected.txt", ".trainlint_cache"))
     return dest
 
 
