@@ -144,7 +144,10 @@ class World:
         self._by_path: Dict[str, FileRef] = {f.path: f for f in self.files if f.path}
         self._by_ctx: Dict[int, FileRef] = {id(f.ctx): f for f in self.files}
         self._modules: Dict[Tuple[str, str], Optional[FileRef]] = {}
-        self._memo: Dict[Tuple[int, int, int], List[Obj]] = {}
+        #: (id(expr), id(stmt), id(scope), bound parameters) -> (expr, its objects): the node is kept with
+        #: its answer, so that a node built during the analysis and freed (``cst.Name("self")``) cannot
+        #: leave its id to another node that would then read its answer
+        self._memo: Dict[tuple, Tuple[cst.CSTNode, List[Obj]]] = {}
         self._active: set = set()
         self._bases: Dict[int, str] = {}
         self._calls_index: Dict[int, Dict[str, list]] = {}
@@ -555,8 +558,8 @@ class World:
         """The objects ``expr`` may hold at ``stmt`` (see the module doc)."""
         key = (id(expr), id(stmt), id(scope), tuple((k, id(v[0])) for k, v in self._env.items()))
         hit = self._memo.get(key)
-        if hit is not None:
-            return hit
+        if hit is not None and hit[0] is expr:
+            return hit[1]
         if depth > _MAX_DEPTH or key in self._active or self.budget <= 0:
             return [Obj("unknown", node=expr, file=file, scope=scope, stmt=stmt)]
         self.budget -= 1
@@ -568,7 +571,7 @@ class World:
         out = _dedupe(out)[: _MAX_ALTS * 2]
         if depth == 0:
             self.budget = _BUDGET
-        self._memo[key] = out
+        self._memo[key] = (expr, out)
         return out
 
     def objects_of_name(self, name: str, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> List[Obj]:
