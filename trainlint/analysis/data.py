@@ -1232,7 +1232,7 @@ class DataModel:
                     if r is not None:
                         return r
             if isinstance(node, cst.Return):
-                idx = _returned_index(value, name)
+                idx = returned_index(value, name)
                 if idx is not None:
                     if where.scope.name in _EVAL_LOADER_METHODS and idx == -1:
                         return "eval", f"returned by {where.scope.name}()"
@@ -1483,7 +1483,7 @@ class DataModel:
 # -- module helpers ---------------------------------------------------------------------------------
 
 
-def _returned_index(value: Optional[cst.BaseExpression], name: str) -> Optional[int]:
+def returned_index(value: Optional[cst.BaseExpression], name: str) -> Optional[int]:
     """-1 when a ``return`` statement's value is ``name`` itself, k when it is element k of a returned
     tuple, None otherwise."""
     if value is None:

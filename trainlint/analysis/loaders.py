@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.data import UNKNOWN, _conditions, _Where, _word_role_of_name, data_model
+from trainlint.analysis.data import UNKNOWN, _conditions, _Where, _word_role_of_name, data_model, returned_index
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.values import fold
@@ -259,7 +259,7 @@ def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm:
     )
 
 
-def _returned_index(call: cst.Call, scope: Scope, stmt: Stmt, target: Optional[str]) -> Optional[int]:
+def _loader_returned_index(call: cst.Call, scope: Scope, stmt: Stmt, target: Optional[str]) -> Optional[int]:
     """-1 when the helper returns the loader itself, k when it returns it as element k of a tuple,
     None when it does not return it."""
     node = stmt.node
@@ -268,21 +268,16 @@ def _returned_index(call: cst.Call, scope: Scope, stmt: Stmt, target: Optional[s
     if target is None or "." in target:
         return None
     for value, _ in scope.returns:
-        if value is None:
-            continue
-        if dotted(value) == target:
-            return -1
-        if isinstance(value, cst.Tuple):
-            for k, el in enumerate(value.elements):
-                if dotted(el.value) == target:
-                    return k
+        idx = returned_index(value, target)
+        if idx is not None:
+            return idx
     return None
 
 
 def _role_through_callers(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, target: Optional[str], program: Any, dm: Any):
     """A loader built and returned by a helper (``train_loader = make_loader(ds)``): its role is the
     role its callers give it (the data model's :meth:`DataModel.returned_role`), structural or by name."""
-    idx = _returned_index(call, scope, stmt, target)
+    idx = _loader_returned_index(call, scope, stmt, target)
     if idx is None:
         return None
     return dm.returned_role(pf, scope, idx, "loader")
