@@ -572,14 +572,24 @@ def repeated_training_loop(program: Any) -> Optional[Tuple[Any, cst.CSTNode]]:
     """A loop around a batch loop that trains (``while True:`` / ``for it in ...`` around ``for batch in
     loader: ... backward()``), as (program file, outer loop): the data is read again and again even
     without an epoch counter. None when there is none."""
-    from trainlint.analysis.data import _trains
-
     for pf in program.files:
         for scope in pf.facts.scopes():
             for s in scope.stmts:
-                if isinstance(s.node, cst.For) and s.loops and _trains(s.node.body):
+                if isinstance(s.node, cst.For) and s.loops and trains(s.node.body):
                     return pf, s.loops[0]
     return None
+
+
+def trains(body: cst.CSTNode) -> bool:
+    """Does a loop body train: call ``backward()`` / ``manual_backward()`` or step an optimizer
+    (``opt.step()``, ``optimizer.step()``)?"""
+    for c in calls(body):
+        if isinstance(c.func, cst.Attribute):
+            if c.func.attr.value in ("backward", "manual_backward"):
+                return True
+            if c.func.attr.value == "step" and "opt" in (dotted(c.func.value) or "").lower():
+                return True
+    return False
 
 
 # ------------------------------------------------------------------------------------------------

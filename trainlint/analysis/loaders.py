@@ -3,7 +3,7 @@
 (training vs evaluation) as the data model (:mod:`trainlint.analysis.data`) reads it; every
 ``DistributedSampler`` with the loader it feeds; every ``.set_epoch(...)`` call.
 
-Roles come from :class:`trainlint.analysis.data.DataModel`: the loader iterated in the loop that calls
+Roles come from :class:`trainlint.analysis.roles.Roles`: the loader iterated in the loop that calls
 ``backward()``, passed to a helper that does, returned by Lightning's ``train_dataloader()``, passed
 as ``train_dataloaders=``... (structural), or only its name (``train_loader``: weak).
 
@@ -18,7 +18,9 @@ from typing import Any, Dict, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.data import UNKNOWN, _conditions, _Where, _word_role_of_name, data_model, returned_index
+from trainlint.analysis.callsite import UNKNOWN, Where, conditions
+from trainlint.analysis.data import data_model
+from trainlint.analysis.roles import returned_index, word_role_of_name
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.values import fold
@@ -165,7 +167,7 @@ def _dead(call: cst.Call, scope: Scope, stmt: Stmt, facts: FileFacts, program: A
             tests.append((value.test, True))
         elif value.orelse is call:
             tests.append((value.test, False))
-    tests.extend(_conditions(stmt, scope) or [])
+    tests.extend(conditions(stmt, scope) or [])
     for test, polarity in tests:
         f = fold(test, facts, scope, stmt, program)
         if f is not None and isinstance(f.value, (bool, int, type(None))) and bool(f.value) != polarity:
@@ -237,9 +239,9 @@ def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm:
     batch_sampler = _arg(call, "batch_sampler", positional)
     target = _bound_target(stmt, call)
     role, evidence, structural = None, "", False
-    where = _Where(pf, scope, stmt)
+    where = Where(pf, scope, stmt)
     try:
-        r = dm._loader_role_from_stmt(call, stmt, where)
+        r = dm.roles.loader_role(call, stmt, where)
     except RecursionError:  # pragma: no cover - pathological code
         r = None
     if r is not None:
@@ -249,7 +251,7 @@ def _loader(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, program: Any, dm:
         if r2 is not None:
             role, evidence, structural = r2
         elif target is not None:
-            w = _word_role_of_name(target)
+            w = word_role_of_name(target)
             if w is not None:
                 role, evidence = w, f"named {target}"
     return LoaderFact(
@@ -276,11 +278,11 @@ def _loader_returned_index(call: cst.Call, scope: Scope, stmt: Stmt, target: Opt
 
 def _role_through_callers(call: cst.Call, pf: Any, scope: Scope, stmt: Stmt, target: Optional[str], program: Any, dm: Any):
     """A loader built and returned by a helper (``train_loader = make_loader(ds)``): its role is the
-    role its callers give it (the data model's :meth:`DataModel.returned_role`), structural or by name."""
+    role its callers give it (:meth:`roles.Roles.returned_role`), structural or by name."""
     idx = _loader_returned_index(call, scope, stmt, target)
     if idx is None:
         return None
-    return dm.returned_role(pf, scope, idx, "loader")
+    return dm.roles.returned_role(pf, scope, idx, "loader")
 
 
 # -- datasets --------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from trainlint.analysis.data import PATH_EVIDENCE, might_augment, data_model, random_op_names
+from trainlint.analysis.data import data_model
+from trainlint.analysis.roles import PATH_EVIDENCE
+from trainlint.analysis.transforms import might_augment, random_op_names
 from trainlint.analysis.seeds import may_train
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Iterable, List
 
-from trainlint.analysis.data import might_augment, PipelineUse, data_model, random_op_names
+from trainlint.analysis.data import PipelineUse, data_model
+from trainlint.analysis.roles import word_role_of_name
+from trainlint.analysis.transforms import might_augment, random_op_names
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -362,6 +364,4 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
 
 
 def _train_named(label: str) -> bool:
-    from trainlint.analysis.data import might_augment, _word_role_of_name
-
-    return _word_role_of_name(label.split("[")[0].rstrip("()")) == "train"
+    return word_role_of_name(label.split("[")[0].rstrip("()")) == "train"

@@ -4,7 +4,8 @@ from typing import Iterable, Optional
 
 import libcst as cst
 
-from trainlint.analysis.data import UNKNOWN, _word_role_of_name
+from trainlint.analysis.callsite import UNKNOWN
+from trainlint.analysis.roles import word_role_of_name
 from trainlint.analysis.loaders import (
     LoaderFact, dataset_is_synthetic, dataset_may_stream, dataset_shuffles_itself, is_test_file, loader_facts,
     order_matters, program_mentions, reads_data_once,
@@ -337,7 +338,7 @@ with torch.no_grad():
             return False
         if not ld.structural:
             ds = dotted(ld.dataset) if ld.dataset is not None else None
-            if ds is None or _word_role_of_name(ds) != "train":
+            if ds is None or word_role_of_name(ds) != "train":
                 return False
         if ld.shuffle is UNKNOWN or ld.shuffle is True or ld.star_kwargs:
             return False

@@ -5,7 +5,7 @@ from typing import Iterable, List, Optional
 
 import libcst as cst
 
-from trainlint.analysis.data import _word_role_of_name
+from trainlint.analysis.roles import word_role_of_name
 from trainlint.analysis.loaders import SamplerFact, loader_facts, program_mentions
 from trainlint.analysis.execution import EpochReseed, TrainLoop, epoch_reseeds, program_loops, repeated_training_loop
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity, Span
@@ -360,7 +360,7 @@ def _for_training(sm: SamplerFact) -> bool:
     if weak == {"train"}:
         return True
     if not sm.loaders and sm.target is not None:
-        return _word_role_of_name(sm.target) == "train"
+        return word_role_of_name(sm.target) == "train"
     return False
 
 
