@@ -332,12 +332,15 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule], skip_r
 class _CachedFacts:
     """The facts program linking reads (see trainlint.analysis.program), from the cache."""
 
-    __slots__ = ("imports", "runs_at_module_level", "classes")
+    __slots__ = ("imports", "runs_at_module_level", "classes", "links")
 
     def __init__(self, data: Dict[str, object]) -> None:
+        from trainlint.analysis.links import Links
+
         self.imports = list(data["i"])
         self.runs_at_module_level = bool(data["r"])
         self.classes = dict.fromkeys(data["c"])
+        self.links = Links.from_record(data["l"])
 
 
 class _CachedFile:
@@ -356,7 +359,8 @@ class _CachedFile:
 
 def _facts_record(ctx) -> Dict[str, object]:
     facts = ctx.facts
-    return {"i": list(facts.imports), "r": bool(facts.runs_at_module_level), "c": sorted(facts.classes)}
+    return {"i": list(facts.imports), "r": bool(facts.runs_at_module_level), "c": sorted(facts.classes),
+            "l": facts.links.record()}
 
 
 def _digest(source: SourceFile, real: str) -> str:
@@ -701,7 +705,7 @@ def _materialize(program, states: Dict[str, _FileState], options: Options, rules
 
 def _program_key(program, states: Dict[str, _FileState], digests: Dict[str, str], fingerprint: str) -> str:
     """Every file of the program, in order: path, name shown, content, part of the run or not, the rules
-    enabled for it, and what it imports; whether it is judged as a library."""
+    enabled for it, and the imports the program follows from it; whether it is judged as a library."""
     from trainlint.cache import key_of
 
     files = []
@@ -709,7 +713,7 @@ def _program_key(program, states: Dict[str, _FileState], digests: Dict[str, str]
         st = states.get(pf.path)
         digest = st.digest if st is not None else digests.get(pf.path, "")
         files.append([pf.path, pf.display, digest, pf.in_run, st.enabled if st is not None else None,
-                      [d.path for d in pf.imports]])
+                      program.imports.get(pf.path, [])])
     return key_of("program", fingerprint, bool(program.library), files)
 
 

@@ -1,29 +1,34 @@
-"""Training programs: files linked by their imports.
+"""Training programs: files linked by the names they take from each other.
 
 A model class in ``model.py``, trained in ``train.py``, seeded through ``utils.set_seed()`` is one
-program. Entry scripts are the files that run something (``if __name__ == "__main__"``, a loop that calls
-``backward()``, ``trainer.fit(...)``) and are not imported by another file of the run. A program is an entry
-plus every project file it imports, transitively. Imported files are read from disk even when they are
-not part of the run (pre-commit passes only the staged files), but findings are only reported for files
-of the run.
+program. Entry scripts are the files that run something (``if __name__ == "__main__"``, a loop of the
+module level that calls more than table builders, ``trainer.fit(...)``) and are not imported by another
+file of the run. A program is an entry plus the project files its names reach (``_closure``): the imports
+whose bound names a file reads are followed, a package ``__init__.py`` is passed through for the one name
+asked of it (its other re-exports are not), a file that defines a name asked is taken whole; never the
+whole package an import could reach. Imported files are read from disk even when they are not part of the
+run (pre-commit passes only the staged files), but findings are only reported for files of the run.
 
-The other way round too: when the run holds a file that no entry of the run imports (pre-commit passes only
-the staged ``model.py``), the entry scripts that import it — directly or through another project file — are
-found in its project and analysed with it, so that the findings that lie in ``model.py`` are reported.
-Finding them stays cheap: the project's ``.py`` files are listed once, only those whose text imports the
-module's name are parsed, and at most a few levels of importers are followed.
-"""
+The other way round too: when the run holds a file that no program of the run reaches (pre-commit passes
+only the staged ``model.py``), the entry scripts that import it — directly or through another project
+file — are found in its project and analysed with it when their names reach it, so that the findings that
+lie in ``model.py`` are reported. Finding them stays cheap: the project's ``.py`` files are listed once,
+only those whose text imports the module's name are parsed, and at most a few levels of importers are
+followed."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from typing import TYPE_CHECKING
+
+from trainlint.analysis.links import EVERYTHING
 
 if TYPE_CHECKING:  # pragma: no cover
     from trainlint.analysis.facts import FileFacts
@@ -45,7 +50,6 @@ class ProgramFile:
     display: str  # as reported
     ctx: object  # trainlint.context.FileContext (typed loosely to avoid an import cycle)
     in_run: bool  # findings are reported for this file
-    imports: List["ProgramFile"] = field(default_factory=list)
 
     @property
     def facts(self) -> FileFacts:
@@ -55,7 +59,11 @@ class ProgramFile:
 @dataclass(eq=False)
 class Program:
     entry: ProgramFile
-    files: List[ProgramFile]  # the entry first, then what it imports, breadth-first
+    files: List[ProgramFile]  # the entry first, then what it takes from other files, breadth-first
+    #: The imports the program follows: real path -> the real paths of the files that one takes names
+    #: from, in the order they were found (a package ``__init__.py`` passed through for one name has only
+    #: that name's edge). Together with the files' contents they decide the program (the cache key).
+    imports: Dict[str, List[str]] = field(default_factory=dict)
     #: A library module that nothing of the run executes or imports (``onmt/trainer.py`` with its
     #: ``Trainer.validate()``, linted without the scripts that drive it): judged as a program of its own,
     #: but only by the rules whose claim stands on one function's evidence (``Rule.judges_libraries``:
@@ -196,42 +204,45 @@ def build_programs(
     file on demand (or returns None; a context it returns with ``in_run`` set is a file of the run that
     was not parsed up front). ``roots``: the run's project roots (default: the common folder of
     ``run_files``). ``deferred``: real paths of files of the run that were not parsed (no training code in
-    them): ``load`` parses one when a program imports it. Returns the programs of the run."""
+    them): ``load`` parses one when a program takes a name from it. Returns the programs of the run."""
     nodes: Dict[str, ProgramFile] = {}
     for real, ctx in run_files.items():
         nodes[real] = ProgramFile(real, ctx.path, ctx, True)
     if roots is None:
         roots = sorted({Path(os.path.commonpath([p for p in run_files])) if run_files else Path.cwd()})
+    failed: Set[str] = set()
 
     def node_for(real: str) -> Optional[ProgramFile]:
-        if real in nodes:
-            return nodes[real]
+        hit = nodes.get(real)
+        if hit is not None or real in failed:
+            return hit
         ctx = load(real)
         if ctx is None:
+            failed.add(real)
             return None
         nodes[real] = ProgramFile(real, ctx.path, ctx, bool(getattr(ctx, "in_run", False)))
         return nodes[real]
 
-    linked: Set[str] = set()
+    def deps(pf: ProgramFile) -> List[str]:
+        """The real paths of the project files ``pf`` imports (resolved on disk: none is parsed)."""
+        hit = pf.__dict__.get("_deps")
+        if hit is None:
+            hit = []
+            for mod in imported_modules(pf.facts):
+                target = resolve_module(mod, pf.path, roots)
+                if target is None:
+                    continue
+                real = os.path.realpath(target)
+                if real != pf.path and real not in hit:
+                    hit.append(real)
+            pf.__dict__["_deps"] = hit
+        return hit
 
-    def link(pf: ProgramFile) -> None:
-        if pf.path in linked:
-            return
-        linked.add(pf.path)
-        for mod in imported_modules(pf.facts):
-            target = resolve_module(mod, pf.path, roots)
-            if target is None:
-                continue
-            real = os.path.realpath(target)
-            if real == pf.path:
-                continue
-            dep = node_for(real)
-            if dep is not None and dep not in pf.imports:
-                pf.imports.append(dep)
+    def program(entry: ProgramFile, library: bool = False) -> Program:
+        files, edges = _closure(entry, node_for, roots)
+        return Program(entry, files, edges, library=library)
 
-    for pf in list(nodes.values()):
-        link(pf)
-    imported_by_run: Set[str] = {d.path for pf in list(nodes.values()) if pf.in_run for d in pf.imports}
+    imported_by_run: Set[str] = {d for pf in list(nodes.values()) if pf.in_run for d in deps(pf)}
     programs = []
     for real, pf in list(nodes.items()):
         if not pf.in_run:
@@ -240,45 +251,172 @@ def build_programs(
             continue
         if real in imported_by_run and "__main__" not in pf.ctx.source.text:
             continue
-        programs.append(Program(pf, _closure(pf, link)))
-    # files some entry of the run imports (a lone model.py that is its own entry because of a
+        programs.append(program(pf))
+    # files some entry of the run takes names from (a lone model.py that is its own entry because of a
     # `__main__` smoke test still wants the scripts that train it)
     covered = {f.path for p in programs for f in p.files if f is not p.entry}
     orphans = [pf for real, pf in list(nodes.items()) if pf.in_run and real not in covered and not _runs_by_itself(pf)]
-    # a file of the run left unparsed (no training code) that nothing of the run imported: the scripts
+    # a file of the run left unparsed (no training code) that no program of the run reached: the scripts
     # that import it still judge it (only its path is needed to look for them)
-    orphans += [ProgramFile(real, real, None, True) for real in deferred if real not in nodes]
+    orphans += [ProgramFile(real, real, None, True) for real in deferred if real not in nodes and real not in covered]
     if orphans:
-        finder = _ImporterFinder(nodes, node_for, link)
+        finder = _ImporterFinder(nodes, node_for, deps)
         entries: List[ProgramFile] = []
+        done = {p.entry.path for p in programs}
         for pf in orphans:
             for entry in finder.entries_importing(pf):
-                if entry not in entries and entry.path not in {p.entry.path for p in programs}:
+                if entry not in entries and entry.path not in done:
                     entries.append(entry)
+        # an entry that imports the file but takes nothing from it (its program does not hold it) has
+        # nothing to say about it
+        wanted = {pf.path for pf in orphans}
         for entry in entries:
-            programs.append(Program(entry, _closure(entry, link)))
+            found = program(entry)
+            if any(f.path in wanted for f in found.files[1:]):
+                programs.append(found)
     # what is left: library modules of the run that no entry runs (a Trainer class in a package)
     covered = {f.path for p in programs for f in p.files}
     for real, pf in list(nodes.items()):
         if pf.in_run and real not in covered and pf.ctx is not None and not _is_test(real):
-            programs.append(Program(pf, _closure(pf, link), library=True))
+            programs.append(program(pf, library=True))
     return programs
 
 
-def _closure(pf: ProgramFile, link: Callable[[ProgramFile], None]) -> List[ProgramFile]:
-    """``pf`` and the project files it imports, breadth-first."""
-    files = [pf]
-    seen = {pf.path}
-    queue = [pf]
-    while queue and len(files) < MAX_PROGRAM_FILES:
-        cur = queue.pop(0)
-        link(cur)
-        for dep in cur.imports:
-            if dep.path not in seen:
-                seen.add(dep.path)
-                files.append(dep)
-                queue.append(dep)
-    return files
+def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]],
+             roots: Sequence[Path]) -> Tuple[List[ProgramFile], Dict[str, List[str]]]:
+    """The files of ``entry``'s program, breadth-first, and the imports followed (see ``Program``).
+
+    Only what a name reaches: from a file, the imports whose bound names the file reads (its ``Links``).
+    ``from pkg import a`` asks ``pkg`` (its ``__init__.py``) for ``a``: a file that defines ``a`` is taken
+    whole (its own used imports are followed in turn); a re-export (``from .mod import a``) passes the
+    question on, and the ``__init__.py`` is kept (rules resolve the name through it) without its other
+    imports; a submodule named ``a`` is taken whole; a star import passes it on to the star's module; a
+    name found nowhere takes the file whole. ``import utils`` read as ``utils.set_seed`` asks ``utils``
+    for ``set_seed``; a module used as a value (``getattr(models, arch)``) is asked for everything it
+    defines and re-exports; an import that nothing of a file reads (outside a package ``__init__.py``)
+    takes its module whole, for what it does when it runs (a seed, a registration). The answer depends on
+    the files' contents only (not on which rule asks, on the cache or on --jobs); at most
+    MAX_PROGRAM_FILES files."""
+    files = [entry]
+    index = {entry.path: entry}
+    edges: Dict[str, List[str]] = {}
+    asked: Set[Tuple[str, Optional[str]]] = {(entry.path, None)}
+    queue: deque = deque([(entry, None)])  # (file, name asked of it; None: the whole file)
+
+    def target(src: ProgramFile, module: str) -> Optional[ProgramFile]:
+        path = resolve_module(module, src.path, list(roots))
+        if path is None:
+            return None
+        real = os.path.realpath(path)
+        if real == src.path:
+            return src
+        if real not in index and len(files) >= MAX_PROGRAM_FILES:
+            return None
+        return node_for(real)
+
+    def ask(src: Optional[ProgramFile], pf: Optional[ProgramFile], name: Optional[str]) -> None:
+        if pf is None:
+            return
+        if src is not None and pf is not src:
+            out = edges.setdefault(src.path, [])
+            if pf.path not in out:
+                out.append(pf.path)
+        if pf.path not in index:
+            if len(files) >= MAX_PROGRAM_FILES:
+                return
+            index[pf.path] = pf
+            files.append(pf)
+        if (pf.path, name) not in asked:
+            asked.add((pf.path, name))
+            queue.append((pf, name))
+
+    def from_import(src: ProgramFile, module: str, name: str) -> None:
+        """``from module import name`` (``name`` may go on: ``encoder.PCNNEncoder``, read through it)."""
+        base = target(src, module)
+        if base is None or base is src:
+            # a namespace package (no __init__.py), or `from . import losses` in the package's own
+            # __init__.py: the name is a module
+            head, _, rest = name.partition(".")
+            sep = "" if module.endswith(".") or not module else "."
+            full = target(src, f"{module}{sep}{head}")
+            if full is not src:
+                ask(src, full, rest or None)
+            return
+        ask(src, base, name)
+
+    def module_import(src: ProgramFile, local: str, module: str, sub: str, tails: Sequence[str]) -> None:
+        """``import module`` (bound to ``local``; ``sub``: the path from ``local`` to ``module``), read
+        through the chains ``tails``."""
+        mod = target(src, module)
+        for tail in tails:
+            if not sub:
+                rest = tail
+            elif tail == sub or tail.startswith(sub + "."):
+                rest = tail[len(sub) + 1:]
+            else:  # `import a.b` read as `a.x`: the package `a`'s x
+                ask(src, target(src, local), tail or EVERYTHING)
+                continue
+            ask(src, mod, rest or EVERYTHING)
+
+    def through(tails: Sequence[str], name: str) -> List[str]:
+        """The names asked of a module for a local bound to its ``name``, read through ``tails``."""
+        return [f"{name}.{t}" if t else name for t in tails] or [name]
+
+    while queue:
+        pf, name = queue.popleft()
+        links = pf.facts.links
+        if name is None or name == EVERYTHING:
+            if name is not None:
+                ask(None, pf, None)
+            every = name is not None
+            # an import that nothing of the file reads may be there for what the module does when it runs
+            # (a seed, a registration): its module is taken too, but not the names a package __init__.py
+            # re-exports (asked for one by one)
+            side = os.path.basename(pf.path) != "__init__.py"
+            for local, module, imported in links.froms:
+                if every or local in links.used:
+                    for asked_name in through(() if every else links.attrs.get(local, ()), imported):
+                        from_import(pf, module, asked_name)
+                elif side:
+                    ask(pf, target(pf, module), None)
+            for local, module, sub in links.modules:
+                if every or (side and local not in links.used):
+                    ask(pf, target(pf, module), None)
+                elif local in links.used:
+                    module_import(pf, local, module, sub, links.attrs.get(local, ()) or ("",))
+            for module in links.stars:
+                star = target(pf, module)
+                for free in ([EVERYTHING] if every else links.free):
+                    ask(pf, star, free)
+            continue
+        head, _, rest = name.partition(".")
+        found = False
+        if head in links.defined:  # (``rest``: an attribute of a class or of an object)
+            ask(None, pf, None)
+            found = True
+        for local, module, imported in links.froms:
+            if local == head:
+                from_import(pf, module, f"{imported}.{rest}" if rest else imported)
+                found = True
+        for local, module, sub in links.modules:
+            if local == head:
+                if sub:  # `import a.b` in a package that re-exports `a`
+                    module_import(pf, local, module, sub, [rest])
+                else:
+                    ask(pf, target(pf, module), rest or EVERYTHING)
+                found = True
+        if not found and os.path.basename(pf.path) == "__init__.py":
+            sub_module = target(pf, "." + head)
+            if sub_module is not None and sub_module is not pf:
+                ask(pf, sub_module, rest or None)
+                found = True
+        if not found and links.stars:
+            for module in links.stars:
+                ask(pf, target(pf, module), name)
+            found = True
+        if not found:  # defined some other way (globals(), a loop over names...): the whole file
+            ask(None, pf, None)
+    return files, edges
 
 
 def _runs_by_itself(pf: ProgramFile) -> bool:
@@ -335,8 +473,8 @@ _WORD_RE = re.compile(r"[A-Za-z_]\w*")
 class _ImporterFinder:
     """Which project files import a given file: a text search first (no parse), then the parsed imports."""
 
-    def __init__(self, nodes: Dict[str, ProgramFile], node_for, link) -> None:
-        self.nodes, self.node_for, self.link = nodes, node_for, link
+    def __init__(self, nodes: Dict[str, ProgramFile], node_for, deps) -> None:
+        self.nodes, self.node_for, self.deps = nodes, node_for, deps
         self._listing: Dict[str, List[str]] = {}
         self._texts: Dict[str, str] = {}
         self._import_words: Dict[str, frozenset] = {}
@@ -405,8 +543,7 @@ class _ImporterFinder:
             node = self.node_for(real)
             if node is None:
                 continue
-            self.link(node)
-            if any(dep.path == target.path for dep in node.imports):
+            if target.path in self.deps(node):
                 out.append(node)
         return out
 
