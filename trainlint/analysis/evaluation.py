@@ -14,7 +14,7 @@ For each loop we know:
   ``torch.inference_mode()`` / ``torch.set_grad_enabled(False)``, a ``@torch.no_grad()`` decorator, or
   every call site of the helper under one of those;
 - which **mode-dependent layers** the evaluated model has (dropout, batch norm, layers with a dropout
-  argument, torchvision classifiers that hold BatchNorm), from :mod:`trainlint.analysis.models`.
+  argument, torchvision classifiers that hold BatchNorm), from :mod:`trainlint.analysis.modules`.
 
 The mode switches, the no_grad regions and the mode at a statement are execution facts, answered by
 :mod:`trainlint.analysis.execution` (also :func:`~trainlint.analysis.execution.loop_mode_calls`: a training
@@ -33,17 +33,11 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.execution import _Reach, _module_class, _small, _stmt_calls, classify_call, is_epoch_loop, mode_along, reach, under_no_grad
-from trainlint.analysis.models import (
-    BN_MODULES,
-    DROPOUT_MODULES,
-    ClassRef,
-    FileRef,
-    ModelWorld,
-    assigned_value,
-)
+from trainlint.analysis.modules import BN_MODULES, DROPOUT_MODULES, ModelWorld, assigned_value
 from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.objects import ClassRef, FileRef, file_calls
 from trainlint.analysis.walk import calls, walk
-from trainlint.analysis.syntax import kwarg, number, short_qualname
+from trainlint.analysis.syntax import bound_arg, kwarg, number, short_qualname
 
 
 _EVAL_TOKEN = re.compile(
@@ -1067,8 +1061,6 @@ def _unpack_position(a, name: str) -> Optional[int]:
 
 def _constructor_arg_layers(world: ModelWorld, param: str, file: FileRef, init: Scope, depth: int) -> Optional[ModelLayers]:
     """An ``__init__`` parameter (``self.model = model``): the arguments of the ``Trainer(model, ...)`` calls."""
-    from trainlint.analysis.models import _bound_arg, file_calls
-
     cls_name = init.class_name or ""
     params = init.params()[1:]
     if param not in params:
@@ -1081,7 +1073,7 @@ def _constructor_arg_layers(world: ModelWorld, param: str, file: FileRef, init: 
             d = dotted(call.func)
             if d is None or d.rsplit(".", 1)[-1] != cls_name:
                 continue
-            arg = _bound_arg(call, index, param)
+            arg = bound_arg(call, index, param)
             if arg is not None:
                 ml = _value_layers(world, arg, f, s, st, depth + 1)
                 if ml is not None:
@@ -1097,8 +1089,6 @@ def _kept_argument_layers(world: ModelWorld, ref: ClassRef, depth: int, site: Op
     init = ref.info.methods.get("__init__")
     if init is None or depth > 12:
         return []
-    from trainlint.analysis.objects import bound_arg
-
     params = init.params()[1:]
     out: List[Layer] = []
     for p in _kept_params(init, params):

@@ -34,8 +34,8 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
-from trainlint.analysis.syntax import kwarg, number, positional
-from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, bound_arg, calls_in, file_calls
+from trainlint.analysis.syntax import bound_arg, kwarg, number, positional
+from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, calls_in, file_calls
 
 # -- vocabularies ----------------------------------------------------------------------------------
 

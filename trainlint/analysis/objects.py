@@ -57,7 +57,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.syntax import bound_arg, constructed_class, positional  # noqa: F401 (bound_arg: older imports)
+from trainlint.analysis.syntax import bound_arg, constructed_class, positional
 
 _MAX_DEPTH = 16
 _MAX_ALTS = 8

@@ -2,20 +2,17 @@ from __future__ import annotations
 
 from typing import Iterable, List, Set, Tuple
 
-from trainlint.analysis.models import (
-    RANGE_OF,
-    FileRef,
+from trainlint.analysis.losses import (
     LossCall,
-    ModelWorld,
-    Op,
-    last_meaningful,
     is_reconstruction,
     loss_calls,
     prediction_sources,
     program_target_standardization,
     target_standardization,
 )
+from trainlint.analysis.modules import RANGE_OF, ModelWorld, Op, last_meaningful
 from trainlint.analysis.names import dotted
+from trainlint.analysis.objects import FileRef
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Dict, Iterable, List, Tuple
 
-from trainlint.analysis.models import Chain, ModelWorld, Op, feeds, module_classes, sequential_calls
+from trainlint.analysis.modules import Chain, ModelWorld, Op, feeds, module_classes, sequential_calls
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 

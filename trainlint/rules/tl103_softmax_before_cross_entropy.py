@@ -6,9 +6,8 @@ from typing import Dict, Iterable, List, Optional, Set
 
 import libcst as cst
 
-from trainlint.analysis.models import (
+from trainlint.analysis.losses import (
     LossCall,
-    ModelWorld,
     Origin,
     branch_loss_calls,
     in_eval_only_code,
@@ -17,6 +16,7 @@ from trainlint.analysis.models import (
     wrapper_losses,
     wrapper_origins,
 )
+from trainlint.analysis.modules import ModelWorld
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 

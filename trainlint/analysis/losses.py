@@ -2,8 +2,8 @@
 imports), which model output (through shape ops, indexing, helpers) reaches which loss argument, and
 what produced a value (the activation a loss input comes out of).
 
-Model structure lives in :mod:`trainlint.analysis.modules`, object identity and value flow in
-:mod:`trainlint.analysis.objects`; their names are re-exported here for older imports.
+Model structure (how a model is built, what its forward does) lives in :mod:`trainlint.analysis.modules`,
+object identity and value flow in :mod:`trainlint.analysis.objects`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from typing import List, Optional, Set, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.facts import Scope, Stmt
 from trainlint.analysis.names import canonical, dotted, names_in
-from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, bound_arg as _bound_arg, file_calls, target_path  # noqa: F401
-from trainlint.analysis.modules import (  # noqa: F401
-    ACT_FUNCS, ACT_METHODS, ACT_MODULES, BN_MODULES, DROPOUT_FUNCS, DROPOUT_MODULES, MODULE_BASES, RANGE_OF,
-    SHAPE_FUNCS, SHAPE_METHODS, SHAPE_MODULES, WRAPPER_FUNCS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op,
-    _MAX_ALTS, _is_false, _short_q, assigned_value, feeds, iter_calls, last_meaningful, module_classes, sequential_calls,
+from trainlint.analysis.objects import ClassRef, FileRef, Obj, file_calls, target_path
+from trainlint.analysis.modules import (
+    ACT_FUNCS, ACT_METHODS, SHAPE_FUNCS, SHAPE_METHODS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op, _MAX_ALTS,
+    _short_q, assigned_value, last_meaningful,
 )
-from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys  # noqa: F401 (constant_key: older imports)
+from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES, NO_GRAD_CONTEXTS, runs_without_grad
 
 
