@@ -215,6 +215,28 @@ def test_evaluation_only_code_is_not_flagged():
     """) == []
 
 
+def test_evaluation_routines_by_name_or_by_a_project_no_grad_decorator_are_not_flagged():
+    src = """
+        import torch.nn.functional as F
+        from utils import smart_inference_mode
+        def {name}(model, x, y):
+            return F.cross_entropy(model(x).softmax(-1), y)
+        @smart_inference_mode()
+        def check(model, x, y):
+            def inner():
+                return F.nll_loss(model(x).softmax(-1), y)
+            return inner()
+        for x, y in loader:
+            {name}(model, x, y).backward()
+    """
+    # the names evaluation.py reads as an evaluation routine (one regex for every rule)
+    for name in ("compute_metrics", "run_validation", "on_test_batch_end", "evaluate_step"):
+        assert lint(src.replace("{name}", name)) == [], name
+    # near-miss: the same loss in a training helper, or a GAN's validity loss (no evaluation)
+    for name in ("train_step", "validity_loss"):
+        assert [f.line for f in lint(src.replace("{name}", name))] == [5], name
+
+
 def test_set_grad_enabled_for_the_training_phase_is_training_code():
     found = lint("""
         import torch

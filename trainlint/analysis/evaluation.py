@@ -32,7 +32,10 @@ from typing import Any, List, Optional, Sequence, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
-from trainlint.analysis.execution import _Reach, _module_class, _small, _stmt_calls, classify_call, is_epoch_loop, mode_along, reach, under_no_grad
+from trainlint.analysis.execution import (
+    _Reach, _module_class, _small, _stmt_calls, classify_call, decorated_no_grad, is_epoch_loop, mode_along, reach,
+    runs_without_grad, under_no_grad,
+)
 from trainlint.analysis.modules import BN_MODULES, DROPOUT_MODULES, ModelWorld, assigned_value
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.objects import ClassRef, FileRef, file_calls
@@ -45,9 +48,13 @@ _EVAL_TOKEN = re.compile(
     r"|^(?:val|valid|test|eval|dev)(?:loader|set|data|dl|ds|iter)",
     re.I,
 )
-_EVAL_FUNC = re.compile(
+#: A function named as an evaluation routine (search it): ``evaluate``, ``validate``, ``test``,
+#: ``run_validation``, ``predict_step``, ``compute_metrics``, Lightning's ``validation_step`` /
+#: ``on_validation_epoch_end`` / ``on_test_batch_end``; not ``evaluating`` or ``test2``.
+EVAL_FUNCTION_NAME = re.compile(
     r"^_?(?:eval|evaluate|evaluation|validate|validation|valid|val|test|testing|run_eval|run_validation|run_test|"
-    r"do_eval|do_validation|predict|inference|infer|compute_metrics?|accuracy|score)(?:_|$)|(?:^|_)(?:eval|evaluate|validate|validation)(?:_|$)",
+    r"do_eval|do_validation|predict|inference|infer|compute_metrics?|accuracy|score)(?:_|$)|(?:^|_)(?:eval|evaluate|validate|validation)(?:_|$)"
+    r"|^on_(?:test|predict)_",
     re.I,
 )
 _TRAIN_TOKEN = re.compile(r"(?:^|_)train", re.I)
@@ -612,9 +619,9 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
             continue
         # train_one_epoch / train(): only a loop that names its evaluation data (the dev loop after each
         # epoch, `for x, y in val_loader:`) is an evaluation there, unless the function never trains
-        train_named = bool(_TRAIN_TOKEN.search(scope.name) and not _EVAL_FUNC.search(scope.name))
+        train_named = bool(_TRAIN_TOKEN.search(scope.name) and not EVAL_FUNCTION_NAME.search(scope.name))
         trains: List[bool] = []  # computed on the first loop that needs it
-        fn_eval = bool(_EVAL_FUNC.search(scope.name)) if scope.kind == "function" else False
+        fn_eval = bool(EVAL_FUNCTION_NAME.search(scope.name)) if scope.kind == "function" else False
         taken: Set[int] = set()
         for s in scope.stmts:
             node = s.node
@@ -1141,6 +1148,23 @@ def forward_layers(program: Any, pf: Any, call: cst.Call, scope: Scope, stmt: St
 # -- an eval() inside a training loop: is it an evaluation's switch, and does training go on after it? ----
 
 
+def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
+    """Why the statement runs only for evaluation, or None: in a function named as an evaluation routine
+    (:data:`EVAL_FUNCTION_NAME`, and no ``train`` in the name) or decorated to run without autograd, also
+    a function nested in one; or under ``with torch.no_grad()`` / ``torch.inference_mode()`` /
+    ``torch.set_grad_enabled(False)``."""
+    s: Optional[Scope] = scope
+    while s is not None and s.kind == "function":
+        if EVAL_FUNCTION_NAME.search(s.name) and "train" not in s.name.lower():
+            return f"in {s.qualname}()"
+        if decorated_no_grad(s, file.facts, certain=True):
+            return f"in {s.qualname}(), decorated to run without autograd"
+        s = s.parent
+    if runs_without_grad(stmt.node, scope, file.facts, certain=True):
+        return "under torch.no_grad()"
+    return None
+
+
 def in_eval_loop(program: Any, e: Any) -> bool:
     """Does event ``e`` run inside an evaluation loop of its own scope?"""
     return any(l.node in e.stmt.loops for l in eval_loops(program) if l.scope is e.scope)
@@ -1169,7 +1193,7 @@ def evaluation_follows(program: Any, m: Any, tl: Any) -> bool:
     is a deliberate choice (frozen batch norm while fine-tuning)."""
     loops = eval_loops(program)
     if m.scope is not tl.scope:
-        return bool(_EVAL_FUNC.search(m.scope.name)) or any(l.scope is m.scope for l in loops)
+        return bool(EVAL_FUNCTION_NAME.search(m.scope.name)) or any(l.scope is m.scope for l in loops)
     for l in loops:
         if l.scope is tl.scope and tl.node in l.stmt.loops and l.stmt.index > m.stmt.index:
             return True
@@ -1178,7 +1202,7 @@ def evaluation_follows(program: Any, m: Any, tl: Any) -> bool:
             continue
         for call in calls(s.node):
             name = (dotted(call.func) or "").rsplit(".", 1)[-1]
-            if name and _EVAL_FUNC.search(name):
+            if name and EVAL_FUNCTION_NAME.search(name):
                 return True
     return False
 

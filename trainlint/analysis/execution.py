@@ -1664,7 +1664,10 @@ def _is_no_grad_item(expr: cst.BaseExpression, facts: FileFacts, scope: Optional
     return False
 
 
-def _decorated_no_grad(scope: Scope, facts: FileFacts, certain: bool = False) -> bool:
+def decorated_no_grad(scope: Scope, facts: FileFacts, certain: bool = False) -> bool:
+    """Does a decorator turn autograd off for the whole function: ``@torch.no_grad()``,
+    ``@torch.inference_mode()``, a project's own ``@smart_inference_mode()``, a decorator of this file
+    whose wrapper runs the function under ``no_grad``? (``certain``: see :func:`no_grad_nodes`.)"""
     fn = scope.node
     if not isinstance(fn, cst.FunctionDef):
         return False
@@ -1700,7 +1703,7 @@ def no_grad_nodes(scope: Scope, facts: FileFacts, certain: bool = False) -> Set[
     if cache is not None:
         return cache
     cache = set()
-    if _decorated_no_grad(scope, facts, certain):
+    if decorated_no_grad(scope, facts, certain):
         cache.add("*")
     switched_off_at: Optional[int] = None
     for s in scope.stmts:

@@ -22,7 +22,7 @@ from trainlint.analysis.modules import (
     _short_q, assigned_value, last_meaningful,
 )
 from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys
-from trainlint.analysis.execution import FUNCTIONAL_LOSSES, NO_GRAD_CONTEXTS, runs_without_grad
+from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 
 
 # -- linking model outputs to losses ------------------------------------------------------------------
@@ -341,35 +341,6 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
     if isinstance(expr, cst.IfExp):
         return value_origins(world, expr.body, file, scope, stmt, depth + 1, element) + value_origins(world, expr.orelse, file, scope, stmt, depth + 1, element)
     return [Origin("other")]
-
-
-# -- evaluation-only code -------------------------------------------------------------------------------
-
-_EVAL_FUNC = re.compile(
-    r"^(validation_step|test_step|predict_step|on_validation\w*|on_test\w*|_?eval\w*|_?valid\w*|_?val(_\w+)?|_?test\w*|"
-    r"_?predict\w*|_?infer\w*|_?inference\w*|_?score\w*)$",
-    re.I,
-)
-
-
-def in_eval_only_code(file: FileRef, scope: Scope, stmt: Stmt) -> Optional[str]:
-    """Why the statement runs only for evaluation, or None: inside ``with torch.no_grad()`` /
-    ``torch.inference_mode()`` / ``torch.set_grad_enabled(False)``, or in a function named like an
-    evaluation (``evaluate``, ``validate``, ``test``, ``predict``, Lightning's ``validation_step``...)."""
-    s: Optional[Scope] = scope
-    while s is not None and s.kind == "function":
-        if _EVAL_FUNC.match(s.name) and "train" not in s.name.lower():
-            return f"in {s.qualname}()"
-        if isinstance(s.node, cst.FunctionDef):
-            for dec in s.node.decorators:
-                d = dec.decorator.func if isinstance(dec.decorator, cst.Call) else dec.decorator
-                q = file.facts.qualify(d)
-                if q is not None and canonical(q) in NO_GRAD_CONTEXTS:
-                    return f"in {s.qualname}(), decorated with @{canonical(q)}"
-        s = s.parent
-    if runs_without_grad(stmt.node, scope, file.facts, certain=True):
-        return "under torch.no_grad()"
-    return None
 
 
 @dataclass(eq=False)

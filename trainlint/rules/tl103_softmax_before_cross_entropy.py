@@ -10,12 +10,12 @@ from trainlint.analysis.losses import (
     LossCall,
     Origin,
     branch_loss_calls,
-    in_eval_only_code,
     loss_calls,
     value_origins,
     wrapper_losses,
     wrapper_origins,
 )
+from trainlint.analysis.evaluation import in_eval_only_code
 from trainlint.analysis.modules import ModelWorld
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule

@@ -3,7 +3,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from trainlint.analysis.evaluation import _EVAL_FUNC, eval_loops, loop_head
+from trainlint.analysis.evaluation import EVAL_FUNCTION_NAME, eval_loops, loop_head
 from trainlint.analysis.execution import autograd_call_site, grad_free_callers
 from trainlint.analysis.names import dotted
 from trainlint.findings import Finding, Related, Severity, Span
@@ -362,7 +362,7 @@ def _library_evaluation(program, loop) -> bool:
     ``self.forward(batch)`` over mini-batches)."""
     if not program.library or loop.scope.class_name is None:
         return False
-    if (_EVAL_FUNC.search(loop.scope.name) or loop.evidence.startswith("it generates")) and any(h.target is not None and dotted(h.target) == "self" for h in loop.model_calls()):
+    if (EVAL_FUNCTION_NAME.search(loop.scope.name) or loop.evidence.startswith("it generates")) and any(h.target is not None and dotted(h.target) == "self" for h in loop.model_calls()):
         return True  # a module's own predict()/infer() over mini-batches: its inference API
     # the mode at the model call (also when eval() is inside a validation_step() helper on the way)
     return any(loop.mode_at(program, i) == "eval" for i in range(len(loop.forwards)))
