@@ -103,6 +103,66 @@ def test_tl203_scaler_disabled_by_a_constant_is_clean_but_a_flag_is_not(tmp_path
     assert "scaler.unscale_(optimizer)" in found[0][2]
 
 
+def test_the_value_model_folds_infinity_in_its_library_spellings():
+    from trainlint.analysis.values import fold
+
+    src = textwrap.dedent("""
+        import math, torch
+        import numpy as np
+        from math import inf
+        INF = float("inf")
+        a = float("inf")
+        b = math.inf
+        c = np.Inf
+        d = torch.inf
+        e = inf
+        f = INF
+        g = float("1e-3")
+        h = float("not a number")
+        infinity = 3.0
+        i = infinity
+    """)
+    facts = extract(cst.parse_module(src))
+    got = {}
+    for name in "abcdefghi":
+        a = facts.module.assigns[name][-1]
+        v = fold(a.value, facts, facts.module, a.stmt)
+        got[name] = None if v is None else v.value
+    assert got == {"a": float("inf"), "b": float("inf"), "c": float("inf"), "d": float("inf"), "e": float("inf"),
+                   "f": float("inf"), "g": 0.001, "h": None, "i": 3.0}
+
+
+def test_tl203_a_clip_to_infinity_only_measures_the_norm_in_every_spelling(tmp_path):
+    loop = """
+        import argparse, math
+        import numpy as np
+        import torch
+        parser = argparse.ArgumentParser()
+        parser.add_argument("--clip", type=float, default={default})
+        args = parser.parse_args()
+        LIMIT = {limit}
+        for x, y in loader:
+            optimizer.zero_grad()
+            criterion(model(x), y).backward()
+            optimizer.step()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), {arg})
+    """
+    def lint(name, default="1.0", limit="1.0", arg="LIMIT"):
+        src = loop.replace("{default}", default).replace("{limit}", limit).replace("{arg}", arg)
+        return [(n, l) for n, l, _ in _lint_tree(tmp_path / name, {"t.py": src}, "TL203")]
+
+    # measuring the norm for logging after the step: nothing is clipped, nothing to report
+    assert lint("a", arg='float("inf")') == []
+    assert lint("b", arg="max_norm=math.inf") == []
+    assert lint("c", limit="np.inf") == []
+    assert lint("d", default='float("inf")', arg="args.clip") == []
+    # a finite limit after the step clips gradients that were already used
+    assert lint("e") == [("t.py", 13)]
+    assert lint("f", arg="args.clip") == [("t.py", 13)]
+    # near-miss: a project variable that merely ends in "inf" is no infinity
+    assert lint("g", limit="1.0\n        clip_inf = LIMIT", arg="clip_inf") == [("t.py", 14)]
+
+
 def test_tl203_clip_after_step_in_a_helper_of_another_file(tmp_path):
     found = _lint_tree(tmp_path, {
         "main.py": """

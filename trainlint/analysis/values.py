@@ -3,7 +3,8 @@
 ``fold(expr, facts, scope, stmt, program)`` gives a :class:`Folded` value for
 
 - literals (``90``, ``1e-3``, ``-1``, ``"cos"``, ``True``), simple arithmetic (``2 * 30``, ``EPOCHS // 3``),
-  ``int()/float()/round()/min()/max()/len()/math.ceil/floor`` of those, lists and tuples of them;
+  ``int()/float()/round()/min()/max()/len()/math.ceil/floor`` of those (``float("inf")`` too), lists and
+  tuples of them; ``math.inf`` / ``np.inf`` / ``torch.inf``;
 - names through their assignments (``scope.reaching``), module constants (``EPOCHS = 90``), constants
   imported from another file of the program (``from config import EPOCHS``, ``import config as C``);
 - argparse defaults: ``args.epochs`` where ``args = parser.parse_args()`` (also ``opt``, a ``get_args()``
@@ -47,6 +48,10 @@ _MAX_ITEMS = 10_000
 _MAX_BITS = 4096
 _MAX_LITERAL = 1000
 _BUDGET = 3000
+#: Library constants for infinity: ``math.inf``, ``np.inf`` (``np.Inf``, ``np.infty``, ``np.PINF``),
+#: ``torch.inf``.
+_INF_NAMES = frozenset({"inf", "infty", "pinf"})
+_INF_MODULES = frozenset({"math", "numpy", "torch"})
 
 
 @dataclass(frozen=True)
@@ -325,6 +330,11 @@ class _Folder:
         pos = [a.value for a in expr.args if a.keyword is None and not a.star]
         if q in ("int", "float", "round", "abs", "math.ceil", "math.floor", "math.sqrt") and len(pos) == 1 and len(expr.args) == 1:
             inner = self.fold(pos[0], facts, scope, stmt, depth + 1)
+            if q == "float" and inner is not None and isinstance(inner.value, str) and len(inner.value) < 64:
+                try:  # float("inf"), float("1e-3")
+                    return _derive(float(inner.value), expr, facts, [inner])
+                except ValueError:
+                    return None
             if inner is None or not _num(inner.value):
                 return None
             fn = {"int": int, "float": float, "round": round, "abs": abs, "math.ceil": math.ceil,
@@ -389,6 +399,10 @@ class _Folder:
         name = dotted(expr)
         if name is None:
             return None
+        if name.rsplit(".", 1)[-1].lower() in _INF_NAMES:
+            q = facts.qualify(expr)
+            if q is not None and q.rsplit(".", 1)[0] in _INF_MODULES:  # math.inf, np.inf, torch.inf
+                return Folded(math.inf, expr, facts, deps=frozenset({q}))
         found = self._definition(name, facts, scope, stmt, depth)
         if found is not None:
             value, vfacts, vscope, vstmt, how, label = found

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Iterable, List, Optional
+import math
+from typing import Iterable, Optional
 
 import libcst as cst
 
-from trainlint.analysis.names import canonical, dotted
+from trainlint.analysis.names import canonical
 from trainlint.analysis.execution import (
     ObjectRef, Reported, TimedEvent, Timeline, common_loops, ctx_of, event_target, exclusive, is_scaler,
     program_timelines, runs_whenever, same_iteration_before, same_target, scaler_disabled, updates_parameters_of,
@@ -12,7 +13,8 @@ from trainlint.analysis.execution import (
 )
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
-from trainlint.analysis.syntax import short as _short_text
+from trainlint.analysis.syntax import bound_arg, short as _short_text
+from trainlint.analysis.values import fold
 
 
 def _short(text: str) -> str:
@@ -354,7 +356,7 @@ for epoch in range(10):
         every_step = tl.of("optimizer_step")
         steps = [p for p in every_step if params is None or updates_parameters_of(program, p, params) is not False]
         backwards = tl.of("backward")
-        if not steps or not backwards or _measures_only(c):
+        if not steps or not backwards or _measures_only(program, c):
             return None
 
         def same(a: TimedEvent, b: TimedEvent) -> bool:  # a before b, in one pass of c's loops
@@ -434,20 +436,19 @@ def _move_fix(ctx, c: TimedEvent, other: TimedEvent, after: bool) -> Optional[Fi
     return Fix(message=f"Move the clip {where} `{_short(ctx.code(other.call))}`", edits=edits, applicability=Applicability.UNSAFE)
 
 
-def _measures_only(c: TimedEvent) -> bool:
-    """``clip_grad_norm_(params, float("inf"))``: computes the norm for logging, clips nothing."""
+def _measures_only(program, c: TimedEvent) -> bool:
+    """``clip_grad_norm_(params, float("inf"))`` (``math.inf``, ``np.inf``, a constant or default holding
+    one): computes the norm for logging, clips nothing."""
     call = c.call
     if call is None:
         return False
-    for a in call.args[1:2] if len(call.args) > 1 else [a for a in call.args if a.keyword is not None]:
-        if a.keyword is not None and a.keyword.value not in ("max_norm", "clip_value"):
-            continue
-        if isinstance(a.value, cst.Call) and any(isinstance(x, cst.SimpleString) and "inf" in x.value for x in
-                                                  (arg.value for arg in a.value.args)):
-            return True
-        if (dotted(a.value) or "").endswith(("inf", "INF")):
-            return True
-    return False
+    limit = bound_arg(call, 1, "max_norm")
+    if limit is None:
+        limit = bound_arg(call, 1, "clip_value")
+    if limit is None:
+        return False
+    v = fold(limit, c.facts, c.scope, c.stmt, program)
+    return v is not None and isinstance(v.value, float) and math.isinf(v.value) and v.value > 0
 
 
 def _is_torch_clip(c: TimedEvent) -> bool:
