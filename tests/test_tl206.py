@@ -111,3 +111,27 @@ def test_rule_listing_and_docs_say_it_is_opt_in(tmp_path):
 
     records = json.loads(_cli(tmp_path, "rule", "--all", "--format", "json").stdout)
     assert {r["code"]: r["opt_in"] for r in records}["TL206"] is True
+
+
+def test_parameter_group_lrs_through_a_list_variable_appends_and_dict_calls():
+    found = _lint("""
+        import torch
+        groups = [{"params": model.backbone.parameters(), "lr": 1e-4}]
+        groups.append(dict(params=model.head.parameters(), lr=0.5))
+        opt = torch.optim.Adam(groups, lr=1e-4)
+    """)
+    assert [f.line for f in found] == [3]
+    assert "a parameter group's lr=0.5" in found[0].message
+    # near-miss: every group within Adam's range
+    assert _lint("""
+        import torch
+        groups = [{"params": model.backbone.parameters(), "lr": 1e-4}]
+        groups.append(dict(params=model.head.parameters(), lr=1e-3))
+        opt = torch.optim.Adam(params=groups)
+    """) == []
+    # the literal spelling keeps working, also as params=
+    found = _lint("""
+        import torch
+        opt = torch.optim.AdamW(params=[{"params": model.parameters(), "lr": 0.2}], lr=3e-4)
+    """)
+    assert [f.line for f in found] == [2]

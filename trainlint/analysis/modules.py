@@ -34,7 +34,7 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
-from trainlint.analysis.syntax import bound_arg, kwarg, number, positional
+from trainlint.analysis.syntax import kwarg, number, positional
 from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, calls_in, file_calls
 
 # -- vocabularies ----------------------------------------------------------------------------------
@@ -595,6 +595,26 @@ class ModelWorld(World):
             if got == in_else:
                 return True
         return False
+
+    def entries_of_listed_dicts(self, expr: cst.BaseExpression, key: str, file: FileRef, scope: Scope,
+                                stmt: Optional[Stmt]) -> List[Tuple[cst.BaseExpression, Scope, Optional[Stmt]]]:
+        """The values under ``key`` of the dicts a list holds, each with where it is evaluated: an
+        optimizer's parameter groups (``Adam([{"params": ..., "lr": 0.1}])``, a ``groups`` list built
+        with appends, ``dict(params=..., lr=0.1)``). Elements that are no dict, or lack the key, give nothing."""
+        items = self.list_items(expr, file, scope, stmt) or []
+        out: List[Tuple[cst.BaseExpression, Scope, Optional[Stmt]]] = []
+        seen: set = set()
+        for el, sc, st in items:
+            value = None
+            if isinstance(el, cst.Dict):
+                value = next((d.value for d in el.elements if isinstance(d, cst.DictElement)
+                              and isinstance(d.key, cst.SimpleString) and d.key.evaluated_value == key), None)
+            elif isinstance(el, cst.Call) and dotted(el.func) == "dict":
+                value = kwarg(el, key)
+            if value is not None and id(value) not in seen:
+                seen.add(id(value))
+                out.append((value, sc, st))
+        return out
 
     def _list_growth(self, st: Stmt, name: str, file: FileRef, scope: Scope, depth: int):
         node = st.node

@@ -6,6 +6,7 @@ import libcst as cst
 
 from trainlint.analysis.names import canonical, names_in
 from trainlint.analysis.objects import World, file_calls
+from trainlint.analysis.syntax import bound_arg, kwarg
 from trainlint.analysis.values import Folded, fold, format_value
 from trainlint.analysis.walk import calls
 from trainlint.findings import Finding, Related, Severity
@@ -278,17 +279,20 @@ optimizer = opt_cls(model.parameters(), lr=0.1)
         label, limit, usual = _LIMITS[q]
         if limit < 1 and hot:
             limit = max(limit, _HOT_ADAM_LIMIT)
-        lr_expr = _lr_arg(call)
-        for expr in _group_lrs(call):
-            yield from self._judge(ctx, call, expr, label, limit, usual, scope, stmt, "a parameter group's lr")
+        lr_expr = bound_arg(call, 1, "lr")
+        params = bound_arg(call, 0, "params")
+        if params is not None:
+            world = World.of_file(ctx)
+            for expr, gscope, gstmt in world.entries_of_listed_dicts(params, "lr", world.file_of_ctx(ctx), scope, stmt):
+                yield from self._judge(ctx, call, expr, label, limit, usual, gscope, gstmt, "a parameter group's lr")
         if lr_expr is not None:
             yield from self._judge(ctx, call, lr_expr, label, limit, usual, scope, stmt, "lr")
 
     def _hf_args(self, ctx, call: cst.Call, q: str, scope, stmt) -> Iterable[Finding]:
-        expr = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "learning_rate"), None)
+        expr = kwarg(call, "learning_rate")
         if expr is None:
             return
-        optim = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "optim"), None)
+        optim = kwarg(call, "optim")
         if optim is not None:
             f = fold(optim, ctx.facts, scope, stmt)
             if f is None or not isinstance(f.value, str) or "adam" not in f.value.lower():
@@ -332,34 +336,6 @@ def _times(t: float, limit: float) -> str:
 
 #: The statements whose calls may build an optimizer or a TrainingArguments the rule judges.
 _BUILDS = frozenset((cst.Assign, cst.AnnAssign, cst.Expr, cst.Return))
-
-
-def _lr_arg(call: cst.Call) -> Optional[cst.BaseExpression]:
-    for a in call.args:
-        if a.keyword is not None and a.keyword.value == "lr":
-            return a.value
-    pos = [a.value for a in call.args if a.keyword is None and not a.star]
-    if any(a.star for a in call.args):
-        return None
-    return pos[1] if len(pos) > 1 else None
-
-
-def _group_lrs(call: cst.Call) -> List[cst.BaseExpression]:
-    """``"lr"`` values of literal parameter-group dicts (``Adam([{"params": ..., "lr": 0.1}])``)."""
-    first = None
-    for a in call.args:
-        if (a.keyword is None and not a.star) or (a.keyword is not None and a.keyword.value == "params"):
-            first = a.value
-            break
-    if not isinstance(first, (cst.List, cst.Tuple)):
-        return []
-    out = []
-    for el in first.elements:
-        if isinstance(el.value, cst.Dict):
-            for d in el.value.elements:
-                if isinstance(d, cst.DictElement) and isinstance(d.key, cst.SimpleString) and d.key.evaluated_value == "lr":
-                    out.append(d.value)
-    return out
 
 
 def _written_value(expr, facts, scope, stmt) -> Optional[Folded]:
