@@ -360,3 +360,27 @@ def test_sequential_lr_part_is_judged_after_the_warmup(tmp_path):
     text = (tmp_path / "train.py").read_text()
     (tmp_path / "train.py").write_text(text.replace("        scheduler.step()", "    scheduler.step()"))
     assert _lint_tree(tmp_path, {}) == []  # per epoch: the torchvision recipe, clean
+
+
+def test_sequential_lr_parts_held_by_a_list_variable_and_milestones_by_a_constant(tmp_path):
+    src = """
+        import torch
+        from torch.optim.lr_scheduler import LinearLR, CosineAnnealingLR, SequentialLR
+        EPOCHS = 50
+        WARMUP = [5]
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        parts = [LinearLR(optimizer, start_factor=0.01, total_iters=5)]
+        parts.append(CosineAnnealingLR(optimizer, T_max={t_max}))
+        scheduler = SequentialLR(optimizer, parts, WARMUP)
+        for epoch in range(EPOCHS):
+            for x, y in loader:
+                optimizer.zero_grad()
+                crit(model(x), y).backward()
+                optimizer.step()
+            scheduler.step()
+    """
+    # the cosine part runs 45 epochs after the warm-up: T_max=45 is right, T_max=10 restarts early
+    assert _lint_tree(tmp_path / "a", {"train.py": src.replace("{t_max}", "45")}) == []
+    found = _lint_tree(tmp_path / "b", {"train.py": src.replace("{t_max}", "10")})
+    assert [f.line for f in found] == [8]
+    assert "SequentialLR milestone 5" in found[0].message

@@ -14,6 +14,7 @@ from trainlint.analysis.execution import (
 )
 from trainlint.analysis.names import canonical, names_in
 from trainlint.analysis.objects import World, file_calls
+from trainlint.analysis.syntax import bound_arg
 from trainlint.analysis.values import Folded, fold, format_value
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
@@ -572,6 +573,8 @@ for epoch in range(EPOCHS):
         part_note = ""
         if s.offset is not None:  # the last part of a SequentialLR runs after its last milestone
             m = fold(s.offset, s.via.facts, s.via.scope, s.via.stmt, program)
+            if m is not None and isinstance(m.value, tuple):  # milestones=[5] or a constant list: the last one
+                m = Folded(m.value[-1], m.node, m.facts, m.how, m.label, m.deps) if m.value else None
             if m is None or not isinstance(m.value, int) or run is None or run.value - m.value <= 0:
                 run = None
             else:
@@ -868,41 +871,42 @@ def _link_parts(w: _Sched, checked: List[_Sched], skipped: Set[int], program) ->
     """SequentialLR([warmup, main], milestones=[m]): `main` is judged over the run after m, stepped where the
     wrapper is stepped; the warm-up parts are not judged. ChainedScheduler([a, b]): both run from the start.
     Parts that cannot be matched to a list element are not judged alone either."""
-    args = w.call.args
-    parts_expr = next((a.value for a in args if a.keyword is not None and a.keyword.value == "schedulers"), None)
-    pos = [a.value for a in args if a.keyword is None and not a.star]
-    if parts_expr is None:
-        parts_expr = pos[1] if w.cls == "SequentialLR" and len(pos) > 1 else (pos[0] if w.cls == "ChainedScheduler" and pos else None)
-    def holds(expr: cst.BaseExpression, s: _Sched) -> bool:
-        return holds_site(program, ObjectRef(expr, w.facts, w.scope, w.stmt), s.call) is True
-
-    if not isinstance(parts_expr, (cst.List, cst.Tuple)):
+    sequential = w.cls == "SequentialLR"
+    # SequentialLR(optimizer, schedulers, milestones), ChainedScheduler(schedulers, optimizer=None)
+    parts_expr = bound_arg(w.call, 1 if sequential else 0, "schedulers")
+    world = World.of_program(program)
+    file = world.file_of(w.facts)
+    items = world.list_items(parts_expr, file, w.scope, w.stmt) if parts_expr is not None and file is not None else None
+    if items is None:
         whole = ObjectRef(w.call, w.facts, w.scope, w.stmt)
         for s in checked:  # parts we cannot place: not judged alone
             if mentions_site(program, whole, s.call):
                 skipped.add(id(s))
         return
-    elements = [el.value for el in parts_expr.elements]
-    milestones = next((a.value for a in args if a.keyword is not None and a.keyword.value == "milestones"), None)
-    if milestones is None and w.cls == "SequentialLR" and len(pos) > 2:
-        milestones = pos[2]
-    for i, el in enumerate(elements):
+    elements: List[Tuple[cst.BaseExpression, Scope, Optional[Stmt]]] = []
+    for el, sc, st in items:  # (a part appended in a loop is listed once per turn)
+        if all(el is not other for other, _, _ in elements):
+            elements.append((el, sc, st))
+    milestones = bound_arg(w.call, 2, "milestones") if sequential else None
+    for i, (el, sc, st) in enumerate(elements):
         part = None
         for s in checked:
-            if s.call is el or (isinstance(el, (cst.Name, cst.Attribute)) and holds(el, s)):
+            if s.call is el or (isinstance(el, (cst.Name, cst.Attribute))
+                                and holds_site(program, ObjectRef(el, w.facts, sc, st), s.call) is True):
                 part = s
         if part is None:
             continue
         last = i == len(elements) - 1
-        if w.cls == "SequentialLR" and not last:
+        if sequential and not last:
             skipped.add(id(part))  # a warm-up part
             continue
-        if w.cls == "SequentialLR":
-            if isinstance(milestones, (cst.List, cst.Tuple)) and milestones.elements:
-                part.offset = milestones.elements[-1].value
-            else:
+        if sequential:
+            if isinstance(milestones, (cst.List, cst.Tuple)):
+                milestones = milestones.elements[-1].value if milestones.elements else None
+            if milestones is None:
                 skipped.add(id(part))
                 continue
+            part.offset = milestones  # folded where it is judged (a list held by a name: its last milestone)
         part.via = w
         if part.lightning_interval is None:
             part.lightning_interval = w.lightning_interval
