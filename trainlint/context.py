@@ -53,6 +53,18 @@ class FileContext:
             raise LookupError(f"no position for a {type(node).__name__} node that is not in this file's tree")
         return Span(rng.start.line, rng.start.column + 1, rng.end.line, rng.end.column + 1)
 
+    def head_span(self, node: cst.CSTNode) -> Span:
+        """The first line of a compound statement (``for epoch in range(n):`` up to the end of its iterable,
+        ``while ...``, ``if ...``), a function's name, or the node itself: where a finding about a whole
+        loop goes, since a ``# noqa`` anywhere inside the loop would otherwise suppress it."""
+        if isinstance(node, cst.FunctionDef):
+            return self.span(node.name)
+        head = {cst.For: "iter", cst.While: "test", cst.If: "test"}.get(type(node))
+        if head is None:
+            return self.span(node)
+        start, end = self.span(node), self.span(getattr(node, head))
+        return Span(start.line, start.column, end.end_line, end.end_column)
+
     def code(self, node: cst.CSTNode) -> str:
         return self.module.code_for_node(node)
 

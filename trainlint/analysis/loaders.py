@@ -460,13 +460,13 @@ def order_matters(ld: LoaderFact, program: Any) -> bool:
     iterate the same loader get the same answer whatever else they import."""
     if any(w in ld.pf.ctx.source.text for w in _ORDER_MATTERS):
         return True
-    from trainlint.analysis.execution import program_loops
+    from trainlint.analysis.execution import ctx_of, program_loops
 
     loops = program_loops(program)
     if not loops:  # no loop we can read (a framework runs it): the program's text decides
         return program_mentions(program, *_ORDER_MATTERS)
     for loop in loops:
-        ctx = _ctx_of(program, loop.facts)
+        ctx = ctx_of(program, loop.facts)
         if ctx is None:
             continue
         parts = [loop.node] + [h.node for h in loop.helpers]
@@ -492,13 +492,6 @@ def dataset_may_stream(ld: LoaderFact, program: Any) -> Optional[bool]:
                     texts.append(f.ctx.source.text)
     if any(w in t for t in texts for w in _STREAM_WORDS):
         return True
-    return None
-
-
-def _ctx_of(program: Any, facts: FileFacts):
-    for f in program.files:
-        if f.facts is facts:
-            return f.ctx
     return None
 
 

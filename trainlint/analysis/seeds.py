@@ -30,7 +30,7 @@ from trainlint.analysis.facts import ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import dotted
 from trainlint.analysis.program import Program, ProgramFile, resolve_module
 from trainlint.analysis.execution import backward_roots
-from trainlint.analysis.syntax import constructed_class
+from trainlint.analysis.syntax import constructed_class, short
 from trainlint.analysis.walk import _children, child_nodes  # noqa: F401
 
 TORCH, NUMPY, RANDOM = "torch", "numpy", "random"
@@ -449,7 +449,7 @@ def file_seeds(facts: FileFacts, text: Optional[str] = None) -> FileSeeds:
                     out.randomness.append((call, scope, stmt, kind))
                 elif _is_optimizer(call, facts):
                     out.optimizers.append((call, scope, stmt))
-                spelling = _short(dotted(call.func) or "")
+                spelling = short(dotted(call.func) or "", 50)
                 seeded = classify_library_call(call, facts)
                 if seeded is not None:
                     out.seeds.append(SeedCall(call, scope, stmt, seeded[0], spelling or "manual_seed", seeded[1],
@@ -593,10 +593,6 @@ def _updates(node: cst.CSTNode, refs: List[Tuple[str, cst.CSTNode]]) -> bool:
                 return True
         return False
     return any(n.rpartition(".")[2] in _INPLACE_UPDATES for n in names)
-
-
-def _short(text: str, limit: int = 50) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _fit_or_train(call: cst.Call, facts: FileFacts, scope: Scope, stmt: Stmt) -> Optional[str]:

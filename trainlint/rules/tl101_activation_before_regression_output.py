@@ -12,6 +12,7 @@ from trainlint.analysis.losses import (
 )
 from trainlint.analysis.modules import RANGE_OF, ModelWorld, Op, last_meaningful
 from trainlint.analysis.names import dotted
+from trainlint.analysis.syntax import short
 from trainlint.analysis.objects import FileRef
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
@@ -402,7 +403,7 @@ for x, y in loader:
         where = lc.file.ctx.where(loss_span.line, home=ctx)
         message = f"`{model_name}` ends with {op.label}, so its outputs lie in {rng}, and they are the predictions of {lc.label} ({where})"
         if evidence is not None:
-            message += f"; the targets are standardized (`{_snip(evidence[0].ctx.code(evidence[1]))}`), {_UNREACHABLE.get(op.act or '', 'so targets outside that range can never be reached')}"
+            message += f"; the targets are standardized (`{short(evidence[0].ctx.code(evidence[1]), 60)}`), {_UNREACHABLE.get(op.act or '', 'so targets outside that range can never be reached')}"
         else:
             message += "; it can never predict a value below 0"
         if op.act in ALWAYS:
@@ -429,8 +430,3 @@ def _dense_output(chain) -> bool:
             continue
         return op.kind == "layer" and any(k in op.label for k in ("Conv", "PixelShuffle", "Upsample"))
     return False
-
-
-def _snip(text: str, limit: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -17,6 +17,7 @@ from trainlint.analysis.losses import (
 )
 from trainlint.analysis.evaluation import in_eval_only_code
 from trainlint.analysis.modules import ModelWorld
+from trainlint.analysis.syntax import positional, short
 from trainlint.findings import Applicability, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 
@@ -591,13 +592,13 @@ class Lit(L.LightningModule):
         if origin.model:
             subject = f"`{origin.model}` ends with {op.label}, and its output"
         else:
-            subject = f"The output of `{_snip(ctx.code(op.node))}`"
+            subject = f"The output of `{short(ctx.code(op.node), 50)}`"
         loss = lc.label
         if lc.loss in _CE:
             classes = world.output_width(origin.chain)
             if classes is None and not origin.model and isinstance(op.node, cst.Call):
                 # F.softmax(logits, 1) with logits = model(x): the model's last Linear
-                first = [a.value for a in op.node.args if a.keyword is None and a.star == ""]
+                first = positional(op.node)
                 if op.label.startswith(".") and isinstance(op.node.func, cst.Attribute):  # logits.softmax(-1)
                     inner = op.node.func.value
                 else:
@@ -666,10 +667,6 @@ def _wrong_origins(origins: List[Origin], wrong: str, ambiguous_loss: bool) -> L
             out.extend(members)
     return out
 
-
-def _snip(text: str, limit: int = 50) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _drop_fix(op) -> Optional[Fix]:

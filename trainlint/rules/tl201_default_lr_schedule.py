@@ -9,7 +9,7 @@ import libcst as cst
 
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.execution import (
-    Event, ObjectRef, TrainLoop, acts_on, holds_site, lightning_interval, mentions_site, program_loops,
+    Event, ObjectRef, TrainLoop, acts_on, ctx_of, holds_site, lightning_interval, mentions_site, program_loops,
     trainer_max_epochs,
 )
 from trainlint.analysis.names import canonical, names_in
@@ -582,12 +582,12 @@ for epoch in range(EPOCHS):
                              f"{run.value} {'epochs' if run_unit == 'epoch' else 'iterations'})")
                 run = Folded(run.value - m.value, run.node, run.facts, "literal", "", run.deps | m.deps)
 
-        ctx = _ctx_of(program, s.facts)
+        ctx = ctx_of(program, s.facts)
         if ctx is None:
             return
         related: List[Related] = []
         if run is not None:
-            rctx = _ctx_of(program, run.facts)
+            rctx = ctx_of(program, run.facts)
             if rctx is not None:
                 text = "the run length" + part_note if part_note else _run_text(run, run_unit, "the run has")
                 related.append(Related(rctx.path, rctx.span(run.node), text))
@@ -595,7 +595,7 @@ for epoch in range(EPOCHS):
             msg = self._per_batch(s, args, run)
             if msg is not None:
                 ev = next(e for e, lvl in _step_events(stepper, scheds, loops, program) if lvl == "batch")
-                ectx = _ctx_of(program, ev.facts)
+                ectx = ctx_of(program, ev.facts)
                 if ectx is None:
                     return
                 rel = [Related(ctx.path, ctx.span(s.call), f"the {s.cls} is built here")] + related
@@ -762,11 +762,7 @@ class _Args:
         self._cache: Dict[str, Optional[Folded]] = {}
 
     def expr(self, name: str, index: int) -> Optional[cst.BaseExpression]:
-        for a in self.s.call.args:
-            if a.keyword is not None and a.keyword.value == name:
-                return a.value
-        pos = [a.value for a in self.s.call.args if a.keyword is None and not a.star]
-        return pos[index] if index < len(pos) else None
+        return bound_arg(self.s.call, index, name)
 
     def get(self, name: str, index: int) -> Optional[Folded]:
         if name not in self._cache:
@@ -823,7 +819,7 @@ class _Args:
         return f" (with the default {', '.join(notes)})" if notes else ""
 
     def ctx_code(self, node: cst.CSTNode) -> str:
-        ctx = _ctx_of(self.program, self.s.facts)
+        ctx = ctx_of(self.program, self.s.facts)
         return ctx.code(node) if ctx is not None else "?"
 
 
@@ -953,11 +949,6 @@ def _manual_lightning(program) -> bool:
 
 def _is_num(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _ctx_of(program, facts):
-    f = program.file_of(facts)
-    return f.ctx if f is not None else None
 
 
 def _run_text(run: Folded, unit: str, lead: str) -> str:

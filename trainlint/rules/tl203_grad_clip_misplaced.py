@@ -478,9 +478,7 @@ def _clipped(c: TimedEvent) -> Optional[ObjectRef]:
     call = c.call
     if call is None:
         return None
-    arg = next((a.value for a in call.args if a.keyword is None and not a.star), None)
-    if arg is None:
-        arg = next((a.value for a in call.args if a.keyword is not None and a.keyword.value == "parameters"), None)
+    arg = bound_arg(call, 0, "parameters")
     return ObjectRef(arg, c.facts, c.scope, c.stmt) if arg is not None else None
 
 

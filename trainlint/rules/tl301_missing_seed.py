@@ -514,12 +514,12 @@ if __name__ == "__main__":
             if best is None or key < best[0]:
                 best = (key, node, kind)
         if best is not None and best[2] != "call":
-            return _head_span(ctx, best[1]), "the training starts here"
+            return ctx.head_span(best[1]), "the training starts here"
         guard = self._main_guard(entry)
         if guard is not None:
-            return _head_span(ctx, guard), "the program starts here"
+            return ctx.head_span(guard), "the program starts here"
         if best is not None:
-            return _head_span(ctx, best[1]), "the training starts here"
+            return ctx.head_span(best[1]), "the training starts here"
         return Span.point(1), "the program starts here"
 
     @staticmethod
@@ -532,7 +532,7 @@ if __name__ == "__main__":
         return None
 
     def _loc(self, program: Program, pf: ProgramFile, node: cst.CSTNode) -> Tuple[str, Span]:
-        span = _head_span(pf.ctx, node)
+        span = pf.ctx.head_span(node)
         cells = pf.ctx.source.cells  # a notebook: cell coordinates, never lines of the joined script
         name = display_name(program, pf)
         return (f"{name}, {cells.describe(span.line)}" if cells is not None else f"{name}:{span.line}"), span
@@ -682,18 +682,6 @@ def _binds(stmt: cst.CSTNode, local: str) -> bool:
                 if name == local:
                     return True
     return False
-
-
-def _head_span(ctx, node: cst.CSTNode) -> Span:
-    """The first line of a compound statement (`for epoch in range(n):`), a function's name, or the
-    node itself: a finding on a whole loop would be suppressed by a `# noqa` anywhere inside it."""
-    if isinstance(node, cst.FunctionDef):
-        return ctx.span(node.name)
-    head = {cst.For: "iter", cst.While: "test", cst.If: "test"}.get(type(node))
-    if head is None:
-        return ctx.span(node)
-    start, end = ctx.span(node), ctx.span(getattr(node, head))
-    return Span(start.line, start.column, end.end_line, end.end_column)
 
 
 #: Draws that do not change what is learned: a free port for the process group, a run name, a

@@ -14,7 +14,7 @@ from trainlint.analysis.names import dotted
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Span
 from trainlint.findings import Severity
 from trainlint.rules import Rule
-from trainlint.analysis.syntax import short
+from trainlint.analysis.syntax import keyword_arg, short
 
 
 
@@ -382,7 +382,7 @@ with torch.no_grad():
 def _fix(ld: LoaderFact) -> Optional[Fix]:
     ctx = ld.pf.ctx
     call = ld.call
-    kw = next((a for a in call.args if a.keyword is not None and a.keyword.value == "shuffle"), None)
+    kw = keyword_arg(call, "shuffle")
     if kw is not None:
         edits = (Edit(ctx.span(kw.value), "True"),)
     elif ld.shuffle_node is not None:

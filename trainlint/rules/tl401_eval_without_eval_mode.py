@@ -2,10 +2,8 @@ from __future__ import annotations
 
 from typing import Iterable, Set
 
-import libcst as cst
-
 from trainlint.analysis.evaluation import (
-    eval_for_last_pass, eval_loops, evaluation_follows, forward_layers, forward_target, in_eval_loop, inference_calls, loop_head,
+    eval_for_last_pass, eval_loops, evaluation_follows, forward_layers, forward_target, in_eval_loop, inference_calls,
 )
 from trainlint.analysis.execution import ObjectRef, loop_mode_calls, mode_before, program_loops, same_object
 from trainlint.analysis.names import dotted
@@ -636,7 +634,7 @@ for epoch in range(10):
             related.insert(0, Related(cpf.ctx.path, cpf.ctx.span(call), "the model is called here"))
             yield self.finding(
                 ctx,
-                _head_span(ctx, loop.node) if loop.node is not None else ctx.span(call),
+                ctx.head_span(loop.node) if loop.node is not None else ctx.span(call),
                 message,
                 hint="Call model.eval() before the evaluation loop (and model.train() before training resumes)",
                 related=related,
@@ -693,11 +691,3 @@ for epoch in range(10):
                     hint=f"Call {m.receiver}.train() at the start of each {unit}'s training (or at the end of the evaluation)",
                     related=related,
                 )
-
-
-def _head_span(ctx, node: cst.For):
-    span = ctx.span(node)
-    from trainlint.findings import Span
-
-    iter_span = ctx.span(loop_head(node))
-    return Span(span.line, span.column, iter_span.end_line, iter_span.end_column)
