@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import libcst as cst
 
 from trainlint.analysis.callsite import UNKNOWN, Lookups, Where, eval_cond, literal
-from trainlint.analysis.execution import NO_GRAD_CONTEXTS, runs_without_grad
+from trainlint.analysis.execution import NO_GRAD_CONTEXTS, runs_without_grad, trains
 from trainlint.analysis.facts import FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.syntax import keyword_arg, kwarg, positional
@@ -597,10 +597,7 @@ def _in_repeated_passes(node: cst.CSTNode, how: str, stmt: Stmt, name: str, wher
             target = (dotted(loop.target) or "").lower()
             if "epoch" in target or target in ("ep", "e"):
                 continue
-            if not any(
-                isinstance(c.func, cst.Attribute) and (c.func.attr.value == "backward" or (c.func.attr.value == "step" and "opt" in (dotted(c.func.value) or "")))
-                for c in calls(loop.body)
-            ):
+            if not trains(loop.body):
                 return True
     if how == "stmt" and getattr(node, "value", None) is not None:
         stack = [node.value]
