@@ -253,3 +253,34 @@ def test_a_module_level_loop_that_fills_a_registry_does_not_make_an_entry_script
     programs, _, found = _programs(tmp_path, ["registry.py", "notebook.py"])
     kinds = {Path(p.entry.path).name: p.library for p in found}
     assert kinds == {"registry.py": True, "notebook.py": False}
+
+
+def test_editing_a_module_the_entry_takes_nothing_from_keeps_its_cached_program(tmp_path):
+    """The program's cache key holds its files and the imports it follows: editing nets/m7.py (re-exported
+    by nets/__init__.py, never used by train.py) leaves train.py's cached program as it is; editing
+    nets/m3.py recomputes it; every run says what a run without the cache says."""
+    from trainlint.cache import Cache, fingerprint
+
+    project = tmp_path / "proj"
+    _package(project)
+    (project / "train.py").write_text(textwrap.dedent(TRAIN).replace("    opt.zero_grad()\n", ""))  # TL204
+    config = Config(layers=[Selection()])
+    enabled = list(registry())
+
+    def run(cached: bool = True):
+        cache = Cache(tmp_path / "cache", fingerprint(enabled, False, config.max_file_size)) if cached else None
+        report, _ = lint_paths([str(project / "train.py")], Options(config=config, enabled=enabled, cache=cache, jobs=1))
+        assert not report.errors, report.errors
+        return [(f.path, f.span, f.code) for f in report.findings], (cache.written if cache is not None else None)
+
+    cold, written = run()
+    assert written.get("program") == 1 and [code for _, _, code in cold] == ["TL204"]
+    warm, written = run()
+    assert warm == cold and written == {}
+    (project / "nets" / "m7.py").write_text((project / "nets" / "m7.py").read_text() + "\n# touched\n")
+    again, written = run()
+    assert written == {} and again == cold  # m7.py is no file of train.py's program: nothing recomputed
+    (project / "nets" / "m3.py").write_text((project / "nets" / "m3.py").read_text() + "\n# touched\n")
+    again, written = run()
+    assert written.get("program") == 1  # m3.py is
+    assert again == run(cached=False)[0] == cold

@@ -317,15 +317,15 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     def ask(src: Optional[ProgramFile], pf: Optional[ProgramFile], name: Optional[str]) -> None:
         if pf is None:
             return
-        if src is not None and pf is not src:
-            out = edges.setdefault(src.path, [])
-            if pf.path not in out:
-                out.append(pf.path)
         if pf.path not in index:
             if len(files) >= MAX_PROGRAM_FILES:
                 return
             index[pf.path] = pf
             files.append(pf)
+        if src is not None and pf is not src:
+            out = edges.setdefault(src.path, [])
+            if pf.path not in out:
+                out.append(pf.path)
         if (pf.path, name) not in asked:
             asked.add((pf.path, name))
             queue.append((pf, name))
@@ -347,7 +347,6 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     def module_import(src: ProgramFile, local: str, module: str, sub: str, tails: Sequence[str]) -> None:
         """``import module`` (bound to ``local``; ``sub``: the path from ``local`` to ``module``), read
         through the chains ``tails``."""
-        mod = target(src, module)
         for tail in tails:
             if not sub:
                 rest = tail
@@ -356,7 +355,7 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
             else:  # `import a.b` read as `a.x`: the package `a`'s x
                 ask(src, target(src, local), tail or EVERYTHING)
                 continue
-            ask(src, mod, rest or EVERYTHING)
+            ask(src, target(src, module), rest or EVERYTHING)
 
     def through(tails: Sequence[str], name: str) -> List[str]:
         """The names asked of a module for a local bound to its ``name``, read through ``tails``."""
