@@ -187,29 +187,40 @@ def _argdef(call: cst.Call, scope: Scope, stmt: Stmt) -> Optional[_ArgDef]:
 def _program_calls(program: Any) -> Tuple[set, "_ProgramCalls"]:
     """(ids of the program's facts, callee's last name -> (facts, call, scope, stmt) over the program's
     files in order), one per program: folding a parameter asks for the calls of its function. The index
-    is filled one name at a time, when asked (a program of 200 files is asked for a few dozen names)."""
-    files = [f.facts for f in program.files]
+    is filled one name at a time, when asked (a program of 200 files is asked for a few dozen names).
+    (Checked against the program's file contexts, not their facts: asked thousands of times per program,
+    and a context's facts never change once built.)"""
+    ctxs = [pf.ctx for pf in program.files]
     cached = program.__dict__.get("_tl_values_calls")
-    if cached is not None and cached[0] == [id(f) for f in files]:
+    if cached is not None and cached[0] == ctxs:
         return cached[1], cached[2]
-    ids = [id(f) for f in files]
+    files = [c.facts for c in ctxs]
+    ids = {id(f) for f in files}
     index = _ProgramCalls(files)
-    program.__dict__["_tl_values_calls"] = (ids, set(ids), index)
-    return set(ids), index
+    program.__dict__["_tl_values_calls"] = (ctxs, ids, index)
+    return ids, index
 
 
 class _ProgramCalls:
-    """Callee's last name -> the calls of that name in the program's files, in file order (lazy)."""
+    """Callee's last name -> the calls of that name in the program's files, in file order (lazy: the
+    files that call a name are listed once per program, and only their calls are gathered)."""
 
     def __init__(self, files: List[FileFacts]) -> None:
         self.files = files
         self.by_name: Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]] = {}
+        self._callers: Optional[Dict[str, List[int]]] = None  # name -> positions of the files calling it
 
     def get(self, name: str, default=()):
         hit = self.by_name.get(name)
         if hit is None:
-            hit = self.by_name[name] = [(f, call, scope, stmt) for f in self.files
-                                        for call, scope, stmt in _file_tables(f)["calls"].get(name, ())]
+            callers = self._callers
+            if callers is None:
+                callers = self._callers = {}
+                for i, f in enumerate(self.files):
+                    for n in _file_tables(f)["calls"]:
+                        callers.setdefault(n, []).append(i)
+            hit = self.by_name[name] = [(f, call, scope, stmt) for f in (self.files[i] for i in callers.get(name, ()))
+                                        for call, scope, stmt in _file_tables(f)["calls"][name]]
         return hit if hit else default
 
 
