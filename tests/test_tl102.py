@@ -163,3 +163,80 @@ def test_parallel_inputs_of_a_merge_do_not_feed_each_other():
                 return self.bn(torch.cat([self.drop(a), b], dim=1))
     """)
     assert [f.line for f in found] == [10]
+
+
+def test_a_file_shared_by_programs_is_judged_in_each_and_its_answer_reused_where_it_holds(tmp_path, monkeypatch):
+    """The program pass asks each file's pairs on their own and keeps the answer with what it asked of
+    the program (here: what the call sites of build_mlp pass for batch_norm and sizes). A program that
+    answers those questions the same way reuses it; one whose call site turns BatchNorm off computes
+    its own, in whatever order the programs come."""
+    import os
+
+    import libcst as cst
+
+    from trainlint.analysis.program import build_programs
+    from trainlint.context import FileContext
+    from trainlint.rules.tl102_dropout_before_batchnorm import DropoutBeforeBatchnorm
+    from trainlint.source import SourceFile
+
+    blocks = '''
+import torch.nn as nn
+
+SIZES = [42, 256, 256, 128]
+
+
+def dense_block(n_in, n_out, dropout, batch_norm):
+    layers = [nn.Linear(n_in, n_out)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(n_out))
+    layers += [nn.ReLU(inplace=True), nn.Dropout(dropout)]
+    return layers
+
+
+def build_mlp(sizes, n_classes, dropout=0.25, batch_norm=True):
+    layers = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers.extend(dense_block(n_in, n_out, dropout, batch_norm))
+    layers.append(nn.Linear(sizes[-1], n_classes))
+    return nn.Sequential(*layers)
+'''
+    entry = '''
+import torch
+from blocks import SIZES, build_mlp
+
+if __name__ == "__main__":
+    model = build_mlp(SIZES, n_classes=2{extra})
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for x, y in torch.load("train.pt"):
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+'''
+    (tmp_path / "blocks.py").write_text(blocks, encoding="utf-8")
+    (tmp_path / "a_train.py").write_text(entry.format(extra=""), encoding="utf-8")
+    (tmp_path / "b_train.py").write_text(entry.format(extra=", batch_norm=False"), encoding="utf-8")
+    (tmp_path / "c_train.py").write_text(entry.format(extra=""), encoding="utf-8")
+
+    computed = []
+    pairs = DropoutBeforeBatchnorm._pairs
+
+    def counting(self, world, file):
+        computed.append(os.path.basename(file.path))
+        return pairs(self, world, file)
+
+    monkeypatch.setattr(DropoutBeforeBatchnorm, "_pairs", counting)
+
+    def ctx(path):
+        text = open(path, encoding="utf-8").read()
+        return FileContext(SourceFile(str(path), text), cst.parse_module(text))
+
+    for order in (["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"]):
+        computed.clear()
+        run = {os.path.realpath(p): ctx(p) for p in sorted(tmp_path.glob("*.py"))}
+        programs = {os.path.basename(p.entry.path)[0]: p for p in build_programs(run, lambda real: None)}
+        found = {}
+        for name in order:
+            found[name] = [(os.path.basename(f.path), f.span.line) for f in DropoutBeforeBatchnorm().check_program(programs[name])]
+        assert found["a"] == found["c"] == [("blocks.py", 11)], found
+        assert found["b"] == [], found
+        assert computed == ["blocks.py", "blocks.py"], (order, computed)  # the third program reused one

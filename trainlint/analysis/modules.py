@@ -647,16 +647,14 @@ class ModelWorld(World):
             return len(it.elements)
         if isinstance(it, cst.Subscript) and len(it.slice) == 1 and isinstance(it.slice[0].slice, cst.Slice):
             # sizes[:-1], sizes[1:]: the length of a slice of a folded list
-            from trainlint.analysis.values import fold
-
-            seq = fold(it.value, file.facts, scope, stmt, self.program)
+            seq = self.fold(it.value, file.facts, scope, stmt)
             sl = it.slice[0].slice
             bounds = []
             for b in (sl.lower, sl.upper, sl.step):
                 if b is None:
                     bounds.append(None)
                     continue
-                got = fold(b, file.facts, scope, stmt, self.program)
+                got = self.fold(b, file.facts, scope, stmt)
                 if got is None or not isinstance(got.value, int):
                     return None
                 bounds.append(got.value)
@@ -687,9 +685,7 @@ class ModelWorld(World):
         return None
 
     def _folded_count(self, expr, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[float]:
-        from trainlint.analysis.values import fold
-
-        got = fold(expr, file.facts, scope, stmt, self.program)
+        got = self.fold(expr, file.facts, scope, stmt)
         if got is not None and isinstance(got.value, (int, float)) and not isinstance(got.value, bool):
             return got.value
         return None

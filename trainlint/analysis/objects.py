@@ -126,15 +126,6 @@ class Obj:
         return self.node if isinstance(self.node, cst.Call) else None
 
 
-def _fold(expr, facts, scope, stmt, program):
-    from trainlint.analysis.values import fold
-
-    try:
-        return fold(expr, facts, scope, stmt, program)
-    except RecursionError:  # pragma: no cover - pathological nesting
-        return None
-
-
 class World:
     """The objects of a set of files (one program, or one file alone), resolved on demand and memoised."""
 
@@ -162,6 +153,11 @@ class World:
         #: called from two places with two names gives each caller its own answer)
         self._env: Dict[int, Tuple[cst.Call, Dict[str, Tuple[cst.BaseExpression, FileRef, Scope, Optional[Stmt]]]]] = {}
         self.budget = _BUDGET
+        #: While a world records (see :func:`per_file`): what its answers asked of the program, keyed by
+        #: the question, with the answer got; ``_unsure`` when an answer could not be recorded.
+        self._log: Optional[Dict[tuple, tuple]] = None
+        self._unsure = False
+        self._quiet = 0
 
     # -- construction --------------------------------------------------------------------------------
     @classmethod
@@ -210,7 +206,10 @@ class World:
 
             target = resolve_module(modname, importer.path, [])
             self._modules[key] = self._by_path.get(os.path.realpath(target)) if target is not None else None
-        return self._modules[key]
+        got = self._modules[key]
+        if self._log is not None:
+            self._log[("m", modname, importer.path)] = (got.ctx if got is not None else None,)
+        return got
 
     def resolve_global(self, name: str, file: FileRef, depth: int = 0):
         """What a module-level (dotted) name of ``file`` is: ("class", FileRef, ClassInfo), ("function",
@@ -406,6 +405,19 @@ class World:
 
     def _bindings(self, file: FileRef, scope: Scope, param: str, limit: int = 8):
         """(call sites passing ``param``, does some call of the function leave it out?)"""
+        if self._log is None or (scope.class_name is not None and scope.name != "__init__"):
+            return self._bindings_of(file, scope, param, limit)
+        # A function's or a constructor's call sites are told by names alone (no objects asked): while a
+        # world records, the sites that bind are what the answer asked, not every call of that name
+        self._quiet += 1
+        try:
+            got = self._bindings_of(file, scope, param, limit)
+        finally:
+            self._quiet -= 1
+        self._log[("b", id(file.ctx), id(scope), param, limit)] = (file.ctx, scope, param, limit, _bound(got))
+        return got
+
+    def _bindings_of(self, file: FileRef, scope: Scope, param: str, limit: int):
         fn = scope.node
         if not isinstance(fn, cst.FunctionDef):
             return [], False
@@ -464,7 +476,10 @@ class World:
                 keyed.extend((i, k, pos, f, entry, False) for pos, entry in enumerate(self.calls_named(f, n)))
         if len(names) > 1 or init_base is not None:
             keyed.sort(key=lambda x: (x[0], x[1], x[2]))
-        return [(f, entry[0], entry[1], entry[2], checked) for _, _, _, f, entry, checked in keyed]
+        out = [(f, entry[0], entry[1], entry[2], checked) for _, _, _, f, entry, checked in keyed]
+        if self._log is not None and not self._quiet:
+            self._log[("k", tuple(names), id(init_base))] = (names, init_base, _sites(out))
+        return out
 
     def _files_calling(self) -> Dict[str, List[Tuple[int, FileRef]]]:
         """Callee's last name -> (position, file) of the world's files that call it (built once)."""
@@ -631,6 +646,19 @@ class World:
             return self._named(expr, name, file, scope, stmt, depth)
         return self._unknown(expr, file, scope, stmt)
 
+    def fold(self, expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt]):
+        """:func:`trainlint.analysis.values.fold` in this world's program (None when it cannot be told)."""
+        from trainlint.analysis.values import fold_asked
+
+        try:
+            got, asked = fold_asked(expr, facts, scope, stmt, self.program)
+        except RecursionError:  # pragma: no cover - pathological nesting
+            self._unsure = True
+            return None
+        if asked and self._log is not None:
+            self._log[("f", id(expr), id(facts), id(scope), id(stmt))] = (expr, facts, scope, stmt, got)
+        return got
+
     def decided(self, test: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[bool]:
         """What a condition evaluates to on the default path (argparse defaults, configs, constants,
         parameter defaults, ``self.x`` set from them), or None when it cannot be told."""
@@ -639,7 +667,7 @@ class World:
     def constant(self, expr: cst.BaseExpression, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> object:
         """The one constant value ``expr`` holds on the default path, or None (folded constants first,
         then the literals the objects layer follows: ``self.drop_rate`` set from a parameter default)."""
-        got = _fold(expr, file.facts, scope, stmt, self.program)
+        got = self.fold(expr, file.facts, scope, stmt)
         if got is not None:
             return got.value
         v = self._literal(expr, file, scope, stmt, 0)
@@ -647,7 +675,7 @@ class World:
 
     def _decided_arm(self, test, file: FileRef, scope: Scope, stmt: Optional[Stmt]) -> Optional[bool]:
         """True/False when the test of a conditional folds to a constant (defaults decide), else None."""
-        got = _fold(test, file.facts, scope, stmt, self.program)
+        got = self.fold(test, file.facts, scope, stmt)
         if got is not None:
             return bool(got.value)
         if isinstance(test, cst.Comparison) and len(test.comparisons) == 1:
@@ -900,7 +928,7 @@ class World:
         if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
             return self._unknown(expr, file, scope, stmt)
         idx = expr.slice[0].slice.value
-        folded = _fold(idx, file.facts, scope, stmt, self.program)
+        folded = self.fold(idx, file.facts, scope, stmt)
         key = folded.value if folded is not None else self._literal(idx, file, scope, stmt, depth)
         out: List[Obj] = []
         for container, cf, cs, cst_ in self._containers(expr.value, file, scope, stmt, depth):
@@ -997,7 +1025,7 @@ class World:
             return self.objects(pos[0], file, scope, stmt, depth + 1)
         name = dotted(func)
         if name == "getattr" and len(pos) >= 2:
-            attr = _fold(pos[1], facts, scope, stmt, self.program)
+            attr = self.fold(pos[1], facts, scope, stmt)
             if attr is not None and isinstance(attr.value, str):
                 base = self.objects(pos[0], file, scope, stmt, depth + 1) if dotted(pos[0]) is None or not self._is_import(dotted(pos[0]).split(".")[0], file, scope, stmt) else self._global_module(pos[0], file)
                 return self._member_of(base, attr.value, call, file, scope, stmt, depth)
@@ -1070,6 +1098,84 @@ class World:
             # calling an instance: its __call__ / forward result is not an object we follow
             return self._unknown(call, file, scope, stmt)
         return self._unknown(call, file, scope, stmt)
+
+
+def _sites(found: list) -> tuple:
+    """What a list of call sites (file, call, scope, stmt, checked) is, across worlds: the file's context
+    stands for the file (each world has FileRefs of its own)."""
+    return tuple((f.ctx, call, checked) for f, call, _, _, checked in found)
+
+
+def _bound(got) -> tuple:
+    """What :meth:`World._bindings` answered, across worlds (see :func:`_sites`)."""
+    sites, omitted = got
+    return tuple((f.ctx, s, st, arg) for f, s, st, arg in sites), omitted
+
+
+def per_file(program, ctx, key: str, compute):
+    """``compute(world, file)`` for the file ``ctx`` of ``program``: asked in a world of its own, which
+    records what the answer asked of the program (the file an import names, the call sites of a
+    function, a constant folded through another file or a call site), and memoised on the file's facts
+    with that record. Another program that holds the file reuses the answer when it answers each of
+    those questions the same way (timm's ~200 shared files are in each of its ten programs); else it is
+    computed again, and kept beside the first. The answer does not depend on what other questions its
+    world was asked before (a world of its own), so a reused answer is the one the program would get."""
+    from trainlint.analysis.modules import ModelWorld
+
+    facts = ctx.facts
+    store = facts.__dict__.setdefault("_tl_per_file", {})
+    variants = store.setdefault(key, [])
+    if variants:
+        shared = World.of_program(program)
+        for log, answer in variants:
+            if _still_holds(log, shared, program):
+                return answer
+    world = ModelWorld([FileRef(f.ctx, f.path) for f in program.files], program)
+    world._log = {("n",): (len(world._by_path) < 2,)}
+    answer = compute(world, world.file_of_ctx(ctx))
+    if not world._unsure and len(variants) < 4:
+        variants.append((world._log, answer))
+    return answer
+
+
+def _still_holds(log: Dict[tuple, tuple], world: "World", program) -> bool:
+    """Does ``world`` (of ``program``) answer every question of ``log`` as the world that recorded it did?"""
+    from trainlint.analysis.values import fold_asked, same_fold
+
+    for key, got in log.items():
+        kind = key[0]
+        if kind == "n":
+            if (len(world._by_path) < 2) != got[0]:
+                return False
+        elif kind == "m":
+            here = world.module_file(key[1], FileRef(None, key[2]))
+            if (here.ctx if here is not None else None) is not got[0]:
+                return False
+        elif kind == "k":
+            names, init_base, sites = got
+            mine = _sites(world._candidates(names, init_base))
+            if len(mine) != len(sites) or any(a[0] is not b[0] or a[1] is not b[1] or a[2] != b[2] for a, b in zip(mine, sites)):
+                return False
+        elif kind == "b":
+            fctx, scope, param, limit, (sites, omitted) = got
+            here = world._by_ctx.get(id(fctx))
+            if here is None:
+                return False
+            mine, mine_omitted = _bound(world._bindings(here, scope, param, limit))
+            if mine_omitted != omitted or len(mine) != len(sites) or \
+                    any(any(x is not y for x, y in zip(a, b)) for a, b in zip(mine, sites)):
+                return False
+        elif kind == "f":
+            expr, facts, scope, stmt, value = got
+            try:
+                now = fold_asked(expr, facts, scope, stmt, program)[0]
+            except RecursionError:  # pragma: no cover
+                return False
+            if not same_fold(now, value):
+                return False
+        else:  # pragma: no cover - a question this check does not know
+            return False
+    return True
 
 
 def _is_super_call(call: cst.Call) -> bool:

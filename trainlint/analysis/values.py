@@ -233,6 +233,9 @@ class _Folder:
         self.program = program
         self.stack: set = set()
         self.budget = _BUDGET  # folding steps for one question: pathological code gives up, never hangs
+        #: Did the answer read the program (its call sites, another file, its argparse definitions)? When
+        #: it did not, it is the same in every program that holds the file (see :func:`fold_asked`).
+        self.asked = False
 
     # entry -------------------------------------------------------------------------------------
     def fold(self, expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], depth: int = 0) -> Optional[Folded]:
@@ -554,6 +557,7 @@ class _Folder:
             for call, scope, stmt in _file_tables(facts)["calls"].get(fname, ()):
                 yield facts, call, scope, stmt
             return
+        self.asked = True
         members, index = _program_calls(self.program)
         if id(facts) not in members:
             for call, scope, stmt in _file_tables(facts)["calls"].get(fname, ()):
@@ -563,6 +567,7 @@ class _Folder:
     def _imported(self, qualified: str, facts: FileFacts, depth: int):
         if self.program is None:
             return None
+        self.asked = True
         me = self.program.file_of(facts)
         if me is None:
             return None
@@ -600,6 +605,7 @@ class _Folder:
 
     def _file_at(self, path: str) -> Optional[FileFacts]:
         real = os.path.realpath(path)
+        self.asked = True
         for f in self.program.files:
             if f.path == real or os.path.realpath(f.path) == real:
                 return f.facts
@@ -702,6 +708,7 @@ class _Folder:
                 if helper is not None:
                     return any(v is not None and self._is_namespace(v, facts, helper, s, depth + 1) for v, s in helper.returns)
             if self.program is not None and fname:
+                self.asked = True
                 # opt = parse_opts(), imported from opts.py
                 q = facts.aliases.qualify_dotted(fname)
                 if q is not None:
@@ -741,10 +748,12 @@ class _Folder:
         return False
 
     def _has_argparse(self, facts) -> bool:
+        self.asked = self.asked or self.program is not None
         files = [f.facts for f in self.program.files] if self.program is not None else [facts]
         return any(_file_tables(f)["argdefs"] for f in [facts, *files])
 
     def _argparse(self, dest: str, facts: FileFacts, depth: int) -> Optional[Folded]:
+        self.asked = self.asked or self.program is not None
         files = [f.facts for f in self.program.files] if self.program is not None else []
         if facts not in files:
             files = [facts, *files]
@@ -809,8 +818,15 @@ def _relabel(inner: Folded, how: str, label: str, dep: str) -> Folded:
 
 def fold(expr: Optional[cst.BaseExpression], facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any = None) -> Optional[Folded]:
     """The planned value of ``expr`` at ``stmt`` (see the module doc), or None when unknowable."""
+    return fold_asked(expr, facts, scope, stmt, program)[0]
+
+
+def fold_asked(expr: Optional[cst.BaseExpression], facts: FileFacts, scope: Scope, stmt: Optional[Stmt],
+               program: Any = None) -> Tuple[Optional[Folded], bool]:
+    """:func:`fold`, and whether the answer read the program (its call sites, its other files, its
+    argparse definitions): when it did not, every program that holds the file gets the same answer."""
     if expr is None:
-        return None
+        return None, False
     # A pure function of its arguments (a fresh folder each time): memoised per program (or per file),
     # since the objects layer asks it for the same conditions and indices again and again.
     holder = program if program is not None else facts
@@ -821,8 +837,18 @@ def fold(expr: Optional[cst.BaseExpression], facts: FileFacts, scope: Scope, stm
     hit = memo.get(key)
     # (the entry keeps the nodes it is keyed by alive, so that an id is never reused while cached)
     if hit is None or hit[0] is not expr or hit[1] is not facts or hit[2] is not scope or hit[3] is not stmt:
-        hit = memo[key] = (expr, facts, scope, stmt, _Folder(program).fold(expr, facts, scope, stmt))
-    return hit[4]
+        folder = _Folder(program)
+        got = folder.fold(expr, facts, scope, stmt)
+        hit = memo[key] = (expr, facts, scope, stmt, got, folder.asked)
+    return hit[4], hit[5]
+
+
+def same_fold(a: Optional[Folded], b: Optional[Folded]) -> bool:
+    """Are two answers of :func:`fold` the same (the same value, written at the same node)?"""
+    if a is None or b is None:
+        return a is b
+    return (type(a.value) is type(b.value) and a.value == b.value and a.node is b.node and a.facts is b.facts
+            and a.how == b.how and a.label == b.label and a.deps == b.deps)
 
 
 def resolve_object(expr: cst.BaseExpression, facts: FileFacts, scope: Scope, stmt: Optional[Stmt], program: Any = None):

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Dict, Iterable, List, Tuple
 
 from trainlint.analysis.modules import Chain, ModelWorld, Op, feeds, module_classes, sequential_calls
+from trainlint.analysis.objects import per_file
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -352,13 +353,14 @@ ff = nn.Sequential(nn.Linear(512, 2048), nn.GELU(), nn.Dropout(0.1), nn.Linear(2
         texts = [f.ctx.source.text for f in program.files]
         if not any("ropout" in t for t in texts) or len(program.files) < 2:
             return
-        world = ModelWorld.of_program(program)
-        for file in world.files:
-            text = file.ctx.source.text
+        for pf in program.files:
+            text = pf.ctx.source.text
             if "ropout" not in text or ("BatchNorm" not in text and "batchnorm" not in text.lower()):
                 continue
-            ctx = file.ctx
-            found = self._pairs(world, file)
+            ctx = pf.ctx
+            # each file's pairs are asked on their own, and reused by the other programs that hold the file
+            # and answer what they asked of the program the same way
+            found = per_file(program, ctx, self.code, self._pairs)
             # what the file-level pass found already is found again here: the engine keeps one per place
             for drop, bn, between in sorted(found.values(), key=lambda t: _line(ctx, t[0])):
                 yield self._finding(ctx, drop, bn, between)
