@@ -326,7 +326,7 @@ def _prepare(source: SourceFile, options: Options, rules: Sequence[Rule], skip_r
             and not _may_train(source, real or source.path, skip_roots) and _python_accepts(source.text)):
         state.deferred = True
         return state
-    return _parse_and_check(state, options, rules)
+    return _parse_and_check(state, options, rules, defer=skip_roots is not None)
 
 
 class _CachedFacts:
@@ -357,8 +357,9 @@ class _CachedFile:
         return self.source.path
 
 
-def _facts_record(ctx) -> Dict[str, object]:
-    facts = ctx.facts
+def _facts_record(node) -> Dict[str, object]:
+    """What program linking reads of a file (a FileContext, a _CachedFile), as the cache stores it."""
+    facts = node.facts
     return {"i": list(facts.imports), "r": bool(facts.runs_at_module_level), "c": sorted(facts.classes),
             "l": facts.links.record()}
 
@@ -410,27 +411,78 @@ def _to_cache(state: _FileState, cache) -> None:
 
     err = state.result.error
     cache.put("file", _file_key(state, cache.fingerprint), {
-        "status": "done" if state.done else ("parsed" if state.ctx is not None else "unparsed"),
+        "status": "done" if state.done else ("parsed" if state.node is not None else "unparsed"),
         "raw": findings_to_json(state.raw),
-        "facts": _facts_record(state.ctx) if state.ctx is not None else None,
+        "facts": _facts_record(state.node) if state.node is not None else None,
         "error": [err.path, err.message] if err is not None else None,
         "warning": state.result.warning,
     })
 
 
-def _parse_and_check(state: _FileState, options: Options, rules: Sequence[Rule]) -> _FileState:
-    """Parse the file and run the file-level rules, or read their outcome from the cache."""
+def _parse_and_check(state: _FileState, options: Options, rules: Sequence[Rule], defer: bool = False) -> _FileState:
+    """Parse the file and run the file-level rules, or read their outcome from the cache. With ``defer``,
+    a file on which no file-level rule may fire is not parsed (see ``_stand_in``)."""
     cache = options.cache
     state.deferred = False
     if cache is not None:
         state.digest = _digest(state.source, state.real)
         if _from_cache(state, cache):
             return state
-    _parse_and_check_uncached(state, options, rules if state.check else ())
-    state.node = state.ctx
+    if not (defer and _stand_in(state, options, rules if state.check else ())):
+        _parse_and_check_uncached(state, options, rules if state.check else ())
+        state.node = state.ctx
     if cache is not None and state.check:
         _to_cache(state, cache)
     return state
+
+
+def _python_tree(source: SourceFile, options: Options):
+    """CPython's ``ast`` of a file that may stand in unparsed (``_stand_in``), else None: a notebook (its
+    cells are compiled one by one), a file CPython rejects, or one ``parse`` refuses up front."""
+    if source.cells is not None:
+        return None
+    from trainlint.parsing import MAX_NESTING, ParseRefused, check_nesting, max_tokens_for
+    from trainlint.source import DEFAULT_MAX_FILE_SIZE
+
+    try:  # (as trainlint.parsing.parse checks it)
+        check_nesting(source.text, MAX_NESTING, max_tokens_for(options.config.max_file_size or DEFAULT_MAX_FILE_SIZE))
+        return compile(source.text, "<trainlint>", "exec", dont_inherit=True, flags=0x400)  # PyCF_ONLY_AST
+    except (ParseRefused, SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+def _stand_in(state: _FileState, options: Options, rules: Sequence[Rule]) -> bool:
+    """Skip early: a file on which no enabled file-level rule may fire (``Rule.may_fire``, read from its
+    text) has nothing to report of its own; programs need only what linking reads of it (its imports,
+    whether it runs something, its classes, its links), which CPython's ``ast`` gives at a fifteenth of libcst's
+    cost. Its node is then a stand-in (as for a file whose facts come from the cache), parsed with libcst
+    only when a program that holds it is analysed (``_materialize``): a test module nothing imports is
+    never parsed. True when the state got such a node. Not for a notebook (its cells are compiled one by
+    one), a file CPython rejects (TL001 comes from the parse), or one too deep or too long to parse (its
+    warning comes from the parse, as before)."""
+    source = state.source
+    text, path = source.text, source.path
+    for rule in rules:
+        if rule.code in state.enabled and type(rule).may_fire(text, path):
+            return False
+    tree = _python_tree(source, options)
+    if tree is None:
+        return False
+    from trainlint.analysis.facts import link_facts_from_ast
+
+    try:
+        facts = link_facts_from_ast(tree)
+    except RecursionError:
+        return False
+    state.node = _CachedFile(source, _CachedFacts(_facts_record(_Facts(facts))))
+    return True
+
+
+class _Facts:
+    __slots__ = ("facts",)
+
+    def __init__(self, facts) -> None:
+        self.facts = facts
 
 
 def _parse_and_check_uncached(state: _FileState, options: Options, rules: Sequence[Rule]) -> _FileState:
@@ -544,7 +596,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     def load(real: str):
         st = states.get(real)
         if st is not None and st.deferred:  # a file of the run without training code, imported by one
-            _parse_and_check(st, options, rules)
+            _parse_and_check(st, options, rules, defer=True)
             if st.node is not None:
                 st.node.in_run = True
             return st.node
@@ -597,9 +649,9 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                 continue
         if program_rules is None:
             program_rules = [r for r in rules if r.is_program_rule()]
-        _materialize(program, states, options, rules)
-        outcomes[id(program)] = _check_program(program, program_rules)
-        if cache is not None:
+        whole = _materialize(program, states, options, rules, shared=part is not None)
+        outcomes[id(program)] = _check_program(program, program_rules) if program.files else []
+        if cache is not None and whole:
             from trainlint.cache import findings_to_json
 
             cache.put("program", key, [[code, findings_to_json(found), err] for code, found, err in outcomes[id(program)]])
@@ -682,25 +734,68 @@ def _parse_context(source: SourceFile, options: Options):
         return None
 
 
-def _materialize(program, states: Dict[str, _FileState], options: Options, rules: Sequence[Rule]) -> None:
-    """Parse the program's files that came from the cache (program rules read syntax trees). The
-    file-level findings of a file of the run came from the cache; rules keep no state on a file's
-    context, so the file-level rules need not run again."""
-    for pf in program.files:
+class _StandInFailed(Exception):
+    """A worker met a stand-in that libcst does not parse (see ``_materialize``): the run is linted
+    serially instead, so that every share sees the same programs."""
+
+
+def _materialize(program, states: Dict[str, _FileState], options: Options, rules: Sequence[Rule],
+                 shared: bool = False) -> bool:
+    """Parse the program's files that came from the cache or were not parsed up front (``_stand_in``):
+    program rules read syntax trees. The file-level findings of a file of the run came from the cache
+    (or there are none: no file-level rule may fire on a stand-in); rules keep no state on a file's
+    context, so the file-level rules need not run again.
+
+    A stand-in that CPython compiles but libcst does not parse (syntax libcst does not support yet) is
+    reported as when it was parsed up front (the parse's warning, nothing else) and leaves the program;
+    when nothing needs it, it is never parsed and gives no warning. With ``shared`` (one share of the
+    programs in a worker) that stops the worker instead: the run is then linted serially. False when a
+    file left the program (its outcome is then not cached)."""
+    whole = True
+    for pf in list(program.files):
         if isinstance(pf.ctx, _CachedFile):
             st = states.get(pf.path)
             if st is not None and st.ctx is not None:
                 ctx = st.ctx
+            elif st is not None and st.done:  # a stand-in that did not parse, met before
+                _leave_program(program, pf)
+                whole = False
+                continue
             else:
                 ctx = _parse_context(pf.ctx.source, options)
-                if ctx is None:  # cannot happen for a file whose facts were cached; stay safe
-                    raise RuntimeError(f"{pf.display} no longer parses")
+                if ctx is None:
+                    if st is None:  # cannot happen for a file whose facts were cached; stay safe
+                        raise RuntimeError(f"{pf.display} no longer parses")
+                    if shared:
+                        raise _StandInFailed(pf.display)
+                    _parse_and_check_uncached(st, options, ())  # the parse's warning (or error), as up front
+                    st.ctx, st.node, st.done = None, None, True
+                    if options.cache is not None and st.check:
+                        _to_cache(st, options.cache)
+                    _leave_program(program, pf)
+                    whole = False
+                    continue
                 if st is not None:
                     st.ctx = ctx
             ctx.in_run = pf.ctx.in_run
             if st is not None:
                 st.node = ctx
             pf.ctx = ctx
+    return whole
+
+
+def _leave_program(program, pf) -> None:
+    """A file that does not parse leaves the program (the program of which it is the entry is empty)."""
+    if pf is program.entry:
+        program.files.clear()
+        return
+    if pf not in program.files:
+        return
+    program.files.remove(pf)
+    program.imports.pop(pf.path, None)
+    for deps in program.imports.values():
+        if pf.path in deps:
+            deps.remove(pf.path)
 
 
 def _program_key(program, states: Dict[str, _FileState], digests: Dict[str, str], fingerprint: str) -> str:
@@ -1052,6 +1147,13 @@ def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: Li
         else:
             rules = _instances(options.enabled)
             states, failed = _prepare_all(items, options, rules, roots, owned)
+            for real in owned:
+                st = states.get(real)
+                if (st is not None and st.done and st.node is None and not st.sup.skip_file
+                        and _python_tree(st.source, options) is not None):
+                    # libcst refused a file CPython reads: the other shares have it as a stand-in, so
+                    # their programs would not be this share's (see _materialize)
+                    raise _StandInFailed(st.source.path)
             loaded = set()
             ranked = _run_program_rules(states, options, rules, roots, loaded, part)
     finally:

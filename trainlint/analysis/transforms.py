@@ -669,14 +669,18 @@ _AUGMENT_RE = re.compile(
 )
 
 
+def text_might_augment(text: str) -> bool:
+    """Cheap text test: can this file hold a random op (a known random transform called, albumentations
+    or kornia imported, or a ``__getitem__`` next to random draws)?"""
+    return bool(_AUGMENT_RE.search(text)) or ("__getitem__" in text and ("random" in text or "rand(" in text))
+
+
 def might_augment(program: Any) -> bool:
-    """Cheap text test: can any file of the program hold a random op (a known random transform called,
-    albumentations or kornia imported, or a ``__getitem__`` next to random draws)?"""
+    """Can any file of the program hold a random op (:func:`text_might_augment`)?"""
     for f in program.files:
-        text = f.ctx.source.text
         cached = getattr(f.ctx, "_tl_might_augment", None)
         if cached is None:
-            cached = bool(_AUGMENT_RE.search(text)) or ("__getitem__" in text and ("random" in text or "rand(" in text))
+            cached = text_might_augment(f.ctx.source.text)
             f.ctx._tl_might_augment = cached
         if cached:
             return True

@@ -48,8 +48,17 @@ class Rule:
     good: ClassVar[Sequence[str]] = ()
 
     def check(self, ctx: "FileContext") -> Iterable[Finding]:
-        """Findings of one file. File-level rules override this."""
+        """Findings of one file. File-level rules override this (and :meth:`may_fire`)."""
         return ()
+
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        """May :meth:`check` find anything in a file with this text (at this path)? A necessary
+        condition read from the text alone, no parse: the words its evidence cannot do without. The
+        engine does not parse a file on which no enabled file-level rule may fire and that no program
+        needs, and ``check`` asks it first too, so the condition lives here only. Default: any file, for
+        a rule that has a ``check``; none for the others."""
+        return cls.check is not Rule.check
 
     def check_program(self, program: "Program") -> Iterable[Finding]:
         """Findings of a whole training program (entry script + the project files it imports).

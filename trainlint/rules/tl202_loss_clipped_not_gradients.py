@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Iterable, Set
 
 import libcst as cst
@@ -9,6 +10,10 @@ from trainlint.analysis.execution import as_cap, backward_roots, direct_caps, fl
 from trainlint.findings import Applicability, Edit, Finding, Fix, Related, Severity
 from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
+
+
+#: ``clip`` as a name of its own (``torch.clip(``, ``x.clip_(``, ``from torch import clip``).
+_CLIP = re.compile(r"\bclip\b|clip_?\s*\(")
 
 
 class LossClippedNotGradients(Rule):
@@ -327,10 +332,20 @@ for x, y in loader:
 """,
     )
 
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        # a cap (``as_cap``: clamp / clip / min(...) / minimum / fmin; not the `clip` of gradient_clip_val
+        # or clip_grad_norm_), and something backpropagated for it to cap (``backward_roots``: a
+        # backward() / manual_backward() / torch.autograd call, a loss function or loss module, a
+        # training_step / compute_loss)
+        if not (any(word in text for word in ("clamp", "min(", "minimum", "fmin")) or _CLIP.search(text)):
+            return False
+        lower = text.lower()
+        return any(word in lower for word in ("backward", "autograd", "loss", "criterion", "nll", "training_step"))
+
     def check(self, ctx) -> Iterable[Finding]:
-        text = ctx.source.text
-        if not any(word in text for word in ("clamp", "clip", "min(", "minimum", "fmin")):
-            return  # no cap anywhere: nothing to find, and the facts pass is skipped
+        if not self.may_fire(ctx.source.text, ctx.path):
+            return  # no cap, or nothing backpropagated: nothing to find, and the facts pass is skipped
         facts = ctx.facts
         world = World.of_file(ctx)  # what a criterion holds: a parameter, a dict entry, getattr(nn, name)()
         reported: Set[int] = set()

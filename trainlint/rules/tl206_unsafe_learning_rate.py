@@ -252,15 +252,19 @@ optimizer = opt_cls(model.parameters(), lr=0.1)
 """,
     )
 
-    def check(self, ctx) -> Iterable[Finding]:
-        text = ctx.source.text
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        # an optimizer or trainer configuration, no schedule that writes the lr, not a test module
         if "Adam" not in text and "SGD" not in text and "TrainingArguments" not in text and "SFTConfig" not in text:
-            return
+            return False
         if any(k in text for k in _LR_OVERRIDDEN):
-            return
+            return False
         from trainlint.analysis.loaders import is_test_file
 
-        if is_test_file(ctx.path):
+        return not is_test_file(path)
+
+    def check(self, ctx) -> Iterable[Finding]:
+        if not self.may_fire(ctx.source.text, ctx.path):
             return
         facts = ctx.facts
         hot = any(m.split(".")[0] in _HOT_DOMAINS for m in facts.imports)

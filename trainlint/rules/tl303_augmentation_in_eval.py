@@ -4,7 +4,7 @@ from typing import Iterable, List
 
 from trainlint.analysis.data import PipelineUse, data_model
 from trainlint.analysis.roles import word_role_of_name
-from trainlint.analysis.transforms import might_augment, random_op_names
+from trainlint.analysis.transforms import might_augment, random_op_names, text_might_augment
 from trainlint.findings import Finding, Related, Severity
 from trainlint.rules import Rule
 
@@ -296,6 +296,13 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
 """,
     )
 
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        # a pipeline (transform / augment) or a dataset that builds its samples (__getitem__), and a random
+        # op that may be in it (check_program's own test, on the file's program of one file)
+        lower = text.lower()
+        return ("transform" in lower or "__getitem__" in text or "augment" in lower) and text_might_augment(text)
+
     def check(self, ctx) -> Iterable[Finding]:
         # A file that runs nothing by itself is checked on its own too (a dataset module linted
         # alone); when an entry script of the run imports it, the program finds the same lines and
@@ -303,9 +310,7 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
         from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
-        if "transform" not in text.lower() and "__getitem__" not in text and "augment" not in text.lower():
-            return
-        if is_entry(ctx.facts, text):
+        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
             return
         yield from self.check_program(Program.of_file(ctx))
 

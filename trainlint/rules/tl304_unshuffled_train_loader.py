@@ -302,13 +302,18 @@ with torch.no_grad():
 """,
     )
 
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        # the loader it judges is built in the file, which is no test module (``_unshuffled_training``)
+        return "DataLoader" in text and not is_test_file(path)
+
     def check(self, ctx) -> Iterable[Finding]:
         # a module that runs nothing by itself (a Lightning DataModule file linted alone) is checked on
         # its own too; when an entry script imports it, the same lines are reported once.
         from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
-        if "DataLoader" not in text or is_entry(ctx.facts, text):
+        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
             return
         yield from self._check(Program.of_file(ctx))
 

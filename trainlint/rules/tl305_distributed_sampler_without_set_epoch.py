@@ -226,11 +226,16 @@ for step, batch in enumerate(loader):
 """,
     )
 
+    @classmethod
+    def may_fire(cls, text: str, path: str) -> bool:
+        # the sampler it judges is built in the file, whose loaders no framework re-seeds (``_check``)
+        return "DistributedSampler" in text and not _framework_sets_epoch_in(text)
+
     def check(self, ctx) -> Iterable[Finding]:
         from trainlint.analysis.program import Program, is_entry
 
         text = ctx.source.text
-        if "DistributedSampler" not in text or is_entry(ctx.facts, text):
+        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
             return
         yield from self._check(Program.of_file(ctx))
 
@@ -339,14 +344,18 @@ def _where(program, r: EpochReseed, sm: SamplerFact) -> str:
 
 
 def _framework_sets_epoch(program) -> bool:
-    for f in program.files:
-        text = f.ctx.source.text
-        if "accelerate" in text and ".prepare(" in text:
-            return True
-        if "lightning" in text and ("LightningModule" in text or "LightningDataModule" in text or "Trainer(" in text):
-            return True
-        if "transformers" in text and "Trainer(" in text:
-            return True
+    return any(_framework_sets_epoch_in(f.ctx.source.text) for f in program.files)
+
+
+def _framework_sets_epoch_in(text: str) -> bool:
+    """Does this file hand its loaders to a framework that calls set_epoch() itself (accelerate's
+    prepare(), a Lightning or transformers trainer)?"""
+    if "accelerate" in text and ".prepare(" in text:
+        return True
+    if "lightning" in text and ("LightningModule" in text or "LightningDataModule" in text or "Trainer(" in text):
+        return True
+    if "transformers" in text and "Trainer(" in text:
+        return True
     return False
 
 
