@@ -284,3 +284,26 @@ def test_editing_a_module_the_entry_takes_nothing_from_keeps_its_cached_program(
     again, written = run()
     assert written.get("program") == 1  # m3.py is
     assert again == run(cached=False)[0] == cold
+
+
+def test_a_staged_module_is_analysed_with_the_entries_whose_names_reach_it_and_the_others_are_not_parsed(tmp_path):
+    # pre-commit passes nets/vit.py alone: nets/__init__.py star-imports it; train_vit.py asks the package
+    # for ViT (which leads to vit.py), train_cnn.py for create_cnn (which does not: it is not even parsed,
+    # its `from nets import create_cnn` says so), eval_cnn.py for create_cnn with a backslash continuation
+    (tmp_path / "pyproject.toml").write_text("", encoding="utf-8")
+    _write(tmp_path, {
+        "nets/__init__.py": "from .vit import *\nfrom .cnn import create_cnn\n",
+        "nets/vit.py": "import torch.nn as nn\n\n\nclass ViT(nn.Module):\n    pass\n",
+        "nets/cnn.py": "import torch.nn as nn\n\n\ndef create_cnn():\n    return nn.Conv2d(3, 8, 3)\n",
+        "train_vit.py": "from nets import ViT\n\nif __name__ == '__main__':\n    ViT()\n",
+        "train_cnn.py": "import torch\nfrom nets import create_cnn\n\nif __name__ == '__main__':\n    create_cnn()\n",
+        "eval_cnn.py": "import torch\nfrom nets import torch as _t, \\\n    create_cnn\n\nif __name__ == '__main__':\n    create_cnn()\n",
+    })
+    programs, parsed, found = _programs(tmp_path, ["nets/vit.py"])
+    assert programs == {"train_vit.py": ["train_vit.py", "nets/__init__.py", "nets/vit.py"]}
+    assert not found[0].library
+    assert "train_cnn.py" not in parsed and "eval_cnn.py" not in parsed
+    # the same question, when no entry's names reach the file: a library module of its own
+    (tmp_path / "train_vit.py").unlink()
+    programs, parsed, found = _programs(tmp_path, ["nets/vit.py"])
+    assert programs == {"nets/vit.py": ["nets/vit.py"]} and found[0].library

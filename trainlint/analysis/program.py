@@ -260,7 +260,7 @@ def build_programs(
     # that import it still judge it (only its path is needed to look for them)
     orphans += [ProgramFile(real, real, None, True) for real in deferred if real not in nodes and real not in covered]
     if orphans:
-        finder = _ImporterFinder(nodes, node_for, deps)
+        finder = _ImporterFinder(nodes, node_for, deps, roots)
         entries: List[ProgramFile] = []
         done = {p.entry.path for p in programs}
         for pf in orphans:
@@ -472,8 +472,8 @@ _WORD_RE = re.compile(r"[A-Za-z_]\w*")
 class _ImporterFinder:
     """Which project files import a given file: a text search first (no parse), then the parsed imports."""
 
-    def __init__(self, nodes: Dict[str, ProgramFile], node_for, deps) -> None:
-        self.nodes, self.node_for, self.deps = nodes, node_for, deps
+    def __init__(self, nodes: Dict[str, ProgramFile], node_for, deps, roots: Sequence[Path] = ()) -> None:
+        self.nodes, self.node_for, self.deps, self.roots = nodes, node_for, deps, list(roots)
         self._listing: Dict[str, List[str]] = {}
         self._texts: Dict[str, str] = {}
         self._import_words: Dict[str, frozenset] = {}
@@ -527,8 +527,52 @@ class _ImporterFinder:
             hit = self._import_words[real] = frozenset(words)
         return hit
 
-    def importers(self, target: ProgramFile, root: str) -> List[ProgramFile]:
-        """Project files under ``root`` whose imports resolve to ``target``."""
+    def _may_ask(self, real: str, target: ProgramFile, names: frozenset) -> bool:
+        """From the text alone (no parse): may this file ask ``target`` for one of ``names``? False only
+        when each import of ``target`` in it is a ``from target import a, b`` of other names (``train.py``'s
+        ``from timm.models import create_model``, where ``vision_transformer.py`` is looked for)."""
+        from trainlint.engine import _FROM_RE, _IMPORT_RE
+
+        lines = self._text(real).split("\n")
+        for i, line in enumerate(lines):
+            if "import" not in line:
+                continue
+            j = i
+            while line.rstrip().endswith("\\") and j + 1 < len(lines):  # continued with a backslash
+                j += 1
+                line = line.rstrip()[:-1] + " " + lines[j]
+            for m in _FROM_RE.finditer(line):
+                base, listed = m.group(1), m.group(2)
+                if listed.startswith("(") and ")" not in listed:  # continued on the next lines
+                    for k in range(j + 1, min(len(lines), j + 200)):
+                        listed += " " + lines[k]
+                        if ")" in lines[k]:
+                            break
+                    listed = listed.split(")", 1)[0]
+                words = [part.split()[0] for part in listed.strip().strip("()").split(",") if part.split()]
+                if self._resolves_at(base, real) == target.path:
+                    if "*" in words or any(w in names for w in words):
+                        return True
+                    continue
+                sep = "" if base.endswith(".") or not base else "."
+                if any(self._resolves_at(f"{base}{sep}{w}", real) == target.path for w in words if w.isidentifier()):
+                    return True  # the module itself, by its name
+            for m in _IMPORT_RE.finditer(line):
+                if "from" in line[:m.start()] and _FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
+                    continue
+                for part in m.group(1).split(","):
+                    words = part.split()
+                    if words and self._resolves_at(words[0], real) == target.path:
+                        return True
+        return False
+
+    def _resolves_at(self, module: str, real: str) -> Optional[str]:
+        found = resolve_module(module, real, self.roots) if module else None
+        return os.path.realpath(found) if found is not None else None
+
+    def importers(self, target: ProgramFile, root: str, names: Optional[frozenset] = None) -> List[ProgramFile]:
+        """Project files under ``root`` whose imports resolve to ``target`` (with ``names``: only those that
+        may ask it for one of them; see ``_may_ask``)."""
         base = os.path.basename(target.path)
         stem = os.path.basename(os.path.dirname(target.path)) if base == "__init__.py" else base[:-3]
         if not stem.isidentifier():
@@ -539,6 +583,8 @@ class _ImporterFinder:
                 continue
             if stem not in self._words_of_imports(real):
                 continue
+            if names is not None and real not in self.nodes and not self._may_ask(real, target, names):
+                continue
             node = self.node_for(real)
             if node is None:
                 continue
@@ -546,26 +592,82 @@ class _ImporterFinder:
                 out.append(node)
         return out
 
+    def _resolves(self, module: str, importer: ProgramFile) -> Optional[str]:
+        target = resolve_module(module, importer.path, self.roots)
+        return os.path.realpath(target) if target is not None else None
+
+    def leads(self, imp: ProgramFile, target: ProgramFile, names: Optional[frozenset]) -> Tuple[bool, Optional[frozenset]]:
+        """Can a program that takes names from ``imp`` reach ``target`` through them, when ``names`` are the
+        names of ``target`` that lead on to the file looked for (None: any)? And which names of ``imp``
+        lead there (None: any)? A cheap, safe filter (never "no" where ``_closure`` would say yes): an
+        entry that asks ``timm/models/__init__.py`` for ``create_model`` does not reach
+        ``vision_transformer.py``, which that ``__init__.py`` star-imports, and is not analysed for it."""
+        links = imp.facts.links
+        asks = False
+        exported: set = set()
+        for local, module, name in links.froms:
+            sep = "" if module.endswith(".") or not module else "."
+            if self._resolves(module, imp) == target.path:
+                if names is None or name in names:
+                    asks = True
+                    exported.add(local)
+            elif self._resolves(f"{module}{sep}{name}", imp) == target.path:  # the module itself
+                asks = True
+                exported.add(local)
+        for local, module, _ in links.modules:
+            if self._resolves(module, imp) == target.path:
+                asks = True
+                exported.add(local)
+        for module in links.stars:
+            if self._resolves(module, imp) != target.path:
+                continue
+            asks = True
+            if names is not None:
+                exported |= names
+                continue
+            theirs = target.facts.links if target.ctx is not None else None
+            if theirs is None or theirs.stars:
+                return True, None
+            exported |= theirs.defined | {x[0] for x in theirs.froms} | {x[0] for x in theirs.modules}
+        if not asks:
+            return False, frozenset()
+        if os.path.basename(imp.path) != "__init__.py" or exported & links.used:
+            return True, None  # taken whole when reached (its own code reads what leads on)
+        if os.path.dirname(target.path) == os.path.dirname(imp.path) or \
+                os.path.dirname(os.path.dirname(target.path)) == os.path.dirname(imp.path):
+            stem = os.path.basename(os.path.dirname(target.path)) if target.path.endswith("__init__.py") else \
+                os.path.basename(target.path)[:-3]
+            exported.add(stem)  # `pkg.module.name`: the submodule is an attribute of its package
+        return True, frozenset(exported)
+
     def entries_importing(self, pf: ProgramFile) -> List[ProgramFile]:
-        """Entry scripts that import ``pf``, directly or through up to IMPORTER_DEPTH project files."""
+        """Entry scripts whose names may reach ``pf``, directly or through up to IMPORTER_DEPTH project
+        files (``leads``: a package ``__init__.py`` that re-exports ``pf`` leads on only for its names)."""
         root = project_root(pf.path)
         found: List[ProgramFile] = []
-        frontier = [pf]
+        frontier: List[Tuple[ProgramFile, Optional[frozenset]]] = [(pf, None)]
         seen = {pf.path}
         for _ in range(IMPORTER_DEPTH):
-            nxt = []
-            for target in frontier:
-                for imp in self.importers(target, root):
+            nxt: Dict[str, Tuple[ProgramFile, Optional[frozenset]]] = {}
+            for target, names in frontier:
+                for imp in self.importers(target, root, names):
                     if imp.path in seen:
                         continue
-                    seen.add(imp.path)
+                    reaches, leading = self.leads(imp, target, names)
+                    if not reaches:
+                        continue
                     if is_entry(imp.facts, imp.ctx.source.text) and not _is_test(imp.path):
+                        seen.add(imp.path)
                         found.append(imp)
-                    else:
-                        nxt.append(imp)
+                        continue
+                    known = nxt.get(imp.path)
+                    if known is not None:  # reached from two targets: what leads on through either
+                        leading = None if known[1] is None or leading is None else known[1] | leading
+                    nxt[imp.path] = (imp, leading)
+            seen.update(nxt)
             if found or not nxt:
                 break
-            frontier = nxt
+            frontier = list(nxt.values())
         return found[:MAX_IMPORTING_ENTRIES]
 
 
