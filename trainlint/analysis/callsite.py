@@ -19,7 +19,6 @@ configs) are answered by :mod:`trainlint.analysis.values` and :meth:`objects.Wor
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
@@ -337,50 +336,37 @@ def early_exit(fscope: Scope, stmt: Stmt, bindings: Dict[str, Any], facts: FileF
 
 
 class Lookups:
-    """The project function or class a call reaches, and the file an imported name comes from."""
+    """The project function or class a call reaches, and the file an imported name comes from: asked of
+    the program's object world (:meth:`objects.World.resolve_global`: imports across files, re-exports
+    through a package ``__init__``, ``import cfg; cfg.x``), answered in program files."""
 
     def __init__(self, program: Any) -> None:
         self.program = program
+        self._world: Any = None
 
-    def file_for_module(self, pf: Any, module: str) -> Optional[Any]:
-        from trainlint.analysis.program import resolve_module
+    def _global(self, pf: Any, name: str) -> Optional[Tuple[Any, ...]]:
+        """What an imported (dotted) name of ``pf`` is in another file of the program: ("class", program
+        file, ClassInfo), ("function", program file, Scope) or ("assign", program file, [Assignment])."""
+        if pf.facts.aliases.qualify_dotted(name) is None:
+            return None  # not imported: a local name is the caller's to read
+        if self._world is None:
+            from trainlint.analysis.objects import World
 
-        try:
-            target = resolve_module(module, pf.path, [])
-        except (OSError, ValueError):
+            self._world = World.of_program(self.program)
+        file = self._world.file_of(pf.facts)
+        got = self._world.resolve_global(name, file) if file is not None else None
+        if got is None or got[0] == "q":
             return None
-        if target is None:
-            return None
-        real = os.path.realpath(target)
-        for f in self.program.files:
-            if f.path == real:
-                return f
-        return None
-
-    def imported(self, pf: Any, name: str, hops: int = 0) -> Optional[Tuple[Any, str]]:
-        """(program file, name in it) that ``name`` (``train_tf`` or ``T.train_tf``) comes from."""
-        if hops > 4:
-            return None
-        q = pf.facts.aliases.qualify_dotted(name)
-        if q is None:
-            return None
-        mod, _, attr = q.rpartition(".")
-        if not mod or (mod.endswith(".") and not attr):
-            return None
-        target = self.file_for_module(pf, mod)
+        target = self.program.file_of(got[1].facts)
         if target is None or target is pf:
             return None
-        for _ in range(3):  # follow re-exports: `from .dataset import TileDataset` in a package __init__
-            tf = target.facts
-            if attr in tf.classes or tf.function(attr) is not None or attr in tf.module.assigns:
-                break
-            if tf.aliases.qualify_dotted(attr) is None:
-                break
-            nxt = self.imported(target, attr, hops + 1) if target is not pf else None
-            if nxt is None:
-                break
-            target, attr = nxt
-        return target, attr
+        return (got[0], target, got[2])
+
+    def imported(self, pf: Any, name: str) -> Optional[Tuple[Any, List[Any]]]:
+        """(program file, its module-level assignments) of an imported constant (``train_tf`` or
+        ``T.train_tf``), or None."""
+        got = self._global(pf, name)
+        return (got[1], got[2]) if got is not None and got[0] == "assign" else None
 
     def function_of_call(self, func: cst.BaseExpression, where: Where) -> Optional[Tuple[Any, Scope]]:
         name = dotted(func)
@@ -390,23 +376,13 @@ class Lookups:
             s = where.facts.function(name)
             if s is not None and not _assigned_elsewhere(name, where):
                 return where.pf, s
-            imp = self.imported(where.pf, name)
-            if imp is not None:
-                s = imp[0].facts.function(imp[1])
-                if s is not None:
-                    return imp[0], s
-            return None
-        if name.startswith("self.") and name.count(".") == 1 and where.scope.class_name:
+        elif name.startswith("self.") and name.count(".") == 1 and where.scope.class_name:
             cls = where.facts.classes.get(where.scope.class_name)
             if cls is not None and name[5:] in cls.methods:
                 return where.pf, cls.methods[name[5:]]
             return None
-        imp = self.imported(where.pf, name)
-        if imp is not None:
-            s = imp[0].facts.function(imp[1])
-            if s is not None:
-                return imp[0], s
-        return None
+        got = self._global(where.pf, name)
+        return (got[1], got[2]) if got is not None and got[0] == "function" else None
 
     def class_of_call(self, func: cst.BaseExpression, where: Where) -> Optional[Tuple[Any, Any]]:
         name = dotted(func)
@@ -414,7 +390,5 @@ class Lookups:
             return None
         if "." not in name and name in where.facts.classes:
             return where.pf, where.facts.classes[name]
-        imp = self.imported(where.pf, name)
-        if imp is not None and imp[1] in imp[0].facts.classes:
-            return imp[0], imp[0].facts.classes[imp[1]]
-        return None
+        got = self._global(where.pf, name)
+        return (got[1], got[2]) if got is not None and got[0] == "class" else None

@@ -230,11 +230,8 @@ class Pipelines:
             return []
         imp = self.lookups.imported(where.pf, name)
         if imp is not None:
-            target, attr = imp
-            mod = target.facts.module
-            for a in mod.assigns.get(attr, [])[-1:]:
-                if a.value is not None and a.kind == "assign":
-                    out.append((a.value, Where(target, mod, None)))
+            target, assigns = imp
+            out.extend((a.value, Where(target, target.facts.module, None)) for a in assigns[-1:])
         return out
 
     def _dicts_of(self, expr: cst.BaseExpression, where: Where, depth: int) -> List[Tuple[cst.BaseExpression, Where]]:
