@@ -379,14 +379,28 @@ def _uses_torch(program: Any) -> bool:
     ``paddle/`` folder) has no PyTorch evaluation to judge, whatever its models are called."""
     cached = getattr(program, "_tl_uses_torch", None)
     if cached is None:
-        heads = {v.split(".", 1)[0] for pf in program.files for v in pf.facts.aliases.aliases.values()}
-        cached = any(h.startswith("torch") or h in _TORCH_LIBRARIES for h in heads)
+        heads = set()
+        cached = False
+        for pf in program.files:  # (each file's import heads are read once per run, and the first torch stops)
+            mine = _import_heads(pf.facts)
+            if any(h.startswith("torch") or h in _TORCH_LIBRARIES for h in mine):
+                cached = True
+                break
+            heads |= mine
         if not cached:
             # a package module that never names torch (allennlp's evaluate.py calls model.eval() on what
             # it is given) is still judged; a program of another framework is not
             cached = not (heads & _OTHER_FRAMEWORKS)
         program._tl_uses_torch = cached
     return cached
+
+
+def _import_heads(facts: FileFacts) -> frozenset:
+    """The top-level packages a file imports (memoised on its facts)."""
+    got = facts.__dict__.get("_tl_import_heads")
+    if got is None:
+        got = facts.__dict__["_tl_import_heads"] = frozenset(v.split(".", 1)[0] for v in facts.aliases.aliases.values())
+    return got
 
 
 #: Deep-learning frameworks other than PyTorch: a program that imports one of them and no PyTorch

@@ -146,7 +146,7 @@ class World:
         self._globals: Dict[Tuple[str, int, int], object] = {}
         self._class_bases: Dict[Tuple[int, int], List[ClassRef]] = {}
         self._enclosing: Dict[Tuple[int, int], Optional[ClassInfo]] = {}
-        self._callers: Optional[Dict[str, List[Tuple[int, FileRef]]]] = None
+        self._callers: Dict[str, List[Tuple[int, FileRef]]] = {}
         self._init_index: Optional[Tuple[list, Dict[int, list]]] = None
         self._all_bases_memo: Dict[Tuple[int, int], List[ClassRef]] = {}
         #: parameters bound by the call being followed into a function (context sensitivity: a helper
@@ -472,7 +472,7 @@ class World:
                 keyed.extend((i, k, pos, f, entry, False) for i, pos, f, entry in other)
                 keyed.extend((i, k, pos, f, entry, True) for i, pos, f, entry in supers.get(id(init_base), ()))
                 continue
-            for i, f in self._files_calling().get(n, ()):
+            for i, f in self._files_calling(n):
                 keyed.extend((i, k, pos, f, entry, False) for pos, entry in enumerate(self.calls_named(f, n)))
         if len(names) > 1 or init_base is not None:
             keyed.sort(key=lambda x: (x[0], x[1], x[2]))
@@ -481,16 +481,15 @@ class World:
             self._log[("k", tuple(names), id(init_base))] = (names, init_base, _sites(out))
         return out
 
-    def _files_calling(self) -> Dict[str, List[Tuple[int, FileRef]]]:
-        """Callee's last name -> (position, file) of the world's files that call it (built once)."""
-        index = self._callers
-        if index is None:
-            index = self._callers = {}
-            for i, f in enumerate(self.files):
-                self.calls_named(f, "")
-                for name in self._calls_index[id(f)]:
-                    index.setdefault(name, []).append((i, f))
-        return index
+    def _files_calling(self, name: str) -> List[Tuple[int, FileRef]]:
+        """(position, file) of the world's files that call ``name`` (a callee's last name), in order. Only
+        the files whose text holds the name are indexed (a call's name is written in its file): a library
+        module's program of ~50 files asks for a few names, and most of its files never call them."""
+        hit = self._callers.get(name)
+        if hit is None:
+            hit = self._callers[name] = [(i, f) for i, f in enumerate(self.files)
+                                         if name in f.ctx.source.text and self.calls_named(f, name)]
+        return hit
 
     def _init_index_of(self) -> Tuple[list, Dict[int, list]]:
         """The world's calls named ``__init__``, as (file position, call position, file, entry): those
@@ -501,7 +500,7 @@ class World:
         if index is None:
             other: list = []
             supers: Dict[int, list] = {}
-            for i, f in self._files_calling().get("__init__", ()):
+            for i, f in self._files_calling("__init__"):
                 for pos, entry in enumerate(self.calls_named(f, "__init__")):
                     call, s, _ = entry
                     if not _is_super_call(call):

@@ -196,31 +196,25 @@ def _program_calls(program: Any) -> Tuple[set, "_ProgramCalls"]:
         return cached[1], cached[2]
     files = [c.facts for c in ctxs]
     ids = {id(f) for f in files}
-    index = _ProgramCalls(files)
+    index = _ProgramCalls(files, [c.source.text for c in ctxs])
     program.__dict__["_tl_values_calls"] = (ctxs, ids, index)
     return ids, index
 
 
 class _ProgramCalls:
-    """Callee's last name -> the calls of that name in the program's files, in file order (lazy: the
-    files that call a name are listed once per program, and only their calls are gathered)."""
+    """Callee's last name -> the calls of that name in the program's files, in file order (lazy: filled
+    one name at a time, from the files whose text holds the name: a call's name is written in its file)."""
 
-    def __init__(self, files: List[FileFacts]) -> None:
+    def __init__(self, files: List[FileFacts], texts: List[str]) -> None:
         self.files = files
+        self.texts = texts
         self.by_name: Dict[str, List[Tuple[FileFacts, cst.Call, Scope, Stmt]]] = {}
-        self._callers: Optional[Dict[str, List[int]]] = None  # name -> positions of the files calling it
 
     def get(self, name: str, default=()):
         hit = self.by_name.get(name)
         if hit is None:
-            callers = self._callers
-            if callers is None:
-                callers = self._callers = {}
-                for i, f in enumerate(self.files):
-                    for n in _file_tables(f)["calls"]:
-                        callers.setdefault(n, []).append(i)
-            hit = self.by_name[name] = [(f, call, scope, stmt) for f in (self.files[i] for i in callers.get(name, ()))
-                                        for call, scope, stmt in _file_tables(f)["calls"][name]]
+            hit = self.by_name[name] = [(f, call, scope, stmt) for f, text in zip(self.files, self.texts) if name in text
+                                        for call, scope, stmt in _file_tables(f)["calls"].get(name, ())]
         return hit if hit else default
 
 
