@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.facts import FileFacts, Scope, Stmt, arm_marker
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.syntax import is_none
 
@@ -183,8 +183,7 @@ def conditions(stmt: Stmt, scope: Scope, since: Tuple[int, ...] = ()) -> Optiona
     for i, b in enumerate(block):
         if isinstance(b, int) and b in ifs:
             chain = ifs[b]
-            nxt = block[i + 1] if i + 1 < len(block) else None
-            if isinstance(nxt, int) and nxt < 10 and nxt not in ifs:
+            if arm_marker(block, i):
                 # else-branch of the k-th element of the chain: every test of the chain is false
                 out.extend((t, False) for t in chain[1] if t is not None)
             else:
@@ -217,8 +216,7 @@ def exclusive_arms(a: Tuple[int, ...], b: Tuple[int, ...], ifs: Dict[int, Any]) 
     """Are blocks ``a`` and ``b`` the body and the else-branch of the same ``if`` (either way round)?"""
     for x, y in ((a, b), (b, a)):
         if x and len(y) > len(x) and y[: len(x)] == x and x[-1] in ifs:
-            marker = y[len(x)]
-            if marker < 10 and marker not in ifs:
+            if arm_marker(y, len(x) - 1):
                 return True
     return False
 

@@ -56,7 +56,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.facts import FileFacts, Scope, Stmt
+from trainlint.analysis.facts import MARKER_LIMIT, FileFacts, Scope, Stmt, arm_marker
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.syntax import bound_arg, is_none, kwarg, string_keys
 from trainlint.analysis.values import Folded, fold, format_value
@@ -753,7 +753,6 @@ HELPER_DEPTH = 3
 
 _CLEAR_METHODS = {"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads", "clear_gradients"}
 _ACCUM_NAME = re.compile(r"accum|accumulat|grad_steps|update_freq|(^|_)ga(_|$)|sync_grad|micro|n_acc|iters_to_acc", re.I)
-_MARKER_LIMIT = 1000  # block entries below this are branch markers, not node ids
 
 
 @dataclass(eq=False)
@@ -1056,12 +1055,12 @@ def _guards_of(stmt: Stmt, scope: Scope, facts: FileFacts, after: Optional[cst.C
     guards: List[Guard] = []
     for k in range(start, len(block)):
         key = block[k]
-        if key < _MARKER_LIMIT:
+        if key < MARKER_LIMIT:
             continue
         node = nodes.get(key)
         if node is None:
             continue
-        marker = block[k + 1] if k + 1 < len(block) and block[k + 1] < _MARKER_LIMIT else 0
+        marker = arm_marker(block, k)
         if isinstance(node, cst.If):
             chain = []
             parent = elif_parent.get(id(node))

@@ -18,11 +18,26 @@ from trainlint.analysis.names import AliasTable, dotted
 from trainlint.analysis.walk import _children, calls
 
 
+#: Entries of a statement's ``block`` below this are arm markers, not the ids of compound statements: the
+#: entry after an ``if``'s id is k for its k-th else arm (1 after an ``if``/``elif``, as many as the elifs
+#: before a final ``else``), after a loop's 1 for its ``else``, after a ``try``'s 2 for its ``else`` and
+#: 10 + i for its i-th handler, after a ``match``'s i for its i-th case.
+MARKER_LIMIT = 1000
+
+
+def arm_marker(block: Tuple[int, ...], i: int) -> int:
+    """The arm marker after entry ``i`` of ``block`` (0: the statement is in the body of the compound
+    statement ``block[i]``, not in one of its else arms, handlers or cases)."""
+    nxt = block[i + 1] if i + 1 < len(block) else None
+    return nxt if nxt is not None and nxt < MARKER_LIMIT else 0
+
+
 @dataclass(eq=False)
 class Stmt:
     index: int  # order in the file
     node: cst.CSTNode  # a small statement (Assign, Expr, Return, ...)
-    block: Tuple[int, ...]  # ids of the compound statements around it, inside its scope
+    block: Tuple[int, ...]  # ids of the compound statements around it, inside its scope, each followed
+    # by its arm marker when the statement is in an else arm, a handler or a case (:data:`MARKER_LIMIT`)
     loops: Tuple[cst.CSTNode, ...]  # enclosing for/while statements, innermost last
 
 

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
+from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt, arm_marker
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 from trainlint.analysis.syntax import kwarg, number, positional
@@ -588,7 +588,7 @@ class ModelWorld(World):
             ist = index.get(part)
             if ist is None:
                 continue
-            in_else = i + 1 < len(block) and isinstance(block[i + 1], int) and block[i + 1] < 100
+            in_else = bool(arm_marker(block, i))
             got = self.decided(ist.node.test, file, scope, ist)
             if got is None:
                 continue
