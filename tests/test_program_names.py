@@ -307,3 +307,31 @@ def test_a_staged_module_is_analysed_with_the_entries_whose_names_reach_it_and_t
     (tmp_path / "train_vit.py").unlink()
     programs, parsed, found = _programs(tmp_path, ["nets/vit.py"])
     assert programs == {"nets/vit.py": ["nets/vit.py"]} and found[0].library
+
+
+def test_files_the_importer_search_reads_are_parsed_with_libcst_only_when_a_program_holds_them(tmp_path, monkeypatch):
+    # nets/vit.py staged alone: nets/deit.py and nets/__init__.py import it and are read (CPython's ast) to
+    # look for entry scripts; none is found, vit.py is a library module of its own; only what its program
+    # holds (vit.py, nets/layers.py) is parsed with libcst
+    import trainlint.engine as engine
+
+    (tmp_path / "pyproject.toml").write_text("", encoding="utf-8")
+    _write(tmp_path, {
+        "nets/__init__.py": "from .vit import *\nfrom .deit import *\n",
+        "nets/layers.py": "import torch.nn as nn\n\n\nclass Mlp(nn.Module):\n    pass\n",
+        "nets/vit.py": "import torch.nn as nn\nfrom .layers import Mlp\n\n\nclass ViT(nn.Module):\n    def __init__(self):\n        super().__init__()\n        self.mlp = Mlp()\n",
+        "nets/deit.py": "from .vit import ViT\n\n\nclass DeiT(ViT):\n    pass\n",
+    })
+    parsed = []
+    real_parse = engine._parse_context
+
+    def spy(source, options):
+        parsed.append(Path(source.path).name)
+        return real_parse(source, options)
+
+    monkeypatch.setattr(engine, "_parse_context", spy)
+    config = Config(layers=[Selection()])
+    report, _ = lint_paths([str(tmp_path / "nets" / "vit.py")], Options(config=config, enabled=config.enabled_codes(list(registry()))))
+    assert not report.errors, report.errors
+    assert "deit.py" not in parsed and "__init__.py" not in parsed
+    assert "layers.py" in parsed

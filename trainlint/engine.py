@@ -478,6 +478,23 @@ def _stand_in(state: _FileState, options: Options, rules: Sequence[Rule]) -> boo
     return True
 
 
+def _linked_only(source: SourceFile, options: Options) -> Optional["_CachedFile"]:
+    """A file from outside the run, as program linking reads it (``_stand_in``: CPython's ``ast``, a
+    fifteenth of libcst's cost), parsed with libcst only when a program that holds it is analysed
+    (``_materialize``): the importer search reads many files that no program ends up holding. None when
+    CPython does not compile it (libcst may: old code with ``async`` as a name) or it is too deep."""
+    tree = _python_tree(source, options)
+    if tree is None:
+        return None
+    from trainlint.analysis.facts import link_facts_from_ast
+
+    try:
+        facts = link_facts_from_ast(tree)
+    except RecursionError:
+        return None
+    return _CachedFile(source, _CachedFacts(_facts_record(_Facts(facts))))
+
+
 class _Facts:
     __slots__ = ("facts",)
 
@@ -616,7 +633,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
                     return _CachedFile(source, _CachedFacts(record)) if record.get("ok") else None
                 except (KeyError, TypeError, ValueError):
                     pass
-        ctx = _parse_context(source, options)
+        ctx = _linked_only(source, options) or _parse_context(source, options)
         if cache is not None:
             cache.put("dep", key, dict(_facts_record(ctx), ok=True) if ctx is not None else {"ok": False})
         return ctx
@@ -764,10 +781,12 @@ def _materialize(program, states: Dict[str, _FileState], options: Options, rules
             else:
                 ctx = _parse_context(pf.ctx.source, options)
                 if ctx is None:
-                    if st is None:  # cannot happen for a file whose facts were cached; stay safe
-                        raise RuntimeError(f"{pf.display} no longer parses")
                     if shared:
                         raise _StandInFailed(pf.display)
+                    if st is None:  # a file from outside the run that libcst does not parse: not part of it
+                        _leave_program(program, pf)
+                        whole = False
+                        continue
                     _parse_and_check_uncached(st, options, ())  # the parse's warning (or error), as up front
                     st.ctx, st.node, st.done = None, None, True
                     if options.cache is not None and st.check:
