@@ -211,6 +211,20 @@ def build_programs(
     if roots is None:
         roots = sorted({Path(os.path.commonpath([p for p in run_files])) if run_files else Path.cwd()})
     failed: Set[str] = set()
+    memo: Dict[Tuple[str, str], Optional[str]] = {}
+    root_list = list(roots)
+
+    def where(module: str, importer: str) -> Optional[str]:
+        """The real path of the project file ``importer`` means by ``module`` (None: a library). Asked
+        again and again by the programs of a big package: resolved once per build."""
+        key = (module, importer)
+        try:
+            return memo[key]
+        except KeyError:
+            pass
+        found = resolve_module(module, importer, root_list) if module else None
+        hit = memo[key] = os.path.realpath(found) if found is not None else None
+        return hit
 
     def node_for(real: str) -> Optional[ProgramFile]:
         hit = nodes.get(real)
@@ -229,17 +243,16 @@ def build_programs(
         if hit is None:
             hit = []
             for mod in imported_modules(pf.facts):
-                target = resolve_module(mod, pf.path, roots)
-                if target is None:
+                real = where(mod, pf.path)
+                if real is None:
                     continue
-                real = os.path.realpath(target)
                 if real != pf.path and real not in hit:
                     hit.append(real)
             pf.__dict__["_deps"] = hit
         return hit
 
     def program(entry: ProgramFile, library: bool = False) -> Program:
-        files, edges = _closure(entry, node_for, roots)
+        files, edges = _closure(entry, node_for, where)
         return Program(entry, files, edges, library=library)
 
     imported_by_run: Set[str] = {d for pf in list(nodes.values()) if pf.in_run for d in deps(pf)}
@@ -260,7 +273,7 @@ def build_programs(
     # that import it still judge it (only its path is needed to look for them)
     orphans += [ProgramFile(real, real, None, True) for real in deferred if real not in nodes and real not in covered]
     if orphans:
-        finder = _ImporterFinder(nodes, node_for, deps, roots)
+        finder = _ImporterFinder(nodes, node_for, deps, where)
         entries: List[ProgramFile] = []
         done = {p.entry.path for p in programs}
         for pf in orphans:
@@ -283,7 +296,7 @@ def build_programs(
 
 
 def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]],
-             roots: Sequence[Path]) -> Tuple[List[ProgramFile], Dict[str, List[str]]]:
+             where: Callable[[str, str], Optional[str]]) -> Tuple[List[ProgramFile], Dict[str, List[str]]]:
     """The files of ``entry``'s program, breadth-first, and the imports followed (see ``Program``).
 
     Only what a name reaches: from a file, the imports whose bound names the file reads (its ``Links``).
@@ -304,10 +317,9 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     queue: deque = deque([(entry, None)])  # (file, name asked of it; None: the whole file)
 
     def target(src: ProgramFile, module: str) -> Optional[ProgramFile]:
-        path = resolve_module(module, src.path, list(roots))
-        if path is None:
+        real = where(module, src.path)
+        if real is None:
             return None
-        real = os.path.realpath(path)
         if real == src.path:
             return src
         if real not in index and len(files) >= MAX_PROGRAM_FILES:
@@ -472,8 +484,10 @@ _WORD_RE = re.compile(r"[A-Za-z_]\w*")
 class _ImporterFinder:
     """Which project files import a given file: a text search first (no parse), then the parsed imports."""
 
-    def __init__(self, nodes: Dict[str, ProgramFile], node_for, deps, roots: Sequence[Path] = ()) -> None:
-        self.nodes, self.node_for, self.deps, self.roots = nodes, node_for, deps, list(roots)
+    def __init__(self, nodes: Dict[str, ProgramFile], node_for, deps, where) -> None:
+        self.nodes, self.node_for, self.deps, self.where = nodes, node_for, deps, where
+        self._importers: Dict[Tuple[str, str, Optional[frozenset]], List[ProgramFile]] = {}
+        self._leads: Dict[Tuple[str, str, Optional[frozenset]], Tuple[bool, Optional[frozenset]]] = {}
         self._listing: Dict[str, List[str]] = {}
         self._texts: Dict[str, str] = {}
         self._import_words: Dict[str, frozenset] = {}
@@ -567,12 +581,18 @@ class _ImporterFinder:
         return False
 
     def _resolves_at(self, module: str, real: str) -> Optional[str]:
-        found = resolve_module(module, real, self.roots) if module else None
-        return os.path.realpath(found) if found is not None else None
+        return self.where(module, real)
 
     def importers(self, target: ProgramFile, root: str, names: Optional[frozenset] = None) -> List[ProgramFile]:
         """Project files under ``root`` whose imports resolve to ``target`` (with ``names``: only those that
-        may ask it for one of them; see ``_may_ask``)."""
+        may ask it for one of them; see ``_may_ask``). Memoised: the orphans of a package share importers."""
+        key = (target.path, root, names)
+        hit = self._importers.get(key)
+        if hit is None:
+            hit = self._importers[key] = self._find_importers(target, root, names)
+        return hit
+
+    def _find_importers(self, target: ProgramFile, root: str, names: Optional[frozenset]) -> List[ProgramFile]:
         base = os.path.basename(target.path)
         stem = os.path.basename(os.path.dirname(target.path)) if base == "__init__.py" else base[:-3]
         if not stem.isidentifier():
@@ -593,8 +613,7 @@ class _ImporterFinder:
         return out
 
     def _resolves(self, module: str, importer: ProgramFile) -> Optional[str]:
-        target = resolve_module(module, importer.path, self.roots)
-        return os.path.realpath(target) if target is not None else None
+        return self.where(module, importer.path)
 
     def leads(self, imp: ProgramFile, target: ProgramFile, names: Optional[frozenset]) -> Tuple[bool, Optional[frozenset]]:
         """Can a program that takes names from ``imp`` reach ``target`` through them, when ``names`` are the
@@ -602,6 +621,13 @@ class _ImporterFinder:
         lead there (None: any)? A cheap, safe filter (never "no" where ``_closure`` would say yes): an
         entry that asks ``timm/models/__init__.py`` for ``create_model`` does not reach
         ``vision_transformer.py``, which that ``__init__.py`` star-imports, and is not analysed for it."""
+        key = (imp.path, target.path, names)
+        hit = self._leads.get(key)
+        if hit is None:
+            hit = self._leads[key] = self._lead(imp, target, names)
+        return hit
+
+    def _lead(self, imp: ProgramFile, target: ProgramFile, names: Optional[frozenset]) -> Tuple[bool, Optional[frozenset]]:
         links = imp.facts.links
         asks = False
         exported: set = set()
