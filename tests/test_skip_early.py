@@ -320,3 +320,26 @@ def test_a_file_libcst_refuses_that_nothing_needs_is_not_parsed_so_gives_no_warn
     # and it is judged as every file nothing needs: no rule may fire on it, its unused suppression is one
     assert [f[2] for f in _lines(skipped) if f[0] == "test_model.py"] == ["TL002"]
 
+
+
+def test_a_one_file_run_does_not_parse_the_importers_it_only_looks_at(tmp_path, parsed):
+    """pre-commit passes model.py alone: the scripts that import it are found in its project (train.py is
+    parsed for its program), and a file whose import line merely names `model` is read from CPython's
+    ast, not parsed, when it turns out not to import model.py."""
+    files = dict(PROJECT)
+    files["other.py"] = """\
+        import torch
+        from registry import model
+
+        for x in range(3):
+            model(x)
+    """
+    root = _write(tmp_path, files)
+    (root / ".git").mkdir()
+    full, _ = lint_paths([str(root / "model.py")], _options(parse_all=True))
+    assert "other.py" in parsed(root)
+    parsed.clear()
+    alone, _ = lint_paths([str(root / "model.py")], _options())
+    names = parsed(root)
+    assert "train.py" in names and "other.py" not in names
+    assert _lines(alone) == _lines(full)
