@@ -165,3 +165,43 @@ def test_an_absolute_import_of_a_library_is_not_resolved_through_a_folder_of_the
     _write(tmp_path, {"vendor/torch/patch.py": "import torch.nn\n", "vendor/torch/notes.py": "X = 1\n"})
     importer = tmp_path / "vendor" / "torch" / "patch.py"
     assert program_mod.resolve_module("torch.nn", str(importer), [importer.parent]) is None
+
+
+_SEEDED_BY_HELPER = """\
+    import torch
+    from torch import nn
+    from helpers import prepare
+
+    def main():
+        prepare(0)
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(10):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    if __name__ == "__main__":
+        main()
+"""
+_HELPERS = """\
+    import random
+    import torch
+
+    def prepare(seed):
+        random.seed(seed)
+        torch.manual_seed(seed)
+"""
+
+
+def test_a_module_created_between_two_runs_of_one_process_is_found(tmp_path):
+    # An editor's server lints again and again in one process: the folder listings and resolved imports of
+    # one run must not answer the next. train.py seeds through helpers.prepare(); while helpers.py does not
+    # exist, nothing seeds and TL301 reports it; once it is written, the same process must see it.
+    _write(tmp_path, {"train.py": _SEEDED_BY_HELPER})
+    assert ("train.py", 9, "TL301") in _lint([tmp_path / "train.py"], tmp_path)
+    _write(tmp_path, {"helpers.py": _HELPERS})
+    assert _lint([tmp_path / "train.py"], tmp_path) == []
+    (tmp_path / "helpers.py").unlink()  # and deleted again: no stale resolution to a missing file
+    assert ("train.py", 9, "TL301") in _lint([tmp_path / "train.py"], tmp_path)

@@ -118,11 +118,18 @@ def _instances(codes: Sequence[str]) -> _LazyRules:
 
 
 def clear_caches() -> None:
+    """Forget what one run learnt: syntax-walk memos, and what the file system looked like (folder
+    listings, resolved imports, real paths of folders). An editor's server lints again and again in one
+    process; a module created or deleted between two checks must be seen by the next one."""
     import sys
 
     walk = sys.modules.get("trainlint.analysis.walk")
     if walk is not None:  # nothing to clear when no file was analysed
         walk.clear_caches()
+    program = sys.modules.get("trainlint.analysis.program")
+    if program is not None:
+        program.clear_caches()
+    _REAL_DIRS.clear()
 
 
 #: Words without which a file cannot be part of a training program by itself: the frameworks trainlint

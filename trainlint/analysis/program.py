@@ -187,6 +187,13 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
     return None
 
 
+
+def clear_caches() -> None:
+    """Forget the folder listings and resolved imports (the engine calls this at the end of a run)."""
+    _entries.cache_clear()
+    _resolve.cache_clear()
+
+
 def is_entry(facts: FileFacts, text: str) -> bool:
     """Does this file run something when executed?"""
     if "__main__" in text and "__name__" in text:
