@@ -472,16 +472,10 @@ def _stand_in(state: _FileState, options: Options, rules: Sequence[Rule]) -> boo
     for rule in rules:
         if rule.code in state.enabled and type(rule).may_fire(text, path):
             return False
-    tree = _python_tree(source, options)
-    if tree is None:
+    node = _linked_only(source, options)
+    if node is None:
         return False
-    from trainlint.analysis.facts import link_facts_from_ast
-
-    try:
-        facts = link_facts_from_ast(tree)
-    except RecursionError:
-        return False
-    state.node = _CachedFile(source, _CachedFacts(_facts_record(_Facts(facts))))
+    state.node = node
     return True
 
 
