@@ -309,6 +309,24 @@ def test_a_staged_module_is_analysed_with_the_entries_whose_names_reach_it_and_t
     assert programs == {"nets/vit.py": ["nets/vit.py"]} and found[0].library
 
 
+def test_the_importer_search_finds_an_entry_that_names_the_module_on_a_continued_import_line(tmp_path):
+    # pre-commit passes nets/vit.py alone; each entry names it only on the second line of a backslash-
+    # continued import (timm's vovnet.py writes its layer imports so): the importer search reads import
+    # lines as the engine does (trainlint.import_scan) and finds both
+    (tmp_path / "pyproject.toml").write_text("", encoding="utf-8")
+    _write(tmp_path, {
+        "nets/__init__.py": "",
+        "nets/vit.py": "import torch.nn as nn\n\n\nclass ViT(nn.Module):\n    pass\n",
+        "train.py": "import torch\nfrom nets import \\\n    vit\n\nif __name__ == '__main__':\n    vit.ViT()\n",
+        "train2.py": "import torch, \\\n    nets.vit\n\nif __name__ == '__main__':\n    nets.vit.ViT()\n",
+        "train3.py": "import torch\nfrom nets import (\n    vit,\n)\n\nif __name__ == '__main__':\n    vit.ViT()\n",
+    })
+    programs, _, found = _programs(tmp_path, ["nets/vit.py"])
+    assert sorted(programs) == ["train.py", "train2.py", "train3.py"]
+    assert all("nets/vit.py" in files for files in programs.values())
+    assert not any(p.library for p in found)
+
+
 def test_files_the_importer_search_reads_are_parsed_with_libcst_only_when_a_program_holds_them(tmp_path, monkeypatch):
     # nets/vit.py staged alone: nets/deit.py and nets/__init__.py import it and are read (CPython's ast) to
     # look for entry scripts; none is found, vit.py is a library module of its own; only what its program

@@ -15,6 +15,7 @@ from trainlint import __version__, docs_url
 from trainlint.config import Config
 from trainlint.files import discover
 from trainlint.findings import Finding, Severity, Span
+from trainlint.import_scan import scan_imports
 from trainlint.report.base import FileError, Report, RuleInfo
 from trainlint.rules import Rule, codes as rule_codes, registry, rule_class
 from trainlint.source import SourceError, SourceFile, SourceSkipped, read_source
@@ -145,44 +146,6 @@ _FRAMEWORK_RE = re.compile(
     r"|dgl|allennlp|flair|fairseq|fastai|ignite|skorch|detectron2|mmcv|mmdet|mmseg|mmengine|catalyst|composer"
     r"|poutyne|monai|pyro|backward\(|zero_grad|optim|DataLoader|no_grad|clip_grad|set_epoch|manual_seed|\.eval\(|\.train\("
 )
-#: ``import a.b, c as d`` / ``from .x import (y, z)``, matched at a line that holds ``import``.
-_FROM_RE = re.compile(r"\bfrom[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(\([^)]*\)?|[^\n;#]*)")
-_IMPORT_RE = re.compile(r"\bimport[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+(?:[ \t]+as[ \t]+\w+)?)*)")
-_NAME_RE = re.compile(r"[A-Za-z_]\w*")
-
-
-def scan_imports(text: str) -> List[str]:
-    """Module names ``text`` may import, as the facts list them (``from pkg import name`` gives ``pkg``
-    and ``pkg.name``), and then some: a text scan of the lines that say ``import``, no parse."""
-    out: List[str] = []
-    lines = text.split("\n")
-    for i, line in enumerate(lines):
-        if "import" not in line:
-            continue
-        for m in _FROM_RE.finditer(line):
-            base, names = m.group(1), m.group(2)
-            if names.startswith("(") and ")" not in names:  # continued on the next lines
-                for j in range(i + 1, min(len(lines), i + 200)):
-                    names += " " + lines[j]
-                    if ")" in lines[j]:
-                        break
-                names = names.split(")", 1)[0]
-            if base:
-                out.append(base)
-            sep = "" if base.endswith(".") or not base else "."
-            for part in names.strip().strip("()").split(","):
-                words = part.split()
-                if words and _NAME_RE.fullmatch(words[0]):
-                    out.append(f"{base}{sep}{words[0]}")
-        for m in _IMPORT_RE.finditer(line):
-            start = m.start()
-            if "from" in line[:start] and _FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
-                continue
-            for part in m.group(1).split(","):
-                words = part.split()
-                if words:
-                    out.append(words[0])
-    return out
 
 
 def _may_train(source: SourceFile, path: str, roots: Optional[Sequence[Path]]) -> bool:
