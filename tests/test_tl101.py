@@ -249,3 +249,38 @@ def test_a_model_file_shared_by_two_entry_scripts_is_reported_once(tmp_path):
         "finetune.py": train,
     })
     assert [(p, line) for p, line, _ in found] == [("model.py", 9)]
+
+
+def test_the_message_spells_torch_names_as_training_code_writes_them():
+    # one helper (syntax.short_qualname) shortens the names of the model's last op and of the loss:
+    # torch.nn.X -> nn.X, torch.nn.functional.x -> F.x, other names as they are
+    from trainlint.analysis.syntax import short_qualname
+
+    assert short_qualname("torch.nn.ReLU") == "nn.ReLU"
+    assert short_qualname("torch.nn.functional.mse_loss") == "F.mse_loss"
+    assert short_qualname("torch.nnx.Foo") == "torch.nnx.Foo" and short_qualname("timm.layers.Mlp") == "timm.layers.Mlp"
+    found = lint("""
+        import torch
+        import torch.nn as nn
+        import torch.nn.functional as F
+        class Reg(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.fc = nn.Linear(4, 1)
+            def forward(self, x):
+                return F.relu(self.fc(x))
+        class Head(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(4, 1), nn.ReLU())
+            def forward(self, x):
+                return self.body(x)
+        reg, head = Reg(), Head()
+        for x, y in loader:
+            loss = F.mse_loss(reg(x), y) + nn.L1Loss()(head(x), y)
+            loss.backward()
+    """)
+    messages = sorted(f.message for f in found)
+    assert len(messages) == 2, messages
+    assert "`Head` ends with nn.ReLU" in messages[0] and "nn.L1Loss" in messages[0]
+    assert "`Reg` ends with F.relu" in messages[1] and "F.mse_loss" in messages[1]

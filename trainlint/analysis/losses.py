@@ -18,10 +18,10 @@ from trainlint.analysis.facts import Scope, Stmt
 from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.objects import ClassRef, FileRef, Obj, file_calls, target_path
 from trainlint.analysis.modules import (
-    ACT_FUNCS, ACT_METHODS, SHAPE_FUNCS, SHAPE_METHODS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op, _MAX_ALTS,
-    _short_q, assigned_value, last_meaningful,
+    ACT_FUNCS, ACT_METHODS, MAX_ALTS, SHAPE_FUNCS, SHAPE_METHODS, WRAPPER_METHODS, Chain, ModelRef, ModelWorld, Op,
+    assigned_value, last_meaningful,
 )
-from trainlint.analysis.syntax import constant_key, kwarg, positional, string_keys
+from trainlint.analysis.syntax import constant_key, kwarg, positional, short_qualname, string_keys
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 
 
@@ -39,7 +39,7 @@ class LossCall:
 
     @property
     def label(self) -> str:
-        return _short_q(self.loss)
+        return short_qualname(self.loss)
 
     def argument(self, index: int, *names: str) -> Optional[cst.BaseExpression]:
         for a in self.call.args:
@@ -164,7 +164,7 @@ def prediction_sources(world: ModelWorld, expr: cst.BaseExpression, file: FileRe
         qc = canonical(q) if q else None
         pos = positional(expr)
         if qc in ACT_FUNCS and pos:
-            op = Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc])
+            op = Op("act", short_qualname(qc), expr, file, act=ACT_FUNCS[qc])
             return prediction_sources(world, pos[0], file, scope, stmt, depth + 1, (op,) + after)
         if qc in SHAPE_FUNCS and pos:
             return prediction_sources(world, pos[0], file, scope, stmt, depth + 1, after)
@@ -185,7 +185,7 @@ def prediction_sources(world: ModelWorld, expr: cst.BaseExpression, file: FileRe
     if name is None:
         return []
     out: List[PredSource] = []
-    for a in scope.reaching(name, stmt)[:_MAX_ALTS]:
+    for a in scope.reaching(name, stmt)[:MAX_ALTS]:
         if a.kind in ("assign", "inplace") and a.value is not None:
             out.extend(prediction_sources(world, a.value, file, a.scope or scope, a.stmt, depth + 1, after))
     return out
@@ -248,7 +248,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
         qc = canonical(q) if q else None
         pos = positional(expr)
         if qc in ACT_FUNCS and (pos or kwarg(expr, "input") is not None):
-            return [Origin("act", Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc]))]
+            return [Origin("act", Op("act", short_qualname(qc), expr, file, act=ACT_FUNCS[qc]))]
         if qc in SHAPE_FUNCS and pos:
             return value_origins(world, pos[0], file, scope, stmt, depth + 1)
         if isinstance(func, cst.Attribute) and q is None:
@@ -270,7 +270,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
             out: List[Origin] = []
             if _some_def_unresolved(world, func, file, scope, stmt):
                 out.append(Origin("unknown"))  # `net = A() if x else B()` where B cannot be followed
-            for model in models[:_MAX_ALTS]:
+            for model in models[:MAX_ALTS]:
                 chains = world.model_chains(model) if element is None else world.element_chains(model, element)
                 if not chains:
                     out.append(Origin("unknown", model=model.name, model_call=expr))
@@ -304,7 +304,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
                 rets = [(v, s) for v, s in fn.returns if v is not None]
                 if rets and len(rets) == len(fn.returns):
                     out = []
-                    for value, rstmt in rets[:_MAX_ALTS]:
+                    for value, rstmt in rets[:MAX_ALTS]:
                         out.extend(value_origins(world, value, g[1], fn, rstmt, depth + 1, element))
                     return out
         return [Origin("unknown")]
@@ -315,7 +315,7 @@ def value_origins(world: ModelWorld, expr: cst.BaseExpression, file: FileRef, sc
         defs = scope.reaching(name, stmt)
         if defs:
             out = []
-            for a in defs[:_MAX_ALTS]:
+            for a in defs[:MAX_ALTS]:
                 if a.kind in ("assign", "inplace") and a.value is not None:
                     out.extend(value_origins(world, a.value, file, a.scope or scope, a.stmt, depth + 1, element))
                 elif a.kind == "assign" and isinstance(a.node, cst.Assign) and element is None:
@@ -401,7 +401,7 @@ def wrapper_losses(world: ModelWorld, file: FileRef, wanted: Optional[set] = Non
 def wrapper_origins(world: ModelWorld, wl: WrapperLoss) -> List[Origin]:
     """What produces the input the wrapper's loss receives: each model's output (its last op)."""
     out: List[Origin] = []
-    for model in wl.models[:_MAX_ALTS]:
+    for model in wl.models[:MAX_ALTS]:
         chains = world.model_chains(model)
         if not chains:
             out.append(Origin("unknown", model=model.name, model_call=wl.lc.call))
@@ -460,7 +460,7 @@ def _some_def_unresolved(world: ModelWorld, func: cst.BaseExpression, file: File
     defs = world.defs(name, file, scope, stmt)
     if len(defs) < 2:
         return False
-    for f, s, a in defs[:_MAX_ALTS]:
+    for f, s, a in defs[:MAX_ALTS]:
         value = assigned_value(a, name)
         if a.kind == "for" or value is None or not world.models_of_value(value, f, s, a.stmt):
             return True

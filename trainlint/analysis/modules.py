@@ -34,7 +34,7 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt, arm_marker
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.execution import FUNCTIONAL_LOSSES
-from trainlint.analysis.syntax import kwarg, number, positional
+from trainlint.analysis.syntax import kwarg, number, positional, short_qualname
 from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, calls_in, file_calls
 
 # -- vocabularies ----------------------------------------------------------------------------------
@@ -95,7 +95,10 @@ RANGE_OF = {
     "hardtanh": "[-1, 1]", "hardsigmoid": "[0, 1]", "softmax": "(0, 1)", "log_softmax": "(-inf, 0]",
 }
 
-_MAX_ALTS = 6
+#: How many alternatives the model world (and the loss linking built on it) follows at one step: the values
+#: a name may hold, the models a call may build, the returns of a helper; the rest are not followed (a
+#: bound on the work of one question).
+MAX_ALTS = 6
 _MAX_DEPTH = 14
 
 
@@ -155,14 +158,6 @@ def last_meaningful(chain: Sequence[Op]) -> Optional[Op]:
     return None
 
 
-def _short_q(q: str) -> str:
-    if q.startswith("torch.nn.functional."):
-        return "F." + q[len("torch.nn.functional."):]
-    if q.startswith("torch.nn."):
-        return "nn." + q[len("torch.nn."):]
-    return q
-
-
 def _is_false(expr: Optional[cst.BaseExpression]) -> bool:
     return isinstance(expr, cst.Name) and expr.value == "False"
 
@@ -210,7 +205,7 @@ class ModelWorld(World):
                 continue
             if o.qname.startswith("torch.nn.") and isinstance(o.node, cst.Call) and o.scope is not None:
                 if self.layer_chains(o.node, o.file, o.scope, o.stmt):
-                    out.append(ModelRef("layer", _short_q(o.qname), o.file, expr=o.node, scope=o.scope, stmt=o.stmt))
+                    out.append(ModelRef("layer", short_qualname(o.qname), o.file, expr=o.node, scope=o.scope, stmt=o.stmt))
         return out
 
     # -- chains ----------------------------------------------------------------------------------------
@@ -238,7 +233,7 @@ class ModelWorld(World):
                     if value is None:
                         continue
                     out.extend(self.value_chains(value, cref.file, fwd, rstmt, cref))
-                out = out[:_MAX_ALTS * 2]
+                out = out[:MAX_ALTS * 2]
                 if any(v is None for v, _ in fwd.returns) or not fwd.returns:
                     out = []
         finally:
@@ -264,7 +259,7 @@ class ModelWorld(World):
             if part is None:
                 return []
             out.extend(self.value_chains(part, cref.file, fwd, rstmt, cref))
-        return out[:_MAX_ALTS * 2]
+        return out[:MAX_ALTS * 2]
 
     def output_chains(self, ref: ClassRef) -> List[Chain]:
         """Like :meth:`class_chains`, but a tuple/list/dict return contributes the chains of each of its
@@ -308,13 +303,13 @@ class ModelWorld(World):
                 if g is not None and g[0] == "assign":
                     defs = [(g[1], g[1].facts.module, a) for a in g[2]]
             out: List[Chain] = []
-            for f, s, a in defs[:_MAX_ALTS]:
+            for f, s, a in defs[:MAX_ALTS]:
                 if a.value is None or a.kind not in ("assign",):
                     continue
                 out.extend(self.layer_chains(a.value, f, s, a.stmt, owner, depth + 1, at=at if at is not None else a.value))
             if not defs and not out:
                 return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
-            return out[:_MAX_ALTS]
+            return out[:MAX_ALTS]
         if not isinstance(expr, cst.Call):
             return self._object_layer_chains(expr, file, scope, stmt, owner, depth, at)
         fname = dotted(expr.func)
@@ -335,7 +330,7 @@ class ModelWorld(World):
                     sub = self.layer_chains(el, ef, es, est, owner, depth + 1, at=el_node)
                     if not sub:
                         sub = [(Op("layer", "?", el_node, ef),)]
-                    chains = [c + s for c in chains for s in sub][:_MAX_ALTS]
+                    chains = [c + s for c in chains for s in sub][:MAX_ALTS]
                 return chains
             op = self.module_op(q, expr, file, node, scope, stmt)
             return [(op,)] if op is not None else []
@@ -351,7 +346,7 @@ class ModelWorld(World):
                 return got
             fn: Scope = g[2]
             out = []
-            for value, rstmt in fn.returns[:_MAX_ALTS]:
+            for value, rstmt in fn.returns[:MAX_ALTS]:
                 if value is not None:
                     out.extend(self.layer_chains(value, g[1], fn, rstmt, None, depth + 1))
             return out
@@ -406,7 +401,7 @@ class ModelWorld(World):
             # `head` to a base __init__): the alternatives belong to different models, never one chain
             return []
         out: List[Chain] = []
-        for o in objs[:_MAX_ALTS]:
+        for o in objs[:MAX_ALTS]:
             if o.kind != "instance" or o.file is None or not isinstance(o.node, cst.Call):
                 return []
             if o.cls is not None:
@@ -424,30 +419,30 @@ class ModelWorld(World):
                 out.append((op,))
             else:
                 return []
-        return out[:_MAX_ALTS]
+        return out[:MAX_ALTS]
 
     def module_op(self, q: str, call: cst.Call, file: FileRef, node: cst.CSTNode, scope: Optional[Scope] = None, stmt: Optional[Stmt] = None) -> Optional[Op]:
         if q in ACT_MODULES:
-            return Op("act", _short_q(q), node, file, act=ACT_MODULES[q])
+            return Op("act", short_qualname(q), node, file, act=ACT_MODULES[q])
         if q in DROPOUT_MODULES:
             p = positional(call)[0] if positional(call) else kwarg(call, "p")
             pval = number(p)
             if pval is None and p is not None and scope is not None:
                 pval = self._fold_int(p, file, scope, stmt)
             if pval == 0.0:
-                return Op("layer", _short_q(q), node, file)
+                return Op("layer", short_qualname(q), node, file)
             if pval is not None:
                 ptxt = f"p={pval:g}"
             else:
                 ptxt = f"p={file.ctx.code(p).strip()}" if p is not None else "p=0.5"
-            return Op("dropout", f"{_short_q(q)}({ptxt})", node, file)
+            return Op("dropout", f"{short_qualname(q)}({ptxt})", node, file)
         if q in BN_MODULES:
             if _is_false(kwarg(call, "track_running_stats")):
-                return Op("layer", _short_q(q), node, file)
-            return Op("bn", _short_q(q), node, file)
+                return Op("layer", short_qualname(q), node, file)
+            return Op("bn", short_qualname(q), node, file)
         if q in SHAPE_MODULES:
-            return Op("shape", _short_q(q), node, file)
-        return Op("layer", _short_q(q), node, file)
+            return Op("shape", short_qualname(q), node, file)
+        return Op("layer", short_qualname(q), node, file)
 
     def sequential_elements(self, call: cst.Call, file: FileRef, scope: Scope, stmt: Optional[Stmt]):
         """The elements of ``nn.Sequential(...)`` in order, as (expr, file, scope, stmt, node) tuples,
@@ -732,7 +727,7 @@ class ModelWorld(World):
             if qc in ACT_FUNCS:
                 if not pos:
                     return []
-                op = Op("act", _short_q(qc), expr, file, act=ACT_FUNCS[qc])
+                op = Op("act", short_qualname(qc), expr, file, act=ACT_FUNCS[qc])
                 return [c + (op,) for c in self.value_chains(pos[0], file, scope, stmt, owner, depth + 1)] or [(op,)]
             if qc in DROPOUT_FUNCS:
                 if not pos:
@@ -745,7 +740,7 @@ class ModelWorld(World):
                 if p is not None and number(p) is None and self.constant(p, file, scope, stmt) == 0:
                     return inner  # p=self.drop_rate with a default of 0
                 ptxt = f"p={file.ctx.code(p).strip()}" if p is not None else "p=0.5"
-                op = Op("dropout", f"{_short_q(qc)}({ptxt})", expr, file)
+                op = Op("dropout", f"{short_qualname(qc)}({ptxt})", expr, file)
                 return [c + (op,) for c in inner]
             if qc in SHAPE_FUNCS and pos:
                 return self.value_chains(pos[0], file, scope, stmt, owner, depth + 1)
@@ -765,29 +760,29 @@ class ModelWorld(World):
                 lasts = [last_meaningful(c) for c in inner]
                 if inner and all(o is not None and o.act == "log_softmax" for o in lasts):
                     op = Op("act", f"exp({lasts[0].label})", expr, file, act="softmax")  # type: ignore[union-attr]
-                    return [c + (op,) for c in inner][:_MAX_ALTS]
+                    return [c + (op,) for c in inner][:MAX_ALTS]
             # a submodule or a layer object: self.fc(x), self.head(x), layer(x), nn.ReLU()(x)
             sub = self._callee_chains(func, expr, file, scope, stmt, owner, depth)
             if sub is not None:
                 inputs = self._inputs_chains(pos, file, scope, stmt, owner, depth, merge=expr)
-                return [c + s for c in inputs for s in sub][:_MAX_ALTS]
+                return [c + s for c in inputs for s in sub][:MAX_ALTS]
             # a helper method of the model: self._head(h) -> what it returns from its input
             sub = self._method_chains(func, file, owner, depth)
             if sub is not None:
                 inputs = self._inputs_chains(pos[:1], file, scope, stmt, owner, depth, merge=expr)
-                return [c + s for c in inputs for s in sub][:_MAX_ALTS]
+                return [c + s for c in inputs for s in sub][:MAX_ALTS]
             # opaque: torch.cat([a, b]), helper(x), x.mean(1), x * 2...
-            return [c + (Op("op", "op", expr, file),) for c in self._inputs_chains(_tensor_args(expr), file, scope, stmt, owner, depth, merge=expr)][:_MAX_ALTS]
+            return [c + (Op("op", "op", expr, file),) for c in self._inputs_chains(_tensor_args(expr), file, scope, stmt, owner, depth, merge=expr)][:MAX_ALTS]
         if isinstance(expr, cst.BinaryOperation):
             left = self.value_chains(expr.left, file, scope, stmt, owner, depth + 1) or [()]
             right = self.value_chains(expr.right, file, scope, stmt, owner, depth + 1) or [()]
-            return [_branch(a, expr, 0) + _branch(b, expr, 1) + (Op("op", "op", expr, file),) for a in left for b in right][:_MAX_ALTS]
+            return [_branch(a, expr, 0) + _branch(b, expr, 1) + (Op("op", "op", expr, file),) for a in left for b in right][:MAX_ALTS]
         if isinstance(expr, cst.UnaryOperation):
             return [c + (Op("op", "op", expr, file),) for c in self.value_chains(expr.expression, file, scope, stmt, owner, depth + 1) or [()]]
         if isinstance(expr, cst.Subscript):
             return self.value_chains(expr.value, file, scope, stmt, owner, depth + 1)
         if isinstance(expr, cst.IfExp):
-            return (self.value_chains(expr.body, file, scope, stmt, owner, depth + 1) + self.value_chains(expr.orelse, file, scope, stmt, owner, depth + 1))[:_MAX_ALTS]
+            return (self.value_chains(expr.body, file, scope, stmt, owner, depth + 1) + self.value_chains(expr.orelse, file, scope, stmt, owner, depth + 1))[:MAX_ALTS]
         if isinstance(expr, (cst.Tuple, cst.List, cst.Dict)):
             return []
         name = dotted(expr)
@@ -801,7 +796,7 @@ class ModelWorld(World):
         if len(defs) > 1:  # `if self.drop_rate > 0: x = F.dropout(x, ...)` with drop_rate=0 by default
             defs = [a for a in defs if not self._branch_not_taken(a.stmt, file, scope)] or defs
         out: List[Chain] = []
-        for a in defs[:_MAX_ALTS]:
+        for a in defs[:MAX_ALTS]:
             if a.kind == "inplace" and isinstance(a.value, cst.Call):
                 out.extend(self.value_chains(a.value, file, scope, a.stmt, owner, depth + 1))
             elif a.kind == "assign" and a.value is not None:
@@ -816,7 +811,7 @@ class ModelWorld(World):
                 out.extend(c + (Op("op", "op", a.node, file),) for c in self.value_chains(a.node.value, file, scope, a.stmt, owner, depth + 1) or [()])
             else:
                 return []
-        return out[:_MAX_ALTS]
+        return out[:MAX_ALTS]
 
     def _method_chains(self, func, file: FileRef, owner: Optional[ClassRef], depth: int) -> Optional[List[Chain]]:
         """Chains of a helper method of the model called in ``forward`` (``self._head(h)``): from its
@@ -834,12 +829,12 @@ class ModelWorld(World):
         if not m.returns or any(v is None for v, _ in m.returns) or len(m.params()) < 2:
             return None
         out: List[Chain] = []
-        for value, rstmt in m.returns[:_MAX_ALTS]:
+        for value, rstmt in m.returns[:MAX_ALTS]:
             sub = self.value_chains(value, cref.file, m, rstmt, cref, depth + 1)
             if not sub:
                 return None
             out.extend(sub)
-        return out[:_MAX_ALTS]
+        return out[:MAX_ALTS]
 
     def _inputs_chains(self, args, file, scope, stmt, owner, depth, merge: Optional[cst.CSTNode] = None) -> List[Chain]:
         """Chains of the inputs of one operation, concatenated; with several inputs each one is
@@ -853,7 +848,7 @@ class ModelWorld(World):
         for k, sub in enumerate(subs):
             if len(subs) > 1 and merge is not None:
                 sub = [_branch(c, merge, k) for c in sub]
-            chains = [c + s for c in chains for s in sub][:_MAX_ALTS]
+            chains = [c + s for c in chains for s in sub][:MAX_ALTS]
         return chains
 
     def _callee_chains(self, func, call, file: FileRef, scope: Scope, stmt: Stmt, owner: Optional[ClassRef], depth: int) -> Optional[List[Chain]]:
@@ -872,13 +867,13 @@ class ModelWorld(World):
             if not attrs:
                 return None
             out: List[Chain] = []
-            for c, a in attrs[:_MAX_ALTS]:
+            for c, a in attrs[:MAX_ALTS]:
                 s = a.scope or c.file.facts.module
                 sub = self.layer_chains(a.value, c.file, s, a.stmt, c, 0, at=call if not _is_container(a.value, c.file) else None)
                 if not sub:
                     return None
                 out.extend(sub)
-            return out[:_MAX_ALTS]
+            return out[:MAX_ALTS]
         if "." not in name:
             defs = scope.reaching(name, stmt)
             if len(defs) == 1 and defs[0].kind == "for" and isinstance(defs[0].node, cst.For):
@@ -898,7 +893,7 @@ class ModelWorld(World):
                                 sub = self.layer_chains(e, c.file, s, st, c, 0, at=e)
                                 if not sub:
                                     return None
-                                chains = [x + y for x in chains for y in sub][:_MAX_ALTS]
+                                chains = [x + y for x in chains for y in sub][:MAX_ALTS]
                             return chains
                 return None
             if defs and all(d.kind == "assign" and d.value is not None for d in defs):

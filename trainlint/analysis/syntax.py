@@ -90,8 +90,13 @@ def short(text: str, limit: int = 40) -> str:
 
 
 def short_qualname(q: str) -> str:
-    """``torch.nn.ReLU`` -> ``nn.ReLU`` for messages."""
-    return "nn." + q[len("torch.nn."):] if q.startswith("torch.nn.") else q
+    """A torch name as training code writes it, for messages: ``torch.nn.ReLU`` -> ``nn.ReLU``,
+    ``torch.nn.functional.relu`` -> ``F.relu``; any other name as it is."""
+    if q.startswith("torch.nn.functional."):
+        return "F." + q[len("torch.nn.functional."):]
+    if q.startswith("torch.nn."):
+        return "nn." + q[len("torch.nn."):]
+    return q
 
 
 def constructed_class(func: cst.BaseExpression) -> cst.BaseExpression:
