@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,7 +40,7 @@ import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "fixtures"
@@ -474,14 +472,13 @@ def _run_case(case: Case, workdir: Path) -> Outcome:
             args.append("--isolated")
         cwd = os.getcwd()
         os.chdir(folder)
-        start, cpu_start = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         try:
             runner = CliRunner(mix_stderr=False) if "mix_stderr" in CliRunner.__init__.__code__.co_varnames else CliRunner()
             result = runner.invoke(main, args + ["."], catch_exceptions=True)
         finally:
             os.chdir(cwd)
         seconds = time.perf_counter() - start
-        cpu = time.process_time() - cpu_start
         out = result.stdout_bytes.decode("utf-8", errors="replace")
         err = result.stderr_bytes.decode("utf-8", errors="replace") if result.stderr_bytes is not None else ""
         code = result.exit_code

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -395,7 +394,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         t_cold, code, rss_cold = best_child(1, cli, copy, ok=(0, 1))
         t_warm, _, rss_warm = best_child(n, cli, copy, ok=(0, 1))
         t_nocache, _, rss_nocache = best_child(1, [*cmd, ".", "--no-cache", "--output-format", "concise"], copy, ok=(0, 1))
-        sizes = sorted(((len(t.splitlines()), real) for t, (real, _) in zip(texts, files)), reverse=True)
         touched = _touch_target(files, path, copy)
         touch_times = []
         for i in range(n):

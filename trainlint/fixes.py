@@ -180,7 +180,7 @@ def dump_like(nb: dict, raw: str) -> str:
 
 def _notebook_apply(raw: str, fixes: Sequence[Fix]) -> Tuple[str, List[Fix]]:
     """Apply fixes (positions in the joined script of the code cells) to the cells' own sources."""
-    from trainlint.notebook import _pythonize, to_script
+    from trainlint.notebook import to_script
 
     script, cells = to_script(raw)
     nb = json.loads(raw)

@@ -24,16 +24,13 @@ activation.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
 
-from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt, arm_marker
+from trainlint.analysis.facts import Assignment, Scope, Stmt, arm_marker
 from trainlint.analysis.names import canonical, dotted
-from trainlint.analysis.execution import FUNCTIONAL_LOSSES
 from trainlint.analysis.syntax import kwarg, number, positional, short_qualname
 from trainlint.analysis.objects import ClassRef, FileRef, Obj, World, calls_in, file_calls
 

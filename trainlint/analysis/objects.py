@@ -50,7 +50,7 @@ Bounded: a depth limit and a per-question budget; cycles give ``unknown``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import libcst as cst
@@ -613,7 +613,6 @@ class World:
         return [Obj("unknown", node=expr, file=file, scope=scope, stmt=stmt)]
 
     def _objects(self, expr, file: FileRef, scope: Scope, stmt: Optional[Stmt], depth: int) -> List[Obj]:
-        facts = file.facts
         if isinstance(expr, cst.SimpleString):
             return [Obj("literal", node=expr, file=file, scope=scope, stmt=stmt, value=expr.evaluated_value)]
         if isinstance(expr, (cst.Integer, cst.Float)):
@@ -717,7 +716,6 @@ class World:
         return bool(objs) and all(o.kind == "literal" and o.value is None for o in objs)
 
     def _named(self, expr, name: str, file: FileRef, scope: Scope, stmt: Optional[Stmt], depth: int) -> List[Obj]:
-        facts = file.facts
         if name == "self":
             cls = self.enclosing_class(file, scope)
             if cls is not None:

@@ -31,7 +31,7 @@ from trainlint.analysis.names import dotted
 from trainlint.analysis.program import Program, ProgramFile, resolve_module
 from trainlint.analysis.execution import backward_roots
 from trainlint.analysis.syntax import constructed_class, short
-from trainlint.analysis.walk import _children, child_nodes  # noqa: F401
+from trainlint.analysis.walk import _children
 
 TORCH, NUMPY, RANDOM = "torch", "numpy", "random"
 ALL: FrozenSet[str] = frozenset({TORCH, NUMPY, RANDOM})

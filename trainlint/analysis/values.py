@@ -656,7 +656,6 @@ class _Folder:
                     return (el.value, facts, scope, stmt)
             return None
         if isinstance(obj, cst.ClassDef):
-            tables = _file_tables(facts)
             for a in facts.module.assigns.get(key, ()):
                 if id(obj) in a.stmt.block and a.value is not None and a.kind == "assign":
                     return (a.value, facts, facts.module, a.stmt)

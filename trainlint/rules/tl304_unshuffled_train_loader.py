@@ -2,8 +2,6 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-import libcst as cst
-
 from trainlint.analysis.callsite import UNKNOWN
 from trainlint.analysis.roles import word_role_of_name
 from trainlint.analysis.loaders import (

@@ -333,7 +333,6 @@ def _launch(opts: RunOptions, target: List[str], parts: Any, tmp: str) -> Tuple[
         env["CUDA_VISIBLE_DEVICES"] = ""
     if opts.subreaper:
         _subreaper()
-    t0 = time.monotonic()
     with open(log, "wb") as fh, _Forward():
         stdout = None if opts.show_output else fh
         proc = None

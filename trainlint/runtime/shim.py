@@ -178,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return code
 
     try:
-        import torch
+        import torch  # noqa: F401  (is it installed?)
     except ImportError:
         result["message"] = "torch is not installed: pip install 'trainlint[runtime]'"
         return write("internal-error", SHIM_INTERNAL)

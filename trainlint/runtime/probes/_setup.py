@@ -144,8 +144,6 @@ class Setup:
         loss) is kept. ``self`` when there is nothing to zero."""
         import torch
 
-        from trainlint.runtime.capture import _tree_map
-
         new = self.map_inputs(torch.zeros_like)
         changed = bool(float_inputs(self))
         first = self.args[0] if self.args else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-from trainlint.runtime.probes import Budget, Probe, ProbeResult, num, to_device
+from trainlint.runtime.probes import Budget, Probe, ProbeResult, num
 from trainlint.runtime.probes._setup import get_setup, model_location
 
 SAMPLES = 8

@@ -40,7 +40,6 @@ class GradientHealth(Probe):
             return self.skipped(setup)
         model = setup.copy_model()
         model.train()
-        order: List[str] = []
         first_bad: List[str] = []
         handles = []
         for name, m in model.named_modules():

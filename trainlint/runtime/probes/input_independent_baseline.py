@@ -23,8 +23,6 @@ class InputIndependentBaseline(Probe):
     codes = ("TL504",)
 
     def run(self, capture: Any, budget_s: float, ctx: Any) -> ProbeResult:
-        import torch
-
         budget = Budget(budget_s)
         setup = get_setup(capture, ctx)
         if isinstance(setup, str):

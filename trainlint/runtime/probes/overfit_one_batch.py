@@ -209,8 +209,6 @@ class OverfitOneBatch(Probe):
     codes = ("TL502", "TL103", "TL206")
 
     def run(self, capture: Any, budget_s: float, ctx: Any) -> ProbeResult:
-        import torch
-
         budget = Budget(budget_s)
         setup = get_setup(capture, ctx)
         if isinstance(setup, str):
