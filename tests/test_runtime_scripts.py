@@ -314,6 +314,41 @@ def test_a_fresh_run_stops_at_its_last_loss(tmp_path):
     assert log.read_text() == "backward 0\n"
 
 
+def test_a_fresh_run_ends_with_its_process_group_and_every_process_it_marked():
+    # the determinism probe ends its fresh run with the runner's end_processes (one way to end a run): the
+    # shim, a child in its process group, and a grandchild in a session of its own that only the mark finds
+    import uuid
+
+    from trainlint.runtime.probes.determinism import Determinism
+
+    mark = uuid.uuid4().hex
+    code = ("import subprocess, sys\n"
+            "sleep = [sys.executable, '-c', 'import time; time.sleep(120)']\n"
+            "kids = [subprocess.Popen(sleep), subprocess.Popen(sleep, start_new_session=True)]\n"
+            "print(' '.join(str(k.pid) for k in kids), flush=True)\n"
+            "kids[0].wait()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ, TRAINLINT_FRESH_ID=mark),
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    kids = []
+    try:
+        kids = [int(x) for x in proc.stdout.readline().split()]
+        assert len(kids) == 2 and all(alive(k) for k in kids)
+        Determinism._end(proc, mark)
+        assert proc.returncode is not None
+        deadline = time.monotonic() + 10
+        while any(alive(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(k) for k in kids)
+    finally:  # (nothing of the test left running when it fails)
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for k in kids:
+            if alive(k):
+                os.kill(k, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_sigterm_ends_the_script_cleans_up_and_exits_2(tmp_path):
     script = tmp_path / "hang.py"

@@ -217,9 +217,10 @@ def _marked(var: str, value: str) -> List[int]:
 
 
 def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL, grace: float = 0.0,
-                  reap: bool = False) -> None:
-    """End the shim, its process group and every process that inherited the run's marker: DataLoader workers,
-    multiprocessing children, children in sessions of their own (``start_new_session=True``), torchrun ranks."""
+                  reap: bool = False, var: str = "TRAINLINT_RUN_ID") -> None:
+    """End the shim, its process group and every process that inherited the run's marker (``var=run_id`` in
+    its environment): DataLoader workers, multiprocessing children, children in sessions of their own
+    (``start_new_session=True``), torchrun ranks. (The determinism probe ends its fresh run so too.)"""
     if grace and proc.poll() is None:
         try:
             os.killpg(proc.pid, sig)
@@ -241,7 +242,7 @@ def end_processes(proc: subprocess.Popen, run_id: str, sig: int = signal.SIGKILL
         pass
     deadline = time.monotonic() + 5.0
     while True:
-        pids = _marked("TRAINLINT_RUN_ID", run_id) + (_orphans() if reap else [])
+        pids = _marked(var, run_id) + (_orphans() if reap else [])
         if not pids or time.monotonic() > deadline:
             break
         for pid in pids:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -118,23 +117,6 @@ class Guard:
             except OSError:
                 failed.append(p)
         return failed
-
-
-def kill_marked(var: str, value: str) -> None:
-    """SIGKILL every process whose environment carries ``var=value`` (Linux /proc; elsewhere nothing)."""
-    if not os.path.isdir("/proc"):
-        return
-    needle = f"{var}={value}".encode()
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                if needle in fh.read().split(b"\0"):
-                    os.kill(int(pid), signal.SIGKILL)
-        except OSError:
-            continue
 
 
 class Determinism(Probe):
@@ -250,17 +232,10 @@ class Determinism(Probe):
 
     @staticmethod
     def _end(p: Any, mark: str) -> None:
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except OSError:
-                p.kill()
-        p.wait()
-        try:
-            os.killpg(p.pid, signal.SIGKILL)  # what is left of its process group (DataLoader workers...)
-        except OSError:
-            pass
-        kill_marked("TRAINLINT_FRESH_ID", mark)
+        """The fresh run ends as the watched run does: its process group and every process it marked."""
+        from trainlint.runtime.runner import end_processes
+
+        end_processes(p, mark, var="TRAINLINT_FRESH_ID")
 
     @staticmethod
     def _read(out: str):
