@@ -568,3 +568,25 @@ def test_generate_called_without_eval_is_flagged(tmp_path):
     found = _run(tmp_path, {"model.py": GPT_MODEL, "sample.py": SAMPLE.replace("{switch}", "pass")})
     assert _where(found) == ["model.py:16"]
     assert "GPT" in found[0].message and "generate()" in found[0].message
+
+
+def test_the_message_says_what_each_mode_does_to_the_model_s_layers(tmp_path):
+    # ModelLayers.effect (evaluated in training mode) and off_effect (trained in eval mode) read the same
+    # kinds of layers; a model holding a torchvision backbone is spoken of as its BatchNorm layers (as
+    # counts() does), its own dropout aside
+    backbone = (MODEL.replace("import torch.nn as nn", "import torch.nn as nn\nimport torchvision")
+                .replace("nn.Linear(8, 32)", "torchvision.models.resnet18()")
+                .replace("nn.BatchNorm1d(32)", "nn.Identity()"))
+    cases = {
+        "own": (MODEL, "dropout stays active and batch norm normalizes",
+                "Net (1 dropout layer and 1 batch-norm layer) with dropout off and batch-norm statistics frozen"),
+        "torchvision": (backbone, "(Net, with BatchNorm layers) is evaluated in training mode (it is in validate(), "
+                                  "after a .train() call): batch norm normalizes",
+                        "Net (BatchNorm layers) with batch-norm statistics frozen"),
+    }
+    for name, (model, in_training, in_eval) in cases.items():
+        files = {"pkg/__init__.py": "", "pkg/model.py": model, "pkg/engine.py": ENGINE}
+        found = _run(tmp_path / name / "on", dict(files, **{"train.py": _train()}))
+        assert in_training in found[0].message, found[0].message
+        found = _run(tmp_path / name / "off", dict(files, **{"train.py": _train(pre="pass", post="model.eval()")}))
+        assert found[0].message.endswith(in_eval), found[0].message

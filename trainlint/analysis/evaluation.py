@@ -743,13 +743,17 @@ class ModelLayers:
     #: saved in (see :func:`_pickled_module`)
     pickled: bool = False
 
+    def _kinds(self) -> set:
+        """The kinds of its layers ("dropout", "bn"); a torchvision model's are taken for batch norm."""
+        if any(l.label.startswith("torchvision ") for l in self.layers):
+            return {"bn"}
+        return {l.kind for l in self.layers}
+
     def effect(self) -> str:
         """What training mode does to these layers, in words."""
         if self.pickled:
             return "its dropout and batch-norm layers, if it has any, act as in training"
-        kinds = {l.kind for l in self.layers}
-        if any(l.label.startswith("torchvision ") for l in self.layers):
-            kinds = {"bn"}
+        kinds = self._kinds()
         parts = []
         if "dropout" in kinds:
             parts.append("dropout stays active")
@@ -759,9 +763,7 @@ class ModelLayers:
 
     def off_effect(self) -> str:
         """What eval mode does to these layers during training, in words."""
-        kinds = {l.kind for l in self.layers}
-        if any(l.label.startswith("torchvision ") for l in self.layers):
-            kinds = {"bn"}
+        kinds = self._kinds()
         parts = []
         if "dropout" in kinds:
             parts.append("dropout off")
