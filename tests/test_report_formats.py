@@ -718,3 +718,24 @@ def test_sarif_unreadable_file_makes_the_run_unsuccessful(tmp_path, monkeypatch)
     assert inv["executionSuccessful"] is False
     (note,) = inv["toolExecutionNotifications"]
     assert "bad.py" in json.dumps(note["locations"]) and note["level"] == "error"
+
+
+def test_statistics_rows_and_records_share_one_order_and_one_count():
+    # --statistics (full rows) and --statistics with json (records) tally the findings by code once
+    # (report.full._by_code): most frequent first, ties by code, the worst severity of a code colours it,
+    # a code is fixable when one of its findings has a fix --fix would apply
+    from trainlint.report.full import statistics_lines, statistics_records
+
+    base = _findings()  # TL002 (warning), TL010 (error, safe fix), TL101 (info)
+    tl101 = [f for f in base if f.code == "TL101"][0]
+    unsafe = dataclasses.replace(tl101, severity=Severity.ERROR, span=Span(3, 1, 3, 2), fix=Fix(
+        message="m", edits=(Edit(Span(3, 1, 3, 2), "x"),), applicability=Applicability.UNSAFE))
+    report = make_report(findings=base + [unsafe, dataclasses.replace(tl101, span=Span(1, 1, 1, 2))])
+    assert [r["code"] for r in statistics_records(report)] == ["TL101", "TL002", "TL010"]
+    assert [(r["count"], r["fixable"]) for r in statistics_records(report)] == [(3, False), (1, False), (1, True)]
+    assert [r["fixable"] for r in statistics_records(dataclasses.replace(report, unsafe_fixes=True))] == [True, False, True]
+    rows = statistics_lines(report, color=False)
+    assert [r.split() for r in rows] == [["3", "TL101", "eval-without-no-grad"], ["1", "TL002", "multi-line-thing"],
+                                         ["1", "TL010", "loss-on-wrong-device"]]
+    assert "\x1b[1;31m" in statistics_lines(report, color=True)[0]  # TL101's worst finding is an error
+    assert statistics_lines(empty_report(), color=False) == [] == statistics_records(empty_report())

@@ -174,18 +174,22 @@ def _error_lines(report: Report, color: bool) -> List[str]:
     return [f"{paint(e.path, BOLD, color=color)}: {paint('error', BOLD, RED, color=color)}: {e.message}" for e in report.errors]
 
 
+def _by_code(report: Report) -> List[List[Finding]]:
+    """The findings of each code, most frequent code first (ties: by code): the rows of ``--statistics``."""
+    groups: Dict[str, List[Finding]] = {}
+    for f in report.findings:
+        groups.setdefault(f.code, []).append(f)
+    return [groups[c] for c in sorted(groups, key=lambda c: (-len(groups[c]), c))]
+
+
 def statistics_records(report: Report) -> List[dict]:
     """``--statistics --output-format json``: ruff's records, most frequent first."""
-    counts: Dict[str, int] = {}
-    names: Dict[str, str] = {}
-    fixable: Dict[str, bool] = {}
-    for f in report.findings:
-        counts[f.code] = counts.get(f.code, 0) + 1
-        names.setdefault(f.code, f.name)
-        ok = f.fix is not None and (f.fix.applicability.value == "safe" or (report.unsafe_fixes and f.fix.applicability.value == "unsafe"))
-        fixable[f.code] = fixable.get(f.code, False) or ok
-    order = sorted(counts, key=lambda c: (-counts[c], c))
-    return [{"code": c, "name": names[c], "count": counts[c], "fixable": fixable[c]} for c in order]
+    def fixable(f: Finding) -> bool:
+        kind = f.fix.applicability.value if f.fix is not None else None
+        return kind == "safe" or bool(report.unsafe_fixes and kind == "unsafe")
+
+    return [{"code": fs[0].code, "name": fs[0].name, "count": len(fs), "fixable": any(fixable(f) for f in fs)}
+            for fs in _by_code(report)]
 
 
 def fixable_line(report: Report) -> str:
@@ -209,21 +213,15 @@ def fixable_line(report: Report) -> str:
 
 def statistics_lines(report: Report, color: bool) -> List[str]:
     """``count  CODE  name`` rows, most frequent first (like ``ruff --statistics``)."""
-    counts: Dict[str, int] = {}
-    names: Dict[str, str] = {}
-    worst: Dict[str, Severity] = {}
-    for f in report.findings:
-        counts[f.code] = counts.get(f.code, 0) + 1
-        names.setdefault(f.code, f.name)
-        worst[f.code] = max(worst.get(f.code, f.severity), f.severity)
-    if not counts:
+    rows = _by_code(report)
+    if not rows:
         return []
-    order = sorted(counts, key=lambda c: (-counts[c], c))
-    cw = max(len(str(counts[c])) for c in order)
-    kw = max(len(c) for c in order)
+    cw = max(len(str(len(fs))) for fs in rows)
+    kw = max(len(fs[0].code) for fs in rows)
     return [
-        f"{counts[c]:>{cw}}  {paint(c.ljust(kw), BOLD, SEVERITY_COLOR[worst[c]], color=color)}  {names[c]}"
-        for c in order
+        f"{len(fs):>{cw}}  {paint(fs[0].code.ljust(kw), BOLD, SEVERITY_COLOR[max(f.severity for f in fs)], color=color)}"
+        f"  {fs[0].name}"
+        for fs in rows
     ]
 
 
