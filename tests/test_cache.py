@@ -318,3 +318,65 @@ def test_one_package_is_cut_into_shares_of_programs_for_the_workers(tmp_path):
         merged = sorted((f for r in parallel.values() for f in r.findings), key=lambda f: f.sort_key())
         assert listed(merged) == serial
         assert listed(lint_paths([str(project)], options)[0].findings) == serial
+
+
+def test_small_groups_are_linted_a_chunk_at_a_time():
+    """A task has fixed costs (the rules' set-up, a scan of the project for a module's importers), so the
+    small groups of a run (one script, a test file and its helper) go to the workers in a few chunks, each
+    linted as the serial run lints all of them together: every file in exactly one task, groups whole,
+    the groups of one project side by side, and big groups on their own."""
+    from trainlint.engine import CHUNKS_PER_JOB, _chunks
+
+    small = [(10, [f"/p{i % 3}/pkg/f{i}.py"]) for i in range(30)] + [(25, ["/p0/pkg/a.py", "/p0/pkg/b.py"])]
+    tasks = _chunks(small, 50)
+    files = [f for _, fs, part, owned in tasks for f in fs]
+    assert sorted(files) == sorted(f for _, g in small for f in g)  # each file once
+    assert all(part is None and owned is None for _, _, part, owned in tasks)
+    assert 4 <= len(tasks) <= 9  # a few chunks, not 31 tasks
+    assert all(w >= 50 for w, _, _, _ in tasks[:-1])
+    for _, fs, _, _ in tasks:  # a group is never split between two chunks
+        assert ("/p0/pkg/a.py" in fs) == ("/p0/pkg/b.py" in fs)
+    assert CHUNKS_PER_JOB >= 2
+
+
+def test_a_worker_does_not_read_the_files_of_other_workers_to_find_importers(tmp_path):
+    """Looking for the entry scripts that import a file (an orphan helper of the run), a worker skips the
+    files another worker lints: the run is cut where no import crosses, so none of them imports it. The
+    programs are those of a search that reads them."""
+    import libcst as cst
+
+    from trainlint.analysis.program import build_programs
+    from trainlint.context import FileContext
+    from trainlint.source import read_source
+
+    root = tmp_path / "proj"
+    (root / "pkg").mkdir(parents=True)
+    (root / "other").mkdir()
+    (root / "pyproject.toml").write_text("[project]\nname = 'proj'\n")
+    (root / "pkg" / "util.py").write_text("def batches(n):\n    return list(range(n))\n")
+    (root / "pkg" / "train.py").write_text(
+        "import torch\nfrom util import batches\nmodel = torch.nn.Linear(2, 2)\nfor b in batches(3):\n    model(b)\n"
+        "if __name__ == '__main__':\n    pass\n")
+    (root / "other" / "util.py").write_text("X = 1\n")
+    (root / "other" / "script.py").write_text(  # names `util` on an import line: a candidate importer
+        "import torch\nfrom other import util\nprint(util.X)\nif __name__ == '__main__':\n    pass\n")
+
+    def ctx(real):
+        source = read_source(real, real)
+        return FileContext(source, cst.parse_module(source.text))
+
+    util = os.path.realpath(root / "pkg" / "util.py")
+    script = os.path.realpath(root / "other" / "script.py")
+    results = {}
+    for elsewhere in (frozenset(), frozenset({script})):
+        asked = []
+
+        def load(real):
+            asked.append(real)
+            return ctx(real) if real.endswith(".py") and os.path.exists(real) else None
+
+        programs = build_programs({util: ctx(util)}, load, [root.resolve()], elsewhere=elsewhere)
+        results[elsewhere] = sorted((p.entry.path, tuple(f.path for f in p.files)) for p in programs)
+        assert (script in asked) == (not elsewhere)
+    assert results[frozenset()] == results[frozenset({script})]
+    assert any(entry.endswith("train.py") for entry, _ in results[frozenset()])

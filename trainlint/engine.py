@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Dict, List, Optional, Sequence, Tuple
 
 from trainlint import __version__, docs_url
 from trainlint.config import Config
@@ -558,10 +558,11 @@ def lint_source(source: SourceFile, options: Options, rules: Optional[List[Rule]
 
 def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: Sequence[Rule],
                        roots: Optional[List[Path]] = None, loaded: Optional[set] = None,
-                       part: Optional[Tuple[int, int]] = None) -> list:
+                       part: Optional[Tuple[int, int]] = None, elsewhere: AbstractSet[str] = frozenset()) -> list:
     """Build the programs of ``states``, run the program rules on each and merge their findings into
     the states. With ``part`` (k, n): only the k-th of n shares of the programs, and nothing merged: the
-    outcomes are returned, for the caller to merge those of all n shares (``_merge_outcomes``)."""
+    outcomes are returned, for the caller to merge those of all n shares (``_merge_outcomes``).
+    ``elsewhere``: the files of the run that other worker processes lint."""
     if not any(st.node is not None for st in states.values()):  # nothing parsed: no program to build
         return []
     if isinstance(rules, _LazyRules) and rules._rules is not None or not isinstance(rules, _LazyRules):
@@ -605,7 +606,7 @@ def _run_program_rules(states: Dict[str, _FileState], options: Options, rules: S
     program_rules: Optional[List[Rule]] = None
     deferred = [real for real, st in states.items() if st.deferred and "__main__" not in st.source.text]
     try:
-        programs = build_programs(run_files, load, roots, deferred)
+        programs = build_programs(run_files, load, roots, deferred, elsewhere)
     except Exception as exc:  # the files were checked on their own: say the program rules were not
         for st in states.values():
             if st.node is not None and st.result.error is None:
@@ -920,14 +921,15 @@ def _lint_paths(paths: Sequence[str], options: Options) -> Tuple[Report, List[st
     return report, warnings
 
 
-def _lint_group(items: Dict[str, Tuple[str, SourceFile]], options: Options,
-                roots: List[Path]) -> Tuple[Dict[str, FileResult], set]:
-    """Lint some files of the run together: every program they hold. Returns each file's result and
-    the files that were loaded from outside these ones (linking)."""
+def _lint_group(items: Dict[str, Tuple[str, SourceFile]], options: Options, roots: List[Path],
+                elsewhere: AbstractSet[str] = frozenset()) -> Tuple[Dict[str, FileResult], set]:
+    """Lint some files of the run together: every program they hold (``elsewhere``: the run's files
+    that other worker processes lint). Returns each file's result and the files that were loaded from
+    outside these ones (linking)."""
     rules = _instances(options.enabled)
     states, failed = _prepare_all(items, options, rules, roots)
     loaded: set = set()
-    _run_program_rules(states, options, rules, roots, loaded)
+    _run_program_rules(states, options, rules, roots, loaded, elsewhere=elsewhere)
     results = {real: _finish(st, options) for real, st in states.items()}
     results.update(failed)
     return results, loaded
@@ -1051,14 +1053,19 @@ def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, r
     size = {real: len(source.text) for real, (_, source) in items.items()}
     total = sum(size.values()) or 1
     tasks = []  # (weight, files, part (k, n) or None, files owned)
+    small = []  # groups of less than a chunk's weight: linted together, a chunk of them per task
     for g in groups:
         weight = sum(size[r] for r in g)
         n = min(jobs, len(g), -(-weight * jobs // total))
         if n <= 1:
-            tasks.append((weight, g, None, None))
+            if weight * CHUNKS_PER_JOB * jobs < total:
+                small.append((weight, g))
+            else:
+                tasks.append((weight, g, None, None))
             continue
         for k, owned in enumerate(_split_files(g, size, n)):
             tasks.append((weight / n, g, (k, n), owned))
+    tasks.extend(_chunks(small, total / (CHUNKS_PER_JOB * jobs)))
     if len(tasks) < 2:
         return None
     tasks.sort(key=lambda t: -t[0])
@@ -1069,8 +1076,9 @@ def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, r
     WORKER_CPU.clear()
     try:
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context(method)) as ex:
+            everything = frozenset(items)
             futures = [(g, part, ex.submit(_group_worker, [(real, items[real][0], items[real][1].path) for real in g],
-                                           options, roots, part, owned))
+                                           options, roots, part, owned, everything.difference(g)))
                        for _, g, part, owned in tasks]
             for g, part, fut in futures:
                 *done, pid, cpu = fut.result()
@@ -1101,6 +1109,31 @@ def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, r
     return results
 
 
+#: Small groups of files (a script, a test file and its helpers) are linted a chunk at a time: a task has
+#: fixed costs (the rules' set-up, a scan of the project for the files that import a module, which its
+#: caches then answer for the rest of the task), paid once per chunk instead of once per group. About
+#: this many chunks per worker keep the workers' loads even at the end of the run.
+CHUNKS_PER_JOB = 4
+
+
+def _chunks(small: List[Tuple[int, List[str]]], target: float) -> list:
+    """Small groups packed into tasks of about ``target`` weight, each a group of the groups it holds
+    (linted together, as the serial run lints every group together: no import crosses them). Groups of
+    one project stay together, in path order: they share the project's importer scan."""
+    from trainlint.analysis.program import project_root
+
+    tasks, files, weight = [], [], 0
+    for w, g in sorted(small, key=lambda x: (project_root(min(x[1])), min(x[1]))):
+        files.extend(g)
+        weight += w
+        if weight >= target:
+            tasks.append((weight, files, None, None))
+            files, weight = [], 0
+    if files:
+        tasks.append((weight, files, None, None))
+    return tasks
+
+
 def _split_files(group: List[str], size: Dict[str, int], n: int) -> List[set]:
     """A group's files in n shares of about the same size."""
     owned: List[set] = [set() for _ in range(n)]
@@ -1113,7 +1146,8 @@ def _split_files(group: List[str], size: Dict[str, int], n: int) -> List[set]:
 
 
 def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: List[Path],
-                  part: Optional[Tuple[int, int]] = None, owned: Optional[set] = None):
+                  part: Optional[Tuple[int, int]] = None, owned: Optional[set] = None,
+                  elsewhere: AbstractSet[str] = frozenset()):
     import time
 
     start = time.process_time()
@@ -1126,7 +1160,7 @@ def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: Li
             errors[real] = FileResult(error=FileError(display, str(exc)))
     try:
         if part is None:
-            results, loaded = _lint_group(items, options, roots)
+            results, loaded = _lint_group(items, options, roots, elsewhere)
         else:
             rules = _instances(options.enabled)
             states, failed = _prepare_all(items, options, rules, roots, owned)
@@ -1138,7 +1172,7 @@ def _group_worker(group: List[Tuple[str, str, str]], options: Options, roots: Li
                     # their programs would not be this share's (see _materialize)
                     raise _StandInFailed(st.source.path)
             loaded = set()
-            ranked = _run_program_rules(states, options, rules, roots, loaded, part)
+            ranked = _run_program_rules(states, options, rules, roots, loaded, part, elsewhere)
     finally:
         clear_caches()
     if part is not None:
