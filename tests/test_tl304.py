@@ -123,6 +123,18 @@ def test_lightning_datamodule_in_its_own_file(tmp_path):
     assert [(Path(f.path).name, f.line) for f in found] == [("dm.py", 5)]
 
 
+def test_a_datamodule_file_linted_alone(tmp_path):
+    # a module that runs nothing by itself is checked on its own too (Rule.module_program)
+    found = _run(tmp_path, {"dm.py": """
+        import lightning as L
+        from torch.utils.data import DataLoader
+        class DM(L.LightningDataModule):
+            def train_dataloader(self):
+                return DataLoader(self.train_set, batch_size=64)
+    """})
+    assert [(Path(f.path).name, f.line) for f in found] == [("dm.py", 5)]
+
+
 def test_test_modules_are_quiet(tmp_path):
     found = _run(tmp_path, {"tests/test_training.py": """
         from torch.utils.data import DataLoader

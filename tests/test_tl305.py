@@ -165,3 +165,19 @@ def test_near_misses_set_epoch_reaches_the_training_sampler(tmp_path):
                 loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
     """})
     assert found == []
+
+
+def test_a_training_module_linted_alone(tmp_path):
+    # a module that runs nothing by itself is checked on its own too (Rule.module_program)
+    found = _run(tmp_path, {"engine.py": """
+        from torch.utils.data import DataLoader
+        from torch.utils.data.distributed import DistributedSampler
+
+        def fit(model, ds, opt, loss_fn, epochs):
+            sampler = DistributedSampler(ds)
+            loader = DataLoader(ds, batch_size=8, sampler=sampler)
+            for epoch in range(epochs):
+                for x, y in loader:
+                    loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+    """})
+    assert [(Path(f.path).name, f.line) for f in found] == [("engine.py", 5)]

@@ -70,6 +70,19 @@ class Rule:
     def is_program_rule(cls) -> bool:
         return cls.check_program is not Rule.check_program
 
+    def module_program(self, ctx: "FileContext") -> Optional["Program"]:
+        """For a program rule whose ``check`` also judges a module that runs nothing by itself, linted alone
+        (a Lightning DataModule file, a dataset or loader builder): that file as a program of its own; None
+        when the rule may not fire on it or when it is an entry script (its programs are checked as such).
+        When an entry of the run imports the module, both passes find the same lines and the engine keeps
+        one finding per rule and place."""
+        from trainlint.analysis.program import Program, is_entry
+
+        text = ctx.source.text
+        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
+            return None
+        return Program.of_file(ctx)
+
     # -- helpers for rules -------------------------------------------------------------
     def finding(
         self,

@@ -304,15 +304,10 @@ test_set = CIFAR10("data", train=False, transform=T.Compose(ops))
         return ("transform" in lower or "__getitem__" in text or "augment" in lower) and text_might_augment(text)
 
     def check(self, ctx) -> Iterable[Finding]:
-        # A file that runs nothing by itself is checked on its own too (a dataset module linted
-        # alone); when an entry script of the run imports it, the program finds the same lines and
-        # they are reported once.
-        from trainlint.analysis.program import Program, is_entry
-
-        text = ctx.source.text
-        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
-            return
-        yield from self.check_program(Program.of_file(ctx))
+        # a file that runs nothing by itself is checked on its own too (a dataset module linted alone)
+        program = self.module_program(ctx)
+        if program is not None:
+            yield from self.check_program(program)
 
     def check_program(self, program) -> Iterable[Finding]:
         if not might_augment(program):

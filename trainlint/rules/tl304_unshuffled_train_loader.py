@@ -307,13 +307,10 @@ with torch.no_grad():
 
     def check(self, ctx) -> Iterable[Finding]:
         # a module that runs nothing by itself (a Lightning DataModule file linted alone) is checked on
-        # its own too; when an entry script imports it, the same lines are reported once.
-        from trainlint.analysis.program import Program, is_entry
-
-        text = ctx.source.text
-        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
-            return
-        yield from self._check(Program.of_file(ctx))
+        # its own too
+        program = self.module_program(ctx)
+        if program is not None:
+            yield from self._check(program)
 
     def check_program(self, program) -> Iterable[Finding]:
         # a file checked on its own as well (it is imported by this entry), or shared by a sister program

@@ -232,12 +232,11 @@ for step, batch in enumerate(loader):
         return "DistributedSampler" in text and not _framework_sets_epoch_in(text)
 
     def check(self, ctx) -> Iterable[Finding]:
-        from trainlint.analysis.program import Program, is_entry
-
-        text = ctx.source.text
-        if not self.may_fire(text, ctx.path) or is_entry(ctx.facts, text):
-            return
-        yield from self._check(Program.of_file(ctx))
+        # a module that runs nothing by itself (a training function's module linted alone) is checked on
+        # its own too
+        program = self.module_program(ctx)
+        if program is not None:
+            yield from self._check(program)
 
     def check_program(self, program) -> Iterable[Finding]:
         # a file checked on its own as well (it is imported by this entry): the engine keeps the file's
