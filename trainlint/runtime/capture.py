@@ -601,24 +601,11 @@ class Hooks:
         def post_step(opt, args, kwargs):
             if cap.off:
                 return
-            idx = len(cap.steps) + 1
-            cap.steps.append(Step(
-                index=idx, calls=list(cap._calls), loss=cap._loss,
+            self._end_step(Step(
+                index=len(cap.steps) + 1, calls=list(cap._calls), loss=cap._loss,
                 lr=[float(g.get("lr", 0.0)) for g in opt.param_groups],
                 grad_norm=cap._grad_norm, loader=cap._batch_loader, batch=cap._batch,
-                optimizer=opt, scheduler_calls_before=len(cap.scheduler_calls)))
-            cap.step_times.append(time.perf_counter())
-            cap.step_cpu.append(time.process_time())
-            cap._calls = []
-            cap._loss = None
-            cap._pending = None
-            if cap.on_step is not None:
-                cap.on_step(idx)
-            if cap.off:
-                cap.reset()
-                return
-            if idx >= cap.max_steps:
-                raise StopTraining()
+                optimizer=opt, scheduler_calls_before=len(cap.scheduler_calls)), [])
 
         h1 = oo.register_optimizer_step_pre_hook(pre_step)
         h2 = oo.register_optimizer_step_post_hook(post_step)
@@ -847,20 +834,28 @@ class Hooks:
             except Exception:
                 pass
         cap._manual_before = cap._manual_grads = None
-        idx = len(cap.steps) + 1
-        cap.steps.append(Step(index=idx, calls=calls, loss=cap._loss, lr=[], grad_norm=None,
-                              loader=cap._batch_loader, batch=cap._batch, optimizer=None,
-                              scheduler_calls_before=len(cap.scheduler_calls), params=changed))
+        self._end_step(Step(index=len(cap.steps) + 1, calls=calls, loss=cap._loss, lr=[], grad_norm=None,
+                            loader=cap._batch_loader, batch=cap._batch, optimizer=None,
+                            scheduler_calls_before=len(cap.scheduler_calls), params=changed),
+                       cap._calls[len(calls):])  # the calls since that backward belong to the next step
+
+    def _end_step(self, step: Step, calls_left: List[Any]) -> None:
+        """A step ended (an optimizer's step, or a manual update seen after it): record it and when, the
+        calls that follow belong to the next one; then ``on_step``, and the end of watching (``off``) or of
+        training (``max_steps``)."""
+        cap = self.cap
+        cap.steps.append(step)
         cap.step_times.append(time.perf_counter())
         cap.step_cpu.append(time.process_time())
-        cap._calls = cap._calls[len(calls):]  # the calls since that backward belong to the next step
+        cap._calls = calls_left
         cap._loss = None
+        cap._pending = None
         if cap.on_step is not None:
-            cap.on_step(idx)
+            cap.on_step(step.index)
         if cap.off:
             cap.reset()
             return
-        if idx >= cap.max_steps:
+        if step.index >= cap.max_steps:
             raise StopTraining()
 
     def finish(self) -> None:
