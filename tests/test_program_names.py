@@ -353,3 +353,35 @@ def test_files_the_importer_search_reads_are_parsed_with_libcst_only_when_a_prog
     assert not report.errors, report.errors
     assert "deit.py" not in parsed and "__init__.py" not in parsed
     assert "layers.py" in parsed
+
+
+@pytest.mark.parametrize("limit", [200, 12, 4, 2])
+def test_answers_kept_across_the_programs_of_a_build_give_the_programs_of_answers_made_afresh(tmp_path, monkeypatch, limit):
+    """The programs of a package ask the same files the same questions (every model module asks its
+    blocks); answering each question once per build and replaying the answer gives, program for program,
+    the files and imports of answering it afresh, also where MAX_PROGRAM_FILES cuts a program (limit 2, 4:
+    then the questions near the limit are answered afresh)."""
+    import trainlint.analysis.program as program_mod
+
+    _package(tmp_path)
+    monkeypatch.setattr(program_mod, "MAX_PROGRAM_FILES", limit)
+    run = ["train.py", "nets/__init__.py", "nets/blocks.py"] + [f"nets/m{i}.py" for i in range(20)]
+    kept_runs = []
+    closure = program_mod._closure
+    for keep in (True, False):
+        kept: list = []
+
+        def spy(entry, node_for, where, steps=None, keep=keep, kept=kept):
+            if steps is not None:
+                kept.append(steps)
+            return closure(entry, node_for, where, steps if keep else None)
+
+        monkeypatch.setattr(program_mod, "_closure", spy)
+        _, _, found = _programs(tmp_path, run)
+        kept_runs.append([(p.entry.path, p.library, [f.path for f in p.files], dict(p.imports)) for p in found])
+        if keep and limit == 200:
+            assert kept and len(kept[0]) > 0  # answers were kept (and replayed by the later programs)
+    assert kept_runs[0] == kept_runs[1]
+    assert len(kept_runs[0]) >= 20
+    if limit < 200:
+        assert all(len(files) <= limit for _, _, files, _ in kept_runs[0])

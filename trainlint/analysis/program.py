@@ -260,8 +260,10 @@ def build_programs(
             pf.__dict__["_deps"] = hit
         return hit
 
+    steps: Dict[Tuple[str, Optional[str]], list] = {}  # (see _closure)
+
     def program(entry: ProgramFile, library: bool = False) -> Program:
-        files, edges = _closure(entry, node_for, where)
+        files, edges = _closure(entry, node_for, where, steps)
         return Program(entry, files, edges, library=library)
 
     imported_by_run: Set[str] = {d for pf in list(nodes.values()) if pf.in_run for d in deps(pf)}
@@ -305,7 +307,8 @@ def build_programs(
 
 
 def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]],
-             where: Callable[[str, str], Optional[str]]) -> Tuple[List[ProgramFile], Dict[str, List[str]]]:
+             where: Callable[[str, str], Optional[str]], steps: Optional[Dict[Tuple[str, Optional[str]], list]] = None,
+             ) -> Tuple[List[ProgramFile], Dict[str, List[str]]]:
     """The files of ``entry``'s program, breadth-first, and the imports followed (see ``Program``).
 
     Only what a name reaches: from a file, the imports whose bound names the file reads (its ``Links``).
@@ -318,7 +321,13 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     defines and re-exports; an import that nothing of a file reads (outside a package ``__init__.py``)
     takes its module whole, for what it does when it runs (a seed, a registration). The answer depends on
     the files' contents only (not on which rule asks, on the cache or on --jobs); at most
-    MAX_PROGRAM_FILES files."""
+    MAX_PROGRAM_FILES files.
+
+    ``steps``: what answering a question of a file asks of other files, kept across the programs of one
+    build (the programs of a package share most of their files: timm's 162 model modules each ask its
+    layers the same questions). A kept answer is replayed only where the program is too far from
+    MAX_PROGRAM_FILES for the limit to cut it; nearer, the question is answered afresh.
+    """
     files = [entry]
     index = {entry.path: entry}
     edges: Dict[str, List[str]] = {}
@@ -351,6 +360,52 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
             asked.add((pf.path, name))
             queue.append((pf, name))
 
+    step = _stepper(target, ask)
+    recording: list = []
+    record = _stepper(lambda src, module: _target_unlimited(src, module, where, node_for),
+                      lambda src, pf, name: recording.append((src, pf, name)))
+    while queue:
+        pf, name = queue.popleft()
+        if steps is None:
+            step(pf, name)
+            continue
+        key = (pf.path, name)
+        kept = steps.get(key)
+        if kept is None:
+            if len(files) + _most_asked(pf) >= MAX_PROGRAM_FILES:
+                step(pf, name)  # near the limit: it may cut what this question asks
+                continue
+            recording.clear()
+            record(pf, name)
+            kept = steps[key] = list(recording)
+        if len(files) + sum(1 for _, got, _ in kept if got is not None and got.path not in index) >= MAX_PROGRAM_FILES:
+            step(pf, name)
+            continue
+        for src, got, asked_name in kept:
+            ask(src, got, asked_name)
+    return files, edges
+
+
+def _target_unlimited(src: ProgramFile, module: str, where, node_for) -> Optional[ProgramFile]:
+    real = where(module, src.path)
+    if real is None:
+        return None
+    if real == src.path:
+        return src
+    return node_for(real)
+
+
+def _most_asked(pf: ProgramFile) -> int:
+    """At most how many files answering one question of ``pf`` asks (two per import: a module, or its
+    package and the submodule), so a question answered below MAX_PROGRAM_FILES minus this is never cut."""
+    links = pf.facts.links
+    return 2 * (len(links.froms) + len(links.modules) + len(links.stars)) + 2
+
+
+def _stepper(target, ask):
+    """One question of a file answered (see ``_closure``): ``step(pf, name)`` calls ``ask(src, file,
+    name)`` for each file (and name) the answer leads to, resolving modules with ``target``."""
+
     def from_import(src: ProgramFile, module: str, name: str) -> None:
         """``from module import name`` (``name`` may go on: ``encoder.PCNNEncoder``, read through it)."""
         base = target(src, module)
@@ -382,8 +437,7 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
         """The names asked of a module for a local bound to its ``name``, read through ``tails``."""
         return [f"{name}.{t}" if t else name for t in tails] or [name]
 
-    while queue:
-        pf, name = queue.popleft()
+    def step(pf: ProgramFile, name: Optional[str]) -> None:
         links = pf.facts.links
         if name is None or name == EVERYTHING:
             if name is not None:
@@ -408,7 +462,7 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
                 star = target(pf, module)
                 for free in ([EVERYTHING] if every else links.free):
                     ask(pf, star, free)
-            continue
+            return
         head, _, rest = name.partition(".")
         found = False
         if head in links.defined:  # (``rest``: an attribute of a class or of an object)
@@ -436,7 +490,8 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
             found = True
         if not found:  # defined some other way (globals(), a loop over names...): the whole file
             ask(None, pf, None)
-    return files, edges
+
+    return step
 
 
 def _runs_by_itself(pf: ProgramFile) -> bool:

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 import re
 import textwrap
-from typing import TYPE_CHECKING, ClassVar, Dict, Iterable, List, Optional, Sequence
+from typing import TYPE_CHECKING, ClassVar, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from trainlint import docs_url
 from trainlint.findings import Finding, Fix, Related, Severity, Span
@@ -155,14 +155,20 @@ _MODULE_CODE_RE = re.compile(r"^tl(\d{3})_")
 def codes() -> List[str]:
     """Every rule code, sorted, from the module names alone (``tl202_...`` holds TL202): no rule module,
     libcst or analysis is imported. Equal to ``list(registry())`` (tested)."""
+    global _CODES
     if _REGISTRY is not None:
         return list(_REGISTRY)
-    found = set()
-    for info in pkgutil.iter_modules(__path__):
-        m = _MODULE_CODE_RE.match(info.name)
-        if m:
-            found.add(f"TL{m.group(1)}")
-    return sorted(found)
+    if _CODES is None:  # (asked once per file of a run: the package's listing is read once per process)
+        found = set()
+        for info in pkgutil.iter_modules(__path__):
+            m = _MODULE_CODE_RE.match(info.name)
+            if m:
+                found.add(f"TL{m.group(1)}")
+        _CODES = tuple(sorted(found))
+    return list(_CODES)
+
+
+_CODES: Optional[Tuple[str, ...]] = None
 
 
 def rule_class(code: str) -> type:
