@@ -13,9 +13,9 @@ import re
 from typing import Iterator, List, Optional, Tuple
 
 #: ``from .x import (y, z)``, matched at a line that holds ``import``: the base and what follows ``import``.
-FROM_RE = re.compile(r"\bfrom[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(\([^)]*\)?|[^\n;#]*)")
+_FROM_RE = re.compile(r"\bfrom[ \t]+(\.*[\w.]*)[ \t]+import[ \t]*(\([^)]*\)?|[^\n;#]*)")
 #: ``import a.b, c as d``.
-IMPORT_RE = re.compile(r"\bimport[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+(?:[ \t]+as[ \t]+\w+)?)*)")
+_IMPORT_RE = re.compile(r"\bimport[ \t]+([\w.]+(?:[ \t]+as[ \t]+\w+)?(?:[ \t]*,[ \t]*[\w.]+(?:[ \t]+as[ \t]+\w+)?)*)")
 _NAME_RE = re.compile(r"[A-Za-z_]\w*")
 #: How many lines a parenthesised name list is followed for (an unclosed one in a broken file stops there).
 _LIST_LINES = 200
@@ -35,7 +35,7 @@ def import_statements(text: str) -> Iterator[Tuple[Optional[str], List[str]]]:
         while line.rstrip().endswith("\\") and j + 1 < len(lines):  # continued with a backslash
             j += 1
             line = line.rstrip()[:-1] + " " + lines[j]
-        for m in FROM_RE.finditer(line):
+        for m in _FROM_RE.finditer(line):
             base, listed = m.group(1), m.group(2)
             if listed.startswith("(") and ")" not in listed:  # continued on the next lines
                 for k in range(j + 1, min(len(lines), j + _LIST_LINES)):
@@ -44,8 +44,8 @@ def import_statements(text: str) -> Iterator[Tuple[Optional[str], List[str]]]:
                         break
                 listed = listed.split(")", 1)[0]
             yield base, [part.split()[0] for part in listed.strip().strip("()").split(",") if part.split()]
-        for m in IMPORT_RE.finditer(line):
-            if "from" in line[:m.start()] and FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
+        for m in _IMPORT_RE.finditer(line):
+            if "from" in line[:m.start()] and _FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
                 continue
             yield None, [part.split()[0] for part in m.group(1).split(",") if part.split()]
 
