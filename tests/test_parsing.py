@@ -186,6 +186,13 @@ _BOUND_CASES = [
     "class A(B.C, metaclass=M.N):\n    @d.e(f=g.h)\n    def m(self): yield from (a for a in b if a.c)\n",
     "v = a or\"s\"\nw = b if\"t\"else c\n",
     "x = ((((((((((a.b.c.d.e.f.g.h.i.j))))))))))\n" * 3,
+    # a string's line breaks do not end the logical line: the operators between the strings all chain
+    'x = """\n""" + \'\'\'a\n\'\'\' + "\\\n" + """\n""" + a.b.c\n' * 3,
+    # a line continued with a backslash: the string after it still follows the string before
+    "y = 'a' \\\n 'b' \\\n 'c' + 'd'\n",
+    # the tokenizer reads ``1...`` as ``1.`` ``.`` ``.``, and a keyword right after a number as a keyword
+    "z = 1... + 2\nw = 1if a else 2or b\nv = (1lambda: 0)\nu = 0x1for\n",
+    "if a:\n    pass\nelif b:\n    x = [c.d for c in e if c]\nelse:\n    pass\n",
 ]
 
 
@@ -203,6 +210,84 @@ def test_the_quick_nesting_bound_is_never_below_the_tokenizer_estimate(text):
         quick = nesting_bound(text, None, limit)
         assert (quick is None) == (bound is None)
         assert quick is None or quick >= bound, (limit, quick, bound)
+
+
+_FRAGMENTS = [
+    "a", ".b", "(", ")", "[", "]", "{", "}", " + ", " - ", "*", "**", ", ", ": ", "=", " == ", " and ", " or ",
+    " not ", " if ", " else ", "lambda x: ", " in ", " is ", "'s'", '"t"', '"""\n"""', "'''x\n'''", "f'{a.b}'",
+    'f"{x[(1)]}"', "rb'q'", "\n", "\n    ", "\\\n", "  # c (\n", "#x\n", "elif", " for ", "yield ", "await ", ":=",
+    "->", "...", "1", "x.y.z", ";", "@", "~", "<<", ">=", "1if", "0x1for", "1jif", "1.lambda y: ", "2or", "f'{{'",
+    "u'{x}'", "F'''{\n(a+b)}'''", "\t", "if x:\n    ", "\nelif y:\n    ", "\nelse:\n    ", "b\"\\\"\"", "'\\\n'",
+]
+
+
+def test_the_quick_nesting_bound_is_never_below_the_tokenizer_estimate_on_generated_text():
+    """Random texts of the tokens the two estimates treat differently (strings over several lines,
+    continued lines, comments, f-strings, keywords after numbers, unbalanced brackets): the bound never
+    says less than the tokenizer, with or without a limit. (Before, strings over several lines split the
+    logical line, and ``x = \"\"\"\\n\"\"\" + \"\"\"\\n\"\"\" + ...`` 3,000 times reached libcst, which
+    raised RecursionError in the rules; 20,000 times kept its parser busy for minutes.)"""
+    import random
+
+    from trainlint.parsing import nesting_bound
+
+    rng = random.Random(13)
+    checked = 0
+    for _ in range(300):
+        text = "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randint(1, 80)))
+        estimate = _largest_estimate(text)
+        for limit in (None, 0, 10, 30):
+            bound = nesting_bound(text) if limit is None else nesting_bound(text, None, limit)
+            assert bound is None or bound >= estimate, (limit, bound, estimate, text)
+            checked += bound is not None
+    assert checked > 300
+
+
+@pytest.mark.parametrize("text", [
+    "x = " + '"""\n""" + ' * 3000 + "1\n",
+    "x = (\n" + "    a.b +\n" * 150 + "    c)\n",
+    "x = " + "1 + \\\n" * 200 + "1\n",
+    "s = " + "'\\\n' + " * 200 + "1\n",
+])
+def test_a_deep_file_is_refused_however_its_lines_are_broken(text):
+    from trainlint.parsing import MAX_NESTING, TooDeep, check_nesting, parse
+
+    with pytest.raises(TooDeep):
+        check_nesting(text, MAX_NESTING)
+    with pytest.raises(TooDeep):
+        parse(text)
+
+
+def test_a_deep_file_with_strings_over_many_lines_is_skipped_with_its_warning(tmp_path):
+    text = "import torch\nloss.backward()\nopt.step()\nx = " + '"""\n""" + ' * 3000 + "1\n"
+    (tmp_path / "train.py").write_text(text, encoding="utf-8")
+    config = Config(layers=[Selection()])
+    report, warnings = lint_paths([str(tmp_path)], Options(config=config, enabled=config.enabled_codes(list(registry()))))
+    assert not report.errors, [e.message for e in report.errors]  # not "too deeply nested ... for rule TL204"
+    assert any("more than 100 levels" in w for w in warnings), warnings
+
+
+def test_a_text_checked_once_is_not_checked_again_only_under_the_same_limits(monkeypatch):
+    """The engine checks a stand-in when CPython reads it (``keep``) and parses it later without a second
+    check; a text kept under other limits is checked again."""
+    import trainlint.parsing as parsing
+
+    deep = "x = (" + " + ".join(["1"] * 300) + ")\n"
+    parsing.check_nesting(deep, 10_000, keep=True)  # within that limit
+    try:
+        with pytest.raises(parsing.TooDeep):
+            parse(deep)
+        ordinary = "import torch\nx = torch.zeros(3).sum()\n"
+        parsing.check_nesting(ordinary, parsing.MAX_NESTING, parsing.max_tokens_for(1 << 20), keep=True)
+        calls = []
+        real = parsing.nesting_bound
+        monkeypatch.setattr(parsing, "nesting_bound", lambda *a, **k: calls.append(a) or real(*a, **k))
+        parse(ordinary, 1 << 20)
+        assert calls == []  # kept: not checked again
+        parse(ordinary, 1 << 20)
+        assert len(calls) == 1  # (once read, the text is forgotten)
+    finally:
+        parsing.clear_caches()
 
 
 def test_the_quick_nesting_bound_answers_for_ordinary_code_and_still_refuses_deep_files():

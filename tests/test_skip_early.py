@@ -272,6 +272,25 @@ def test_the_same_with_the_cache_and_with_workers(tmp_path, parsed):
     assert _lines(cold) == _lines(warm) == _lines(two) == _lines(full)
 
 
+def test_each_file_is_measured_once_for_the_nesting_guard(tmp_path, monkeypatch, parsed):
+    """model.py is read with CPython's ast (after the nesting guard) and parsed with libcst later, for
+    train.py's program: the guard measures it once, not again before the parse; and the run forgets it."""
+    import trainlint.parsing as parsing
+
+    root = _write(tmp_path, PROJECT)
+    measured = []
+    real = parsing.nesting_bound
+    monkeypatch.setattr(parsing, "nesting_bound", lambda text, *a, **k: measured.append(text) or real(text, *a, **k))
+    skipped, _ = lint_paths([str(root)], _options())
+    assert "model.py" in parsed(root)
+    model = (root / "model.py").read_text(encoding="utf-8")
+    assert measured.count(model) == 1
+    assert len(measured) == len(set(measured)) >= 3  # (every file measured at most once)
+    assert parsing._PASSED == {}
+    full, _ = lint_paths([str(root)], _options(parse_all=True))
+    assert _lines(skipped) == _lines(full)
+
+
 def _refusing_parser(monkeypatch):
     """libcst refuses every text that holds LIBCST_REFUSES (syntax CPython reads and libcst does not)."""
     import trainlint.parsing as parsing

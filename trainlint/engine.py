@@ -119,8 +119,8 @@ def _instances(codes: Sequence[str]) -> _LazyRules:
 
 
 def clear_caches() -> None:
-    """Forget what one run learnt: syntax-walk memos, and what the file system looked like (folder
-    listings, resolved imports, real paths of folders). An editor's server lints again and again in one
+    """Forget what one run learnt: syntax-walk memos, the texts found safe to parse, and what the file
+    system looked like (folder listings, resolved imports, real paths of folders). An editor's server lints again and again in one
     process; a module created or deleted between two checks must be seen by the next one."""
     import sys
 
@@ -130,6 +130,9 @@ def clear_caches() -> None:
     program = sys.modules.get("trainlint.analysis.program")
     if program is not None:
         program.clear_caches()
+    parsing = sys.modules.get("trainlint.parsing")
+    if parsing is not None:
+        parsing.clear_caches()
     _REAL_DIRS.clear()
 
 
@@ -415,7 +418,9 @@ def _python_tree(source: SourceFile, options: Options):
     from trainlint.source import DEFAULT_MAX_FILE_SIZE
 
     try:  # (as trainlint.parsing.parse checks it)
-        check_nesting(source.text, MAX_NESTING, max_tokens_for(options.config.max_file_size or DEFAULT_MAX_FILE_SIZE))
+        # (keep: when a program needs the file, libcst parses it without checking it again)
+        check_nesting(source.text, MAX_NESTING, max_tokens_for(options.config.max_file_size or DEFAULT_MAX_FILE_SIZE),
+                      keep=True)
         return compile(source.text, "<trainlint>", "exec", dont_inherit=True, flags=0x400)  # PyCF_ONLY_AST
     except (ParseRefused, SyntaxError, ValueError, RecursionError, MemoryError):
         return None

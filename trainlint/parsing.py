@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import re
 import tokenize
-from typing import Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import libcst as cst
 
@@ -228,35 +228,129 @@ def _fstring_depth(string: str) -> int:
 # within the limits, the tokenizer's estimate cannot pass them either, and it is not run. The bound
 # follows nesting_depth's rules on the same operator tokens (strings and comments taken out first),
 # and over-counts where it is unsure: every ``elif`` of the file, every distinct indentation, every
-# string after a string, the deepest f-string field added to the whole file. Anything unusual (a quote
-# left over, a bracket closed that was never opened, ``\r`` line ends, a form feed) gives no bound.
+# string or comment after a string, the deepest f-string field added to the whole file. Anything unusual
+# (a quote left over, a bracket closed that was never opened, ``\r`` line ends, a form feed) gives no
+# bound.
+#
+# A string's line breaks are not line breaks of the code: ``x = """\n""" + """\n""" + ...`` is one
+# logical line, as deep as its operators are many (the tokenizer counts them all). A string or comment
+# becomes one ``\x01`` of the bare text, its line breaks included.
 
 _TRIPLE_1 = r"'''(?:[^'\\]|\\[\s\S]|'(?!''))*'''"
 _TRIPLE_2 = r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*"""'
 _SINGLE_1 = r"'(?:[^'\\\n]|\\[\s\S])*'"
 _SINGLE_2 = r'"(?:[^"\\\n]|\\[\s\S])*"'
-_STRING_OR_COMMENT = re.compile(
-    r"(?:(?<!\w)[rRbBuUfFtT]{1,2})?(?:" + "|".join((_TRIPLE_1, _TRIPLE_2, _SINGLE_1, _SINGLE_2)) + r")|#[^\n]*"
-)
-_OPS = sorted(_CHAIN_OPS | _SEPARATORS | _OPEN | _CLOSE | {"...", "**=", "//=", "<<=", ">>=", "%=", "&=", "*=", "+=", "-=",
+_ANY_STRING = "(?:" + "|".join((_TRIPLE_1, _TRIPLE_2, _SINGLE_1, _SINGLE_2)) + ")"
+#: A string (captured; its prefix stays in the code before it) or a comment. (Matching a prefix too would
+#: try every letter of the file: three times the cost.)
+_STRING_OR_COMMENT = re.compile("(" + _ANY_STRING + r")|#[^\n]*")
+_OPS = sorted(_CHAIN_OPS | _SEPARATORS | _OPEN | _CLOSE | {"**=", "//=", "<<=", ">>=", "%=", "&=", "*=", "+=", "-=",
                                                           "/=", "@=", "^=", "|="}, key=len, reverse=True)
+# (no "...": every dot chains, as after a number, where the tokenizer reads ``1...`` as ``1.`` ``.`` ``.``)
+_WORDS = "(?:and|or|not|if|lambda|in|is|await|for|async|yield)"
+#: A chaining keyword right after a number (``1if x else 2``, ``0x1for``: the tokenizer ends the number
+#: where a name begins), as one token: the number and the word (or a name that ends like one).
+_GLUED = r"(?<!\w)\d\w*?" + _WORDS + r"\b"
 _BOUND_TOKENS = re.compile(
-    r"\\\n|\n|\x01|\b(?:and|or|not|if|lambda|in|is|await|for|async|yield)\b|" + "|".join(re.escape(o) for o in _OPS)
+    r"\\\n|\n|\x01|\b" + _WORDS + r"\b|" + _GLUED + "|" + "|".join(re.escape(o) for o in _OPS)
 )
 _LONG_WORD = re.compile(r"(?<![\w.])[\w.]{%d,}" % (MAX_NUMBER_LENGTH + 1))  # (from a run's start: linear)
-_ANY_TOKEN = re.compile(r"\w+|[^\w\s]")
+_ANY_TOKEN = re.compile(r"[^\W\d]\w*|\d+|[^\w\s]")  # (no fewer than the tokenizer's: ``1if`` is two)
 _LEADING = re.compile(r"^[ \t]+(?=\S)", re.M)
-_ELIF = re.compile(r"\belif\b")
+
+
+def _bare(text: str) -> Optional[Tuple[str, int]]:
+    """``text`` with each string and comment replaced by ``\x01``, and the deepest f-string field
+    (:func:`_fstring_depth`); None when a quote is left over."""
+    parts = _STRING_OR_COMMENT.split(text)  # code, a string (None for a comment), code, ...
+    bare = "\x01".join(parts[0::2])
+    if "'" in bare or '"' in bare:
+        return None
+    f_deepest = 0
+    for k in range(1, len(parts), 2):
+        lit = parts[k]
+        # nesting_depth's own test of an f-string, on the token with its prefix (the end of the code
+        # before it: a letter more than the prefix only adds a candidate)
+        if lit and "{" in lit and "f" in (parts[k - 1][-2:] + lit[:3]).lower():
+            f_deepest = max(f_deepest, _fstring_depth(lit))
+    return bare, f_deepest
 
 
 _BRACKET_OR_NEWLINE = re.compile(r"[()\[\]{}]|(?<!\\)\n")
+_NOT_BRACKET = re.compile(r"[^()\[\]{}\n]+")
+_ONE_KIND = str.maketrans("[{]}", "(())")
+_MULTILINE_PAIR = re.compile(r"\([\nc]*\)")
+
+
+def _logical_lines(bare: str) -> Optional[List[str]]:
+    """The logical lines of ``bare`` (a line break inside brackets or after ``\\`` continues one; it is
+    a space in the line returned), by whole-string operations: the brackets alone, empty pairs taken out
+    until none is left, then each pair around line breaks only turned into as many continuations. None
+    when the brackets do not balance (:func:`_segments_bound` reads such a text bracket by bracket)."""
+    bare = bare.replace("\\\n", "\\ ")
+    shape = _NOT_BRACKET.sub("", bare).translate(_ONE_KIND)
+    while "()" in shape:
+        shape = shape.replace("()", "")
+    while "(" in shape or ")" in shape:
+        joined = _MULTILINE_PAIR.sub(lambda m: "c" * (len(m.group()) - 2), shape)
+        if joined == shape:
+            return None  # unbalanced
+        shape = joined
+    # shape: one character per line break of bare, "c" where it continues a logical line
+    if "c" not in shape:
+        return bare.split("\n")
+    pieces: List[str] = [""] * (2 * len(shape) + 1)
+    pieces[0::2] = bare.split("\n")
+    pieces[1::2] = shape.replace("c", " ")
+    return "".join(pieces).split("\n")
+
+
+def _lines_bound(bare: str, room: int) -> Optional[int]:
+    """:func:`_token_worst` of the whole text, or more, by logical lines: the token loop starts each logical
+    line from 0 and adds at most 1 per token, so no logical line goes deeper than its length in
+    characters; only the lines longer than ``room`` run the token loop. None when a bracket is closed that
+    was never opened, or a word is long enough to be a number literal too long to convert."""
+    lines = _logical_lines(bare)
+    if lines is None:
+        if _LONG_WORD.search(bare):
+            return None
+        return _segments_bound(bare, room)
+    lengths = list(map(len, lines))
+    worst = max(lengths)
+    if worst <= room and worst <= MAX_NUMBER_LENGTH:
+        return worst
+    worst = 0
+    for line, n in zip(lines, lengths):
+        if n > MAX_NUMBER_LENGTH and _LONG_WORD.search(line):
+            return None  # (a word that long is only ever in a line that long)
+        if n > room:
+            n = _increments(line)
+            if n > room:
+                n = _token_worst(line, 0, len(line))
+                if n is None:
+                    return None
+        if n > worst:
+            worst = n
+    return worst
+
+
+_CHAIN_WORD = re.compile(r"\b" + _WORDS + r"\b|" + _GLUED)
+
+
+def _increments(line: str) -> int:
+    """How many tokens of ``line`` may add a level in :func:`_token_worst` (an opening bracket, an operator
+    that chains, a chaining keyword, a string), or more: by counting characters (an operator of two
+    characters may count twice; ``+=``, ``...`` add nothing), not tokens. A closing bracket, a separator
+    or another token never adds one."""
+    count = line.count
+    return (count("(") + count("[") + count("{") + count(".") + count("+") + count("-") + count("*") + count("/")
+            + count("%") + count("@") + count("<") + count(">") + count("&") + count("|") + count("^") + count("~")
+            + count("==") + count("!=") + count(":=") + count("\x01") + len(_CHAIN_WORD.findall(line)))
 
 
 def _segments_bound(bare: str, room: int) -> Optional[int]:
-    """:func:`_token_worst` of the whole text, or more, by logical lines: the token loop starts each logical
-    line (a line break outside brackets, not after ``\\``) from 0 and adds at most 1 per token, so no
-    logical line goes deeper than its length in characters; only the lines longer than ``room`` run the
-    token loop. None when a bracket is closed that was never opened."""
+    """As :func:`_lines_bound`, bracket by bracket (for a text whose brackets do not balance): None when
+    a bracket is closed that was never opened."""
     worst = 0
     depth = 0
     start = 0
@@ -302,6 +396,8 @@ def _token_worst(bare: str, start: int, end: int) -> Optional[int]:
                 chains, lambdas = [0], [0]
             prev_string = False
             continue
+        if tok == "\\\n":
+            continue  # (a continued line has no token: a string after it still follows the one before)
         if tok == "\x01":
             if prev_string:
                 chains[-1] += 1
@@ -325,12 +421,12 @@ def _token_worst(bare: str, start: int, end: int) -> Optional[int]:
             elif tok in _SEPARATORS:
                 nested -= chains[-1]
                 chains[-1] = 0
-            elif tok in _CHAIN_OPS or tok in _CHAIN_WORDS:
+            elif tok in _CHAIN_OPS or tok in _CHAIN_WORDS or tok[0].isdigit():  # (a word after a number)
                 chains[-1] += 1
                 nested += 1
-                if tok == "lambda":
+                if tok.endswith("lambda"):
                     lambdas[-1] += 1
-            # (other operators, ``\`` + newline: no nesting)
+            # (other operators: no nesting)
         if nested > worst:
             worst = nested
     return worst
@@ -340,51 +436,52 @@ def nesting_bound(text: str, max_tokens: Optional[int] = None, limit: Optional[i
     """An upper bound of every estimate :func:`nesting_depth` makes for ``text`` (None: no bound, when the
     text is unusual, has a word long enough to be a refused number literal, or may pass ``max_tokens``).
     With a ``limit``, the token loop runs only over the logical lines longer than the room the limit
-    leaves (:func:`_segments_bound`), and the bound is returned when it is within the limit."""
-    if "\x01" in text or "\r" in text or "\f" in text or _LONG_WORD.search(text):
+    leaves (:func:`_lines_bound`), and the bound is returned when it is within the limit."""
+    if "\x01" in text or "\r" in text or "\f" in text:
         return None
-    f_deepest = comments = 0
-
-    def blank(m: "re.Match[str]") -> str:
-        nonlocal f_deepest, comments
-        lit = m.group()
-        if lit[0] == "#":
-            comments += 1
-            return ""
-        if "{" in lit and "f" in lit[:3].lower():  # (nesting_depth's own test of an f-string)
-            f_deepest = max(f_deepest, _fstring_depth(lit))
-        return "\x01" + "\n" * lit.count("\n")  # one string token; its lines stay lines
-
-    bare = _STRING_OR_COMMENT.sub(blank, text)
-    if "'" in bare or '"' in bare:
+    got = _bare(text)
+    if got is None:
         return None
+    bare, f_deepest = got
     if max_tokens is not None:
-        lines = bare.count("\n") + 1
+        lines = text.count("\n") + 1  # (a comment is one character of bare: its token is counted there)
         # (a token is at least one character: the tokens are only counted in a file long enough to pass)
-        if len(bare) + comments + 3 * lines + 2 > max_tokens and \
-                len(_ANY_TOKEN.findall(bare)) + comments + 3 * lines + 2 > max_tokens:
+        if len(bare) + 3 * lines + 2 > max_tokens and len(_ANY_TOKEN.findall(bare)) + 3 * lines + 2 > max_tokens:
             return None
-    widths = {w for w in _LEADING.findall(text)}
+    base = len(set(_LEADING.findall(text))) + bare.count("elif") + f_deepest  # (each elif, or more)
     if limit is not None:
-        base = len(widths) + len(_ELIF.findall(bare)) + f_deepest
-        coarse = _segments_bound(bare, limit - base)
+        coarse = _lines_bound(bare, limit - base)
         return None if coarse is None else base + coarse
+    if _LONG_WORD.search(bare):
+        return None
     worst = _token_worst(bare, 0, len(bare))
     if worst is None:
         return None  # closed before it was opened: not what the tokenizer sees
-    return len(widths) + len(_ELIF.findall(bare)) + worst + f_deepest
+    return base + worst
 
 
-def check_nesting(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int] = None) -> None:
+#: Texts :func:`check_nesting` passed with ``keep`` (and the limits it checked), until :func:`parse` reads
+#: them: the engine reads a file that may stand in unparsed with CPython's ``ast`` first, after this check,
+#: and parses it with libcst later, when a program needs it; the check runs once per file. Cleared at the
+#: end of every run (``engine.clear_caches``).
+_PASSED: Dict[str, Tuple[int, Optional[int]]] = {}
+
+
+def check_nesting(text: str, limit: int = MAX_NESTING, max_tokens: Optional[int] = None, keep: bool = False) -> None:
     """Raise :class:`TooDeep` when ``text`` is nested past ``limit`` (see :func:`nesting_depth`),
     :class:`LiteralTooLong` for a number literal too long to convert, :class:`TooManyTokens` past
-    ``max_tokens``."""
+    ``max_tokens``. With ``keep``, a text that passes is not checked again by :func:`parse`."""
     bound = nesting_bound(text, max_tokens, limit)
-    if bound is not None and bound <= limit:
-        return  # (the tokenizer's estimate cannot pass the limit: see nesting_bound)
-    found = nesting_depth(text, limit, max_tokens)
-    if found is not None:
-        raise TooDeep(found[0], found[1], limit)
+    if bound is None or bound > limit:  # (else the tokenizer's estimate cannot pass the limit: see nesting_bound)
+        found = nesting_depth(text, limit, max_tokens)
+        if found is not None:
+            raise TooDeep(found[0], found[1], limit)
+    if keep:
+        _PASSED[text] = (limit, max_tokens)
+
+
+def clear_caches() -> None:
+    _PASSED.clear()
 
 
 def parse_legacy(text: str, version: str = LEGACY_VERSION) -> Optional[cst.Module]:
@@ -417,7 +514,9 @@ def parse(text: str, max_file_size: Optional[int] = None) -> Tuple[cst.Module, O
     (before any parser sees the text) when it is nested too deeply to parse safely."""
     from trainlint.source import DEFAULT_MAX_FILE_SIZE
 
-    check_nesting(text, MAX_NESTING, max_tokens_for(max_file_size or DEFAULT_MAX_FILE_SIZE))
+    max_tokens = max_tokens_for(max_file_size or DEFAULT_MAX_FILE_SIZE)
+    if not _PASSED or _PASSED.pop(text, None) != (MAX_NESTING, max_tokens):
+        check_nesting(text, MAX_NESTING, max_tokens)
     try:
         return cst.parse_module(text), None
     except cst.ParserSyntaxError:
