@@ -133,7 +133,6 @@ def clear_caches() -> None:
     parsing = sys.modules.get("trainlint.parsing")
     if parsing is not None:
         parsing.clear_caches()
-    _REAL_DIRS.clear()
 
 
 #: Words without which a file cannot be part of a training program by itself: the frameworks trainlint
@@ -998,7 +997,7 @@ def _cached(real: str, source: SourceFile, options: Options) -> bool:
 
 def _groups(items: Dict[str, Tuple[str, SourceFile]], roots: List[Path]) -> List[List[str]]:
     """The run's files in groups that no import crosses (a text scan, no parse): each program lies in one."""
-    from trainlint.analysis.program import resolve_module
+    from trainlint.analysis.program import real_path, resolve_path
 
     parent = {real: real for real in items}
     memo: Dict[Tuple[str, str], Optional[str]] = {}
@@ -1015,8 +1014,8 @@ def _groups(items: Dict[str, Tuple[str, SourceFile]], roots: List[Path]) -> List
             if (name, folder) in memo:
                 dep = memo[name, folder]
             else:
-                target = resolve_module(name, real, roots)
-                dep = memo[name, folder] = _realpath(str(target)) if target is not None else None
+                target = resolve_path(name, real, roots)
+                dep = memo[name, folder] = real_path(target) if target is not None else None
             if dep is not None and dep in parent and dep != real:
                 a, b = find(real), find(dep)
                 if a != b:
@@ -1025,20 +1024,6 @@ def _groups(items: Dict[str, Tuple[str, SourceFile]], roots: List[Path]) -> List
     for real in items:
         groups.setdefault(find(real), []).append(real)
     return list(groups.values())
-
-
-_REAL_DIRS: Dict[str, str] = {}
-
-
-def _realpath(path: str) -> str:
-    """os.path.realpath, resolving each folder once per process."""
-    if os.path.islink(path):
-        return os.path.realpath(path)
-    folder, name = os.path.split(path)
-    real = _REAL_DIRS.get(folder)
-    if real is None:
-        real = _REAL_DIRS[folder] = os.path.realpath(folder)
-    return os.path.join(real, name)
 
 
 def _lint_parallel(items: Dict[str, Tuple[str, SourceFile]], options: Options, roots: List[Path],

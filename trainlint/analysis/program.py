@@ -108,7 +108,28 @@ def imported_modules(facts: FileFacts) -> List[str]:
 
 def resolve_module(name: str, importer: str, roots: List[Path]) -> Optional[Path]:
     """The project file for module ``name`` imported by file ``importer``, or None (a library)."""
-    return _resolve(name, str(Path(importer).parent), tuple(roots))
+    found = resolve_path(name, importer, roots)
+    return Path(found) if found is not None else None
+
+
+def resolve_path(name: str, importer: str, roots: Sequence[Path]) -> Optional[str]:
+    """``resolve_module`` as a string (what program linking asks a million times in a big package)."""
+    return _resolve(name, os.path.dirname(importer) if os.path.isabs(importer) else str(Path(importer).parent), tuple(roots))
+
+
+_REAL_DIRS: Dict[str, str] = {}
+
+
+def real_path(path: str) -> str:
+    """``os.path.realpath`` of a file, resolving each folder once per run (a folder's realpath costs an
+    lstat per component of it, for every file of the folder)."""
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    folder, name = os.path.split(path)
+    real = _REAL_DIRS.get(folder)
+    if real is None:
+        real = _REAL_DIRS[folder] = os.path.realpath(folder)
+    return os.path.join(real, name)
 
 
 @lru_cache(maxsize=16384)
@@ -138,7 +159,7 @@ def _find(base: str, parts: List[str]) -> Optional[str]:
 
 
 @lru_cache(maxsize=8192)
-def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[Path]:
+def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[str]:
     if name.startswith("."):
         level = len(name) - len(name.lstrip("."))
         base = importer_dir
@@ -148,16 +169,15 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
         parts = rest.split(".") if rest else []
         if not parts:
             init = os.path.join(base, "__init__.py")
-            return Path(init) if "__init__.py" in _entries(base) else None
-        found = _find(base, parts)
-        return Path(found) if found else None
+            return init if "__init__.py" in _entries(base) else None
+        return _find(base, parts)
     parts = name.split(".")
     root_texts = {str(r) for r in roots}
     base = importer_dir
     for _ in range(9):
         found = _find(base, parts)
         if found:
-            return Path(found)
+            return found
         if base in root_texts:
             # a package linted on its own (`trainlint check onmt/`): its root is the package folder,
             # and `import onmt.inputters` names the package itself
@@ -165,7 +185,7 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
             if len(parts) > 1 and parts[0] == os.path.basename(base) and parent != base:
                 found = _find(parent, parts)
                 if found:
-                    return Path(found)
+                    return found
             break
         parent = os.path.dirname(base)
         if parent == base:
@@ -182,7 +202,7 @@ def _resolve(name: str, importer_dir: str, roots: Tuple[Path, ...]) -> Optional[
         if os.path.basename(cur) == parts[0]:
             found = _find(parent, parts)
             if found:
-                return Path(found)
+                return found
         cur = parent
     return None
 
@@ -192,6 +212,7 @@ def clear_caches() -> None:
     """Forget the folder listings and resolved imports (the engine calls this at the end of a run)."""
     _entries.cache_clear()
     _resolve.cache_clear()
+    _REAL_DIRS.clear()
 
 
 def is_entry(facts: FileFacts, text: str) -> bool:
@@ -231,8 +252,8 @@ def build_programs(
             return memo[key]
         except KeyError:
             pass
-        found = resolve_module(module, importer, root_list) if module else None
-        hit = memo[key] = os.path.realpath(found) if found is not None else None
+        found = resolve_path(module, importer, root_list) if module else None
+        hit = memo[key] = real_path(found) if found is not None else None
         return hit
 
     def node_for(real: str) -> Optional[ProgramFile]:
@@ -563,7 +584,7 @@ class _ImporterFinder:
                 dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _SKIP_DIRS and not d.endswith(".egg-info"))
                 for name in sorted(files):
                     if name.endswith(".py"):
-                        hit.append(os.path.realpath(os.path.join(folder, name)))
+                        hit.append(real_path(os.path.join(folder, name)))
                 if len(hit) >= MAX_SCAN_FILES:
                     break
             self._listing[root] = hit
