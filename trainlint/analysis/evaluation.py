@@ -41,6 +41,7 @@ from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.objects import ClassRef, FileRef, file_calls
 from trainlint.analysis.walk import calls, walk
 from trainlint.analysis.syntax import bound_arg, kwarg, number, short_qualname
+from trainlint.textscan import search_words
 
 
 _EVAL_TOKEN = re.compile(
@@ -371,6 +372,7 @@ _TRAINS_TEXT = re.compile(r"\.backward\(|\.step\(|\.fit\(|Trainer\(|\.train\(\s*
 
 
 _CALLS_TRAINING = re.compile(r"\b(train\w*|fit\w*|\w*_train\w*|\w*_fit|run_epoch|\w*one_epoch)\s*\(", re.I)
+_CALLS_TRAINING_HINTS = ("train", "fit", "epoch")  # (every word it matches holds one, in lower case)
 
 
 def _uses_torch(program: Any) -> bool:
@@ -426,7 +428,7 @@ def never_trains(program: Any) -> bool:
         # the entry neither trains itself nor calls a training helper (train(), fit_one_epoch(), ...);
         # the library files it imports may well hold training code it does not run
         text = program.entry.ctx.source.text
-        cached = not _TRAINS_TEXT.search(text) and not _CALLS_TRAINING.search(text)
+        cached = not _TRAINS_TEXT.search(text) and not search_words(_CALLS_TRAINING, text, _CALLS_TRAINING_HINTS, True)
         program._tl_never_trains = cached
     return cached
 
@@ -481,7 +483,7 @@ def handed_out_inference(program: Any) -> List[EvalLoop]:
     if not _uses_torch(program):
         return out
     texts = [f.ctx.source.text for f in program.files]
-    if not any(_LOADS_WEIGHTS.search(t) for t in texts):
+    if not any(_loads_weights(t) for t in texts):
         return out
     from trainlint.analysis.objects import World
 
@@ -580,14 +582,16 @@ def _decorated(scope: Scope) -> bool:
     return isinstance(scope.node, cst.FunctionDef) and bool(scope.node.decorators)
 
 
-_LOADS_WEIGHTS = re.compile(r"\.load_state_dict\(|torch\.load\(|load_from_checkpoint\(")
+def _loads_weights(text: str) -> bool:
+    """Does the text call ``.load_state_dict(``, ``torch.load(`` or ``load_from_checkpoint(``?"""
+    return ".load_state_dict(" in text or "torch.load(" in text or "load_from_checkpoint(" in text
 
 
 def _model_file(pf: Any) -> bool:
     """A model file, whose ``__main__`` block is a smoke test (``Net()(torch.randn(...))``), not an
     inference: it defines a Module class and loads no trained weights (a script that defines its own
     ``class Net`` and ``load_state_dict()``s it before predicting is an inference script)."""
-    return _defines_module(pf.facts) and not _LOADS_WEIGHTS.search(pf.ctx.source.text)
+    return _defines_module(pf.facts) and not _loads_weights(pf.ctx.source.text)
 
 
 def _defines_module(facts: FileFacts) -> bool:

@@ -30,6 +30,7 @@ from trainlint.analysis.facts import FileFacts, Scope
 from trainlint.analysis.names import canonical, dotted, names_in
 from trainlint.analysis.syntax import kwarg, positional
 from trainlint.analysis.walk import calls, child_nodes
+from trainlint.textscan import search_words
 
 # -- the transform vocabulary ----------------------------------------------------------------------
 
@@ -661,15 +662,17 @@ def _split_random_test(test: cst.BaseExpression, facts: FileFacts) -> List[cst.B
     return [test]
 
 
-_AUGMENT_RE = re.compile(
-    r"\b(?:" + "|".join(sorted(TORCHVISION_RANDOM)) + r")\s*\(|albumentations|kornia\.augmentation|import kornia"
-)
+_RANDOM_CALL = re.compile(r"\b(?:" + "|".join(sorted(TORCHVISION_RANDOM)) + r")\s*\(")
+#: Every name of TORCHVISION_RANDOM holds one of these (tests/test_textscan.py checks it).
+RANDOM_HINTS = ("Rand", "Jitter", "Gaussian", "Aug", "Elastic", "Mix")
 
 
 def text_might_augment(text: str) -> bool:
     """Cheap text test: can this file hold a random op (a known random transform called, albumentations
     or kornia imported, or a ``__getitem__`` next to random draws)?"""
-    return bool(_AUGMENT_RE.search(text)) or ("__getitem__" in text and ("random" in text or "rand(" in text))
+    return ("albumentations" in text or "kornia.augmentation" in text or "import kornia" in text
+            or search_words(_RANDOM_CALL, text, RANDOM_HINTS)
+            or ("__getitem__" in text and ("random" in text or "rand(" in text)))
 
 
 def might_augment(program: Any) -> bool:

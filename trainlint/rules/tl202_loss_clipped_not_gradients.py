@@ -12,8 +12,10 @@ from trainlint.rules import Rule
 from trainlint.analysis.syntax import short
 
 
-#: ``clip`` as a name of its own (``torch.clip(``, ``x.clip_(``, ``from torch import clip``).
-_CLIP = re.compile(r"\bclip\b|clip_?\s*\(")
+#: ``clip`` as a name of its own (``torch.clip(``, ``x.clip_(``, ``from torch import clip``): the word
+#: ``clip``, or ``clip(`` / ``clip_(`` ending a name. (Written to begin with the literal ``clip``:
+#: ``\bclip\b|...`` made Python's re try every position of the file, 50 times slower.)
+_CLIP = re.compile(r"clip(?:_?\s*\(|(?<=\bclip)\b)")
 
 
 class LossClippedNotGradients(Rule):
