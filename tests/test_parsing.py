@@ -406,3 +406,26 @@ def test_python2_rewrite_keeps_crlf_and_form_feeds_where_they_are():
                                     "    print( x, end=\" \")\r\nx = 1\n\x0cprint( x)\n")
     module, version = parse(src)
     assert version == "2" and module.code.count("\n") == src.count("\n")
+
+
+def test_positions_are_libcst_positions():
+    """FileContext.span asks libcst's position provider directly (without MetadataWrapper.resolve's empty
+    walk of the whole tree): the same positions as the public way, for every node of real files."""
+    from libcst.metadata import MetadataWrapper, PositionProvider
+
+    from trainlint.context import FileContext, _positions
+    from trainlint.source import SourceFile
+
+    root = Path(__file__).resolve().parents[1]
+    checked = 0
+    for path in sorted((root / "fixtures").rglob("*.py"))[:40] + [root / "trainlint" / "context.py"]:
+        text = path.read_text(encoding="utf-8")
+        module = parse(text)[0]
+        public = MetadataWrapper(module, unsafe_skip_copy=True).resolve(PositionProvider)
+        direct = _positions(module)
+        assert dict(direct) == dict(public), path
+        ctx = FileContext(SourceFile(str(path), text), module)
+        for node, rng in list(public.items())[:50]:
+            assert ctx.span(node).line == rng.start.line
+        checked += len(public)
+    assert checked > 10_000

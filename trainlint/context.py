@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Mapping, Optional
 
 import libcst as cst
 from libcst.metadata import CodeRange, MetadataWrapper, PositionProvider
@@ -17,7 +17,7 @@ class FileContext:
         self.source = source
         self.module = module
         self._facts: Optional[FileFacts] = None
-        self._positions: Optional[Dict[cst.CSTNode, CodeRange]] = None
+        self._positions: Optional[Mapping[cst.CSTNode, CodeRange]] = None
 
     @property
     def path(self) -> str:
@@ -33,9 +33,8 @@ class FileContext:
         """1-based span of a node. Positions are computed once per file, and only for files where a
         rule reports something (most files never pay for them)."""
         if self._positions is None:
-            wrapper = MetadataWrapper(self.module, unsafe_skip_copy=True)
             try:
-                self._positions = dict(wrapper.resolve(PositionProvider))
+                self._positions = _positions(self.module)
             except RecursionError:
                 raise
             except Exception as exc:
@@ -78,3 +77,15 @@ class FileContext:
         if cells is not None:
             return cells.describe(line) if same else f"{name}, {cells.describe(line)}"
         return f"line {line}" if same else f"{name}:{line}"
+
+
+def _positions(module: cst.Module) -> Mapping[cst.CSTNode, CodeRange]:
+    """libcst's positions of every node of ``module``. ``MetadataWrapper.resolve`` also walks the whole
+    tree once with an empty batch of visitors before it computes them (as much time again as the
+    positions themselves): the provider is asked directly when this libcst has that entry point."""
+    wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    gen = getattr(PositionProvider, "_gen", None)
+    if gen is None:  # pragma: no cover - a libcst without it: the public way
+        return wrapper.resolve(PositionProvider)
+    return gen(PositionProvider(), wrapper)
+
