@@ -59,3 +59,49 @@ def test_a_project_module_imported_on_a_continued_line_makes_the_file_a_candidat
         assert _may_train(SourceFile(str(script), text), str(script), [tmp_path]), text
     text = "import os, \\\n    json\n"
     assert not _may_train(SourceFile(str(script), text), str(script), [tmp_path])
+
+
+def test_comments_in_a_name_list_and_a_from_continued_before_import_are_read():
+    """pytorch/examples' FSDP checkpoint_handler.py comments its name list with commas (``FullStateDictConfig,
+    # general model non-sharded, non-flattened params``): the names after such a comment are still read; and
+    a ``from`` whose ``import`` is on the next, backslash-continued line is one statement."""
+    text = (
+        "from torch.distributed.fsdp import (\n"
+        "    FullyShardedDataParallel as FSDP,\n"
+        "    FullStateDictConfig,  # general model non-sharded, non-flattened params\n"
+        "    LocalStateDictConfig,  # flattened params, usable only by FSDP\n"
+        ")\n"
+        "from a.b \\\n    import c\n"
+        "from d import (e,  # f, g\n    h)\r\n"
+        "from i \\\r\n    import j\r\n"
+    )
+    found = list(import_statements(text))
+    assert ("torch.distributed.fsdp", ["FullyShardedDataParallel", "FullStateDictConfig", "LocalStateDictConfig"]) in found
+    assert ("a.b", ["c"]) in found and ("d", ["e", "h"]) in found and ("i", ["j"]) in found
+    assert {"a.b.c", "torch.distributed.fsdp.LocalStateDictConfig", "i.j"} <= set(scan_imports(text))
+
+
+def test_the_text_scan_names_every_module_the_facts_list():
+    """Files are cut into groups that no import crosses from ``scan_imports`` (no parse), and a worker does
+    not read the files of another group to find a module's importers: so the scan must name at least every
+    module a file's facts import. Checked on every fixture and every source file of trainlint."""
+    from pathlib import Path
+
+    import libcst as cst
+
+    from trainlint.context import FileContext
+
+    root = Path(__file__).resolve().parents[1]
+    paths = sorted((root / "fixtures").rglob("*.py")) + sorted((root / "trainlint").rglob("*.py"))
+    assert len(paths) > 100
+    checked = 0
+    for path in paths:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            ctx = FileContext(SourceFile(str(path), text), cst.parse_module(text))
+        except cst.ParserSyntaxError:
+            continue
+        missing = set(ctx.facts.imports) - set(scan_imports(text))
+        assert not missing, (str(path), sorted(missing))
+        checked += 1
+    assert checked > 100

@@ -29,17 +29,21 @@ def import_statements(text: str) -> Iterator[Tuple[Optional[str], List[str]]]:
     never less (what no import line says, such as ``__import__("m")``, is not read)."""
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if "import" not in line:
+        if "import" not in line and not line.endswith(("\\", "\\\r")):  # (`from a.b \` + `import c`: joined first)
             continue
         j = i
         while line.rstrip().endswith("\\") and j + 1 < len(lines):  # continued with a backslash
             j += 1
             line = line.rstrip()[:-1] + " " + lines[j]
+        if "import" not in line:
+            continue
         for m in _FROM_RE.finditer(line):
             base, listed = m.group(1), m.group(2)
+            if listed.startswith("("):  # a parenthesised list: its lines' comments may hold commas
+                listed = _uncommented(listed)
             if listed.startswith("(") and ")" not in listed:  # continued on the next lines
                 for k in range(j + 1, min(len(lines), j + _LIST_LINES)):
-                    listed += " " + lines[k]
+                    listed += " " + _uncommented(lines[k])
                     if ")" in lines[k]:
                         break
                 listed = listed.split(")", 1)[0]
@@ -48,6 +52,12 @@ def import_statements(text: str) -> Iterator[Tuple[Optional[str], List[str]]]:
             if "from" in line[:m.start()] and _FROM_RE.search(line[:m.end()]):  # the `import` of a from-import
                 continue
             yield None, [part.split()[0] for part in m.group(1).split(",") if part.split()]
+
+
+def _uncommented(line: str) -> str:
+    """A line of a name list without its comment (``a,  # b, c`` names ``a`` only; no string can hold the
+    ``#`` in an import's name list)."""
+    return line.split("#", 1)[0]
 
 
 def scan_imports(text: str) -> List[str]:
