@@ -7,26 +7,46 @@ costs more than the parse itself. These helpers read the dataclass fields direct
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, Tuple, Type
+from typing import Dict, Iterator, Literal, Tuple, Type
 
 import libcst as cst
 
 _FIELDS: Dict[Type[cst.CSTNode], Tuple[str, ...]] = {}
-# Whitespace, comments and parentheses never hold code.
+# Whitespace, comments and parentheses never hold code (nor any field declared as text or whitespace:
+# ``_never_node``).
 _SKIP = {"whitespace", "lpar", "rpar", "comma", "header", "footer", "leading_lines", "lines_after_decorators",
          "whitespace_before", "whitespace_after", "whitespace_before_colon", "whitespace_after_colon",
          "whitespace_before_args", "whitespace_after_func", "whitespace_after_star", "whitespace_after_arg",
          "whitespace_before_indicator", "whitespace_after_indicator", "whitespace_after_cls",
          "whitespace_before_params", "whitespace_after_def", "whitespace_after_name", "trailing_whitespace",
-         "semicolon", "dot", "equal", "colon", "operator", "star", "indent", "newline"}
+         "semicolon", "dot", "equal", "colon", "operator", "star", "indent", "newline", "lbracket", "rbracket",
+         "lbrace", "rbrace", "asynchronous"}
 
 
 def _fields(cls: Type[cst.CSTNode]) -> Tuple[str, ...]:
     names = _FIELDS.get(cls)
     if names is None:
-        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _SKIP)
+        names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _SKIP and not _never_node(f.type))
         _FIELDS[cls] = names
     return names
+
+
+#: What a field may hold that is never code: text, whitespace and comments, nothing.
+_NOT_CODE = (str, type(None), cst.MaybeSentinel, cst.BaseParenthesizableWhitespace, cst.TrailingWhitespace,
+             cst.EmptyLine, cst.Comment, cst.Newline)
+
+
+def _never_node(annotation: object) -> bool:
+    """Is a field declared to hold no code: text (``Name.value: str``, ``Arg.star: Literal["", "*", "**"]``),
+    whitespace (``For.whitespace_after_for``, ``Param.whitespace_after_param``), or a union or sequence of
+    those? Then it is not read: a leaf (a name, a number, a string: two nodes in five) has no field to
+    read, and no whitespace node is walked. (An annotation not understood is read.)"""
+    if getattr(annotation, "__origin__", None) is Literal:
+        return True
+    args = getattr(annotation, "__args__", None)
+    if args:
+        return all(_never_node(a) for a in args)
+    return isinstance(annotation, type) and issubclass(annotation, _NOT_CODE)
 
 
 #: type -> is it a CSTNode? ``isinstance`` against libcst's abstract base classes goes through
@@ -49,9 +69,14 @@ def child_nodes(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
 
 
 def _children(node: cst.CSTNode) -> list:
-    out = []
+    names = _FIELDS.get(type(node))
+    if names is None:
+        names = _fields(type(node))
+    out: list = []
+    if not names:
+        return out
     is_node = _IS_NODE
-    for name in _fields(type(node)):
+    for name in names:
         value = getattr(node, name, None)
         t = type(value)
         hit = is_node.get(t)
