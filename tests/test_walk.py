@@ -59,3 +59,15 @@ def test_leaves_and_whitespace_have_no_field_to_read():
     assert _fields(cst.Param) == ("name", "annotation", "default")
     assert "whitespace_after_for" not in _fields(cst.For) and "iter" in _fields(cst.For)
     assert _fields(cst.Arg) == ("value", "keyword")
+
+
+def test_type_test_is_isinstance():
+    from trainlint.analysis.walk import type_test
+
+    is_loop = type_test(cst.For, cst.While)
+    nodes = list(walk(cst.parse_module("for x in y:\n    while z:\n        f(x)\nif a:\n    b = 1\n"), True))
+    for _ in range(2):  # (the second time from what it learnt)
+        assert [is_loop(n) for n in nodes] == [isinstance(n, (cst.For, cst.While)) for n in nodes]
+    assert sum(map(is_loop, nodes)) == 2
+    is_expr = type_test(cst.BaseExpression)  # (abstract classes too)
+    assert [is_expr(n) for n in nodes] == [isinstance(n, cst.BaseExpression) for n in nodes]

@@ -39,9 +39,11 @@ from trainlint.analysis.execution import (
 from trainlint.analysis.modules import BN_MODULES, DROPOUT_MODULES, ModelWorld, assigned_value
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.objects import ClassRef, FileRef, file_calls
-from trainlint.analysis.walk import calls, walk
+from trainlint.analysis.walk import calls, type_test, walk
 from trainlint.analysis.syntax import bound_arg, kwarg, number, short_qualname
 from trainlint.textscan import search_words
+
+_is_loop = type_test(cst.For, cst.While)
 
 
 _EVAL_TOKEN = re.compile(
@@ -643,7 +645,7 @@ def _file_eval_loops(pf: Any, r: _Reach, inference: bool = False, module_only: b
         taken: Set[int] = set()
         for s in scope.stmts:
             node = s.node
-            if not isinstance(node, (cst.For, cst.While)) or any(id(l) in taken for l in s.loops):
+            if not _is_loop(node) or any(id(l) in taken for l in s.loops):
                 continue
             if isinstance(node, cst.While) and not inference:
                 continue  # a `while` loop is an evaluation only in an inference script (`while num_images >= 0:`)

@@ -60,7 +60,7 @@ from trainlint.analysis.facts import MARKER_LIMIT, FileFacts, Scope, Stmt, arm_m
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.syntax import bound_arg, is_none, kwarg, string_keys
 from trainlint.analysis.values import Folded, fold, format_value
-from trainlint.analysis.walk import walk, calls
+from trainlint.analysis.walk import calls, type_test, walk
 
 
 
@@ -74,6 +74,8 @@ _SCHED_NAME = re.compile(r"sched|lr_policy|(^|_)lrs($|_)|warmup", re.I)
 _OPTIM_NAME = re.compile(r"optim|(^|_)opt($|_|\d)|(^|_)optimi[sz]er", re.I)
 _FORWARD_NAME = re.compile(r"(^|_)(model|net|network|module|encoder|generator|discriminator|classifier)s?$", re.I)
 _COMPOUND = (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)
+_is_compound = type_test(*_COMPOUND)
+_is_loop = type_test(cst.For, cst.While)
 
 #: How deep helpers called from a loop are followed.
 _HELPER_DEPTH = 2
@@ -289,7 +291,7 @@ def _step_kind(program: Any, ref: "ObjectRef") -> Optional[str]:
 def _small(scope: Scope):
     """The statements of ``scope`` that are no compound statement (no def, class, loop, if, with, try)."""
     for s in scope.stmts:
-        if not isinstance(s.node, _COMPOUND):
+        if not _is_compound(s.node):
             yield s
 
 
@@ -313,7 +315,7 @@ class _Finder:
         out: List[TrainLoop] = []
         facts = self.facts
         for scope in facts.scopes():
-            loop_stmts = [s for s in scope.stmts if isinstance(s.node, (cst.For, cst.While))]
+            loop_stmts = [s for s in scope.stmts if _is_loop(s.node)]
             epoch_nodes = [s for s in loop_stmts if is_epoch_loop(s.node) and not any(is_epoch_loop(l) for l in s.loops)]
             for s in epoch_nodes:
                 out.append(self._epoch_loop(scope, s))
@@ -1560,7 +1562,7 @@ def mode_of_call(call: cst.Call) -> Optional[str]:
 
 def _stmt_calls(stmt: Stmt) -> List[cst.Call]:
     node = stmt.node
-    if isinstance(node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.With, cst.Try)):
+    if _is_compound(node):
         return []
     return list(calls(node))
 

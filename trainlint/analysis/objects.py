@@ -58,6 +58,7 @@ import libcst as cst
 from trainlint.analysis.facts import Assignment, ClassInfo, FileFacts, Scope, Stmt
 from trainlint.analysis.names import canonical, dotted
 from trainlint.analysis.syntax import bound_arg, constructed_class, positional
+from trainlint.analysis.walk import type_test
 
 _MAX_DEPTH = 16
 _MAX_ALTS = 8
@@ -1306,6 +1307,10 @@ def _calls_by_name(file: FileRef) -> Dict[str, List[Tuple[cst.Call, Scope, Stmt]
     return index
 
 
+_is_block = type_test(cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.Try, cst.With)
+_has_head = type_test(cst.For, cst.While, cst.If, cst.With)
+
+
 def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:
     """Every call of a file with its scope and statement (memoized on the file's facts)."""
     facts = file.facts
@@ -1314,8 +1319,8 @@ def file_calls(file: FileRef) -> List[Tuple[cst.Call, Scope, Stmt]]:
         cached = []
         for scope in facts.scopes():
             for st in scope.stmts:
-                if isinstance(st.node, (cst.FunctionDef, cst.ClassDef, cst.For, cst.While, cst.If, cst.Try, cst.With)):
-                    if isinstance(st.node, (cst.For, cst.While, cst.If, cst.With)):
+                if _is_block(st.node):
+                    if _has_head(st.node):
                         if isinstance(st.node, cst.With):
                             heads = [item.item for item in st.node.items]
                         else:

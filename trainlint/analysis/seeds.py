@@ -191,23 +191,47 @@ class FileSeeds:
 def _header_parts(node: cst.CSTNode) -> List[cst.CSTNode]:
     """The parts of a statement that run at that statement (a compound statement's body is recorded
     as statements of its own)."""
-    if isinstance(node, cst.FunctionDef):
+    kind = _HEADER_KINDS.get(type(node))
+    if kind is None:
+        kind = _HEADER_KINDS[type(node)] = _header_kind(node)
+    if kind == "def":
         out: List[cst.CSTNode] = [d.decorator for d in node.decorators]
         p = node.params
         out.extend(x.default for x in (*p.posonly_params, *p.params, *p.kwonly_params) if x.default is not None)
         return out
-    if isinstance(node, cst.For):
+    if kind == "for":
         return [node.iter]
-    if isinstance(node, (cst.While, cst.If)):
+    if kind == "test":
         return [node.test]
-    if isinstance(node, cst.With):
+    if kind == "with":
         return [item.item for item in node.items]
-    if isinstance(node, getattr(cst, "Match", ())):
+    if kind == "match":
         return [node.subject]
-    if isinstance(node, (cst.Try, cst.ClassDef, cst.Import, cst.ImportFrom, cst.Global, cst.Nonlocal)) \
-            or isinstance(node, getattr(cst, "TryStar", ())):
+    if kind == "none":
         return []
     return [node]
+
+
+#: statement type -> what _header_parts takes of it (found once per type: isinstance against libcst's
+#: classes is slow when it says no, and every statement of every program file passes here)
+_HEADER_KINDS: Dict[type, str] = {}
+
+
+def _header_kind(node: cst.CSTNode) -> str:
+    if isinstance(node, cst.FunctionDef):
+        return "def"
+    if isinstance(node, cst.For):
+        return "for"
+    if isinstance(node, (cst.While, cst.If)):
+        return "test"
+    if isinstance(node, cst.With):
+        return "with"
+    if isinstance(node, getattr(cst, "Match", ())):
+        return "match"
+    if isinstance(node, (cst.Try, cst.ClassDef, cst.Import, cst.ImportFrom, cst.Global, cst.Nonlocal)) \
+            or isinstance(node, getattr(cst, "TryStar", ())):
+        return "none"
+    return "self"
 
 
 def _walk(root: cst.CSTNode, calls: List[cst.Call], refs: List[Tuple[str, cst.CSTNode]]) -> None:

@@ -7,7 +7,7 @@ costs more than the parse itself. These helpers read the dataclass fields direct
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterator, Literal, Tuple, Type
+from typing import Callable, Dict, Iterator, Literal, Tuple, Type
 
 import libcst as cst
 
@@ -128,3 +128,21 @@ def calls(node: cst.CSTNode) -> Tuple[cst.Call, ...]:
 
 def clear_caches() -> None:
     _CALLS.clear()
+
+
+def type_test(*classes: type) -> Callable[[object], bool]:
+    """A test equal to ``isinstance(x, classes)``, answered once per type of ``x``. libcst's node classes
+    are ABCs: an isinstance that says no goes through ``ABCMeta.__instancecheck__``, several times the
+    cost of a dict lookup, and the analyses ask "is this statement a loop / a block?" of every statement
+    of every scope, again and again."""
+    known: Dict[type, bool] = {}
+
+    def test(x: object) -> bool:
+        t = type(x)
+        hit = known.get(t)
+        if hit is None:
+            hit = known[t] = isinstance(x, classes)
+        return hit
+
+    return test
+
