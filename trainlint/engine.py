@@ -159,12 +159,12 @@ def _may_train(source: SourceFile, path: str, roots: Optional[Sequence[Path]]) -
         return True
     if roots is None:
         return True
-    from trainlint.analysis.program import resolve_module
+    from trainlint.analysis.program import real_path, resolve_path
 
     real = os.path.realpath(path)
     for name in scan_imports(text):
-        target = resolve_module(name, real, list(roots))
-        if target is not None and os.path.realpath(target) != real:
+        target = resolve_path(name, real, roots)
+        if target is not None and real_path(target) != real:
             return True
     return False
 

@@ -355,15 +355,11 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     asked: Set[Tuple[str, Optional[str]]] = {(entry.path, None)}
     queue: deque = deque([(entry, None)])  # (file, name asked of it; None: the whole file)
 
+    def room(real: str) -> bool:
+        return real in index or len(files) < MAX_PROGRAM_FILES
+
     def target(src: ProgramFile, module: str) -> Optional[ProgramFile]:
-        real = where(module, src.path)
-        if real is None:
-            return None
-        if real == src.path:
-            return src
-        if real not in index and len(files) >= MAX_PROGRAM_FILES:
-            return None
-        return node_for(real)
+        return _target(src, module, where, node_for, room)
 
     def ask(src: Optional[ProgramFile], pf: Optional[ProgramFile], name: Optional[str]) -> None:
         if pf is None:
@@ -383,7 +379,7 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
 
     step = _stepper(target, ask)
     recording: list = []
-    record = _stepper(lambda src, module: _target_unlimited(src, module, where, node_for),
+    record = _stepper(lambda src, module: _target(src, module, where, node_for),
                       lambda src, pf, name: recording.append((src, pf, name)))
     while queue:
         pf, name = queue.popleft()
@@ -407,12 +403,16 @@ def _closure(entry: ProgramFile, node_for: Callable[[str], Optional[ProgramFile]
     return files, edges
 
 
-def _target_unlimited(src: ProgramFile, module: str, where, node_for) -> Optional[ProgramFile]:
+def _target(src: ProgramFile, module: str, where, node_for, room=None) -> Optional[ProgramFile]:
+    """The program file ``src`` means by ``module`` (None: a library, or, with ``room``, a new file the
+    program has no room for: ``room(real)`` says whether it may take it)."""
     real = where(module, src.path)
     if real is None:
         return None
     if real == src.path:
         return src
+    if room is not None and not room(real):
+        return None
     return node_for(real)
 
 
